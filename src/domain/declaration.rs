@@ -1,0 +1,149 @@
+//! The checked H7 declaration. Values of these types come only out of
+//! validation ([`crate::wire`]), so the scorer can trust them: codes are well
+//! formed, required parties are present, amounts are non-negative and the
+//! currency is convertible.
+//!
+//! Optional text fields are plain `String`s where the wire format has no
+//! distinction between empty and absent (proto3), so conversions stay lossless.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::codes::{CountryCode, Hs6};
+use super::money::Money;
+
+/// Which declaration data set the message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DatasetType {
+    H7,
+    H6,
+    H1,
+    I1,
+}
+
+/// How the parcel reached the EU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CarrierChannel {
+    Express,
+    Postal,
+    AirCargo,
+}
+
+/// The kind of a transport document (DE 12 05).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportDocumentKind {
+    HouseAwb,
+    MasterAwb,
+    PostalItemId,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportDocument {
+    pub kind: TransportDocumentKind,
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub street_and_number: String,
+    pub postcode: String,
+    pub city: String,
+    pub country: CountryCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    pub name: String,
+    pub identification_number: String,
+    pub address: Option<Address>,
+    pub phone: String,
+    pub email: String,
+}
+
+impl Party {
+    /// The party's country, when an address is given.
+    pub fn country(&self) -> Option<CountryCode> {
+        self.address.as_ref().map(|a| a.country)
+    }
+}
+
+/// One goods item (line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoodsItem {
+    pub goods_item_number: u32,
+    pub description: String,
+    pub hs6: Hs6,
+    pub intrinsic_value: Money,
+    pub gross_mass_g: i64,
+    /// 0 = not given.
+    pub quantity: u32,
+    pub additional_procedure_codes: Vec<String>,
+    pub country_of_origin: Option<CountryCode>,
+}
+
+/// Optional ICS2 entry summary data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsHouseConsignment {
+    pub ens_mrn: String,
+    pub consignor: Option<Party>,
+    pub consignee: Option<Party>,
+    pub total_gross_mass_g: i64,
+    pub description: String,
+    pub country_of_origin: Option<CountryCode>,
+}
+
+/// A validated H7 declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declaration {
+    pub declaration_id: String,
+    pub lrn: String,
+    pub mrn: String,
+    pub dataset: DatasetType,
+    pub additional_declaration_type: String,
+    pub lodged_at: DateTime<Utc>,
+    pub ucr: String,
+    pub exporter: Party,
+    pub importer: Party,
+    pub declarant: Party,
+    pub ioss_number: String,
+    pub transport_documents: Vec<TransportDocument>,
+    pub location_of_goods: String,
+    pub carrier_channel: Option<CarrierChannel>,
+    pub flight_number: String,
+    pub arrival_at: Option<DateTime<Utc>>,
+    pub transport_and_insurance_costs: Option<Money>,
+    pub items: Vec<GoodsItem>,
+    pub ens: Option<EnsHouseConsignment>,
+    /// Extra categorical fields from national systems; sorted for stable output.
+    pub attributes: BTreeMap<String, String>,
+    /// Risk-relevant facts found while validating (not errors).
+    pub flags: Vec<DataFlag>,
+}
+
+impl Declaration {
+    /// The reference of the first transport document of `kind`, if any.
+    pub fn transport_reference(&self, kind: TransportDocumentKind) -> Option<&str> {
+        self.transport_documents
+            .iter()
+            .find(|d| d.kind == kind)
+            .map(|d| d.reference.as_str())
+    }
+}
+
+/// A fact noticed during validation that is a risk signal, not a format error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataFlag {
+    /// A well-formed HS6 that the shipped nomenclature does not list.
+    UnknownHs6 { goods_item_number: u32, hs6: Hs6 },
+    /// An H7 consignment whose intrinsic value exceeds EUR 150.
+    H7ValueOver150 { total_eur_cents: i64 },
+    /// No description at all (H7 requires one; other national data may lack it).
+    MissingDescription { goods_item_number: u32 },
+    /// A description that is only a stop word or generic term.
+    VagueDescription { goods_item_number: u32 },
+    /// Additional procedure codes that H7 rules forbid together
+    /// (C08 with F48/F49, or an IOSS number with anything but C07/F48).
+    InconsistentProcedureCodes { goods_item_number: u32 },
+}

@@ -1,0 +1,339 @@
+//! H7 validation: field violations that name their path, limits, and the
+//! cross-field rules and flags that apply once every field is parsed.
+//!
+//! Format errors reject a declaration; risk signals (an unknown HS6, a value
+//! over EUR 150, a vague description) are recorded as [`DataFlag`]s instead.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::declaration::{DataFlag, DatasetType, Declaration};
+use super::money::RateTable;
+use super::nomenclature::Nomenclature;
+
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path such as `items[2].hs6` (indices are 0-based positions).
+    pub field: String,
+    pub description: String,
+}
+
+/// All the violations of one message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    pub violations: Vec<FieldViolation>,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for v in &self.violations {
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            write!(f, "{}: {}", v.field, v.description)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects violations while walking a message; paths are built lazily.
+#[derive(Debug, Default)]
+pub struct Violations {
+    list: Vec<FieldViolation>,
+}
+
+impl Violations {
+    pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.list.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was collected, else all violations.
+    pub fn finish<T>(self, value: T) -> Result<T, ValidationError> {
+        if self.list.is_empty() {
+            Ok(value)
+        } else {
+            Err(ValidationError {
+                violations: self.list,
+            })
+        }
+    }
+
+    /// Checks a string's length in characters against an EUCDM-style `an..max`.
+    pub fn check_len(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
+        if value.len() > max && value.chars().count() > max {
+            self.push(field(), format!("longer than {max} characters"));
+        }
+    }
+
+    /// Checks a required string: present and within `an..max`.
+    pub fn check_required(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
+        if value.trim().is_empty() {
+            self.push(field(), "is required");
+        } else {
+            self.check_len(field, value, max);
+        }
+    }
+}
+
+/// Sane limits on what one declaration may carry. The service configures them;
+/// the defaults follow the EUCDM formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Goods items per declaration (EUCDM allows 999 in H7; parcels carry far fewer).
+    pub max_items: usize,
+    /// Entries in the `attributes` map.
+    pub max_attributes: usize,
+    /// Gross mass of one item, grams (a parcel over 1 t is not a parcel).
+    pub max_gross_mass_g: i64,
+    /// Intrinsic value of one item, minor units (n..16,2).
+    pub max_amount_minor: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_items: 999,
+            max_attributes: 64,
+            max_gross_mass_g: 1_000_000,
+            max_amount_minor: 9_999_999_999_999_999,
+        }
+    }
+}
+
+/// The H7 threshold: intrinsic value of the consignment, EUR cents.
+pub const H7_THRESHOLD_EUR_CENTS: i64 = 150_00;
+
+/// Terms the ICS2 stop-word list rejects as goods descriptions (Commission list, excerpt),
+/// lower case. A description made only of these (and filler words) is vague.
+pub const STOP_WORDS: &[&str] = &[
+    "accessories",
+    "accessory",
+    "adapter",
+    "apparel",
+    "appliances",
+    "articles",
+    "as ordered",
+    "as per invoice",
+    "auto parts",
+    "bags",
+    "battery",
+    "bazaar goods",
+    "birthday gift",
+    "birthday gifts",
+    "cables",
+    "caps",
+    "cards",
+    "case",
+    "clothes",
+    "clothing",
+    "component",
+    "components",
+    "consolidated",
+    "decorations",
+    "docs",
+    "documents",
+    "e-commerce",
+    "electronic goods",
+    "electronic items",
+    "electronics",
+    "equipment",
+    "footwear",
+    "freight of all kinds",
+    "garments",
+    "general cargo",
+    "gift",
+    "gifts",
+    "goods",
+    "household goods",
+    "items",
+    "machinery",
+    "merchandise",
+    "parts",
+    "present",
+    "products",
+    "sample",
+    "samples",
+    "see invoice",
+    "shoes",
+    "spare parts",
+    "stuff",
+    "textiles",
+    "tools",
+    "toys",
+    "various goods",
+];
+
+/// Filler words that do not make a description precise.
+const FILLER_WORDS: &[&str] = &[
+    "a", "an", "and", "for", "of", "the", "new", "other", "misc", "various", "free", "small",
+];
+
+/// Stop words (or phrases) the description contains, in catalogue order.
+pub fn matched_stop_words(description: &str) -> Vec<&'static str> {
+    let lower = description.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '-')
+        .filter(|w| !w.is_empty())
+        .collect();
+    STOP_WORDS
+        .iter()
+        .copied()
+        .filter(|stop| {
+            let parts: Vec<&str> = stop.split(' ').collect();
+            words.windows(parts.len()).any(|w| w == parts.as_slice())
+        })
+        .collect()
+}
+
+/// True when nothing in the description is more precise than a stop word:
+/// every word is a stop word, part of a stop phrase, a filler or a number.
+pub fn is_vague_description(description: &str) -> bool {
+    let lower = description.to_lowercase();
+    let mut any = false;
+    for word in lower
+        .split(|c: char| !c.is_alphanumeric() && c != '-')
+        .filter(|w| !w.is_empty())
+    {
+        any = true;
+        let covered = FILLER_WORDS.contains(&word)
+            || word.chars().all(|c| c.is_ascii_digit())
+            || STOP_WORDS
+                .iter()
+                .any(|stop| stop.split(' ').any(|part| part == word));
+        if !covered {
+            return false;
+        }
+    }
+    // A blank description is flagged as missing, not as vague.
+    any
+}
+
+/// The context validation needs: the rate table and the nomenclature.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferenceData<'a> {
+    pub rates: &'a RateTable,
+    pub nomenclature: &'a Nomenclature,
+    pub limits: Limits,
+}
+
+impl ReferenceData<'static> {
+    /// The tables shipped with the binary and default limits.
+    pub fn built_in() -> Self {
+        Self {
+            rates: RateTable::built_in(),
+            nomenclature: Nomenclature::built_in(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Cross-field H7 rules on a declaration whose fields are already parsed.
+/// Adds violations for broken rules and returns the risk flags.
+pub fn check_declaration(
+    declaration: &Declaration,
+    reference: &ReferenceData<'_>,
+    violations: &mut Violations,
+) -> Vec<DataFlag> {
+    let mut flags = Vec::new();
+    let mut seen_numbers = HashSet::new();
+    let mut total_eur_cents: i64 = 0;
+    for (index, item) in declaration.items.iter().enumerate() {
+        if !seen_numbers.insert(item.goods_item_number) {
+            violations.push(
+                format!("items[{index}].goods_item_number"),
+                format!("goods item number {} is used twice", item.goods_item_number),
+            );
+        }
+        if !reference.nomenclature.contains(item.hs6) {
+            flags.push(DataFlag::UnknownHs6 {
+                goods_item_number: item.goods_item_number,
+                hs6: item.hs6,
+            });
+        }
+        if item.description.trim().is_empty() {
+            flags.push(DataFlag::MissingDescription {
+                goods_item_number: item.goods_item_number,
+            });
+        } else if is_vague_description(&item.description) {
+            flags.push(DataFlag::VagueDescription {
+                goods_item_number: item.goods_item_number,
+            });
+        }
+        let codes = &item.additional_procedure_codes;
+        let has = |c: &str| codes.iter().any(|x| x == c);
+        let c08_mixed = has("C08") && (has("F48") || has("F49"));
+        let ioss_mixed =
+            !declaration.ioss_number.is_empty() && codes.iter().any(|c| c != "C07" && c != "F48");
+        if c08_mixed || ioss_mixed {
+            flags.push(DataFlag::InconsistentProcedureCodes {
+                goods_item_number: item.goods_item_number,
+            });
+        }
+        // The currency was checked against the table when the item was parsed.
+        if let Some(cents) = reference.rates.to_eur_cents(item.intrinsic_value) {
+            total_eur_cents = total_eur_cents.saturating_add(cents);
+        }
+    }
+    if declaration.dataset == DatasetType::H7 && total_eur_cents > H7_THRESHOLD_EUR_CENTS {
+        flags.push(DataFlag::H7ValueOver150 { total_eur_cents });
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vague_descriptions_are_only_stop_words() {
+        for vague in [
+            "Gift",
+            "accessories",
+            "birthday gifts",
+            "parts & accessories",
+            "2 gifts",
+            "SAMPLE",
+        ] {
+            assert!(is_vague_description(vague), "{vague:?}");
+        }
+        for precise in [
+            "Phone case silicone",
+            "cotton T-shirt",
+            "gift box with lighters",
+        ] {
+            assert!(!is_vague_description(precise), "{precise:?}");
+        }
+    }
+
+    #[test]
+    fn stop_words_match_whole_words_and_phrases() {
+        assert_eq!(
+            matched_stop_words("Birthday gifts"),
+            vec!["birthday gifts", "gifts"]
+        );
+        assert_eq!(matched_stop_words("Phone case"), vec!["case"]);
+        assert!(matched_stop_words("Bookcase").is_empty());
+    }
+
+    #[test]
+    fn validation_error_lists_every_field() {
+        let mut v = Violations::default();
+        v.push("lrn", "is required");
+        v.push("items[0].hs6", "must be exactly six digits");
+        let err = v.finish(()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "lrn: is required; items[0].hs6: must be exactly six digits"
+        );
+    }
+}

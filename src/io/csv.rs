@@ -1,0 +1,869 @@
+//! CSV with one row per goods item. Declaration-level columns repeat on every
+//! row of a declaration; consecutive rows with the same `declaration_id` form
+//! one declaration. The columns are listed in [`COLUMNS`] and documented in
+//! `docs/data-formats.md`.
+//!
+//! Conventions:
+//! - enums by short name (`H7`, `HOUSE_AWB`, `RANDOM`, `NON_COMPLIANT`); the full
+//!   proto name (`DATASET_TYPE_H7`) is accepted too;
+//! - lists joined with `;` (`C07;F48`), transport documents as `KIND:reference`;
+//! - timestamps in RFC 3339; money as a currency column and a minor-units column;
+//! - `ens` and `attributes` hold proto3 JSON objects;
+//! - any column not in [`COLUMNS`] is read into `attributes` under its
+//!   (lower-cased) header name, so other national systems' extra fields train too.
+//!
+//! Rows go through the same validation as JSON and gRPC input: a row is turned
+//! into the wire message and then into the domain type.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::domain::TrainingExample;
+use crate::domain::validation::ReferenceData;
+use crate::pb;
+use crate::wire::training_example_from_pb;
+
+use super::{IoError, ReadItem, RecordError};
+
+/// Every column the reader understands and the writer writes, in order.
+pub const COLUMNS: &[&str] = &[
+    // Declaration level.
+    "declaration_id",
+    "lrn",
+    "mrn",
+    "dataset",
+    "additional_declaration_type",
+    "lodged_at",
+    "ucr",
+    "exporter_name",
+    "exporter_id",
+    "exporter_street",
+    "exporter_postcode",
+    "exporter_city",
+    "exporter_country",
+    "exporter_phone",
+    "exporter_email",
+    "importer_name",
+    "importer_id",
+    "importer_street",
+    "importer_postcode",
+    "importer_city",
+    "importer_country",
+    "importer_phone",
+    "importer_email",
+    "declarant_name",
+    "declarant_id",
+    "declarant_street",
+    "declarant_postcode",
+    "declarant_city",
+    "declarant_country",
+    "declarant_phone",
+    "declarant_email",
+    "ioss_number",
+    "transport_documents",
+    "location_of_goods",
+    "carrier_channel",
+    "flight_number",
+    "arrival_at",
+    "transport_cost_currency",
+    "transport_cost_minor",
+    "ens",
+    "attributes",
+    // Goods item level.
+    "goods_item_number",
+    "description",
+    "hs6",
+    "value_currency",
+    "value_minor",
+    "gross_mass_g",
+    "quantity",
+    "procedure_codes",
+    "country_of_origin",
+    // Inspection result, declaration level (present when inspection_id is set).
+    "inspection_id",
+    "selection_reason",
+    "control_type",
+    "outcome",
+    "fraud_kinds",
+    "inspected_at",
+    "officer_notes",
+    // Inspection finding, item level (present when finding is true).
+    "finding",
+    "finding_undervalued",
+    "finding_value_currency",
+    "finding_value_minor",
+    "finding_misdescribed",
+    "finding_description",
+    "finding_hs6",
+    // Synthetic ground truth (present when truth_seller_profile is set).
+    "truth_seller_profile",
+    "truth_fraud_kinds",
+    "truth_hs6",
+    "truth_description",
+    "truth_value_currency",
+    "truth_value_minor",
+];
+
+/// Index of the first item-level column: everything before it is declaration level.
+const FIRST_ITEM_COLUMN: usize = 41;
+/// Result columns (declaration level) and truth declaration-level columns.
+const RESULT_COLUMNS: std::ops::Range<usize> = 50..57;
+const TRUTH_HEADER_COLUMNS: std::ops::Range<usize> = 64..66;
+
+/// The file's column positions for the known columns.
+#[derive(Clone, Copy)]
+struct Columns<'m>(&'m [Option<usize>]);
+
+impl Columns<'_> {
+    fn get<'a>(&self, row: &'a csv::StringRecord, name: &str) -> &'a str {
+        self.0[col(name)].and_then(|i| row.get(i)).unwrap_or("")
+    }
+}
+
+fn col(name: &str) -> usize {
+    COLUMNS
+        .iter()
+        .position(|c| *c == name)
+        .expect("column names are constants of this module")
+}
+
+// ---------------------------------------------------------------- reading
+
+/// Streaming CSV reader; see the module docs.
+pub struct CsvReader<R> {
+    reader: csv::Reader<R>,
+    reference: ReferenceData<'static>,
+    /// Column index in the file for each entry of `COLUMNS`.
+    mapping: Option<Vec<Option<usize>>>,
+    /// Extra columns: (index in the file, attribute key).
+    extras: Vec<(usize, String)>,
+    header_error: Option<String>,
+    pending: Option<(u64, csv::StringRecord)>,
+    record: csv::StringRecord,
+    done: bool,
+}
+
+impl<R: BufRead> CsvReader<R> {
+    pub fn new(input: R, reference: ReferenceData<'static>) -> Self {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        Self {
+            reader,
+            reference,
+            mapping: None,
+            extras: Vec::new(),
+            header_error: None,
+            pending: None,
+            record: csv::StringRecord::new(),
+            done: false,
+        }
+    }
+
+    fn read_header(&mut self) -> Result<(), IoError> {
+        let headers = self
+            .reader
+            .headers()
+            .map_err(|e| IoError::Csv(e.to_string()))?
+            .clone();
+        let mut mapping = vec![None; COLUMNS.len()];
+        for (index, name) in headers.iter().enumerate() {
+            let name = name.trim().to_ascii_lowercase();
+            match COLUMNS.iter().position(|c| *c == name) {
+                Some(known) => mapping[known] = Some(index),
+                None => self.extras.push((index, name)),
+            }
+        }
+        for required in ["declaration_id", "hs6"] {
+            if mapping[col(required)].is_none() {
+                self.header_error = Some(format!("header has no {required} column"));
+            }
+        }
+        self.mapping = Some(mapping);
+        Ok(())
+    }
+
+    /// Reads the next physical row; `None` at the end of the file.
+    fn next_row(&mut self) -> Result<Option<(u64, csv::StringRecord)>, IoError> {
+        if let Some(row) = self.pending.take() {
+            return Ok(Some(row));
+        }
+        match self.reader.read_record(&mut self.record) {
+            Ok(true) => {
+                let line = self.record.position().map_or(0, |p| p.line());
+                Ok(Some((line, std::mem::take(&mut self.record))))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Io(_) => Err(IoError::Csv(e.to_string())),
+                _ => {
+                    // Bad quoting or UTF-8: report the row, keep going.
+                    let line = e.position().map_or(0, |p| p.line());
+                    Ok(Some((
+                        line,
+                        csv::StringRecord::from(vec![format!("\u{0}{e}")]),
+                    )))
+                }
+            },
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for CsvReader<R> {
+    type Item = ReadItem;
+
+    fn next(&mut self) -> Option<ReadItem> {
+        if self.done {
+            return None;
+        }
+        if self.mapping.is_none() {
+            if let Err(e) = self.read_header() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        if let Some(message) = self.header_error.take() {
+            self.done = true;
+            return Some(Err(IoError::Csv(message)));
+        }
+        let (first_line, first) = match self.next_row() {
+            Ok(Some(row)) => row,
+            Ok(None) => return None,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        let id_column = self.mapping.as_ref().expect("header read above")[col("declaration_id")];
+        if let Some(message) = first.get(0).and_then(|c| c.strip_prefix('\u{0}')) {
+            return Some(Ok(Err(RecordError::Syntax {
+                line: first_line,
+                message: message.to_owned(),
+            })));
+        }
+        let id = id_column
+            .and_then(|i| first.get(i))
+            .unwrap_or("")
+            .to_owned();
+        let mut rows = vec![(first_line, first)];
+        loop {
+            match self.next_row() {
+                Ok(Some((line, row))) => {
+                    let same = !row.get(0).is_some_and(|c| c.starts_with('\u{0}'))
+                        && !id.is_empty()
+                        && id_column.and_then(|i| row.get(i)) == Some(id.as_str());
+                    if same {
+                        rows.push((line, row));
+                    } else {
+                        self.pending = Some((line, row));
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let columns = Columns(self.mapping.as_deref().expect("header read above"));
+        let parsed = rows_to_pb(&rows, columns, &self.extras).and_then(|msg| {
+            training_example_from_pb(msg, &self.reference).map_err(|source| RecordError::Invalid {
+                line: first_line,
+                source,
+            })
+        });
+        Some(Ok(parsed.map(|example| (first_line, example))))
+    }
+}
+
+/// Builds the wire message of one declaration from its rows.
+fn rows_to_pb(
+    rows: &[(u64, csv::StringRecord)],
+    columns: Columns<'_>,
+    extras: &[(usize, String)],
+) -> Result<pb::TrainingExample, RecordError> {
+    let (first_line, first) = &rows[0];
+    let get = |row, name: &str| columns.get(row, name);
+    // Declaration-level cells must agree across the rows of a declaration, or
+    // one of them would be silently dropped.
+    for (line, row) in &rows[1..] {
+        for (index, name) in COLUMNS.iter().enumerate() {
+            let header_level = index < FIRST_ITEM_COLUMN
+                || RESULT_COLUMNS.contains(&index)
+                || TRUTH_HEADER_COLUMNS.contains(&index);
+            if header_level && get(row, name) != get(first, name) {
+                return Err(RecordError::Syntax {
+                    line: *line,
+                    message: format!(
+                        "column {name} differs from line {first_line} of the same declaration"
+                    ),
+                });
+            }
+        }
+    }
+    let line = *first_line;
+    let err = |message: String| RecordError::Syntax { line, message };
+    let r = first;
+    let party = |prefix: &str| -> pb::Party {
+        let country = get(r, &format!("{prefix}_country"));
+        let street = get(r, &format!("{prefix}_street"));
+        let postcode = get(r, &format!("{prefix}_postcode"));
+        let city = get(r, &format!("{prefix}_city"));
+        let has_address = [country, street, postcode, city]
+            .iter()
+            .any(|s| !s.is_empty());
+        pb::Party {
+            name: get(r, &format!("{prefix}_name")).to_owned(),
+            identification_number: get(r, &format!("{prefix}_id")).to_owned(),
+            address: has_address.then(|| pb::Address {
+                street_and_number: street.to_owned(),
+                postcode: postcode.to_owned(),
+                city: city.to_owned(),
+                country: country.to_owned(),
+            }),
+            phone: get(r, &format!("{prefix}_phone")).to_owned(),
+            email: get(r, &format!("{prefix}_email")).to_owned(),
+        }
+    };
+    let mut attributes: HashMap<String, String> = match get(r, "attributes") {
+        "" => HashMap::new(),
+        json => serde_json::from_str(json).map_err(|e| err(format!("column attributes: {e}")))?,
+    };
+    for (index, key) in extras {
+        let value = r.get(*index).unwrap_or("");
+        if !value.is_empty() {
+            attributes.insert(key.clone(), value.to_owned());
+        }
+    }
+    let ens = match get(r, "ens") {
+        "" => None,
+        json => Some(
+            serde_json::from_str::<pb::EnsHouseConsignment>(json)
+                .map_err(|e| err(format!("column ens: {e}")))?,
+        ),
+    };
+    let mut transport_documents = Vec::new();
+    for doc in split_list(get(r, "transport_documents")) {
+        let (kind, reference) = doc
+            .split_once(':')
+            .ok_or_else(|| err(format!("transport document {doc:?} is not KIND:reference")))?;
+        transport_documents.push(pb::TransportDocument {
+            kind: parse_enum(
+                kind,
+                "TRANSPORT_DOCUMENT_KIND_",
+                pb::TransportDocumentKind::from_str_name,
+            )
+            .map_err(|m| err(format!("column transport_documents: {m}")))?,
+            reference: reference.to_owned(),
+        });
+    }
+
+    let mut items = Vec::with_capacity(rows.len());
+    let mut findings = Vec::new();
+    let mut truth_items = Vec::new();
+    for (row_line, row) in rows {
+        let cell_err = |name: &str, m: String| RecordError::Syntax {
+            line: *row_line,
+            message: format!("column {name}: {m}"),
+        };
+        let goods_item_number: u32 = parse_num(get(row, "goods_item_number"))
+            .map_err(|m| cell_err("goods_item_number", m))?;
+        items.push(pb::GoodsItem {
+            goods_item_number,
+            description: get(row, "description").to_owned(),
+            hs6: get(row, "hs6").to_owned(),
+            intrinsic_value: money(row, columns, "value")
+                .map_err(|m| cell_err("value_minor", m))?,
+            gross_mass_g: parse_num(get(row, "gross_mass_g"))
+                .map_err(|m| cell_err("gross_mass_g", m))?,
+            quantity: parse_num(get(row, "quantity")).map_err(|m| cell_err("quantity", m))?,
+            additional_procedure_codes: split_list(get(row, "procedure_codes"))
+                .map(str::to_owned)
+                .collect(),
+            country_of_origin: get(row, "country_of_origin").to_owned(),
+        });
+        if parse_bool(get(row, "finding")).map_err(|m| cell_err("finding", m))? {
+            findings.push(pb::ItemFinding {
+                goods_item_number,
+                undervalued: parse_bool(get(row, "finding_undervalued"))
+                    .map_err(|m| cell_err("finding_undervalued", m))?,
+                corrected_intrinsic_value: money(row, columns, "finding_value")
+                    .map_err(|m| cell_err("finding_value_minor", m))?,
+                misdescribed: parse_bool(get(row, "finding_misdescribed"))
+                    .map_err(|m| cell_err("finding_misdescribed", m))?,
+                corrected_description: get(row, "finding_description").to_owned(),
+                corrected_hs6: get(row, "finding_hs6").to_owned(),
+            });
+        }
+        if !get(row, "truth_hs6").is_empty() {
+            truth_items.push(pb::ItemTruth {
+                goods_item_number,
+                hs6: get(row, "truth_hs6").to_owned(),
+                description: get(row, "truth_description").to_owned(),
+                intrinsic_value: money(row, columns, "truth_value")
+                    .map_err(|m| cell_err("truth_value_minor", m))?,
+            });
+        }
+    }
+
+    let declaration = pb::Declaration {
+        declaration_id: get(r, "declaration_id").to_owned(),
+        lrn: get(r, "lrn").to_owned(),
+        mrn: get(r, "mrn").to_owned(),
+        dataset: parse_enum(
+            get(r, "dataset"),
+            "DATASET_TYPE_",
+            pb::DatasetType::from_str_name,
+        )
+        .map_err(|m| err(format!("column dataset: {m}")))?,
+        additional_declaration_type: get(r, "additional_declaration_type").to_owned(),
+        lodged_at: parse_time(get(r, "lodged_at"))
+            .map_err(|m| err(format!("column lodged_at: {m}")))?,
+        ucr: get(r, "ucr").to_owned(),
+        exporter: Some(party("exporter")),
+        importer: Some(party("importer")),
+        declarant: Some(party("declarant")),
+        ioss_number: get(r, "ioss_number").to_owned(),
+        transport_documents,
+        location_of_goods: get(r, "location_of_goods").to_owned(),
+        carrier_channel: parse_enum(
+            get(r, "carrier_channel"),
+            "CARRIER_CHANNEL_",
+            pb::CarrierChannel::from_str_name,
+        )
+        .map_err(|m| err(format!("column carrier_channel: {m}")))?,
+        flight_number: get(r, "flight_number").to_owned(),
+        arrival_at: parse_time(get(r, "arrival_at"))
+            .map_err(|m| err(format!("column arrival_at: {m}")))?,
+        transport_and_insurance_costs: money(r, columns, "transport_cost")
+            .map_err(|m| err(format!("column transport_cost_minor: {m}")))?,
+        items,
+        ens,
+        attributes,
+    };
+
+    let result = if get(r, "inspection_id").is_empty() {
+        None
+    } else {
+        Some(pb::InspectionResult {
+            declaration_id: declaration.declaration_id.clone(),
+            inspection_id: get(r, "inspection_id").to_owned(),
+            selection_reason: parse_enum(
+                get(r, "selection_reason"),
+                "SELECTION_REASON_",
+                pb::SelectionReason::from_str_name,
+            )
+            .map_err(|m| err(format!("column selection_reason: {m}")))?,
+            control_type: parse_enum(
+                get(r, "control_type"),
+                "CHANNEL_",
+                pb::Channel::from_str_name,
+            )
+            .map_err(|m| err(format!("column control_type: {m}")))?,
+            outcome: parse_enum(
+                get(r, "outcome"),
+                "INSPECTION_OUTCOME_",
+                pb::InspectionOutcome::from_str_name,
+            )
+            .map_err(|m| err(format!("column outcome: {m}")))?,
+            fraud_kinds: parse_fraud_kinds(get(r, "fraud_kinds"))
+                .map_err(|m| err(format!("column fraud_kinds: {m}")))?,
+            findings,
+            inspected_at: parse_time(get(r, "inspected_at"))
+                .map_err(|m| err(format!("column inspected_at: {m}")))?,
+            officer_notes: get(r, "officer_notes").to_owned(),
+        })
+    };
+    if result.is_none() && !findings_is_empty(rows, columns) {
+        return Err(err("findings given without an inspection_id".into()));
+    }
+    let truth = if get(r, "truth_seller_profile").is_empty() {
+        None
+    } else {
+        Some(pb::GroundTruth {
+            fraud_kinds: parse_fraud_kinds(get(r, "truth_fraud_kinds"))
+                .map_err(|m| err(format!("column truth_fraud_kinds: {m}")))?,
+            items: truth_items,
+            seller_profile: get(r, "truth_seller_profile").to_owned(),
+        })
+    };
+    Ok(pb::TrainingExample {
+        declaration: Some(declaration),
+        result,
+        truth,
+    })
+}
+
+fn findings_is_empty(rows: &[(u64, csv::StringRecord)], columns: Columns<'_>) -> bool {
+    rows.iter()
+        .all(|(_, row)| matches!(columns.get(row, "finding"), "" | "false" | "0"))
+}
+
+fn split_list(cell: &str) -> impl Iterator<Item = &str> {
+    cell.split(';').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_num<T: std::str::FromStr>(cell: &str) -> Result<T, String>
+where
+    T: Default,
+{
+    if cell.is_empty() {
+        return Ok(T::default());
+    }
+    cell.trim()
+        .parse()
+        .map_err(|_| format!("{cell:?} is not a valid number"))
+}
+
+fn parse_bool(cell: &str) -> Result<bool, String> {
+    match cell.trim() {
+        "" | "false" | "0" | "FALSE" | "False" => Ok(false),
+        "true" | "1" | "TRUE" | "True" => Ok(true),
+        other => Err(format!("{other:?} is not true/false")),
+    }
+}
+
+fn parse_time(cell: &str) -> Result<Option<pbjson_types::Timestamp>, String> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let at = DateTime::parse_from_rfc3339(cell.trim())
+        .map_err(|e| format!("{cell:?} is not an RFC 3339 timestamp ({e})"))?
+        .with_timezone(&Utc);
+    Ok(Some(crate::wire::declaration::timestamp_to_pb(at)))
+}
+
+fn parse_enum<E: Into<i32>>(
+    cell: &str,
+    prefix: &str,
+    from_name: fn(&str) -> Option<E>,
+) -> Result<i32, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(0);
+    }
+    from_name(cell)
+        .or_else(|| from_name(&format!("{prefix}{cell}")))
+        .map(Into::into)
+        .ok_or_else(|| format!("unknown value {cell:?}"))
+}
+
+fn parse_fraud_kinds(cell: &str) -> Result<Vec<i32>, String> {
+    split_list(cell)
+        .map(|k| parse_enum(k, "FRAUD_KIND_", pb::FraudKind::from_str_name))
+        .collect()
+}
+
+fn money(
+    row: &csv::StringRecord,
+    columns: Columns<'_>,
+    prefix: &str,
+) -> Result<Option<pb::Money>, String> {
+    let currency = columns.get(row, &format!("{prefix}_currency"));
+    let amount = columns.get(row, &format!("{prefix}_minor"));
+    if currency.is_empty() && amount.is_empty() {
+        return Ok(None);
+    }
+    let amount_minor = amount
+        .trim()
+        .parse()
+        .map_err(|_| format!("{amount:?} is not an integer amount in minor units"))?;
+    Ok(Some(pb::Money {
+        currency: currency.to_owned(),
+        amount_minor,
+    }))
+}
+
+// ---------------------------------------------------------------- writing
+
+/// Writes examples, one row per goods item, with the header of [`COLUMNS`].
+pub struct CsvWriter<W: Write> {
+    writer: csv::Writer<W>,
+    row: Vec<String>,
+}
+
+impl<W: Write> CsvWriter<W> {
+    pub fn new(output: W) -> Result<Self, IoError> {
+        let mut writer = Self::without_header(output);
+        writer
+            .writer
+            .write_record(COLUMNS)
+            .map_err(|e| IoError::Csv(e.to_string()))?;
+        Ok(writer)
+    }
+
+    /// A writer that writes no header, for appending parts of one file.
+    pub fn without_header(output: W) -> Self {
+        Self {
+            writer: csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(output),
+            row: vec![String::new(); COLUMNS.len()],
+        }
+    }
+
+    /// Gives back the output (flushing first).
+    pub fn into_inner(self) -> Result<W, IoError> {
+        self.writer
+            .into_inner()
+            .map_err(|e| IoError::Csv(e.to_string()))
+    }
+
+    pub fn write(&mut self, example: &TrainingExample) -> Result<(), IoError> {
+        self.write_pb(&pb::TrainingExample::from(example))
+    }
+
+    pub fn write_pb(&mut self, example: &pb::TrainingExample) -> Result<(), IoError> {
+        let empty = pb::Declaration::default();
+        let d = example.declaration.as_ref().unwrap_or(&empty);
+        for cell in &mut self.row {
+            cell.clear();
+        }
+        let row = &mut self.row;
+        let mut set = |name: &str, value: String| row[col(name)] = value;
+        set("declaration_id", d.declaration_id.clone());
+        set("lrn", d.lrn.clone());
+        set("mrn", d.mrn.clone());
+        set(
+            "dataset",
+            enum_name(
+                pb::DatasetType::try_from(d.dataset).map(|e| e.as_str_name()),
+                "DATASET_TYPE_",
+            ),
+        );
+        set(
+            "additional_declaration_type",
+            d.additional_declaration_type.clone(),
+        );
+        set("lodged_at", time(d.lodged_at.as_ref()));
+        set("ucr", d.ucr.clone());
+        for (prefix, party) in [
+            ("exporter", &d.exporter),
+            ("importer", &d.importer),
+            ("declarant", &d.declarant),
+        ] {
+            if let Some(p) = party {
+                set(&format!("{prefix}_name"), p.name.clone());
+                set(&format!("{prefix}_id"), p.identification_number.clone());
+                set(&format!("{prefix}_phone"), p.phone.clone());
+                set(&format!("{prefix}_email"), p.email.clone());
+                if let Some(a) = &p.address {
+                    set(&format!("{prefix}_street"), a.street_and_number.clone());
+                    set(&format!("{prefix}_postcode"), a.postcode.clone());
+                    set(&format!("{prefix}_city"), a.city.clone());
+                    set(&format!("{prefix}_country"), a.country.clone());
+                }
+            }
+        }
+        set("ioss_number", d.ioss_number.clone());
+        set(
+            "transport_documents",
+            d.transport_documents
+                .iter()
+                .map(|doc| {
+                    let kind = enum_name(
+                        pb::TransportDocumentKind::try_from(doc.kind).map(|e| e.as_str_name()),
+                        "TRANSPORT_DOCUMENT_KIND_",
+                    );
+                    format!("{kind}:{}", doc.reference)
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+        );
+        set("location_of_goods", d.location_of_goods.clone());
+        if d.carrier_channel != 0 {
+            set(
+                "carrier_channel",
+                enum_name(
+                    pb::CarrierChannel::try_from(d.carrier_channel).map(|e| e.as_str_name()),
+                    "CARRIER_CHANNEL_",
+                ),
+            );
+        }
+        set("flight_number", d.flight_number.clone());
+        set("arrival_at", time(d.arrival_at.as_ref()));
+        if let Some(m) = &d.transport_and_insurance_costs {
+            set("transport_cost_currency", m.currency.clone());
+            set("transport_cost_minor", m.amount_minor.to_string());
+        }
+        if let Some(ens) = &d.ens {
+            set("ens", serde_json::to_string(ens)?);
+        }
+        if !d.attributes.is_empty() {
+            // Sorted keys so that the same declaration always writes the same bytes.
+            let sorted: std::collections::BTreeMap<_, _> = d.attributes.iter().collect();
+            set("attributes", serde_json::to_string(&sorted)?);
+        }
+        if let Some(r) = &example.result {
+            set("inspection_id", r.inspection_id.clone());
+            set(
+                "selection_reason",
+                enum_name(
+                    pb::SelectionReason::try_from(r.selection_reason).map(|e| e.as_str_name()),
+                    "SELECTION_REASON_",
+                ),
+            );
+            if r.control_type != 0 {
+                set(
+                    "control_type",
+                    enum_name(
+                        pb::Channel::try_from(r.control_type).map(|e| e.as_str_name()),
+                        "CHANNEL_",
+                    ),
+                );
+            }
+            set(
+                "outcome",
+                enum_name(
+                    pb::InspectionOutcome::try_from(r.outcome).map(|e| e.as_str_name()),
+                    "INSPECTION_OUTCOME_",
+                ),
+            );
+            set("fraud_kinds", fraud_kinds(&r.fraud_kinds));
+            set("inspected_at", time(r.inspected_at.as_ref()));
+            set("officer_notes", r.officer_notes.clone());
+        }
+        if let Some(t) = &example.truth {
+            set("truth_seller_profile", t.seller_profile.clone());
+            set("truth_fraud_kinds", fraud_kinds(&t.fraud_kinds));
+        }
+        for item in &d.items {
+            let row = &mut self.row;
+            let mut set = |name: &str, value: String| row[col(name)] = value;
+            set("goods_item_number", item.goods_item_number.to_string());
+            set("description", item.description.clone());
+            set("hs6", item.hs6.clone());
+            set_money(&mut set, "value", item.intrinsic_value.as_ref());
+            set("gross_mass_g", item.gross_mass_g.to_string());
+            set("quantity", item.quantity.to_string());
+            set("procedure_codes", item.additional_procedure_codes.join(";"));
+            set("country_of_origin", item.country_of_origin.clone());
+            let finding = example.result.as_ref().and_then(|r| {
+                r.findings
+                    .iter()
+                    .find(|f| f.goods_item_number == item.goods_item_number)
+            });
+            match finding {
+                Some(f) => {
+                    set("finding", "true".into());
+                    set("finding_undervalued", f.undervalued.to_string());
+                    set_money(
+                        &mut set,
+                        "finding_value",
+                        f.corrected_intrinsic_value.as_ref(),
+                    );
+                    set("finding_misdescribed", f.misdescribed.to_string());
+                    set("finding_description", f.corrected_description.clone());
+                    set("finding_hs6", f.corrected_hs6.clone());
+                }
+                None => {
+                    for name in [
+                        "finding",
+                        "finding_undervalued",
+                        "finding_value_currency",
+                        "finding_value_minor",
+                        "finding_misdescribed",
+                        "finding_description",
+                        "finding_hs6",
+                    ] {
+                        set(name, String::new());
+                    }
+                }
+            }
+            let truth = example.truth.as_ref().and_then(|t| {
+                t.items
+                    .iter()
+                    .find(|i| i.goods_item_number == item.goods_item_number)
+            });
+            match truth {
+                Some(t) => {
+                    set("truth_hs6", t.hs6.clone());
+                    set("truth_description", t.description.clone());
+                    set_money(&mut set, "truth_value", t.intrinsic_value.as_ref());
+                }
+                None => {
+                    for name in [
+                        "truth_hs6",
+                        "truth_description",
+                        "truth_value_currency",
+                        "truth_value_minor",
+                    ] {
+                        set(name, String::new());
+                    }
+                }
+            }
+            self.writer
+                .write_record(self.row.iter())
+                .map_err(|e| IoError::Csv(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), IoError> {
+        self.writer.flush()?;
+        Ok(())
+    }
+}
+
+fn set_money(set: &mut impl FnMut(&str, String), prefix: &str, money: Option<&pb::Money>) {
+    match money {
+        Some(m) => {
+            set(&format!("{prefix}_currency"), m.currency.clone());
+            set(&format!("{prefix}_minor"), m.amount_minor.to_string());
+        }
+        None => {
+            set(&format!("{prefix}_currency"), String::new());
+            set(&format!("{prefix}_minor"), String::new());
+        }
+    }
+}
+
+fn enum_name<E>(name: Result<&'static str, E>, prefix: &str) -> String {
+    match name {
+        Ok(full) => full.strip_prefix(prefix).unwrap_or(full).to_owned(),
+        // Unknown numeric values survive as numbers (and fail validation on read).
+        Err(_) => String::from("UNKNOWN"),
+    }
+}
+
+fn fraud_kinds(kinds: &[i32]) -> String {
+    kinds
+        .iter()
+        .map(|k| {
+            enum_name(
+                pb::FraudKind::try_from(*k).map(|e| e.as_str_name()),
+                "FRAUD_KIND_",
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn time(ts: Option<&pbjson_types::Timestamp>) -> String {
+    ts.and_then(|t| {
+        let nanos = u32::try_from(t.nanos).ok()?;
+        DateTime::from_timestamp(t.seconds, nanos)
+    })
+    .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_ranges_match_the_column_list() {
+        assert_eq!(COLUMNS[FIRST_ITEM_COLUMN], "goods_item_number");
+        assert_eq!(COLUMNS[RESULT_COLUMNS.start], "inspection_id");
+        assert_eq!(COLUMNS[RESULT_COLUMNS.end - 1], "officer_notes");
+        assert_eq!(COLUMNS[TRUTH_HEADER_COLUMNS.start], "truth_seller_profile");
+        assert_eq!(COLUMNS[TRUTH_HEADER_COLUMNS.end - 1], "truth_fraud_kinds");
+        let unique: std::collections::HashSet<_> = COLUMNS.iter().collect();
+        assert_eq!(unique.len(), COLUMNS.len());
+    }
+}

@@ -1,0 +1,690 @@
+//! `pb::Declaration` ⇄ [`domain::Declaration`]: every field is destructured so
+//! that a new proto field fails to compile until it is handled here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::validation::{ReferenceData, ValidationError, Violations, check_declaration};
+use crate::domain::{
+    Address, CarrierChannel, CountryCode, Currency, DatasetType, Declaration, EnsHouseConsignment,
+    GoodsItem, Hs6, Money, Party, TransportDocument, TransportDocumentKind,
+};
+use crate::pb;
+
+/// Parses and validates a wire declaration against the built-in reference data.
+impl TryFrom<pb::Declaration> for Declaration {
+    type Error = ValidationError;
+
+    fn try_from(msg: pb::Declaration) -> Result<Self, Self::Error> {
+        declaration_from_pb(msg, &ReferenceData::built_in())
+    }
+}
+
+/// Parses and validates a wire declaration; every violation names its field path.
+pub fn declaration_from_pb(
+    msg: pb::Declaration,
+    reference: &ReferenceData<'_>,
+) -> Result<Declaration, ValidationError> {
+    let mut v = Violations::default();
+    let declaration = parse_declaration(msg, "", reference, &mut v);
+    match declaration {
+        Some(mut declaration) if v.is_empty() => {
+            declaration.flags = check_declaration(&declaration, reference, &mut v);
+            v.finish(declaration)
+        }
+        _ => Err(v
+            .finish(())
+            .expect_err("a declaration that failed to parse left a violation")),
+    }
+}
+
+/// Parses a declaration at `prefix` (e.g. `"declaration."`), collecting violations.
+/// Returns `None` when a required part is missing or malformed.
+pub(crate) fn parse_declaration(
+    msg: pb::Declaration,
+    prefix: &str,
+    reference: &ReferenceData<'_>,
+    v: &mut Violations,
+) -> Option<Declaration> {
+    let pb::Declaration {
+        declaration_id,
+        lrn,
+        mrn,
+        dataset,
+        additional_declaration_type,
+        lodged_at,
+        ucr,
+        exporter,
+        importer,
+        declarant,
+        ioss_number,
+        transport_documents,
+        location_of_goods,
+        carrier_channel,
+        flight_number,
+        arrival_at,
+        transport_and_insurance_costs,
+        items,
+        ens,
+        attributes,
+    } = msg;
+    let path = |name: &str| format!("{prefix}{name}");
+
+    v.check_required(|| path("declaration_id"), &declaration_id, 64);
+    v.check_required(|| path("lrn"), &lrn, 22);
+    v.check_len(|| path("mrn"), &mrn, 18);
+    v.check_len(
+        || path("additional_declaration_type"),
+        &additional_declaration_type,
+        1,
+    );
+    v.check_len(|| path("ucr"), &ucr, 35);
+    v.check_len(|| path("location_of_goods"), &location_of_goods, 17);
+    v.check_len(|| path("flight_number"), &flight_number, 16);
+
+    let dataset = match pb::DatasetType::try_from(dataset) {
+        Ok(pb::DatasetType::H7) => Some(DatasetType::H7),
+        Ok(pb::DatasetType::H6) => Some(DatasetType::H6),
+        Ok(pb::DatasetType::H1) => Some(DatasetType::H1),
+        Ok(pb::DatasetType::I1) => Some(DatasetType::I1),
+        Ok(pb::DatasetType::Unspecified) => {
+            v.push(path("dataset"), "is required");
+            None
+        }
+        Err(_) => {
+            v.push(path("dataset"), format!("unknown dataset type {dataset}"));
+            None
+        }
+    };
+    let carrier_channel = match pb::CarrierChannel::try_from(carrier_channel) {
+        Ok(pb::CarrierChannel::Unspecified) => None,
+        Ok(pb::CarrierChannel::Express) => Some(CarrierChannel::Express),
+        Ok(pb::CarrierChannel::Postal) => Some(CarrierChannel::Postal),
+        Ok(pb::CarrierChannel::AirCargo) => Some(CarrierChannel::AirCargo),
+        Err(_) => {
+            v.push(
+                path("carrier_channel"),
+                format!("unknown carrier channel {carrier_channel}"),
+            );
+            None
+        }
+    };
+
+    let lodged_at = match lodged_at {
+        Some(ts) => parse_timestamp(ts, || path("lodged_at"), v),
+        None => {
+            v.push(path("lodged_at"), "is required");
+            None
+        }
+    };
+    let arrival_at = arrival_at.and_then(|ts| parse_timestamp(ts, || path("arrival_at"), v));
+
+    let exporter = required_party(exporter, &path("exporter"), true, v);
+    let importer = required_party(importer, &path("importer"), true, v);
+    let declarant = required_party(declarant, &path("declarant"), false, v);
+
+    if !ioss_number.is_empty() && !is_ioss_number(&ioss_number) {
+        v.push(path("ioss_number"), "must be IM followed by 10 digits");
+    }
+
+    if transport_documents.is_empty() {
+        v.push(path("transport_documents"), "at least one is required");
+    }
+    let transport_documents: Vec<TransportDocument> = transport_documents
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, doc)| {
+            parse_transport_document(doc, &path(&format!("transport_documents[{i}]")), v)
+        })
+        .collect();
+
+    let transport_and_insurance_costs = transport_and_insurance_costs
+        .and_then(|m| parse_money(m, &path("transport_and_insurance_costs"), reference, v));
+
+    if items.is_empty() {
+        v.push(path("items"), "at least one goods item is required");
+    } else if items.len() > reference.limits.max_items {
+        v.push(
+            path("items"),
+            format!(
+                "{} goods items exceed the limit of {}",
+                items.len(),
+                reference.limits.max_items
+            ),
+        );
+    }
+    let item_count = items.len();
+    let items: Vec<GoodsItem> = items
+        .into_iter()
+        .take(reference.limits.max_items)
+        .enumerate()
+        .filter_map(|(i, item)| parse_item(item, &path(&format!("items[{i}]")), reference, v))
+        .collect();
+
+    let ens = ens.and_then(|e| parse_ens(e, &path("ens"), v));
+
+    if attributes.len() > reference.limits.max_attributes {
+        v.push(
+            path("attributes"),
+            format!(
+                "{} attributes exceed the limit of {}",
+                attributes.len(),
+                reference.limits.max_attributes
+            ),
+        );
+    }
+    let mut checked_attributes = BTreeMap::new();
+    for (key, value) in attributes {
+        if !is_attribute_key(&key) {
+            v.push(
+                path(&format!("attributes[{key:?}]")),
+                "key must be 1-64 characters of a-z, 0-9 and _",
+            );
+        }
+        v.check_len(|| path(&format!("attributes[{key:?}]")), &value, 256);
+        checked_attributes.insert(key, value);
+    }
+
+    Some(Declaration {
+        declaration_id,
+        lrn,
+        mrn,
+        dataset: dataset?,
+        additional_declaration_type,
+        lodged_at: lodged_at?,
+        ucr,
+        exporter: exporter?,
+        importer: importer?,
+        declarant: declarant?,
+        ioss_number,
+        transport_documents,
+        location_of_goods,
+        carrier_channel,
+        flight_number,
+        arrival_at,
+        transport_and_insurance_costs,
+        // A dropped item left a violation, so the declaration is rejected anyway.
+        items: (items.len() == item_count).then_some(items)?,
+        ens,
+        attributes: checked_attributes,
+        flags: Vec::new(),
+    })
+}
+
+fn is_ioss_number(s: &str) -> bool {
+    s.len() == 12 && s.starts_with("IM") && s[2..].bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_attribute_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+pub(crate) fn parse_timestamp(
+    ts: pbjson_types::Timestamp,
+    field: impl FnOnce() -> String,
+    v: &mut Violations,
+) -> Option<DateTime<Utc>> {
+    let parsed = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos));
+    if parsed.is_none() {
+        v.push(field(), "is not a valid timestamp");
+    }
+    parsed
+}
+
+pub(crate) fn timestamp_to_pb(at: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub(crate) fn parse_money(
+    msg: pb::Money,
+    field: &str,
+    reference: &ReferenceData<'_>,
+    v: &mut Violations,
+) -> Option<Money> {
+    let pb::Money {
+        currency,
+        amount_minor,
+    } = msg;
+    let currency = match Currency::parse(&currency) {
+        Ok(c) if reference.rates.knows(c) => Some(c),
+        Ok(c) => {
+            v.push(
+                format!("{field}.currency"),
+                format!(
+                    "currency {c} is not in the rate table {}",
+                    reference.rates.version()
+                ),
+            );
+            None
+        }
+        Err(reason) => {
+            v.push(format!("{field}.currency"), reason);
+            None
+        }
+    };
+    if amount_minor < 0 {
+        v.push(format!("{field}.amount_minor"), "must not be negative");
+        return None;
+    }
+    if amount_minor > reference.limits.max_amount_minor {
+        v.push(format!("{field}.amount_minor"), "exceeds n..16,2");
+        return None;
+    }
+    Some(Money::new(currency?, amount_minor))
+}
+
+pub(crate) fn money_to_pb(money: Money) -> pb::Money {
+    pb::Money {
+        currency: money.currency.as_str().to_owned(),
+        amount_minor: money.amount_minor,
+    }
+}
+
+fn parse_country(
+    value: &str,
+    field: impl FnOnce() -> String,
+    v: &mut Violations,
+) -> Option<CountryCode> {
+    match CountryCode::parse(value) {
+        Ok(c) => Some(c),
+        Err(reason) => {
+            v.push(field(), reason);
+            None
+        }
+    }
+}
+
+fn optional_country(
+    value: &str,
+    field: impl FnOnce() -> String,
+    v: &mut Violations,
+) -> Option<CountryCode> {
+    if value.is_empty() {
+        None
+    } else {
+        parse_country(value, field, v)
+    }
+}
+
+fn required_party(
+    party: Option<pb::Party>,
+    field: &str,
+    address_required: bool,
+    v: &mut Violations,
+) -> Option<Party> {
+    match party {
+        Some(p) => parse_party(p, field, address_required, v),
+        None => {
+            v.push(field, "is required");
+            None
+        }
+    }
+}
+
+fn parse_party(
+    msg: pb::Party,
+    field: &str,
+    address_required: bool,
+    v: &mut Violations,
+) -> Option<Party> {
+    let pb::Party {
+        name,
+        identification_number,
+        address,
+        phone,
+        email,
+    } = msg;
+    v.check_required(|| format!("{field}.name"), &name, 70);
+    v.check_len(
+        || format!("{field}.identification_number"),
+        &identification_number,
+        17,
+    );
+    v.check_len(|| format!("{field}.phone"), &phone, 50);
+    v.check_len(|| format!("{field}.email"), &email, 256);
+    let address = match address {
+        Some(a) => Some(parse_address(a, &format!("{field}.address"), v)?),
+        None if address_required => {
+            v.push(format!("{field}.address"), "is required");
+            return None;
+        }
+        None => None,
+    };
+    Some(Party {
+        name,
+        identification_number,
+        address,
+        phone,
+        email,
+    })
+}
+
+fn parse_address(msg: pb::Address, field: &str, v: &mut Violations) -> Option<Address> {
+    let pb::Address {
+        street_and_number,
+        postcode,
+        city,
+        country,
+    } = msg;
+    v.check_len(
+        || format!("{field}.street_and_number"),
+        &street_and_number,
+        70,
+    );
+    v.check_len(|| format!("{field}.postcode"), &postcode, 17);
+    v.check_len(|| format!("{field}.city"), &city, 35);
+    let country = parse_country(&country, || format!("{field}.country"), v)?;
+    Some(Address {
+        street_and_number,
+        postcode,
+        city,
+        country,
+    })
+}
+
+fn parse_transport_document(
+    msg: pb::TransportDocument,
+    field: &str,
+    v: &mut Violations,
+) -> Option<TransportDocument> {
+    let pb::TransportDocument { kind, reference } = msg;
+    v.check_required(|| format!("{field}.reference"), &reference, 70);
+    let kind = match pb::TransportDocumentKind::try_from(kind) {
+        Ok(pb::TransportDocumentKind::HouseAwb) => TransportDocumentKind::HouseAwb,
+        Ok(pb::TransportDocumentKind::MasterAwb) => TransportDocumentKind::MasterAwb,
+        Ok(pb::TransportDocumentKind::PostalItemId) => TransportDocumentKind::PostalItemId,
+        Ok(pb::TransportDocumentKind::Other) => TransportDocumentKind::Other,
+        Ok(pb::TransportDocumentKind::Unspecified) => {
+            v.push(format!("{field}.kind"), "is required");
+            return None;
+        }
+        Err(_) => {
+            v.push(format!("{field}.kind"), format!("unknown kind {kind}"));
+            return None;
+        }
+    };
+    Some(TransportDocument { kind, reference })
+}
+
+fn parse_item(
+    msg: pb::GoodsItem,
+    field: &str,
+    reference: &ReferenceData<'_>,
+    v: &mut Violations,
+) -> Option<GoodsItem> {
+    let pb::GoodsItem {
+        goods_item_number,
+        description,
+        hs6,
+        intrinsic_value,
+        gross_mass_g,
+        quantity,
+        additional_procedure_codes,
+        country_of_origin,
+    } = msg;
+    let mut ok = true;
+    if !(1..=99_999).contains(&goods_item_number) {
+        v.push(format!("{field}.goods_item_number"), "must be 1..=99999");
+        ok = false;
+    }
+    // A missing description is scored and flagged, not rejected: it is a risk
+    // signal, and data from other national systems may not carry it.
+    v.check_len(|| format!("{field}.description"), &description, 512);
+    let hs6 = match Hs6::parse(&hs6) {
+        Ok(code) => Some(code),
+        Err(reason) => {
+            v.push(format!("{field}.hs6"), reason);
+            None
+        }
+    };
+    let intrinsic_value = match intrinsic_value {
+        Some(m) => parse_money(m, &format!("{field}.intrinsic_value"), reference, v),
+        None => {
+            v.push(format!("{field}.intrinsic_value"), "is required");
+            None
+        }
+    };
+    if gross_mass_g < 0 {
+        v.push(format!("{field}.gross_mass_g"), "must not be negative");
+        ok = false;
+    } else if gross_mass_g > reference.limits.max_gross_mass_g {
+        v.push(
+            format!("{field}.gross_mass_g"),
+            format!("exceeds {} g", reference.limits.max_gross_mass_g),
+        );
+        ok = false;
+    }
+    if additional_procedure_codes.len() > 99 {
+        v.push(
+            format!("{field}.additional_procedure_codes"),
+            "at most 99 codes",
+        );
+        ok = false;
+    }
+    for (i, code) in additional_procedure_codes.iter().enumerate() {
+        let b = code.as_bytes();
+        if !(b.len() == 3 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)) {
+            v.push(
+                format!("{field}.additional_procedure_codes[{i}]"),
+                "must be a letter and two digits, e.g. C07",
+            );
+            ok = false;
+        }
+    }
+    let country_of_origin = optional_country(
+        &country_of_origin,
+        || format!("{field}.country_of_origin"),
+        v,
+    );
+    if !ok {
+        return None;
+    }
+    Some(GoodsItem {
+        goods_item_number,
+        description,
+        hs6: hs6?,
+        intrinsic_value: intrinsic_value?,
+        gross_mass_g,
+        quantity,
+        additional_procedure_codes,
+        country_of_origin,
+    })
+}
+
+fn parse_ens(
+    msg: pb::EnsHouseConsignment,
+    field: &str,
+    v: &mut Violations,
+) -> Option<EnsHouseConsignment> {
+    let pb::EnsHouseConsignment {
+        ens_mrn,
+        consignor,
+        consignee,
+        total_gross_mass_g,
+        description,
+        country_of_origin,
+    } = msg;
+    v.check_len(|| format!("{field}.ens_mrn"), &ens_mrn, 18);
+    v.check_len(|| format!("{field}.description"), &description, 512);
+    if total_gross_mass_g < 0 {
+        v.push(
+            format!("{field}.total_gross_mass_g"),
+            "must not be negative",
+        );
+    }
+    let consignor = match consignor {
+        Some(p) => Some(parse_party(p, &format!("{field}.consignor"), false, v)?),
+        None => None,
+    };
+    let consignee = match consignee {
+        Some(p) => Some(parse_party(p, &format!("{field}.consignee"), false, v)?),
+        None => None,
+    };
+    let country_of_origin = optional_country(
+        &country_of_origin,
+        || format!("{field}.country_of_origin"),
+        v,
+    );
+    Some(EnsHouseConsignment {
+        ens_mrn,
+        consignor,
+        consignee,
+        total_gross_mass_g,
+        description,
+        country_of_origin,
+    })
+}
+
+impl From<&Declaration> for pb::Declaration {
+    fn from(d: &Declaration) -> Self {
+        let Declaration {
+            declaration_id,
+            lrn,
+            mrn,
+            dataset,
+            additional_declaration_type,
+            lodged_at,
+            ucr,
+            exporter,
+            importer,
+            declarant,
+            ioss_number,
+            transport_documents,
+            location_of_goods,
+            carrier_channel,
+            flight_number,
+            arrival_at,
+            transport_and_insurance_costs,
+            items,
+            ens,
+            attributes,
+            flags: _,
+        } = d;
+        pb::Declaration {
+            declaration_id: declaration_id.clone(),
+            lrn: lrn.clone(),
+            mrn: mrn.clone(),
+            dataset: match dataset {
+                DatasetType::H7 => pb::DatasetType::H7,
+                DatasetType::H6 => pb::DatasetType::H6,
+                DatasetType::H1 => pb::DatasetType::H1,
+                DatasetType::I1 => pb::DatasetType::I1,
+            } as i32,
+            additional_declaration_type: additional_declaration_type.clone(),
+            lodged_at: Some(timestamp_to_pb(*lodged_at)),
+            ucr: ucr.clone(),
+            exporter: Some(party_to_pb(exporter)),
+            importer: Some(party_to_pb(importer)),
+            declarant: Some(party_to_pb(declarant)),
+            ioss_number: ioss_number.clone(),
+            transport_documents: transport_documents
+                .iter()
+                .map(|doc| pb::TransportDocument {
+                    kind: match doc.kind {
+                        TransportDocumentKind::HouseAwb => pb::TransportDocumentKind::HouseAwb,
+                        TransportDocumentKind::MasterAwb => pb::TransportDocumentKind::MasterAwb,
+                        TransportDocumentKind::PostalItemId => {
+                            pb::TransportDocumentKind::PostalItemId
+                        }
+                        TransportDocumentKind::Other => pb::TransportDocumentKind::Other,
+                    } as i32,
+                    reference: doc.reference.clone(),
+                })
+                .collect(),
+            location_of_goods: location_of_goods.clone(),
+            carrier_channel: match carrier_channel {
+                None => pb::CarrierChannel::Unspecified,
+                Some(CarrierChannel::Express) => pb::CarrierChannel::Express,
+                Some(CarrierChannel::Postal) => pb::CarrierChannel::Postal,
+                Some(CarrierChannel::AirCargo) => pb::CarrierChannel::AirCargo,
+            } as i32,
+            flight_number: flight_number.clone(),
+            arrival_at: arrival_at.map(timestamp_to_pb),
+            transport_and_insurance_costs: transport_and_insurance_costs.map(money_to_pb),
+            items: items.iter().map(item_to_pb).collect(),
+            ens: ens.as_ref().map(ens_to_pb),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn party_to_pb(p: &Party) -> pb::Party {
+    let Party {
+        name,
+        identification_number,
+        address,
+        phone,
+        email,
+    } = p;
+    pb::Party {
+        name: name.clone(),
+        identification_number: identification_number.clone(),
+        address: address.as_ref().map(|a| pb::Address {
+            street_and_number: a.street_and_number.clone(),
+            postcode: a.postcode.clone(),
+            city: a.city.clone(),
+            country: a.country.as_str().to_owned(),
+        }),
+        phone: phone.clone(),
+        email: email.clone(),
+    }
+}
+
+fn item_to_pb(item: &GoodsItem) -> pb::GoodsItem {
+    let GoodsItem {
+        goods_item_number,
+        description,
+        hs6,
+        intrinsic_value,
+        gross_mass_g,
+        quantity,
+        additional_procedure_codes,
+        country_of_origin,
+    } = item;
+    pb::GoodsItem {
+        goods_item_number: *goods_item_number,
+        description: description.clone(),
+        hs6: hs6.as_str().to_owned(),
+        intrinsic_value: Some(money_to_pb(*intrinsic_value)),
+        gross_mass_g: *gross_mass_g,
+        quantity: *quantity,
+        additional_procedure_codes: additional_procedure_codes.clone(),
+        country_of_origin: country_of_origin
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn ens_to_pb(e: &EnsHouseConsignment) -> pb::EnsHouseConsignment {
+    let EnsHouseConsignment {
+        ens_mrn,
+        consignor,
+        consignee,
+        total_gross_mass_g,
+        description,
+        country_of_origin,
+    } = e;
+    pb::EnsHouseConsignment {
+        ens_mrn: ens_mrn.clone(),
+        consignor: consignor.as_ref().map(party_to_pb),
+        consignee: consignee.as_ref().map(party_to_pb),
+        total_gross_mass_g: *total_gross_mass_g,
+        description: description.clone(),
+        country_of_origin: country_of_origin
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+    }
+}
