@@ -111,7 +111,7 @@ impl Default for Limits {
 }
 
 /// The H7 threshold: intrinsic value of the consignment, EUR cents.
-pub const H7_THRESHOLD_EUR_CENTS: i64 = 150_00;
+pub const H7_THRESHOLD_EUR_CENTS: i64 = 15_000;
 
 /// Terms the ICS2 stop-word list rejects as goods descriptions (Commission list, excerpt),
 /// lower case. A description made only of these (and filler words) is vague.

@@ -210,7 +210,7 @@ fn sample_cdf(rng: &mut SmallRng, cdf: &[f64]) -> usize {
 
 impl Population {
     pub fn new(seed: u64, parcels: u64) -> Self {
-        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5EED_0F_C0FFEE);
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5EED_0FC0_FFEE);
         let seller_count = (parcels / 150).clamp(300, 50_000) as usize;
         let buyer_count = (parcels * 2 / 5).clamp(500, 2_000_000) as usize;
 
@@ -238,6 +238,7 @@ impl Population {
 
         let tail_volume: f64 = volumes.iter().skip(20).sum::<f64>() / total_volume;
         let non_cn_chance = (0.09 / tail_volume).min(1.0);
+        let no_ioss_chance = (0.07 / tail_volume).min(1.0);
         let mut sellers = Vec::with_capacity(seller_count);
         for (index, rogue) in rogue_flags.into_iter().enumerate() {
             // Countries by volume: about 91 % of parcels come from China. The
@@ -260,7 +261,9 @@ impl Population {
                 pick(&mut rng, COMPANY_KINDS),
                 index
             );
-            let ioss_number = if rng.gen_bool(0.93) {
+            // About 93 % of parcels go under IOSS; as with countries, the big
+            // sellers are registered and the tail makes up the rest.
+            let ioss_number = if index < 20 || !rng.gen_bool(no_ioss_chance) {
                 format!("IM{:010}", rng.gen_range(1_560_000_000u64..1_569_999_999))
             } else {
                 String::new()
@@ -295,7 +298,7 @@ impl Population {
                 rogue,
                 watch_listed: rng.gen_bool(if rogue { 0.35 } else { 0.02 }),
                 specialties,
-                platform: *pick(&mut rng, PLATFORMS),
+                platform: PLATFORMS[rng.gen_range(0..PLATFORMS.len())],
             });
         }
 

@@ -197,17 +197,16 @@ impl<R: BufRead> CsvReader<R> {
                 Ok(Some((line, std::mem::take(&mut self.record))))
             }
             Ok(false) => Ok(None),
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Io(_) => Err(IoError::Csv(e.to_string())),
-                _ => {
-                    // Bad quoting or UTF-8: report the row, keep going.
-                    let line = e.position().map_or(0, |p| p.line());
-                    Ok(Some((
-                        line,
-                        csv::StringRecord::from(vec![format!("\u{0}{e}")]),
-                    )))
-                }
-            },
+            Err(e) if e.is_io_error() => Err(IoError::Csv(e.to_string())),
+            Err(e) => {
+                // Bad UTF-8 in a row: report the row, keep going. The marker
+                // byte cannot occur in valid UTF-8 text read by the csv crate.
+                let line = e.position().map_or(0, |p| p.line());
+                Ok(Some((
+                    line,
+                    csv::StringRecord::from(vec![format!("\u{0}{e}")]),
+                )))
+            }
         }
     }
 }
@@ -507,10 +506,7 @@ fn split_list(cell: &str) -> impl Iterator<Item = &str> {
     cell.split(';').map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn parse_num<T: std::str::FromStr>(cell: &str) -> Result<T, String>
-where
-    T: Default,
-{
+fn parse_num<T: std::str::FromStr + Default>(cell: &str) -> Result<T, String> {
     if cell.is_empty() {
         return Ok(T::default());
     }

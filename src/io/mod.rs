@@ -132,14 +132,14 @@ pub fn open_examples(
 /// A writer of training examples in either format.
 pub enum ExampleWriter<W: Write> {
     Jsonl(jsonl::JsonlWriter<W>),
-    Csv(csv::CsvWriter<W>),
+    Csv(Box<csv::CsvWriter<W>>),
 }
 
 impl<W: Write> ExampleWriter<W> {
     pub fn new(output: W, format: Format) -> Result<Self, IoError> {
         Ok(match format {
             Format::Jsonl => ExampleWriter::Jsonl(jsonl::JsonlWriter::new(output)),
-            Format::Csv => ExampleWriter::Csv(csv::CsvWriter::new(output)?),
+            Format::Csv => ExampleWriter::Csv(Box::new(csv::CsvWriter::new(output)?)),
         })
     }
 

@@ -29,11 +29,13 @@ pub fn declaration_from_pb(
     let mut v = Violations::default();
     let declaration = parse_declaration(msg, "", reference, &mut v);
     match declaration {
-        Some(mut declaration) if v.is_empty() => {
+        // Cross-field rules run even after field violations, so that one
+        // answer lists everything that is wrong.
+        Some(mut declaration) => {
             declaration.flags = check_declaration(&declaration, reference, &mut v);
             v.finish(declaration)
         }
-        _ => Err(v
+        None => Err(v
             .finish(())
             .expect_err("a declaration that failed to parse left a violation")),
     }

@@ -55,7 +55,7 @@ pub fn training_example_from_pb(
     };
     let result = result.and_then(|r| parse_result(r, "result.", reference, &mut v));
     let truth = truth.and_then(|t| parse_truth(t, "truth.", reference, &mut v));
-    let Some(mut declaration) = declaration.filter(|_| v.is_empty()) else {
+    let Some(mut declaration) = declaration else {
         return Err(v.finish(()).expect_err("a failed parse left a violation"));
     };
     let item_numbers: BTreeSet<u32> = declaration
