@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod features;
 pub mod generate;
 pub mod io;
 pub mod pb;

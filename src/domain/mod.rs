@@ -6,6 +6,7 @@ pub mod declaration;
 pub mod inspection;
 pub mod money;
 pub mod nomenclature;
+pub mod regime;
 pub mod validation;
 
 pub use codes::{CountryCode, Currency, Hs6};

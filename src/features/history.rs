@@ -1,0 +1,282 @@
+//! Party history: how often each exporter, delivery address, IOSS number and
+//! declarant was seen, inspected and found in fraud, and how many distinct
+//! names an address receives for and how many distinct sellers use an IOSS
+//! number.
+//!
+//! Features read the history *before* the declaration is added, and training
+//! replays the data in lodging order, applying an inspection's outcome only
+//! once its `inspected_at` has passed. So no feature ever sees the future.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Declaration, FraudKind, InspectionOutcome, InspectionResult, Party};
+
+/// FNV-1a, 64 bit: stable across builds and platforms, so keys survive in artifacts.
+pub fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes() {
+            let byte = byte.to_ascii_lowercase();
+            if byte.is_ascii_whitespace() {
+                continue;
+            }
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The history keys of one declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartyKeys {
+    pub exporter: u64,
+    pub address: u64,
+    pub importer_name: u64,
+    pub ioss: Option<u64>,
+    pub declarant: u64,
+}
+
+fn party_key(p: &Party) -> u64 {
+    let country = p.address.as_ref().map_or("", |a| a.country.as_str());
+    fnv1a(&[&p.name, country])
+}
+
+impl PartyKeys {
+    pub fn of(d: &Declaration) -> Self {
+        let address = d.importer.address.as_ref().map_or(0, |a| {
+            fnv1a(&[&a.street_and_number, &a.postcode, a.country.as_str()])
+        });
+        Self {
+            exporter: party_key(&d.exporter),
+            address,
+            importer_name: fnv1a(&[&d.importer.name]),
+            ioss: (!d.ioss_number.is_empty()).then(|| fnv1a(&[&d.ioss_number])),
+            declarant: party_key(&d.declarant),
+        }
+    }
+}
+
+/// Counts for one party.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityStats {
+    pub seen: u32,
+    pub inspected: u32,
+    pub fraud: u32,
+    pub undervaluation: u32,
+    pub misdescription: u32,
+}
+
+/// Up to `CAP` distinct 64-bit ids: enough to tell "one" from "many".
+const DISTINCT_CAP: usize = 32;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Distinct(Vec<u64>);
+
+impl Distinct {
+    fn insert(&mut self, id: u64) {
+        if self.0.len() < DISTINCT_CAP && !self.0.contains(&id) {
+            self.0.push(id);
+        }
+    }
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The history tables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartyHistory {
+    exporters: HashMap<u64, EntityStats>,
+    addresses: HashMap<u64, EntityStats>,
+    ioss: HashMap<u64, EntityStats>,
+    declarants: HashMap<u64, EntityStats>,
+    address_names: HashMap<u64, Distinct>,
+    ioss_exporters: HashMap<u64, Distinct>,
+    /// Totals over all inspections, for the smoothing prior.
+    inspected: u64,
+    fraud: u64,
+}
+
+/// Smoothed rates and volumes of one party, as features.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PartySignal {
+    pub fraud_rate: f64,
+    pub undervaluation_rate: f64,
+    pub misdescription_rate: f64,
+    pub log_seen: f64,
+    pub log_inspected: f64,
+    /// Whether any inspection of this party found fraud.
+    pub caught_before: bool,
+}
+
+/// Pseudo-count of the prior in smoothed rates.
+const PRIOR_STRENGTH: f64 = 5.0;
+
+impl PartyHistory {
+    fn prior(&self) -> f64 {
+        (self.fraud as f64 + 1.0) / (self.inspected as f64 + 4.0)
+    }
+
+    fn signal(&self, stats: Option<&EntityStats>) -> PartySignal {
+        let prior = self.prior();
+        let s = stats.copied().unwrap_or_default();
+        let smooth = |k: u32| {
+            (f64::from(k) + PRIOR_STRENGTH * prior) / (f64::from(s.inspected) + PRIOR_STRENGTH)
+        };
+        PartySignal {
+            fraud_rate: smooth(s.fraud),
+            undervaluation_rate: smooth(s.undervaluation),
+            misdescription_rate: smooth(s.misdescription),
+            log_seen: f64::from(s.seen).ln_1p(),
+            log_inspected: f64::from(s.inspected).ln_1p(),
+            caught_before: s.fraud > 0,
+        }
+    }
+
+    pub fn exporter(&self, keys: &PartyKeys) -> PartySignal {
+        self.signal(self.exporters.get(&keys.exporter))
+    }
+
+    pub fn address(&self, keys: &PartyKeys) -> PartySignal {
+        self.signal(self.addresses.get(&keys.address))
+    }
+
+    pub fn ioss(&self, keys: &PartyKeys) -> PartySignal {
+        self.signal(keys.ioss.and_then(|k| self.ioss.get(&k)))
+    }
+
+    pub fn declarant(&self, keys: &PartyKeys) -> PartySignal {
+        self.signal(self.declarants.get(&keys.declarant))
+    }
+
+    /// Distinct names seen at the delivery address (this one included).
+    pub fn address_names(&self, keys: &PartyKeys) -> usize {
+        let known = self.address_names.get(&keys.address);
+        let count = known.map_or(0, Distinct::count);
+        count + usize::from(!known.is_some_and(|d| d.0.contains(&keys.importer_name)))
+    }
+
+    /// Distinct exporters seen using the IOSS number (this one included).
+    pub fn ioss_exporters(&self, keys: &PartyKeys) -> usize {
+        let Some(ioss) = keys.ioss else { return 0 };
+        let known = self.ioss_exporters.get(&ioss);
+        known.map_or(0, Distinct::count)
+            + usize::from(!known.is_some_and(|d| d.0.contains(&keys.exporter)))
+    }
+
+    /// Records that a declaration was lodged.
+    pub fn observe(&mut self, keys: &PartyKeys) {
+        self.exporters.entry(keys.exporter).or_default().seen += 1;
+        self.addresses.entry(keys.address).or_default().seen += 1;
+        self.declarants.entry(keys.declarant).or_default().seen += 1;
+        self.address_names
+            .entry(keys.address)
+            .or_default()
+            .insert(keys.importer_name);
+        if let Some(ioss) = keys.ioss {
+            self.ioss.entry(ioss).or_default().seen += 1;
+            self.ioss_exporters
+                .entry(ioss)
+                .or_default()
+                .insert(keys.exporter);
+        }
+    }
+
+    /// Records what an inspection found.
+    pub fn learn(&mut self, keys: &PartyKeys, result: &InspectionResult) {
+        if result.outcome == InspectionOutcome::Inconclusive {
+            return;
+        }
+        let fraud = result.outcome == InspectionOutcome::NonCompliant;
+        let uv = result.found(FraudKind::Undervaluation);
+        let md =
+            result.found(FraudKind::Misdescription) || result.found(FraudKind::Misclassification);
+        self.inspected += 1;
+        self.fraud += u64::from(fraud);
+        let update = |stats: &mut EntityStats| {
+            stats.inspected += 1;
+            stats.fraud += u32::from(fraud);
+            stats.undervaluation += u32::from(uv);
+            stats.misdescription += u32::from(md);
+        };
+        update(self.exporters.entry(keys.exporter).or_default());
+        update(self.addresses.entry(keys.address).or_default());
+        update(self.declarants.entry(keys.declarant).or_default());
+        if let Some(ioss) = keys.ioss {
+            update(self.ioss.entry(ioss).or_default());
+        }
+    }
+
+    /// Drops parties seen once and never inspected: they carry nothing a
+    /// default entry does not, and they are most of a large table.
+    pub fn prune(&mut self) {
+        let keep = |s: &EntityStats| s.seen >= 2 || s.inspected > 0;
+        self.exporters.retain(|_, s| keep(s));
+        self.addresses.retain(|_, s| keep(s));
+        self.ioss.retain(|_, s| keep(s));
+        self.declarants.retain(|_, s| keep(s));
+        let addresses = &self.addresses;
+        self.address_names
+            .retain(|k, d| d.count() >= 2 || addresses.contains_key(k));
+    }
+
+    /// Entries in the largest tables, for the model card.
+    pub fn sizes(&self) -> [usize; 4] {
+        [
+            self.exporters.len(),
+            self.addresses.len(),
+            self.ioss.len(),
+            self.declarants.len(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_keys_ignore_case_and_spaces_but_not_field_boundaries() {
+        assert_eq!(
+            fnv1a(&["Rue Haute 1", "4000"]),
+            fnv1a(&["rue haute  1", "4000"])
+        );
+        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    }
+
+    #[test]
+    fn rates_are_smoothed_toward_the_prior() {
+        let mut h = PartyHistory::default();
+        let keys = PartyKeys {
+            exporter: 1,
+            address: 2,
+            importer_name: 3,
+            ioss: None,
+            declarant: 4,
+        };
+        let fresh = h.exporter(&keys);
+        h.observe(&keys);
+        let result = InspectionResult {
+            declaration_id: "d".into(),
+            inspection_id: "i".into(),
+            selection_reason: crate::domain::SelectionReason::Random,
+            control_type: None,
+            outcome: InspectionOutcome::NonCompliant,
+            fraud_kinds: vec![FraudKind::Undervaluation],
+            findings: vec![],
+            inspected_at: None,
+            officer_notes: String::new(),
+        };
+        h.learn(&keys, &result);
+        let after = h.exporter(&keys);
+        assert!(after.fraud_rate > fresh.fraud_rate);
+        assert!(after.fraud_rate < 1.0);
+        assert!(after.caught_before);
+        assert_eq!(after.misdescription_rate < after.undervaluation_rate, true);
+    }
+}

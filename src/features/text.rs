@@ -1,0 +1,409 @@
+//! Description → HS6 classifier: multinomial naive Bayes fitted with linfa on
+//! bag-of-words counts, compiled into a token table for sparse scoring.
+//!
+//! Training data are the declarations' own (description, declared HS6) pairs:
+//! most traders describe and classify honestly, so a declared HS6 that the
+//! description makes unlikely is a misdescription signal.
+//!
+//! linfa's `MultinomialNb` needs a dense matrix. Its token likelihoods depend
+//! only on the per-class token totals, so it is fitted on one aggregated row
+//! per class (classes × vocabulary, small) and the class priors come from the
+//! class counts. The fitted likelihoods are then read back through the public
+//! `NaiveBayes::joint_log_likelihood` on unit rows and stored per token, so
+//! scoring a description costs a few table look-ups, not a dense product.
+
+use std::collections::HashMap;
+
+use linfa::prelude::*;
+use linfa_bayes::{MultinomialNb, NaiveBayes};
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Hs6;
+
+/// Lower-cased alphanumeric words of two or more characters.
+pub fn tokens(description: &str) -> impl Iterator<Item = String> + '_ {
+    description
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .map(str::to_lowercase)
+}
+
+/// Training settings.
+#[derive(Debug, Clone, Copy)]
+pub struct TextParams {
+    /// Largest vocabulary (most frequent tokens by document frequency).
+    pub max_vocabulary: usize,
+    /// Tokens seen in fewer documents are ignored.
+    pub min_document_frequency: u32,
+    /// Most frequent declared HS6 codes kept as classes.
+    pub max_classes: usize,
+    /// Codes with fewer examples are not classes.
+    pub min_class_examples: u32,
+    /// Additive (Laplace) smoothing.
+    pub alpha: f64,
+}
+
+impl Default for TextParams {
+    fn default() -> Self {
+        Self {
+            max_vocabulary: 5000,
+            min_document_frequency: 3,
+            max_classes: 400,
+            min_class_examples: 20,
+            alpha: 1.0,
+        }
+    }
+}
+
+/// Errors while fitting or loading the classifier.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("the text classifier needs at least two HS6 codes with enough examples, found {0}")]
+    TooFewClasses(usize),
+    #[error("fitting the naive Bayes model: {0}")]
+    Fit(String),
+    #[error("text classifier tables are inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// The fitted classifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextClassifier {
+    /// Token → index into the rows of `token_log_prob`.
+    vocabulary: Vec<String>,
+    /// Class index → HS6.
+    classes: Vec<Hs6Code>,
+    /// Log prior of each class (from the class counts).
+    log_prior: Vec<f64>,
+    /// `vocabulary.len() × classes.len()`, row-major: ln P(token | class).
+    token_log_prob: Vec<f64>,
+    /// The linfa model the table was read from, kept for provenance and checks.
+    naive_bayes: MultinomialNb<f64, usize>,
+    #[serde(skip)]
+    index: HashMap<String, u32>,
+}
+
+/// HS6 as it is stored in artifacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Hs6Code(pub Hs6);
+
+impl TryFrom<String> for Hs6Code {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Hs6::parse(&s).map(Hs6Code)
+    }
+}
+
+impl From<Hs6Code> for String {
+    fn from(c: Hs6Code) -> String {
+        c.0.as_str().to_owned()
+    }
+}
+
+/// The classifier's view of one description.
+#[derive(Debug, Clone, Default)]
+pub struct Posterior {
+    probabilities: Vec<f64>,
+}
+
+impl TextClassifier {
+    /// Fits on (description, declared HS6) pairs.
+    pub fn fit<'a>(
+        pairs: impl Iterator<Item = (&'a str, Hs6)> + Clone,
+        params: TextParams,
+    ) -> Result<Self, TextError> {
+        // Classes: the most frequent declared codes.
+        let mut class_counts: HashMap<Hs6, u32> = HashMap::new();
+        let mut document_frequency: HashMap<String, u32> = HashMap::new();
+        for (description, hs6) in pairs.clone() {
+            *class_counts.entry(hs6).or_default() += 1;
+            let mut seen: Vec<String> = tokens(description).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for token in seen {
+                *document_frequency.entry(token).or_default() += 1;
+            }
+        }
+        let mut classes: Vec<(Hs6, u32)> = class_counts
+            .into_iter()
+            .filter(|(_, n)| *n >= params.min_class_examples)
+            .collect();
+        classes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        classes.truncate(params.max_classes);
+        if classes.len() < 2 {
+            return Err(TextError::TooFewClasses(classes.len()));
+        }
+        let class_index: HashMap<Hs6, usize> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| (*c, i))
+            .collect();
+
+        let mut vocabulary: Vec<(String, u32)> = document_frequency
+            .into_iter()
+            .filter(|(_, df)| *df >= params.min_document_frequency)
+            .collect();
+        vocabulary.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        vocabulary.truncate(params.max_vocabulary);
+        // An empty vocabulary (no descriptions at all) still yields a model of
+        // priors, with one never-seen placeholder token for linfa.
+        if vocabulary.is_empty() {
+            vocabulary.push(("\u{0}".to_owned(), 0));
+        }
+        let index: HashMap<String, u32> = vocabulary
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _))| (t.clone(), i as u32))
+            .collect();
+        let v = vocabulary.len();
+        let k = classes.len();
+
+        // One aggregated row of token counts per class.
+        let mut counts = Array2::<f64>::zeros((k, v));
+        for (description, hs6) in pairs {
+            let Some(&c) = class_index.get(&hs6) else {
+                continue;
+            };
+            for token in tokens(description) {
+                if let Some(&t) = index.get(&token) {
+                    counts[(c, t as usize)] += 1.0;
+                }
+            }
+        }
+        let targets = Array1::from_iter(0..k);
+        let dataset = Dataset::new(counts, targets);
+        let naive_bayes = {
+            // linfa-bayes 0.8.1 leaves a `dbg!` of every class histogram in
+            // `fit`; keep it off our stderr.
+            let _quiet = gag::Gag::stderr().ok();
+            MultinomialNb::params()
+                .alpha(params.alpha)
+                .fit(&dataset)
+                .map_err(|e| TextError::Fit(e.to_string()))?
+        };
+
+        let total: f64 = classes.iter().map(|(_, n)| f64::from(*n)).sum();
+        let log_prior = classes
+            .iter()
+            .map(|(_, n)| (f64::from(*n) / total).ln())
+            .collect();
+        let token_log_prob = read_token_table(&naive_bayes, v, k)?;
+        Ok(Self {
+            vocabulary: vocabulary.into_iter().map(|(t, _)| t).collect(),
+            classes: classes.into_iter().map(|(c, _)| Hs6Code(c)).collect(),
+            log_prior,
+            token_log_prob,
+            naive_bayes,
+            index,
+        })
+    }
+
+    /// Rebuilds the look-up index after deserialising and checks the tables
+    /// against the linfa model on a sample of tokens.
+    pub fn prepare(&mut self) -> Result<(), TextError> {
+        let v = self.vocabulary.len();
+        let k = self.classes.len();
+        if self.log_prior.len() != k || self.token_log_prob.len() != v * k || k < 2 {
+            return Err(TextError::Inconsistent(format!(
+                "{v} tokens, {k} classes, {} priors, {} likelihoods",
+                self.log_prior.len(),
+                self.token_log_prob.len()
+            )));
+        }
+        let sample: Vec<usize> = (0..v).step_by((v / 8).max(1)).take(8).collect();
+        let check = read_rows(&self.naive_bayes, &sample, v, k)?;
+        for (row, t) in sample.iter().enumerate() {
+            for c in 0..k {
+                let stored = self.token_log_prob[t * k + c];
+                if (stored - check[row * k + c]).abs() > 1e-6 {
+                    return Err(TextError::Inconsistent(format!(
+                        "token {t} class {c}: table {stored}, model {}",
+                        check[row * k + c]
+                    )));
+                }
+            }
+        }
+        self.index = self
+            .vocabulary
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        Ok(())
+    }
+
+    pub fn classes(&self) -> impl Iterator<Item = Hs6> + '_ {
+        self.classes.iter().map(|c| c.0)
+    }
+
+    pub fn vocabulary_len(&self) -> usize {
+        self.vocabulary.len()
+    }
+
+    /// Class probabilities for a description (the priors when no token is known).
+    pub fn posterior(&self, description: &str, out: &mut Posterior) {
+        let k = self.classes.len();
+        out.probabilities.clear();
+        out.probabilities.extend_from_slice(&self.log_prior);
+        for token in tokens(description) {
+            if let Some(&t) = self.index.get(&token) {
+                let row = &self.token_log_prob[t as usize * k..(t as usize + 1) * k];
+                for (acc, lp) in out.probabilities.iter_mut().zip(row) {
+                    *acc += lp;
+                }
+            }
+        }
+        let max = out
+            .probabilities
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
+        for p in &mut out.probabilities {
+            *p = (*p - max).exp();
+            sum += *p;
+        }
+        for p in &mut out.probabilities {
+            *p /= sum;
+        }
+    }
+
+    /// P(class = hs6), or `None` when the code is not a class.
+    pub fn probability_of(&self, posterior: &Posterior, hs6: Hs6) -> Option<f64> {
+        self.classes
+            .iter()
+            .position(|c| c.0 == hs6)
+            .map(|i| posterior.probabilities[i])
+    }
+
+    /// P(the goods are under this heading): the sum over its classes.
+    pub fn heading_probability(&self, posterior: &Posterior, hs6: Hs6) -> f64 {
+        self.classes
+            .iter()
+            .zip(&posterior.probabilities)
+            .filter(|(c, _)| c.0.heading() == hs6.heading())
+            .map(|(_, p)| p)
+            .sum()
+    }
+
+    /// The `n` most probable classes, best first (ties by code).
+    pub fn top(&self, posterior: &Posterior, n: usize) -> Vec<(Hs6, f64)> {
+        let mut ranked: Vec<(Hs6, f64)> = self
+            .classes
+            .iter()
+            .zip(&posterior.probabilities)
+            .map(|(c, p)| (c.0, *p))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(n);
+        ranked
+    }
+}
+
+/// ln P(token | class) for every token, read from the fitted linfa model.
+fn read_token_table(
+    model: &MultinomialNb<f64, usize>,
+    v: usize,
+    k: usize,
+) -> Result<Vec<f64>, TextError> {
+    let all: Vec<usize> = (0..v).collect();
+    let mut table = Vec::with_capacity(v * k);
+    for block in all.chunks(256) {
+        table.extend(read_rows(model, block, v, k)?);
+    }
+    Ok(table)
+}
+
+/// ln P(token | class) for the given tokens, row-major (token, class):
+/// `joint_log_likelihood(unit row) - joint_log_likelihood(zero row)`.
+fn read_rows(
+    model: &MultinomialNb<f64, usize>,
+    tokens: &[usize],
+    v: usize,
+    k: usize,
+) -> Result<Vec<f64>, TextError> {
+    let mut x = Array2::<f64>::zeros((tokens.len() + 1, v));
+    for (row, t) in tokens.iter().enumerate() {
+        x[(row, *t)] = 1.0;
+    }
+    let jll = model.joint_log_likelihood(x.view());
+    let mut out = vec![0.0; tokens.len() * k];
+    for c in 0..k {
+        let column = jll
+            .get(&c)
+            .ok_or_else(|| TextError::Inconsistent(format!("class {c} missing from the model")))?;
+        let base = column[tokens.len()];
+        for row in 0..tokens.len() {
+            out[row * k + c] = column[row] - base;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs() -> Vec<(&'static str, Hs6)> {
+        let phone = Hs6::parse("851713").unwrap();
+        let case = Hs6::parse("392690").unwrap();
+        let shirt = Hs6::parse("610910").unwrap();
+        let mut v = Vec::new();
+        for _ in 0..30 {
+            v.push(("Smartphone 128GB android", phone));
+            v.push(("Android mobile phone", phone));
+            v.push(("Phone case silicone", case));
+            v.push(("TPU phone cover", case));
+            v.push(("Cotton T-shirt", shirt));
+            v.push(("Men's cotton tee", shirt));
+        }
+        v
+    }
+
+    #[test]
+    fn classifies_descriptions_and_round_trips() {
+        let data = pairs();
+        let params = TextParams {
+            min_class_examples: 5,
+            ..TextParams::default()
+        };
+        let model = TextClassifier::fit(data.iter().copied(), params).unwrap();
+        let mut post = Posterior::default();
+        model.posterior("silicone case for phone", &mut post);
+        let (best, p) = model.top(&post, 1)[0];
+        assert_eq!(best.as_str(), "392690");
+        assert!(p > 0.8, "{p}");
+        model.posterior("cotton shirt", &mut post);
+        assert!(
+            model
+                .probability_of(&post, Hs6::parse("851713").unwrap())
+                .unwrap()
+                < 0.05
+        );
+
+        let json = serde_json::to_string(&model).unwrap();
+        let mut back: TextClassifier = serde_json::from_str(&json).unwrap();
+        back.prepare().unwrap();
+        let mut post2 = Posterior::default();
+        back.posterior("cotton shirt", &mut post2);
+        model.posterior("cotton shirt", &mut post);
+        assert_eq!(post.probabilities, post2.probabilities);
+    }
+
+    #[test]
+    fn tampered_tables_are_refused() {
+        let params = TextParams {
+            min_class_examples: 5,
+            ..TextParams::default()
+        };
+        let model = TextClassifier::fit(pairs().iter().copied(), params).unwrap();
+        let mut bad = model.clone();
+        bad.token_log_prob[0] += 1.0;
+        assert!(bad.prepare().is_err());
+        let mut short = model;
+        short.token_log_prob.pop();
+        assert!(short.prepare().is_err());
+    }
+}
