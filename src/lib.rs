@@ -11,9 +11,12 @@
 
 pub mod cli;
 pub mod domain;
+pub mod evaluate;
 pub mod features;
 pub mod generate;
 pub mod io;
+pub mod model;
 pub mod pb;
+pub mod scoring;
 pub mod telemetry;
 pub mod wire;

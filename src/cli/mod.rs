@@ -2,7 +2,11 @@
 //! subcommand's body lives in its own module as `run(args) -> anyhow::Result`.
 
 mod check;
+mod evaluate;
 mod generate;
+mod train;
+
+use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +33,45 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Read a data file, validate every record and report the bad ones by line.
     Check(check::CheckArgs),
+    /// Train a model from labelled declarations and write its artifact.
+    Train(train::TrainArgs),
+    /// Measure a model against baselines on labelled declarations.
+    Evaluate(evaluate::EvaluateArgs),
+}
+
+/// The model used when none is named.
+pub const DEFAULT_MODEL: &str = "models/default";
+
+/// Parses `2026-09-05` (midnight UTC) or an RFC 3339 instant.
+pub fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is neither YYYY-MM-DD nor RFC 3339: {e}"))
+}
+
+/// Reads a whole data file; bad records are reported on stderr by line and skipped.
+pub fn load_examples(
+    path: &Path,
+    format: Option<crate::io::Format>,
+) -> anyhow::Result<(Vec<crate::domain::TrainingExample>, usize)> {
+    let reader = crate::io::open_examples(path, format, crate::domain::ReferenceData::built_in())?;
+    let mut examples = Vec::new();
+    let mut rejected = 0usize;
+    for item in reader {
+        match item? {
+            Ok((_, example)) => examples.push(example),
+            Err(e) => {
+                rejected += 1;
+                if rejected <= 20 {
+                    eprintln!("{}: {e}", path.display());
+                }
+            }
+        }
+    }
+    Ok((examples, rejected))
 }
 
 /// Runs the parsed command line.
@@ -36,6 +79,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Check(args) => check::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
     }
 }
 

@@ -61,14 +61,62 @@ impl PartyKeys {
     }
 }
 
-/// Counts for one party.
+/// Counts for one party. Stored as a five-number array to keep artifacts small.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "[u32; 5]", into = "[u32; 5]")]
 pub struct EntityStats {
     pub seen: u32,
     pub inspected: u32,
     pub fraud: u32,
     pub undervaluation: u32,
     pub misdescription: u32,
+}
+
+impl From<[u32; 5]> for EntityStats {
+    fn from(a: [u32; 5]) -> Self {
+        Self {
+            seen: a[0],
+            inspected: a[1],
+            fraud: a[2],
+            undervaluation: a[3],
+            misdescription: a[4],
+        }
+    }
+}
+
+impl From<EntityStats> for [u32; 5] {
+    fn from(s: EntityStats) -> Self {
+        [
+            s.seen,
+            s.inspected,
+            s.fraud,
+            s.undervaluation,
+            s.misdescription,
+        ]
+    }
+}
+
+/// Maps keyed by party hash, stored as lists sorted by key, so that the same
+/// history always writes the same bytes.
+mod sorted {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &HashMap<u64, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut list: Vec<(&u64, &V)> = map.iter().collect();
+        list.sort_unstable_by_key(|(k, _)| **k);
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<u64, V>, D::Error> {
+        let list: Vec<(u64, V)> = Vec::deserialize(d)?;
+        Ok(list.into_iter().collect())
+    }
 }
 
 /// Up to `CAP` distinct 64-bit ids: enough to tell "one" from "many".
@@ -91,11 +139,17 @@ impl Distinct {
 /// The history tables.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PartyHistory {
+    #[serde(with = "sorted")]
     exporters: HashMap<u64, EntityStats>,
+    #[serde(with = "sorted")]
     addresses: HashMap<u64, EntityStats>,
+    #[serde(with = "sorted")]
     ioss: HashMap<u64, EntityStats>,
+    #[serde(with = "sorted")]
     declarants: HashMap<u64, EntityStats>,
+    #[serde(with = "sorted")]
     address_names: HashMap<u64, Distinct>,
+    #[serde(with = "sorted")]
     ioss_exporters: HashMap<u64, Distinct>,
     /// Totals over all inspections, for the smoothing prior.
     inspected: u64,

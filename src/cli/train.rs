@@ -1,0 +1,78 @@
+//! `parcel-risk train`: fit a model from TrainingExample JSONL or CSV.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::load_examples;
+use crate::io::Format;
+use crate::model::ClassifierKind;
+use crate::model::train::{TrainParams, train};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Training data: TrainingExample lines (JSONL) or CSV.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Output directory, e.g. models/candidate.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model version string (default: the directory name and the time).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Only declarations lodged before this instant (RFC 3339 or YYYY-MM-DD), for a time split.
+    #[arg(long, value_parser = super::parse_instant)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Classifier kinds to compare (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = ClassifierKind::ALL.to_vec())]
+    pub candidates: Vec<ClassifierKind>,
+    /// Share of the latest labelled declarations held out for the comparison.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_share: f64,
+    /// Seed of the random forest.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let (mut examples, rejected) = load_examples(&args.data, args.format)?;
+    if let Some(until) = args.until {
+        examples.retain(|e| e.declaration.lodged_at < until);
+    }
+    anyhow::ensure!(
+        !examples.is_empty(),
+        "no usable declarations in {}",
+        args.data.display()
+    );
+    let loaded = started.elapsed();
+    let params = TrainParams {
+        candidates: args.candidates,
+        validation_share: args.validation_share,
+        seed: args.seed,
+        ..TrainParams::default()
+    };
+    let name = args
+        .out
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    let version = args
+        .version
+        .unwrap_or_else(|| format!("{name}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    let n = examples.len();
+    let artifact = train(examples, &params, &args.data.display().to_string(), version)
+        .context("training failed")?;
+    artifact.save(&args.out)?;
+    eprintln!("{}", artifact.card_markdown());
+    eprintln!(
+        "trained on {n} declarations ({rejected} rejected) in {:.1} s (reading {:.1} s); wrote {}",
+        started.elapsed().as_secs_f64(),
+        loaded.as_secs_f64(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

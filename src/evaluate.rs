@@ -1,0 +1,296 @@
+//! Offline evaluation: rank a window of declarations with the model and with
+//! three baselines, and measure precision, recall and revenue caught in the
+//! top 1, 2, 5 and 10 %, and AUC, per fraud kind.
+//!
+//! Labels: the ground truth when every declaration has it (synthetic data),
+//! otherwise the randomly selected inspections only, which are an unbiased
+//! sample of traffic. Risk-selected labels would flatter whatever selected them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::regime::{DutiableLine, Regime};
+use crate::domain::{RateTable, SelectionReason, TrainingExample};
+use crate::features::history::{PartyKeys, fnv1a};
+use crate::model::metrics::{auc, precision_at, ranking, recall_at, revenue_at};
+use crate::model::{ModelArtifact, Target};
+use crate::scoring::{Scorer, Session};
+
+/// The shares of traffic at which the top of each ranking is measured.
+pub const SHARES: [f64; 4] = [0.01, 0.02, 0.05, 0.10];
+
+/// Where the labels came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSource {
+    GroundTruth,
+    RandomInspections,
+}
+
+/// One ranking's figures for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankerMetrics {
+    pub ranker: &'static str,
+    pub precision: [f64; 4],
+    pub recall: [f64; 4],
+    pub revenue: [f64; 4],
+    pub auc: f64,
+}
+
+/// All figures for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetReport {
+    pub target: Target,
+    pub positives: usize,
+    pub revenue_eur: f64,
+    pub rankers: Vec<RankerMetrics>,
+}
+
+/// The evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    pub model_version: String,
+    pub labels: LabelSource,
+    pub evaluated: usize,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub targets: Vec<TargetReport>,
+}
+
+/// Why evaluation cannot run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EvalError {
+    #[error("no declarations in the evaluation window")]
+    Empty,
+    #[error("no ground truth and no randomly selected inspection results to evaluate against")]
+    NoLabels,
+}
+
+/// Evades taxes: what the truth owes minus what the declaration owes, EUR.
+fn evaded_eur(example: &TrainingExample, rates: &RateTable, regime: &Regime) -> f64 {
+    let d = &example.declaration;
+    let declared: Vec<DutiableLine> = d
+        .items
+        .iter()
+        .map(|i| DutiableLine {
+            hs6: i.hs6,
+            value_eur: rates.to_eur(i.intrinsic_value).unwrap_or(0.0),
+        })
+        .collect();
+    let truth: Vec<DutiableLine> = match (&example.truth, &example.result) {
+        (Some(t), _) => t
+            .items
+            .iter()
+            .map(|i| DutiableLine {
+                hs6: i.hs6,
+                value_eur: rates.to_eur(i.intrinsic_value).unwrap_or(0.0),
+            })
+            .collect(),
+        (None, Some(r)) => d
+            .items
+            .iter()
+            .zip(&declared)
+            .map(|(item, line)| {
+                let finding = r
+                    .findings
+                    .iter()
+                    .find(|f| f.goods_item_number == item.goods_item_number);
+                DutiableLine {
+                    hs6: finding.and_then(|f| f.corrected_hs6).unwrap_or(line.hs6),
+                    value_eur: finding
+                        .and_then(|f| f.corrected_intrinsic_value)
+                        .and_then(|m| rates.to_eur(m))
+                        .unwrap_or(line.value_eur),
+                }
+            })
+            .collect(),
+        (None, None) => declared.clone(),
+    };
+    let destination = d.importer.country();
+    let transport = d
+        .transport_and_insurance_costs
+        .and_then(|m| rates.to_eur(m))
+        .unwrap_or(0.0);
+    (regime.taxes_eur(d.lodged_at, destination, &truth, transport)
+        - regime.taxes_eur(d.lodged_at, destination, &declared, transport))
+    .max(0.0)
+}
+
+/// Evaluates `model` on the examples lodged in `[from, until)`. Examples
+/// before `from` still pass through the split window, as live traffic would.
+pub fn evaluate(
+    model: Arc<ModelArtifact>,
+    mut examples: Vec<TrainingExample>,
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<EvalReport, EvalError> {
+    crate::model::train::sort_by_time(&mut examples);
+    let rates = RateTable::built_in();
+    let regime = Regime::built_in();
+    let model_version = model.model_version.clone();
+    let mut session = Session::new(Scorer::new(model.clone()));
+    let in_window = |e: &TrainingExample| {
+        from.is_none_or(|f| e.declaration.lodged_at >= f)
+            && until.is_none_or(|u| e.declaration.lodged_at < u)
+    };
+    let window: Vec<&TrainingExample> = examples.iter().filter(|e| in_window(e)).collect();
+    if window.is_empty() {
+        return Err(EvalError::Empty);
+    }
+    let labels = if window.iter().all(|e| e.truth.is_some()) {
+        LabelSource::GroundTruth
+    } else {
+        LabelSource::RandomInspections
+    };
+
+    let mut model_scores: Vec<[f64; 3]> = Vec::new();
+    let mut priority = Vec::new();
+    let mut declared_value = Vec::new();
+    let mut party_rate = Vec::new();
+    let mut keys = Vec::new();
+    let mut positives: Vec<[bool; 3]> = Vec::new();
+    let mut revenue = Vec::new();
+    for e in &examples {
+        let assessment = session.score(&e.declaration);
+        if !in_window(e) {
+            continue;
+        }
+        let label: Option<[bool; 3]> = match labels {
+            LabelSource::GroundTruth => e
+                .truth
+                .as_ref()
+                .map(|t| Target::ALL.map(|target| target.truth(t))),
+            LabelSource::RandomInspections => e
+                .result
+                .as_ref()
+                .filter(|r| r.selection_reason == SelectionReason::Random)
+                .and_then(|r| {
+                    let l = Target::ALL.map(|target| target.label(r));
+                    Some([l[0]?, l[1]?, l[2]?])
+                }),
+        };
+        let Some(label) = label else { continue };
+        model_scores.push([
+            assessment.undervaluation_score,
+            assessment.misdescription_score,
+            assessment.overall_score,
+        ]);
+        priority.push(assessment.priority_value);
+        declared_value.push(assessment.declared_value_eur_cents as f64);
+        let party_keys = PartyKeys::of(&e.declaration);
+        let h = &model.history;
+        party_rate.push(
+            h.exporter(&party_keys)
+                .fraud_rate
+                .max(h.address(&party_keys).fraud_rate)
+                .max(h.ioss(&party_keys).fraud_rate),
+        );
+        keys.push(fnv1a(&[&e.declaration.declaration_id]));
+        positives.push(label);
+        revenue.push(evaded_eur(e, rates, regime));
+    }
+    if positives.is_empty() {
+        return Err(EvalError::NoLabels);
+    }
+    // The random baseline: a fixed pseudo-random order by declaration id.
+    let random: Vec<f64> = keys
+        .iter()
+        .map(|k| (k.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15) as f64)
+        .collect();
+
+    let targets = Target::ALL
+        .iter()
+        .enumerate()
+        .map(|(t, target)| {
+            let pos: Vec<bool> = positives.iter().map(|p| p[t]).collect();
+            let rev: Vec<f64> = revenue
+                .iter()
+                .zip(&pos)
+                .map(|(r, p)| if *p { *r } else { 0.0 })
+                .collect();
+            let scores: Vec<f64> = model_scores.iter().map(|s| s[t]).collect();
+            let measure = |ranker: &'static str, scores: &[f64]| {
+                let order = ranking(scores, &keys);
+                RankerMetrics {
+                    ranker,
+                    precision: SHARES.map(|s| precision_at(&order, &pos, s)),
+                    recall: SHARES.map(|s| recall_at(&order, &pos, s)),
+                    revenue: SHARES.map(|s| revenue_at(&order, &rev, s)),
+                    auc: auc(scores, &pos),
+                }
+            };
+            TargetReport {
+                target: *target,
+                positives: pos.iter().filter(|p| **p).count(),
+                revenue_eur: rev.iter().sum(),
+                rankers: vec![
+                    measure("model score", &scores),
+                    measure("model priority (risk x revenue)", &priority),
+                    measure("random", &random),
+                    measure("highest declared value", &declared_value),
+                    measure("riskiest parties (past fraud rate)", &party_rate),
+                ],
+            }
+        })
+        .collect();
+    Ok(EvalReport {
+        model_version,
+        labels,
+        evaluated: positives.len(),
+        from,
+        until,
+        targets,
+    })
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "model {} on {} declarations ({}), window {} .. {}",
+            self.model_version,
+            self.evaluated,
+            match self.labels {
+                LabelSource::GroundTruth => "labels: ground truth",
+                LabelSource::RandomInspections => "labels: random inspections",
+            },
+            self.from.map_or("start".into(), |t| t.to_rfc3339()),
+            self.until.map_or("end".into(), |t| t.to_rfc3339()),
+        )?;
+        for t in &self.targets {
+            writeln!(
+                f,
+                "\n{} ({} positive, evaded revenue EUR {:.0})",
+                t.target.name(),
+                t.positives,
+                t.revenue_eur
+            )?;
+            writeln!(
+                f,
+                "| ranker | P@1% | P@2% | P@5% | P@10% | R@1% | R@5% | R@10% | rev@1% | rev@2% | rev@5% | rev@10% | AUC |"
+            )?;
+            writeln!(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+            for r in &t.rankers {
+                writeln!(
+                    f,
+                    "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                    r.ranker,
+                    r.precision[0],
+                    r.precision[1],
+                    r.precision[2],
+                    r.precision[3],
+                    r.recall[0],
+                    r.recall[2],
+                    r.recall[3],
+                    r.revenue[0],
+                    r.revenue[1],
+                    r.revenue[2],
+                    r.revenue[3],
+                    r.auc
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

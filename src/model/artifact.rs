@@ -1,0 +1,287 @@
+//! The model artifact: one directory per model, holding `model.json` (format
+//! version, feature schema, fitted features, party history, the linfa
+//! classifiers and the model card) and `MODEL_CARD.md` for people.
+//!
+//! Loading checks the format version first, then the schema against what this
+//! build's features produce, then every classifier's width. A corrupt or
+//! mismatched file is refused with a message that says which check failed.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Classifier, ClassifierError, ClassifierKind, Target};
+use crate::features::history::PartyHistory;
+use crate::features::{FeatureError, FeatureSchema, FeatureSet};
+
+/// Bumped whenever the layout of `model.json` changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the artifact inside its directory.
+pub const MODEL_FILE: &str = "model.json";
+pub const CARD_FILE: &str = "MODEL_CARD.md";
+
+/// One classifier per target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Classifiers {
+    pub undervaluation: Classifier,
+    pub misdescription: Classifier,
+    pub any: Classifier,
+}
+
+impl Classifiers {
+    pub fn get(&self, target: Target) -> &Classifier {
+        match target {
+            Target::Undervaluation => &self.undervaluation,
+            Target::Misdescription => &self.misdescription,
+            Target::Any => &self.any,
+        }
+    }
+
+    fn all_mut(&mut self) -> [(Target, &mut Classifier); 3] {
+        [
+            (Target::Undervaluation, &mut self.undervaluation),
+            (Target::Misdescription, &mut self.misdescription),
+            (Target::Any, &mut self.any),
+        ]
+    }
+}
+
+/// A held-out measurement of one candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateMetrics {
+    pub target: Target,
+    pub kind: ClassifierKind,
+    pub auc: f64,
+    pub average_precision: f64,
+    pub precision_at_10pct: f64,
+    pub fit_seconds: f64,
+    pub train_rows: usize,
+    pub validation_rows: usize,
+}
+
+/// What a person needs to know about a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// FNV-1a of the training records in canonical form.
+    pub data_fingerprint: String,
+    pub source: String,
+    pub examples: usize,
+    pub labelled: usize,
+    pub labelled_random: usize,
+    pub positives: Vec<(Target, usize)>,
+    pub first_lodged_at: Option<DateTime<Utc>>,
+    pub last_lodged_at: Option<DateTime<Utc>>,
+    /// Held-out comparison on the latest labelled rows (time split).
+    pub comparison: Vec<CandidateMetrics>,
+    pub chosen: Vec<(Target, ClassifierKind)>,
+    pub why: String,
+    pub training_seconds: f64,
+    pub text_vocabulary: usize,
+    pub text_classes: usize,
+    pub history_sizes: [usize; 4],
+}
+
+/// A trained model, ready to score once prepared.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub format_version: u32,
+    pub model_version: String,
+    pub created_at: DateTime<Utc>,
+    pub rates_version: String,
+    pub regime_version: String,
+    pub schema: FeatureSchema,
+    pub features: FeatureSet,
+    pub history: PartyHistory,
+    pub classifiers: Classifiers,
+    pub card: ModelCard,
+}
+
+/// Why an artifact cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a model artifact ({source})")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path}: artifact format {found}, this build reads format {FORMAT_VERSION}; retrain or use a matching build"
+    )]
+    FormatVersion { path: PathBuf, found: u32 },
+    #[error("{path}: feature schema {found} does not match the features it carries ({expected})")]
+    Schema {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: {target} classifier: {source}")]
+    Classifier {
+        path: PathBuf,
+        target: &'static str,
+        #[source]
+        source: ClassifierError,
+    },
+    #[error("{path}: {source}")]
+    Features {
+        path: PathBuf,
+        #[source]
+        source: FeatureError,
+    },
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    format_version: u32,
+}
+
+impl ModelArtifact {
+    /// Checks the schema and classifiers and builds what scoring needs.
+    pub fn prepare(&mut self, path: &Path) -> Result<(), ArtifactError> {
+        self.features
+            .prepare()
+            .map_err(|source| ArtifactError::Features {
+                path: path.to_owned(),
+                source,
+            })?;
+        let expected = self.features.schema();
+        if expected != self.schema {
+            return Err(ArtifactError::Schema {
+                path: path.to_owned(),
+                found: self.schema.hash.clone(),
+                expected: expected.hash,
+            });
+        }
+        let width = self.schema.len();
+        for (target, classifier) in self.classifiers.all_mut() {
+            classifier
+                .prepare(width)
+                .map_err(|source| ArtifactError::Classifier {
+                    path: path.to_owned(),
+                    target: target.name(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Loads and checks the artifact in directory `dir` (or the file itself).
+    pub fn load(dir: &Path) -> Result<Self, ArtifactError> {
+        let path = if dir.is_dir() {
+            dir.join(MODEL_FILE)
+        } else {
+            dir.to_owned()
+        };
+        let io = |source| ArtifactError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes = fs::read(&path).map_err(io)?;
+        let probe: VersionProbe =
+            serde_json::from_slice(&bytes).map_err(|source| ArtifactError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        if probe.format_version != FORMAT_VERSION {
+            return Err(ArtifactError::FormatVersion {
+                path,
+                found: probe.format_version,
+            });
+        }
+        let mut artifact: ModelArtifact = serde_json::from_reader(BufReader::new(bytes.as_slice()))
+            .map_err(|source| ArtifactError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        artifact.prepare(&path)?;
+        Ok(artifact)
+    }
+
+    /// Writes `model.json` and `MODEL_CARD.md` into `dir` (created if needed).
+    /// The JSON goes to a temporary file first, so a reader never sees half a model.
+    pub fn save(&self, dir: &Path) -> Result<(), ArtifactError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ArtifactError::Io { path, source }
+        };
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(MODEL_FILE);
+        let tmp = dir.join(format!("{MODEL_FILE}.tmp"));
+        {
+            let file = fs::File::create(&tmp).map_err(io(&tmp))?;
+            let mut out = BufWriter::new(file);
+            serde_json::to_writer(&mut out, self).map_err(|source| ArtifactError::Corrupt {
+                path: tmp.clone(),
+                source,
+            })?;
+            out.flush().map_err(io(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        let card = dir.join(CARD_FILE);
+        fs::write(&card, self.card_markdown()).map_err(io(&card))?;
+        Ok(())
+    }
+
+    /// The model card as Markdown.
+    pub fn card_markdown(&self) -> String {
+        let c = &self.card;
+        let mut md = String::new();
+        md.push_str(&format!("# Model {}\n\n", self.model_version));
+        md.push_str(&format!(
+            "- created at: {}\n- artifact format: {}\n- feature schema: {} features, hash {}\n- EUR rates: {}; duty regime: {}\n",
+            self.created_at.to_rfc3339(),
+            self.format_version,
+            self.schema.len(),
+            self.schema.hash,
+            self.rates_version,
+            self.regime_version
+        ));
+        md.push_str(&format!(
+            "- training data: {} (fingerprint {}), {} declarations lodged {} to {}, {} labelled ({} by random selection)\n",
+            c.source,
+            c.data_fingerprint,
+            c.examples,
+            c.first_lodged_at.map_or("-".into(), |t| t.to_rfc3339()),
+            c.last_lodged_at.map_or("-".into(), |t| t.to_rfc3339()),
+            c.labelled,
+            c.labelled_random
+        ));
+        for (target, n) in &c.positives {
+            md.push_str(&format!("- positive labels, {}: {n}\n", target.name()));
+        }
+        md.push_str(&format!(
+            "- description classifier: {} tokens, {} HS6 classes; party history: {:?} (exporters, addresses, IOSS, declarants)\n- training took {:.1} s\n\n",
+            c.text_vocabulary, c.text_classes, c.history_sizes, c.training_seconds
+        ));
+        md.push_str("## Held-out comparison (latest labelled declarations, time split)\n\n");
+        md.push_str("| target | classifier | AUC | average precision | precision@10% | fit s | train rows | validation rows |\n|---|---|---|---|---|---|---|---|\n");
+        for m in &c.comparison {
+            md.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {} | {} |\n",
+                m.target.name(),
+                m.kind.name(),
+                m.auc,
+                m.average_precision,
+                m.precision_at_10pct,
+                m.fit_seconds,
+                m.train_rows,
+                m.validation_rows
+            ));
+        }
+        md.push_str("\n## Chosen\n\n");
+        for (target, kind) in &c.chosen {
+            md.push_str(&format!("- {}: {}\n", target.name(), kind.name()));
+        }
+        md.push_str(&format!("\n{}\n", c.why));
+        md
+    }
+}

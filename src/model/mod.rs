@@ -1,0 +1,350 @@
+//! Risk models fitted with linfa, their artifact, training and metrics.
+//!
+//! A model is one binary classifier per [`Target`] over the rows of
+//! [`crate::features`]. Training compares logistic regression, a decision
+//! tree, a random forest and Gaussian naive Bayes on a later time window and
+//! keeps the best per target.
+
+pub mod artifact;
+pub mod metrics;
+pub mod train;
+
+use linfa::prelude::*;
+use linfa_bayes::{GaussianNb, NaiveBayes};
+use linfa_logistic::FittedLogisticRegression;
+use linfa_trees::DecisionTree;
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{FraudKind, GroundTruth, InspectionOutcome, InspectionResult};
+
+pub use artifact::{ModelArtifact, ModelCard};
+
+/// What a classifier predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Declared value a fraction of the real one.
+    Undervaluation,
+    /// Misdescription or misclassification: the goods are not what the
+    /// description or HS6 says.
+    Misdescription,
+    /// Any non-compliance.
+    Any,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Undervaluation, Target::Misdescription, Target::Any];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Undervaluation => "undervaluation",
+            Target::Misdescription => "misdescription",
+            Target::Any => "any",
+        }
+    }
+
+    /// The label an inspection gives, `None` when it is inconclusive.
+    pub fn label(self, result: &InspectionResult) -> Option<bool> {
+        if result.outcome == InspectionOutcome::Inconclusive {
+            return None;
+        }
+        Some(match self {
+            Target::Undervaluation => result.found(FraudKind::Undervaluation),
+            Target::Misdescription => {
+                result.found(FraudKind::Misdescription)
+                    || result.found(FraudKind::Misclassification)
+            }
+            Target::Any => result.outcome == InspectionOutcome::NonCompliant,
+        })
+    }
+
+    /// The label the ground truth gives.
+    pub fn truth(self, truth: &GroundTruth) -> bool {
+        match self {
+            Target::Undervaluation => truth.is(FraudKind::Undervaluation),
+            Target::Misdescription => {
+                truth.is(FraudKind::Misdescription) || truth.is(FraudKind::Misclassification)
+            }
+            Target::Any => !truth.fraud_kinds.is_empty(),
+        }
+    }
+}
+
+/// Per-feature centring and scaling, fitted on training rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    pub mean: Vec<f64>,
+    pub scale: Vec<f64>,
+}
+
+impl Standardizer {
+    pub fn fit(x: ArrayView2<'_, f64>) -> Self {
+        let n = x.nrows().max(1) as f64;
+        let mean: Vec<f64> = x
+            .mean_axis(Axis(0))
+            .map_or_else(|| vec![0.0; x.ncols()], |m| m.to_vec());
+        let scale = x
+            .axis_iter(Axis(1))
+            .zip(&mean)
+            .map(|(col, m)| {
+                let var = col.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n;
+                if var > 1e-12 { var.sqrt() } else { 1.0 }
+            })
+            .collect();
+        Self { mean, scale }
+    }
+
+    pub fn transform(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let mut out = x.to_owned();
+        for (mut col, (m, s)) in out
+            .axis_iter_mut(Axis(1))
+            .zip(self.mean.iter().zip(&self.scale))
+        {
+            col.mapv_inplace(|v| (v - m) / s);
+        }
+        out
+    }
+}
+
+/// The kinds of classifier training compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    Logistic,
+    DecisionTree,
+    RandomForest,
+    GaussianNb,
+}
+
+impl ClassifierKind {
+    pub const ALL: [ClassifierKind; 4] = [
+        ClassifierKind::Logistic,
+        ClassifierKind::DecisionTree,
+        ClassifierKind::RandomForest,
+        ClassifierKind::GaussianNb,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClassifierKind::Logistic => "logistic_regression",
+            ClassifierKind::DecisionTree => "decision_tree",
+            ClassifierKind::RandomForest => "random_forest",
+            ClassifierKind::GaussianNb => "gaussian_nb",
+        }
+    }
+}
+
+/// A fitted binary classifier. Scores are P(positive) (a vote share for the
+/// forest, 0/1 for the single tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Classifier {
+    Logistic {
+        scaler: Standardizer,
+        model: FittedLogisticRegression<f64, bool>,
+        /// Weights folded with the scaler and oriented to P(true): one dot
+        /// product per row. Rebuilt by `prepare`.
+        #[serde(skip)]
+        compiled: Option<(Vec<f64>, f64)>,
+    },
+    DecisionTree {
+        tree: DecisionTree<f64, bool>,
+    },
+    RandomForest {
+        /// linfa's `EnsembleLearner` has no serde; its public parts are kept
+        /// and the forest is rebuilt from them.
+        trees: Vec<DecisionTree<f64, bool>>,
+        tree_features: Vec<Vec<usize>>,
+    },
+    GaussianNb {
+        model: GaussianNb<f64, bool>,
+        /// Row width it was fitted on (linfa does not expose it).
+        width: usize,
+    },
+}
+
+/// A model that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ClassifierError {
+    #[error("the classifier expects {expected} features, the schema has {actual}")]
+    Width { expected: usize, actual: usize },
+    #[error("the random forest is malformed: {0}")]
+    Forest(String),
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl Classifier {
+    pub fn kind(&self) -> ClassifierKind {
+        match self {
+            Classifier::Logistic { .. } => ClassifierKind::Logistic,
+            Classifier::DecisionTree { .. } => ClassifierKind::DecisionTree,
+            Classifier::RandomForest { .. } => ClassifierKind::RandomForest,
+            Classifier::GaussianNb { .. } => ClassifierKind::GaussianNb,
+        }
+    }
+
+    /// Checks the classifier against the row width and precomputes what
+    /// scoring needs. Must run after deserialising.
+    pub fn prepare(&mut self, width: usize) -> Result<(), ClassifierError> {
+        match self {
+            Classifier::Logistic {
+                scaler,
+                model,
+                compiled,
+            } => {
+                let params = model.params();
+                if params.len() != width
+                    || scaler.mean.len() != width
+                    || scaler.scale.len() != width
+                {
+                    return Err(ClassifierError::Width {
+                        expected: params.len(),
+                        actual: width,
+                    });
+                }
+                // linfa models P(its "pos" class), which is the majority
+                // class of the training targets; orient to P(true).
+                let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
+                let mut weights = Vec::with_capacity(width);
+                let mut bias = model.intercept();
+                for ((w, m), s) in params.iter().zip(&scaler.mean).zip(&scaler.scale) {
+                    weights.push(sign * w / s);
+                    bias -= w * m / s;
+                }
+                *compiled = Some((weights, sign * bias));
+                Ok(())
+            }
+            Classifier::DecisionTree { tree } => {
+                let max = tree.features().into_iter().max().unwrap_or(0);
+                if max >= width {
+                    return Err(ClassifierError::Width {
+                        expected: max + 1,
+                        actual: width,
+                    });
+                }
+                Ok(())
+            }
+            Classifier::RandomForest {
+                trees,
+                tree_features,
+            } => {
+                if trees.len() != tree_features.len() || trees.is_empty() {
+                    return Err(ClassifierError::Forest(format!(
+                        "{} trees, {} feature lists",
+                        trees.len(),
+                        tree_features.len()
+                    )));
+                }
+                for (tree, features) in trees.iter().zip(tree_features.iter()) {
+                    if features.iter().any(|f| *f >= width) {
+                        return Err(ClassifierError::Width {
+                            expected: features.iter().max().map_or(0, |m| m + 1),
+                            actual: width,
+                        });
+                    }
+                    if tree.features().into_iter().any(|f| f >= features.len()) {
+                        return Err(ClassifierError::Forest(
+                            "a tree splits on a feature it was not given".into(),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Classifier::GaussianNb {
+                width: expected, ..
+            } => {
+                if *expected != width {
+                    return Err(ClassifierError::Width {
+                        expected: *expected,
+                        actual: width,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// P(positive) for one row. The row width was checked by `prepare`.
+    pub fn score(&self, row: &[f64]) -> f64 {
+        match self {
+            Classifier::Logistic {
+                compiled,
+                scaler,
+                model,
+            } => match compiled {
+                Some((w, b)) => sigmoid(w.iter().zip(row).map(|(w, x)| w * x).sum::<f64>() + b),
+                None => {
+                    let x = Array2::from_shape_vec((1, row.len()), row.to_vec()).expect("one row");
+                    let p = model.predict_probabilities(&scaler.transform(x.view()))[0];
+                    if model.labels().pos.class { p } else { 1.0 - p }
+                }
+            },
+            _ => {
+                let x = Array2::from_shape_vec((1, row.len()), row.to_vec()).expect("one row");
+                self.score_batch(x.view())[0]
+            }
+        }
+    }
+
+    /// P(positive) for many rows.
+    pub fn score_batch(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        match self {
+            Classifier::Logistic { .. } => x
+                .outer_iter()
+                .map(|row| {
+                    let row: Vec<f64> = row.to_vec();
+                    self.score(&row)
+                })
+                .collect(),
+            Classifier::DecisionTree { tree } => tree
+                .predict(&x)
+                .iter()
+                .map(|p| f64::from(u8::from(*p)))
+                .collect(),
+            Classifier::RandomForest {
+                trees,
+                tree_features,
+            } => {
+                let mut votes = vec![0.0; x.nrows()];
+                for (tree, features) in trees.iter().zip(tree_features) {
+                    let sub = x.select(Axis(1), features);
+                    for (v, p) in votes.iter_mut().zip(tree.predict(&sub).iter()) {
+                        *v += f64::from(u8::from(*p));
+                    }
+                }
+                let n = trees.len().max(1) as f64;
+                votes.into_iter().map(|v| v / n).collect()
+            }
+            Classifier::GaussianNb { model, .. } => {
+                let (proba, classes) = model.predict_proba(x);
+                match classes.iter().position(|c| **c) {
+                    Some(col) => proba.column(col).to_vec(),
+                    None => vec![0.0; x.nrows()],
+                }
+            }
+        }
+    }
+
+    /// Per-feature contributions to the log-odds of a logistic model (weight ×
+    /// standardised value); `None` for other kinds.
+    pub fn contributions(&self, row: &[f64]) -> Option<Vec<f64>> {
+        match self {
+            Classifier::Logistic {
+                compiled: Some((w, _)),
+                scaler,
+                ..
+            } => Some(
+                w.iter()
+                    .zip(row)
+                    .zip(&scaler.mean)
+                    .map(|((w, x), m)| w * (x - m))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Reason codes with evidence an officer can check. Codes are stable strings
+//! (catalogue in `docs/reason-codes.md`); each carries the facts behind it and
+//! a contribution: with a logistic model, the sum of the positive log-odds
+//! contributions of the features the reason stands for; otherwise a fixed
+//! weight. Reasons are sorted by contribution, highest first.
+
+use crate::domain::validation::{H7_THRESHOLD_EUR_CENTS, matched_stop_words};
+use crate::domain::{DataFlag, Declaration};
+use crate::features::Signals;
+
+/// Reason families (as in the contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCategory {
+    Valuation,
+    Threshold,
+    Description,
+    Classification,
+    Weight,
+    Party,
+    Fiscal,
+    DataQuality,
+}
+
+/// One reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub code: &'static str,
+    pub category: ReasonCategory,
+    /// 0 = declaration level.
+    pub goods_item_number: u32,
+    pub contribution: f64,
+    pub message: String,
+    pub evidence: Vec<(&'static str, String)>,
+}
+
+/// Features each reason stands for, by name prefix or exact name.
+fn features_of(code: &str) -> &'static [&'static str] {
+    match code {
+        "VAL_UNIT_VALUE_BELOW_REF_P05" | "VAL_BELOW_LAP_LIKE_BOUND" => &[
+            "uv_min_log_ratio_kg",
+            "uv_wmean_log_ratio_kg",
+            "uv_min_log_ratio_article",
+            "uv_below_p05_value_share",
+            "uv_value_gap_share",
+        ],
+        "THR_BUNCHING_BELOW_150" => &["thr_near_150", "thr_gap_to_150"],
+        "THR_H7_VALUE_OVER_150" => &["thr_over_150"],
+        "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY" => &[
+            "spl_log_buyer_parcels",
+            "spl_same_seller_parcels",
+            "spl_combined_over_150",
+        ],
+        "DESC_STOP_WORD" => &["desc_vague_share"],
+        "DQ_MISSING_DESCRIPTION" => &["desc_missing_share"],
+        "DESC_HS_MISMATCH" => &[
+            "txt_p_declared_min",
+            "txt_p_heading_min",
+            "txt_other_chapter_max",
+        ],
+        "CLS_LOWER_DUTY_SHIFT" => &["cls_duty_delta_max"],
+        "DQ_UNKNOWN_HS6" => &["cls_unknown_hs6"],
+        "WGT_IMPLAUSIBLE_FOR_GOODS" => &["wgt_mass_z_max", "wgt_mass_z_min"],
+        "WGT_ENS_H7_MISMATCH" => &["ens_mass_mismatch"],
+        "PTY_SELLER_HISTORY" => &[
+            "pty_exporter_fraud_rate",
+            "pty_exporter_uv_rate",
+            "pty_exporter_md_rate",
+            "pty_exporter_caught_before",
+        ],
+        "PTY_ADDRESS_HIGH_FAN_IN" => &["pty_address_log_names", "pty_address_fraud_rate"],
+        "FIS_IOSS_SHARED_ACROSS_SELLERS" => &["pty_ioss_log_exporters", "pty_ioss_fraud_rate"],
+        "FIS_IOSS_INVALID_OR_INCONSISTENT" => &["fis_procedure_inconsistent"],
+        _ => &[],
+    }
+}
+
+fn money(eur: f64) -> String {
+    format!("{eur:.2}")
+}
+
+/// Builds the reasons of an assessment.
+pub fn explain(
+    d: &Declaration,
+    s: &Signals,
+    names: &[String],
+    contributions: Option<&[f64]>,
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let mut push = |code: &'static str,
+                    category,
+                    item: u32,
+                    weight: f64,
+                    message: String,
+                    evidence: Vec<(&'static str, String)>| {
+        let contribution = match contributions {
+            Some(c) => {
+                let wanted = features_of(code);
+                names
+                    .iter()
+                    .zip(c)
+                    .filter(|(n, _)| wanted.contains(&n.as_str()))
+                    .map(|(_, v)| v.max(0.0))
+                    .sum::<f64>()
+                    .max(weight * 0.01)
+            }
+            None => weight,
+        };
+        reasons.push(Reason {
+            code,
+            category,
+            goods_item_number: item,
+            contribution,
+            message,
+            evidence,
+        });
+    };
+
+    for i in &s.items {
+        if let Some((ratio, r)) = i.per_kg {
+            let median = r.stats.median.exp();
+            let declared = i.declared_eur_per_kg.unwrap_or(0.0);
+            let evidence = vec![
+                ("declared_eur_per_kg", money(declared)),
+                ("ref_median_eur_per_kg", money(median)),
+                ("ref_p05_eur_per_kg", money(r.stats.p05.exp())),
+                ("ref_cell", r.cell.describe()),
+                ("ref_sample_size", r.stats.n.to_string()),
+                ("expected_value_eur", money(i.expected_eur)),
+            ];
+            if declared < 0.5 * median {
+                push(
+                    "VAL_BELOW_LAP_LIKE_BOUND",
+                    ReasonCategory::Valuation,
+                    i.goods_item_number,
+                    2.0,
+                    format!(
+                        "Declared EUR {:.2}/kg is under half the reference median of EUR {median:.2}/kg for {}",
+                        declared,
+                        r.cell.describe()
+                    ),
+                    evidence,
+                );
+            } else if ratio < r.stats.p05 - r.stats.median {
+                push(
+                    "VAL_UNIT_VALUE_BELOW_REF_P05",
+                    ReasonCategory::Valuation,
+                    i.goods_item_number,
+                    1.5,
+                    format!(
+                        "Declared EUR {declared:.2}/kg is below the 5th percentile for {}",
+                        r.cell.describe()
+                    ),
+                    evidence,
+                );
+            }
+        }
+        if i.vague {
+            let description = d
+                .items
+                .iter()
+                .find(|x| x.goods_item_number == i.goods_item_number)
+                .map_or("", |x| x.description.as_str());
+            push(
+                "DESC_STOP_WORD",
+                ReasonCategory::Description,
+                i.goods_item_number,
+                1.5,
+                format!(
+                    "Description {description:?} is a generic term the ICS2 stop-word list rejects"
+                ),
+                vec![(
+                    "matched_stop_words",
+                    matched_stop_words(description).join(";"),
+                )],
+            );
+        }
+        if i.missing_description {
+            push(
+                "DQ_MISSING_DESCRIPTION",
+                ReasonCategory::DataQuality,
+                i.goods_item_number,
+                1.0,
+                "No goods description".to_owned(),
+                vec![],
+            );
+        }
+        if let Some((best, p)) = i.predicted.first() {
+            let p_declared = i.p_declared.unwrap_or(i.p_heading);
+            if *best != i.hs6 && *p > 0.5 && p_declared < 0.1 && best.heading() != i.hs6.heading() {
+                push(
+                    "DESC_HS_MISMATCH",
+                    ReasonCategory::Classification,
+                    i.goods_item_number,
+                    1.5,
+                    format!(
+                        "The description reads as HS {best} (p={p:.2}), not the declared HS {}",
+                        i.hs6
+                    ),
+                    vec![
+                        ("declared_hs6", i.hs6.to_string()),
+                        ("predicted_hs6", best.to_string()),
+                        ("predicted_probability", format!("{p:.3}")),
+                        ("declared_probability", format!("{p_declared:.3}")),
+                    ],
+                );
+                if i.duty_delta_pct > 0.0 {
+                    push(
+                        "CLS_LOWER_DUTY_SHIFT",
+                        ReasonCategory::Classification,
+                        i.goods_item_number,
+                        0.5,
+                        format!(
+                            "The predicted HS {best} carries {:.1} points more MFN duty",
+                            i.duty_delta_pct
+                        ),
+                        vec![("duty_delta_pct", format!("{:.1}", i.duty_delta_pct))],
+                    );
+                }
+            }
+        }
+        if i.unknown_hs6 {
+            push(
+                "DQ_UNKNOWN_HS6",
+                ReasonCategory::DataQuality,
+                i.goods_item_number,
+                0.5,
+                format!("HS {} is not in the HS 2022 nomenclature", i.hs6),
+                vec![("declared_hs6", i.hs6.to_string())],
+            );
+        }
+        if let Some((z, r)) = i.mass {
+            if z.abs() > 3.0 {
+                let item = d
+                    .items
+                    .iter()
+                    .find(|x| x.goods_item_number == i.goods_item_number);
+                let grams = item.map_or(0.0, |x| {
+                    x.gross_mass_g as f64 / f64::from(x.quantity.max(1))
+                });
+                push(
+                    "WGT_IMPLAUSIBLE_FOR_GOODS",
+                    ReasonCategory::Weight,
+                    i.goods_item_number,
+                    2.0,
+                    format!(
+                        "{grams:.0} g per article is far from the {:.0} g typical of HS {} (z={z:.1})",
+                        r.stats.median.exp(),
+                        i.hs6
+                    ),
+                    vec![
+                        ("grams_per_article", format!("{grams:.0}")),
+                        ("ref_median_grams", format!("{:.0}", r.stats.median.exp())),
+                        ("ref_p25_grams", format!("{:.0}", r.stats.p25.exp())),
+                        ("ref_p75_grams", format!("{:.0}", r.stats.p75.exp())),
+                        ("ref_cell", r.cell.describe()),
+                        ("z_score", format!("{z:.2}")),
+                    ],
+                );
+            }
+        }
+    }
+
+    let threshold = H7_THRESHOLD_EUR_CENTS as f64 / 100.0;
+    if (130.0..threshold).contains(&s.declared_eur) {
+        push(
+            "THR_BUNCHING_BELOW_150",
+            ReasonCategory::Threshold,
+            0,
+            1.0,
+            format!(
+                "Consignment value EUR {:.2} sits just under the EUR 150 H7 limit",
+                s.declared_eur
+            ),
+            vec![("declared_value_eur", money(s.declared_eur))],
+        );
+    }
+    if d.flags
+        .iter()
+        .any(|f| matches!(f, DataFlag::H7ValueOver150 { .. }))
+    {
+        push(
+            "THR_H7_VALUE_OVER_150",
+            ReasonCategory::Threshold,
+            0,
+            2.0,
+            format!(
+                "H7 declaration worth EUR {:.2}, over the EUR 150 limit",
+                s.declared_eur
+            ),
+            vec![("declared_value_eur", money(s.declared_eur))],
+        );
+    }
+    if s.split.buyer_parcels > 0 && s.split.combined_value_eur_cents > H7_THRESHOLD_EUR_CENTS {
+        push(
+            "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY",
+            ReasonCategory::Threshold,
+            0,
+            2.0,
+            format!(
+                "{} other parcel(s) to the same buyer within 24 h; together EUR {:.2}",
+                s.split.buyer_parcels,
+                s.split.combined_value_eur_cents as f64 / 100.0
+            ),
+            vec![
+                ("sibling_parcels", s.split.buyer_parcels.to_string()),
+                (
+                    "siblings_from_same_seller",
+                    s.split.same_seller_parcels.to_string(),
+                ),
+                (
+                    "combined_value_eur",
+                    money(s.split.combined_value_eur_cents as f64 / 100.0),
+                ),
+            ],
+        );
+    }
+    if s.exporter.caught_before && s.exporter.fraud_rate > 0.3 {
+        push(
+            "PTY_SELLER_HISTORY",
+            ReasonCategory::Party,
+            0,
+            1.5,
+            format!(
+                "Seller found non-compliant before (smoothed rate {:.0} %)",
+                100.0 * s.exporter.fraud_rate
+            ),
+            vec![
+                ("seller_fraud_rate", format!("{:.3}", s.exporter.fraud_rate)),
+                (
+                    "seller_inspections",
+                    format!("{:.0}", s.exporter.log_inspected.exp_m1()),
+                ),
+                (
+                    "seller_declarations",
+                    format!("{:.0}", s.exporter.log_seen.exp_m1()),
+                ),
+            ],
+        );
+    }
+    if s.address_names >= 4 {
+        push(
+            "PTY_ADDRESS_HIGH_FAN_IN",
+            ReasonCategory::Party,
+            0,
+            1.0,
+            format!(
+                "The delivery address received for {} different names",
+                s.address_names
+            ),
+            vec![("distinct_names_at_address", s.address_names.to_string())],
+        );
+    }
+    if s.ioss_exporters >= 3 {
+        push(
+            "FIS_IOSS_SHARED_ACROSS_SELLERS",
+            ReasonCategory::Fiscal,
+            0,
+            1.5,
+            format!(
+                "IOSS number {} is used by {} different sellers",
+                d.ioss_number, s.ioss_exporters
+            ),
+            vec![
+                ("ioss_number", d.ioss_number.clone()),
+                ("distinct_sellers", s.ioss_exporters.to_string()),
+            ],
+        );
+    }
+    if d.flags
+        .iter()
+        .any(|f| matches!(f, DataFlag::InconsistentProcedureCodes { .. }))
+    {
+        push(
+            "FIS_IOSS_INVALID_OR_INCONSISTENT",
+            ReasonCategory::Fiscal,
+            0,
+            1.0,
+            "Additional procedure codes that H7 rules forbid together".to_owned(),
+            vec![("ioss_number", d.ioss_number.clone())],
+        );
+    }
+    reasons.sort_by(|a, b| {
+        b.contribution
+            .total_cmp(&a.contribution)
+            .then(a.code.cmp(b.code))
+    });
+    reasons
+}
