@@ -14,6 +14,7 @@ pub mod domain;
 pub mod evaluate;
 pub mod features;
 pub mod generate;
+pub mod grpc;
 pub mod io;
 pub mod model;
 pub mod pb;

@@ -6,4 +6,6 @@
 mod common;
 mod data_files;
 mod generator;
+mod grpc;
+mod model;
 mod validation;

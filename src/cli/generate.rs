@@ -51,9 +51,37 @@ pub struct GenerateArgs {
     /// Chance that a control finds a fraud that is there.
     #[arg(long, default_value_t = 0.9)]
     pub detection_rate: f64,
+    /// `minimal` mimics another national system's extract: no goods
+    /// descriptions, no ENS block, no country of origin; HS6, parties, mass,
+    /// value and attributes only.
+    #[arg(long, value_enum, default_value_t = Schema::Full)]
+    pub schema: Schema,
     /// Do not print calibration statistics.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Which fields the generated declarations carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schema {
+    Full,
+    Minimal,
+}
+
+/// Drops what a minimal national extract does not carry.
+fn to_minimal(example: &mut crate::pb::TrainingExample) {
+    if let Some(d) = example.declaration.as_mut() {
+        d.ens = None;
+        for item in &mut d.items {
+            item.description.clear();
+            item.country_of_origin.clear();
+        }
+    }
+    if let Some(r) = example.result.as_mut() {
+        for f in &mut r.findings {
+            f.corrected_description.clear();
+        }
+    }
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -101,7 +129,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         let header = CsvWriter::new(Vec::new())?.into_inner()?;
         out.write_all(&header)?;
     }
-    let stats = write_chunks(&generator, format, &mut out)?;
+    let stats = write_chunks(&generator, format, args.schema, &mut out)?;
     out.flush()?;
     let elapsed = started.elapsed();
     if !args.quiet {
@@ -119,6 +147,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
 fn write_chunks(
     generator: &Generator,
     format: Format,
+    schema: Schema,
     out: &mut dyn Write,
 ) -> anyhow::Result<Stats> {
     let chunks = generator.chunk_count();
@@ -130,7 +159,10 @@ fn write_chunks(
         let parts: Vec<Result<(Vec<u8>, Stats), IoError>> = (start..end)
             .into_par_iter()
             .map(|index| {
-                let (examples, stats) = generator.chunk(index);
+                let (mut examples, stats) = generator.chunk(index);
+                if schema == Schema::Minimal {
+                    examples.iter_mut().for_each(to_minimal);
+                }
                 let bytes = match format {
                     Format::Jsonl => {
                         let mut w = JsonlWriter::new(Vec::with_capacity(examples.len() * 1500));

@@ -4,6 +4,7 @@
 mod check;
 mod evaluate;
 mod generate;
+mod serve;
 mod train;
 
 use std::path::Path;
@@ -29,6 +30,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the gRPC API (health, reflection, metrics) on a model.
+    Serve(serve::ServeArgs),
     /// Generate synthetic Liège traffic with ground truth (TrainingExample lines).
     Generate(generate::GenerateArgs),
     /// Read a data file, validate every record and report the bad ones by line.
@@ -77,6 +80,7 @@ pub fn load_examples(
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Check(args) => check::run(args),
         Command::Train(args) => train::run(args),

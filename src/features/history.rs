@@ -266,17 +266,18 @@ impl PartyHistory {
         }
     }
 
-    /// Drops parties seen once and never inspected: they carry nothing a
-    /// default entry does not, and they are most of a large table.
+    /// Drops what carries next to nothing beyond a default entry, to keep
+    /// artifacts small: parties seen once and never inspected, delivery
+    /// addresses seen fewer than three times and never inspected, and name
+    /// or seller lists with a single entry.
     pub fn prune(&mut self) {
         let keep = |s: &EntityStats| s.seen >= 2 || s.inspected > 0;
         self.exporters.retain(|_, s| keep(s));
-        self.addresses.retain(|_, s| keep(s));
+        self.addresses.retain(|_, s| s.seen >= 3 || s.inspected > 0);
         self.ioss.retain(|_, s| keep(s));
         self.declarants.retain(|_, s| keep(s));
-        let addresses = &self.addresses;
-        self.address_names
-            .retain(|k, d| d.count() >= 2 || addresses.contains_key(k));
+        self.address_names.retain(|_, d| d.count() >= 2);
+        self.ioss_exporters.retain(|_, d| d.count() >= 2);
     }
 
     /// Entries in the largest tables, for the model card.

@@ -35,11 +35,12 @@ use crate::features::{FeatureError, FeatureSet};
 /// |---|---|---|
 /// | `validation_share` | 0.2 | latest share of labelled rows held out for the comparison |
 /// | `candidates` | all four | classifier kinds compared |
-/// | `forest_trees` | 31 | trees in the random forest (odd: no tied votes) |
+/// | `forest_trees` | 15 | trees in the random forest (odd: no tied votes) |
 /// | `tree_depth` | 8 | depth of the single tree; the forest's trees go 2 deeper |
 /// | `logistic_alpha` | 1.0 | L2 penalty of the logistic regression |
-/// | `logistic_iterations` | 150 | optimiser iterations |
-/// | `max_tree_rows` | 150 000 | latest rows tree-based kinds fit on (they fit slowly) |
+/// | `logistic_iterations` | 100 | optimiser iterations (L-BFGS) |
+/// | `max_tree_rows` | 60 000 | latest rows tree-based kinds fit on (linfa fits trees on one core, slowly) |
+/// | `max_comparison_rows` | 200 000 | latest training rows every candidate fits on in the comparison |
 /// | `label_delay_hours` | 48 | when a result without `inspected_at` becomes known |
 #[derive(Debug, Clone)]
 pub struct TrainParams {
@@ -51,6 +52,7 @@ pub struct TrainParams {
     pub logistic_alpha: f64,
     pub logistic_iterations: u64,
     pub max_tree_rows: usize,
+    pub max_comparison_rows: usize,
     pub label_delay_hours: i64,
     pub seed: u64,
 }
@@ -61,11 +63,12 @@ impl Default for TrainParams {
             text: TextParams::default(),
             validation_share: 0.2,
             candidates: ClassifierKind::ALL.to_vec(),
-            forest_trees: 31,
+            forest_trees: 15,
             tree_depth: 8,
             logistic_alpha: 1.0,
-            logistic_iterations: 150,
-            max_tree_rows: 150_000,
+            logistic_iterations: 100,
+            max_tree_rows: 60_000,
+            max_comparison_rows: 200_000,
             label_delay_hours: 48,
             seed: 7,
         }
@@ -289,13 +292,18 @@ pub fn train(
         );
         let (y_train, y_valid) = (&y[..cut], &y[cut..]);
         let mut best: Option<(ClassifierKind, f64, f64)> = None;
+        let mut warm_start = None;
         for &kind in &params.candidates {
             let t = Instant::now();
             let (xt, yt) = latest(kind, x_train, y_train, params.max_tree_rows);
+            let (xt, yt) = last_rows(xt, yt, params.max_comparison_rows);
             if yt.iter().all(|b| *b) || yt.iter().all(|b| !*b) {
                 continue;
             }
-            let mut classifier = fit(kind, xt, yt, params, target)?;
+            let mut classifier = fit(kind, xt, yt, params, target, None)?;
+            if let Classifier::Logistic { model, .. } = &classifier {
+                warm_start = Some(model.clone());
+            }
             classifier
                 .prepare(schema.len())
                 .map_err(|e| TrainError::Fit {
@@ -339,7 +347,7 @@ pub fn train(
         }
         let (kind, _, _) = best.ok_or(TrainError::NoCandidates)?;
         let (xa, ya) = latest(kind, x.view(), &y, params.max_tree_rows);
-        let mut classifier = fit(kind, xa, ya, params, target)?;
+        let mut classifier = fit(kind, xa, ya, params, target, warm_start.as_ref())?;
         classifier
             .prepare(schema.len())
             .map_err(|e| TrainError::Fit {
@@ -404,11 +412,23 @@ fn latest<'a>(
     y: &'a [bool],
     max_rows: usize,
 ) -> (ArrayView2<'a, f64>, &'a [bool]) {
-    let limited = matches!(
+    if matches!(
         kind,
         ClassifierKind::DecisionTree | ClassifierKind::RandomForest
-    );
-    if limited && y.len() > max_rows {
+    ) {
+        last_rows(x, y, max_rows)
+    } else {
+        (x, y)
+    }
+}
+
+/// The latest `max_rows` rows.
+fn last_rows<'a>(
+    x: ArrayView2<'a, f64>,
+    y: &'a [bool],
+    max_rows: usize,
+) -> (ArrayView2<'a, f64>, &'a [bool]) {
+    if y.len() > max_rows {
         let start = y.len() - max_rows;
         (x.slice_move(ndarray::s![start.., ..]), &y[start..])
     } else {
@@ -416,12 +436,15 @@ fn latest<'a>(
     }
 }
 
+/// Fits one classifier. A logistic fit starts from `warm_start` (a model fitted
+/// on a subset) when its classes are oriented the same way.
 fn fit(
     kind: ClassifierKind,
     x: ArrayView2<'_, f64>,
     y: &[bool],
     params: &TrainParams,
     target: Target,
+    warm_start: Option<&linfa_logistic::FittedLogisticRegression<f64, bool>>,
 ) -> Result<Classifier, TrainError> {
     let err = |e: String| TrainError::Fit {
         kind: kind.name(),
@@ -432,12 +455,21 @@ fn fit(
     Ok(match kind {
         ClassifierKind::Logistic => {
             let scaler = Standardizer::fit(x);
+            let positives = y.iter().filter(|b| **b).count();
+            let majority_is_true = positives * 2 > y.len();
             let dataset = Dataset::new(scaler.transform(x), targets);
-            let model = LogisticRegression::default()
+            // The loss is a sum over rows, so its gradient grows with them.
+            let tolerance = (1e-6 * y.len() as f64).max(1e-4);
+            let mut lr = LogisticRegression::default()
                 .alpha(params.logistic_alpha)
                 .max_iterations(params.logistic_iterations)
-                .fit(&dataset)
-                .map_err(|e| err(e.to_string()))?;
+                .gradient_tolerance(tolerance);
+            if let Some(start) = warm_start.filter(|m| m.labels().pos.class == majority_is_true) {
+                let mut init = start.params().to_vec();
+                init.push(start.intercept());
+                lr = lr.initial_params(Array1::from(init));
+            }
+            let model = lr.fit(&dataset).map_err(|e| err(e.to_string()))?;
             Classifier::Logistic {
                 scaler,
                 model,

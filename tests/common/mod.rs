@@ -1,8 +1,49 @@
 //! Fixtures shared by the integration tests.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use parcel_risk::domain::TrainingExample;
+use parcel_risk::generate::{Generator, GeneratorConfig};
+use parcel_risk::model::train::{TrainParams, train};
+use parcel_risk::model::{ClassifierKind, ModelArtifact};
 
 use parcel_risk::pb;
+
+pub fn traffic(parcels: u64, seed: u64) -> Vec<TrainingExample> {
+    let generator = Generator::new(GeneratorConfig {
+        parcels,
+        seed,
+        days: 4,
+        // Plenty of labels so that a small file trains.
+        rule_inspection_rate: 0.15,
+        random_inspection_rate: 0.05,
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    (0..generator.chunk_count())
+        .flat_map(|c| generator.chunk(c).0)
+        .map(|e| TrainingExample::try_from(e).unwrap())
+        .collect()
+}
+
+/// One small model shared by the tests of this module.
+pub fn trained() -> &'static (Arc<ModelArtifact>, Vec<TrainingExample>) {
+    static MODEL: OnceLock<(Arc<ModelArtifact>, Vec<TrainingExample>)> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let examples = traffic(6_000, 21);
+        let params = TrainParams {
+            candidates: vec![
+                ClassifierKind::Logistic,
+                ClassifierKind::GaussianNb,
+                ClassifierKind::DecisionTree,
+            ],
+            ..TrainParams::default()
+        };
+        let artifact = train(examples.clone(), &params, "test", "test-model".into()).unwrap();
+        (Arc::new(artifact), examples)
+    })
+}
 
 pub fn ts(seconds: i64) -> Option<pbjson_types::Timestamp> {
     Some(pbjson_types::Timestamp { seconds, nanos: 0 })

@@ -1,0 +1,104 @@
+//! Scoring cost per declaration: features and all three models, measured on
+//! generated traffic with the default model. Prints medians; no assertions.
+//!
+//! `cargo bench --bench scoring` (set PARCEL_RISK_MODEL to bench another model).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parcel_risk::domain::TrainingExample;
+use parcel_risk::features::history::PartyKeys;
+use parcel_risk::features::window::SplitSignal;
+use parcel_risk::generate::{Generator, GeneratorConfig};
+use parcel_risk::model::ModelArtifact;
+use parcel_risk::scoring::{Scorer, Session};
+
+const ROUNDS: usize = 31;
+const PER_ROUND: usize = 2_000;
+
+fn summary(label: &str, mut per_item_ns: Vec<f64>) {
+    per_item_ns.sort_by(f64::total_cmp);
+    let q = |p: f64| per_item_ns[((per_item_ns.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "{label:<44} median {:>8.2} us   p10 {:>8.2} us   p90 {:>8.2} us   ({ROUNDS} rounds of {PER_ROUND})",
+        q(0.5) / 1000.0,
+        q(0.1) / 1000.0,
+        q(0.9) / 1000.0
+    );
+}
+
+fn rounds(mut f: impl FnMut(usize)) -> Vec<f64> {
+    (0..ROUNDS)
+        .map(|round| {
+            let start = Instant::now();
+            for i in 0..PER_ROUND {
+                f(round * PER_ROUND + i);
+            }
+            start.elapsed().as_nanos() as f64 / PER_ROUND as f64
+        })
+        .collect()
+}
+
+fn main() {
+    let path = std::env::var("PARCEL_RISK_MODEL")
+        .map_or_else(|_| PathBuf::from("models/default"), PathBuf::from);
+    let model = match ModelArtifact::load(&path) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("cannot load the model to bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    let generator = Generator::new(GeneratorConfig {
+        parcels: (ROUNDS * PER_ROUND) as u64,
+        seed: 99,
+        ..GeneratorConfig::default()
+    })
+    .expect("valid config");
+    let examples: Vec<TrainingExample> = (0..generator.chunk_count())
+        .flat_map(|c| generator.chunk(c).0)
+        .map(|e| TrainingExample::try_from(e).expect("generated traffic is valid"))
+        .collect();
+    let n = examples.len();
+    println!(
+        "model {} ({} features), {n} generated declarations",
+        model.model_version,
+        model.schema.len()
+    );
+
+    let scorer = Scorer::new(model.clone());
+    for e in &examples {
+        black_box(scorer.score(&e.declaration, SplitSignal::default()));
+    }
+    let m = &model;
+    let rates = parcel_risk::domain::RateTable::built_in();
+    let regime = parcel_risk::domain::regime::Regime::built_in();
+    let mut row = Vec::new();
+    summary(
+        "features (signals + row)",
+        rounds(|i| {
+            let d = &examples[i % n].declaration;
+            let keys = PartyKeys::of(d);
+            let s = m
+                .features
+                .signals(d, &m.history, &keys, SplitSignal::default(), rates, regime);
+            m.features.row(d, &s, &mut row);
+            black_box(&row);
+        }),
+    );
+    summary(
+        "score (features + 3 models + reasons)",
+        rounds(|i| {
+            black_box(scorer.score(&examples[i % n].declaration, SplitSignal::default()));
+        }),
+    );
+    let mut session = Session::new(Scorer::new(model.clone()));
+    summary(
+        "score with split window (Session)",
+        rounds(|i| {
+            black_box(session.score(&examples[i % n].declaration));
+        }),
+    );
+}

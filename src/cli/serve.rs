@@ -1,0 +1,117 @@
+//! `parcel-risk serve`: the gRPC service on the default (or a named) model.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::domain::{Limits, ReferenceData};
+use crate::grpc::{ServerConfig, ServiceState, serve, shutdown_signal};
+use crate::model::ModelArtifact;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "PARCEL_RISK_ADDR")]
+    pub addr: SocketAddr,
+    /// Model directory.
+    #[arg(long, default_value = super::DEFAULT_MODEL, env = "PARCEL_RISK_MODEL")]
+    pub model: PathBuf,
+    /// Prometheus metrics endpoint (`/metrics`); `off` to disable.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9464",
+        env = "PARCEL_RISK_METRICS_ADDR"
+    )]
+    pub metrics_addr: String,
+    /// Largest gRPC message, bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, env = "PARCEL_RISK_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: usize,
+    /// Most goods items per declaration.
+    #[arg(long, default_value_t = 999, env = "PARCEL_RISK_MAX_ITEMS")]
+    pub max_items: usize,
+    /// Concurrent streams per connection.
+    #[arg(long, default_value_t = 256, env = "PARCEL_RISK_MAX_STREAMS")]
+    pub max_concurrent_streams: u32,
+    /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
+    pub drain_seconds: u64,
+    /// Tokio worker threads (default: the number of cores).
+    #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = args.worker_threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = runtime.build().context("cannot start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let model = ModelArtifact::load(&args.model).context("cannot load the model")?;
+    tracing::info!(
+        model_version = %model.model_version,
+        features = model.schema.len(),
+        path = %args.model.display(),
+        "model loaded"
+    );
+    if args.metrics_addr != "off" {
+        let addr: SocketAddr = args
+            .metrics_addr
+            .parse()
+            .with_context(|| format!("--metrics-addr {:?}", args.metrics_addr))?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets(&[1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2])
+            .context("metrics buckets")?
+            .install()
+            .context("cannot start the metrics endpoint")?;
+        metrics::gauge!("parcel_risk_model_info", "model_version" => model.model_version.clone())
+            .set(1.0);
+        tracing::info!(%addr, "metrics on /metrics");
+    }
+    let reference = ReferenceData {
+        limits: Limits {
+            max_items: args.max_items,
+            ..Limits::default()
+        },
+        ..ReferenceData::built_in()
+    };
+    let state = Arc::new(ServiceState::new(model, reference));
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving parcelrisk.v1.RiskService");
+    let config = ServerConfig {
+        max_message_bytes: args.max_message_bytes,
+        max_concurrent_streams: args.max_concurrent_streams,
+    };
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    };
+    let server = serve(listener, state, config, shutdown);
+    let drain = Duration::from_secs(args.drain_seconds);
+    tokio::select! {
+        result = server => result?,
+        () = async move {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(seconds = args.drain_seconds, "drain time over; closing the remaining connections");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

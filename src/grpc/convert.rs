@@ -1,0 +1,118 @@
+//! Domain → wire for what the service returns. Inbound conversions live in
+//! [`crate::wire`], shared with the data files.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{FieldViolation, ValidationError};
+use crate::pb;
+use crate::scoring::{Assessment, Reason, ReasonCategory};
+use crate::wire::declaration::timestamp_to_pb;
+
+fn category(c: ReasonCategory) -> pb::ReasonCategory {
+    match c {
+        ReasonCategory::Valuation => pb::ReasonCategory::Valuation,
+        ReasonCategory::Threshold => pb::ReasonCategory::Threshold,
+        ReasonCategory::Description => pb::ReasonCategory::Description,
+        ReasonCategory::Classification => pb::ReasonCategory::Classification,
+        ReasonCategory::Weight => pb::ReasonCategory::Weight,
+        ReasonCategory::Party => pb::ReasonCategory::Party,
+        ReasonCategory::Fiscal => pb::ReasonCategory::Fiscal,
+        ReasonCategory::DataQuality => pb::ReasonCategory::DataQuality,
+    }
+}
+
+fn reason(r: &Reason) -> pb::ReasonCode {
+    let Reason {
+        code,
+        category: c,
+        goods_item_number,
+        contribution,
+        message,
+        evidence,
+    } = r;
+    pb::ReasonCode {
+        code: (*code).to_owned(),
+        category: category(*c) as i32,
+        goods_item_number: *goods_item_number,
+        contribution: *contribution,
+        message: message.clone(),
+        evidence: evidence
+            .iter()
+            .map(|(k, v)| pb::Evidence {
+                key: (*k).to_owned(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The wire form of an assessment, stamped with the time it was made.
+pub fn assessment_to_pb(a: &Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAssessment {
+    let Assessment {
+        declaration_id,
+        model_version,
+        regime_version,
+        overall_score,
+        undervaluation_score,
+        misdescription_score,
+        declared_value_eur_cents,
+        expected_value_eur_cents,
+        revenue_at_risk_eur_cents,
+        priority_value,
+        reasons,
+        items,
+    } = a;
+    pb::RiskAssessment {
+        declaration_id: declaration_id.clone(),
+        model_version: model_version.clone(),
+        regime_version: regime_version.clone(),
+        assessed_at: Some(timestamp_to_pb(assessed_at)),
+        overall_score: *overall_score,
+        undervaluation_score: *undervaluation_score,
+        misdescription_score: *misdescription_score,
+        declared_value_eur_cents: *declared_value_eur_cents,
+        expected_value_eur_cents: *expected_value_eur_cents,
+        revenue_at_risk_eur_cents: *revenue_at_risk_eur_cents,
+        priority: Some(pb::Priority {
+            priority_value: *priority_value,
+            channel: pb::Channel::Unspecified as i32,
+            recommended_action: pb::RecommendedAction::Unspecified as i32,
+            selection_reason: pb::SelectionReason::Unspecified as i32,
+            rank: 0,
+        }),
+        reasons: reasons.iter().map(reason).collect(),
+        items: items
+            .iter()
+            .map(|i| pb::ItemAssessment {
+                goods_item_number: i.goods_item_number,
+                undervaluation_score: i.undervaluation_score,
+                misdescription_score: i.misdescription_score,
+                expected_value_eur_cents: i.expected_value_eur_cents,
+                predicted_hs6: i
+                    .predicted_hs6
+                    .iter()
+                    .map(|(hs6, p)| pb::HsCandidate {
+                        hs6: hs6.as_str().to_owned(),
+                        probability: *p,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The per-declaration error of a stream response.
+pub fn validation_to_pb(err: &ValidationError) -> pb::DeclarationError {
+    pb::DeclarationError {
+        code: super::status::code_name(tonic::Code::InvalidArgument).to_owned(),
+        message: err.to_string(),
+        field_violations: err.violations.iter().map(violation).collect(),
+    }
+}
+
+fn violation(v: &FieldViolation) -> pb::FieldViolation {
+    pb::FieldViolation {
+        field: v.field.clone(),
+        description: v.description.clone(),
+    }
+}

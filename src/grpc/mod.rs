@@ -1,0 +1,124 @@
+//! The gRPC edge: `parcelrisk.v1.RiskService` with health and reflection.
+//! Only this module, `wire`, `io` and `cli` see generated types.
+
+pub mod convert;
+pub mod echo;
+pub mod service;
+pub mod state;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::pb;
+use crate::pb::risk_service_server::RiskServiceServer;
+pub use service::RiskService;
+pub use state::ServiceState;
+
+/// Transport settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Largest request or response message, bytes.
+    pub max_message_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves. Then open streams stop
+/// taking requests, answer those already received and end; the future
+/// resolves once every connection has closed.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ServiceState>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // The model was loaded before we got here: serving from the first request.
+    health_reporter
+        .set_serving::<RiskServiceServer<RiskService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let service = RiskServiceServer::new(RiskService::new(state, stop_rx))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let reporter = health_reporter.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining open streams");
+        reporter
+            .set_not_serving::<RiskServiceServer<RiskService>>()
+            .await;
+        let _ = stop_tx.send(true);
+    };
+    Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,285 @@
+//! The `parcelrisk.v1.RiskService` handlers: thin, with the streaming
+//! pipeline in [`score_stream`].
+//!
+//! Streams are scored in batches of whatever requests are already waiting
+//! (up to `MAX_BATCH`), one `spawn_blocking` per batch: CPU work stays off the
+//! async executor without a task hop per message. The response stream pulls
+//! requests only when tonic pulls responses, so a client that reads slowly
+//! stalls its own requests through HTTP/2 flow control instead of growing a
+//! buffer here; a client that goes away drops the stream and everything in it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures_util::{FutureExt, Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{assessment_to_pb, validation_to_pb};
+use super::state::ServiceState;
+use super::status::{ServiceError, code_name};
+use crate::pb;
+use crate::scoring::Scorer;
+use crate::wire::declaration_from_pb;
+
+/// Most requests scored in one blocking task.
+pub const MAX_BATCH: usize = 256;
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct RiskService {
+    state: Arc<ServiceState>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl RiskService {
+    pub fn new(state: Arc<ServiceState>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { state, shutdown }
+    }
+}
+
+/// Scores one stream request; never fails the stream.
+fn respond(
+    state: &ServiceState,
+    scorer: &Scorer,
+    request: pb::ScoreDeclarationsRequest,
+) -> pb::ScoreDeclarationsResponse {
+    let started = Instant::now();
+    let pb::ScoreDeclarationsRequest { declaration } = request;
+    let Some(declaration) = declaration else {
+        metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT").increment(1);
+        let err = ServiceError::Missing("declaration");
+        return pb::ScoreDeclarationsResponse {
+            declaration_id: String::new(),
+            outcome: Some(pb::score_declarations_response::Outcome::Error(
+                pb::DeclarationError {
+                    code: code_name(err.code()).to_owned(),
+                    message: err.to_string(),
+                    field_violations: vec![pb::FieldViolation {
+                        field: "declaration".into(),
+                        description: "is required".into(),
+                    }],
+                },
+            )),
+        };
+    };
+    let declaration_id = declaration.declaration_id.clone();
+    let outcome = match declaration_from_pb(declaration, state.reference()) {
+        Ok(d) => {
+            let assessment = state.score(scorer, &d);
+            metrics::counter!("parcel_risk_declarations_scored_total").increment(1);
+            metrics::histogram!("parcel_risk_scoring_seconds")
+                .record(started.elapsed().as_secs_f64());
+            pb::score_declarations_response::Outcome::Assessment(assessment_to_pb(
+                &assessment,
+                Utc::now(),
+            ))
+        }
+        Err(err) => {
+            metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT")
+                .increment(1);
+            pb::score_declarations_response::Outcome::Error(validation_to_pb(&err))
+        }
+    };
+    pb::ScoreDeclarationsResponse {
+        declaration_id,
+        outcome: Some(outcome),
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+struct Pipeline<S> {
+    inbound: S,
+    state: Arc<ServiceState>,
+    ready: VecDeque<pb::ScoreDeclarationsResponse>,
+    shutdown: watch::Receiver<bool>,
+    /// A broken inbound stream, reported after the answers before it.
+    failure: Option<Status>,
+    ended: bool,
+}
+
+/// Turns a stream of requests into the stream of responses, in order.
+pub fn score_stream<S>(
+    inbound: S,
+    state: Arc<ServiceState>,
+    shutdown: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<pb::ScoreDeclarationsResponse, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<pb::ScoreDeclarationsRequest, Status>> + Send + Unpin + 'static,
+{
+    let pipeline = Pipeline {
+        inbound,
+        state,
+        ready: VecDeque::new(),
+        shutdown,
+        failure: None,
+        ended: false,
+    };
+    futures_util::stream::unfold(pipeline, |mut p| async move {
+        loop {
+            if let Some(response) = p.ready.pop_front() {
+                return Some((Ok(response), p));
+            }
+            if let Some(status) = p.failure.take() {
+                return Some((Err(status), p));
+            }
+            if p.ended {
+                return None;
+            }
+            // Wait for one request (or shutdown), then take whatever else is
+            // already there.
+            let first = tokio::select! {
+                biased;
+                next = p.inbound.next() => next,
+                _ = p.shutdown.wait_for(|stop| *stop) => None,
+            };
+            let mut batch = match first {
+                Some(Ok(request)) => vec![request],
+                Some(Err(status)) => {
+                    p.ended = true;
+                    return Some((Err(status), p));
+                }
+                None => return None,
+            };
+            let mut failure = None;
+            while batch.len() < MAX_BATCH {
+                match p.inbound.next().now_or_never() {
+                    Some(Some(Ok(request))) => batch.push(request),
+                    Some(Some(Err(status))) => {
+                        failure = Some(status);
+                        break;
+                    }
+                    Some(None) => {
+                        p.ended = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let state = p.state.clone();
+            let scored = tokio::task::spawn_blocking(move || {
+                let scorer = state.scorer();
+                batch
+                    .into_iter()
+                    .map(|r| respond(&state, &scorer, r))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match scored {
+                Ok(responses) => p.ready.extend(responses),
+                Err(join) => {
+                    p.ended = true;
+                    return Some((Err(ServiceError::TaskFailed(join).into()), p));
+                }
+            }
+            if let Some(status) = failure {
+                // Answer what came before the broken message, then fail.
+                p.failure = Some(status);
+                p.ended = true;
+            }
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl pb::risk_service_server::RiskService for RiskService {
+    type ScoreDeclarationsStream = ResponseStream<pb::ScoreDeclarationsResponse>;
+
+    #[tracing::instrument(name = "ScoreDeclarations", skip_all)]
+    async fn score_declarations(
+        &self,
+        request: Request<Streaming<pb::ScoreDeclarationsRequest>>,
+    ) -> Result<Response<Self::ScoreDeclarationsStream>, Status> {
+        let stream = score_stream(
+            request.into_inner(),
+            self.state.clone(),
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(name = "ScoreDeclaration", skip_all)]
+    async fn score_declaration(
+        &self,
+        request: Request<pb::ScoreDeclarationRequest>,
+    ) -> Result<Response<pb::ScoreDeclarationResponse>, Status> {
+        let pb::ScoreDeclarationRequest { declaration } = request.into_inner();
+        let declaration = declaration.ok_or(ServiceError::Missing("declaration"))?;
+        let state = self.state.clone();
+        let assessment = tokio::task::spawn_blocking(move || {
+            let d = declaration_from_pb(declaration, state.reference())?;
+            let scorer = state.scorer();
+            Ok::<_, ServiceError>(state.score(&scorer, &d))
+        })
+        .await
+        .map_err(ServiceError::from)?
+        .inspect_err(|e| {
+            metrics::counter!("parcel_risk_errors_total", "code" => code_name(e.code()))
+                .increment(1);
+        })?;
+        metrics::counter!("parcel_risk_declarations_scored_total").increment(1);
+        Ok(Response::new(pb::ScoreDeclarationResponse {
+            assessment: Some(assessment_to_pb(&assessment, Utc::now())),
+        }))
+    }
+
+    async fn plan_inspections(
+        &self,
+        _request: Request<pb::PlanInspectionsRequest>,
+    ) -> Result<Response<pb::PlanInspectionsResponse>, Status> {
+        Err(ServiceError::Unimplemented("PlanInspections").into())
+    }
+
+    async fn report_inspection_result(
+        &self,
+        _request: Request<pb::ReportInspectionResultRequest>,
+    ) -> Result<Response<pb::ReportInspectionResultResponse>, Status> {
+        Err(ServiceError::Unimplemented("ReportInspectionResult").into())
+    }
+
+    async fn report_inspection_results(
+        &self,
+        _request: Request<Streaming<pb::ReportInspectionResultsRequest>>,
+    ) -> Result<Response<pb::ReportInspectionResultsResponse>, Status> {
+        Err(ServiceError::Unimplemented("ReportInspectionResults").into())
+    }
+
+    #[tracing::instrument(name = "GetModelInfo", skip_all)]
+    async fn get_model_info(
+        &self,
+        _request: Request<pb::GetModelInfoRequest>,
+    ) -> Result<Response<pb::GetModelInfoResponse>, Status> {
+        let scorer = self.state.scorer();
+        let m = scorer.model();
+        let metrics = m
+            .card
+            .comparison
+            .iter()
+            .filter(|c| m.card.chosen.contains(&(c.target, c.kind)))
+            .flat_map(|c| {
+                [
+                    pb::ModelMetric {
+                        name: format!("{}.auc", c.target.name()),
+                        value: c.auc,
+                    },
+                    pb::ModelMetric {
+                        name: format!("{}.average_precision", c.target.name()),
+                        value: c.average_precision,
+                    },
+                ]
+            })
+            .collect();
+        Ok(Response::new(pb::GetModelInfoResponse {
+            model_version: m.model_version.clone(),
+            created_at: Some(crate::wire::declaration::timestamp_to_pb(m.created_at)),
+            feature_names: m.schema.names.clone(),
+            feature_schema_hash: m.schema.hash.clone(),
+            metrics,
+            training_data_fingerprint: m.card.data_fingerprint.clone(),
+        }))
+    }
+}

@@ -1,0 +1,329 @@
+//! The gRPC service, in-process on 127.0.0.1:0, through the generated client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parcel_risk::domain::ReferenceData;
+use parcel_risk::grpc::{ServerConfig, ServiceState, serve};
+use parcel_risk::pb;
+use parcel_risk::pb::risk_service_client::RiskServiceClient;
+use parcel_risk::pb::score_declarations_response::Outcome;
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::common::{full_declaration, trained};
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start(config: ServerConfig) -> TestServer {
+        let (model, _) = trained();
+        let state = Arc::new(ServiceState::new(
+            (**model).clone(),
+            ReferenceData::built_in(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            serve(listener, state, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            addr,
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn client(&self) -> RiskServiceClient<Channel> {
+        RiskServiceClient::new(self.channel().await).max_decoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+fn traffic_declarations(n: usize) -> Vec<pb::Declaration> {
+    let (_, examples) = trained();
+    examples
+        .iter()
+        .take(n)
+        .map(|e| pb::Declaration::from(&e.declaration))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_thousands_comes_back_in_order_with_errors_only_for_bad_declarations() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let mut requests = Vec::new();
+    let mut bad = std::collections::HashSet::new();
+    for (i, mut d) in traffic_declarations(3000).into_iter().enumerate() {
+        if i % 97 == 5 {
+            d.items[0].hs6 = "12AB56".into();
+            bad.insert(d.declaration_id.clone());
+        }
+        let declaration = if i % 499 == 7 { None } else { Some(d) };
+        requests.push(pb::ScoreDeclarationsRequest { declaration });
+    }
+    let expected: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            r.declaration
+                .as_ref()
+                .map(|d| d.declaration_id.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let response = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap();
+    let responses: Vec<pb::ScoreDeclarationsResponse> =
+        response.into_inner().map(|r| r.unwrap()).collect().await;
+    assert_eq!(responses.len(), expected.len());
+    for (response, id) in responses.iter().zip(&expected) {
+        assert_eq!(&response.declaration_id, id);
+        match response.outcome.as_ref().unwrap() {
+            Outcome::Assessment(a) => {
+                assert!(!bad.contains(id), "{id} should have failed");
+                assert_eq!(&a.declaration_id, id);
+                assert_eq!(a.model_version, "test-model");
+                assert!((0.0..=1.0).contains(&a.overall_score));
+            }
+            Outcome::Error(e) => {
+                assert_eq!(e.code, "INVALID_ARGUMENT");
+                if id.is_empty() {
+                    assert_eq!(e.field_violations[0].field, "declaration");
+                } else {
+                    assert!(bad.contains(id), "{id}: {e:?}");
+                    assert_eq!(e.field_violations[0].field, "items[0].hs6");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_scoring_and_invalid_argument_with_bad_request_details() {
+    use tonic_types::StatusExt;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let ok = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("U1")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let assessment = ok.assessment.unwrap();
+    assert_eq!(assessment.declaration_id, "U1");
+    assert!(
+        assessment
+            .reasons
+            .iter()
+            .any(|r| r.code == "DESC_STOP_WORD"),
+        "{:?}",
+        assessment.reasons
+    );
+
+    let mut bad = full_declaration("U2");
+    bad.lrn.clear();
+    bad.items[0].intrinsic_value = None;
+    let status = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(bad),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let details = status.get_error_details();
+    let fields: Vec<String> = details
+        .bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    assert_eq!(fields, vec!["lrn", "items[0].intrinsic_value"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reflection_and_model_info() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let channel = server.channel().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "parcelrisk.v1.RiskService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        check.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"parcelrisk.v1.RiskService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+
+    // grpcurl 1.8 speaks only v1alpha.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    let mut alpha = AlphaClient::new(channel.clone());
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let first = alpha
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.message_response.is_some());
+
+    let mut client = server.client().await;
+    let info = client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.model_version, "test-model");
+    assert_eq!(info.feature_names.len(), trained().0.schema.len());
+    assert!(!info.metrics.is_empty());
+    let unimplemented = client
+        .plan_inspections(pb::PlanInspectionsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_on_items_and_message_size() {
+    let server = TestServer::start(ServerConfig {
+        max_message_bytes: 256 * 1024,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let mut many = full_declaration("M1");
+    let item = many.items[0].clone();
+    many.items = (1..=1000)
+        .map(|n| pb::GoodsItem {
+            goods_item_number: n,
+            ..item.clone()
+        })
+        .collect();
+    let requests = vec![
+        pb::ScoreDeclarationsRequest {
+            declaration: Some(many),
+        },
+        pb::ScoreDeclarationsRequest {
+            declaration: Some(full_declaration("M2")),
+        },
+    ];
+    let responses: Vec<pb::ScoreDeclarationsResponse> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let Some(Outcome::Error(e)) = &responses[0].outcome else {
+        panic!("{:?}", responses[0])
+    };
+    assert_eq!(e.field_violations[0].field, "items");
+    assert!(matches!(responses[1].outcome, Some(Outcome::Assessment(_))));
+
+    let mut huge = full_declaration("H1");
+    huge.items[0].description = "x".repeat(300 * 1024);
+    let status = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(huge),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_what_was_sent_and_ends_open_streams() {
+    let mut server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ScoreDeclarationsRequest>(16);
+    let mut responses = client
+        .score_declarations(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for d in traffic_declarations(10) {
+        tx.send(pb::ScoreDeclarationsRequest {
+            declaration: Some(d),
+        })
+        .await
+        .unwrap();
+    }
+    for _ in 0..10 {
+        assert!(responses.next().await.unwrap().is_ok());
+    }
+    server.stop.take().unwrap().send(()).unwrap();
+    // The open stream ends cleanly although the client never closed it.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), responses.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    drop(tx);
+    drop(client);
+    tokio::time::timeout(std::time::Duration::from_secs(10), &mut server.handle)
+        .await
+        .expect("server stops")
+        .unwrap();
+}
