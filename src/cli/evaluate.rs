@@ -29,7 +29,7 @@ pub struct EvaluateArgs {
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let model = Arc::new(ModelArtifact::load(&args.model)?);
-    let (examples, rejected) = load_examples(&args.data, args.format)?;
+    let (examples, rejected) = load_examples(&args.data, args.format, super::Truth::Keep)?;
     if rejected > 0 {
         eprintln!("{rejected} records rejected (listed above); evaluating the rest");
     }

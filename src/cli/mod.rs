@@ -55,17 +55,31 @@ pub fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("{s:?} is neither YYYY-MM-DD nor RFC 3339: {e}"))
 }
 
+/// Whether to keep synthetic ground truth when loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    Keep,
+    /// Training never reads it; dropping it on load saves memory.
+    Drop,
+}
+
 /// Reads a whole data file; bad records are reported on stderr by line and skipped.
 pub fn load_examples(
     path: &Path,
     format: Option<crate::io::Format>,
+    truth: Truth,
 ) -> anyhow::Result<(Vec<crate::domain::TrainingExample>, usize)> {
     let reader = crate::io::open_examples(path, format, crate::domain::ReferenceData::built_in())?;
     let mut examples = Vec::new();
     let mut rejected = 0usize;
     for item in reader {
         match item? {
-            Ok((_, example)) => examples.push(example),
+            Ok((_, mut example)) => {
+                if truth == Truth::Drop {
+                    example.truth = None;
+                }
+                examples.push(example);
+            }
             Err(e) => {
                 rejected += 1;
                 if rejected <= 20 {

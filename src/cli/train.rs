@@ -40,7 +40,7 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let (mut examples, rejected) = load_examples(&args.data, args.format)?;
+    let (mut examples, rejected) = load_examples(&args.data, args.format, super::Truth::Drop)?;
     if let Some(until) = args.until {
         examples.retain(|e| e.declaration.lodged_at < until);
     }

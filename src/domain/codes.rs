@@ -36,6 +36,16 @@ impl Hs6 {
         &self.as_str()[..4]
     }
 
+    /// The heading as a number (first four digits), cheaper to compare than text.
+    pub fn heading_number(&self) -> u32 {
+        self.as_u32() / 100
+    }
+
+    /// The chapter as a number (first two digits).
+    pub fn chapter_number(&self) -> u32 {
+        self.as_u32() / 10_000
+    }
+
     /// The sub-heading as an integer, handy as a compact key.
     pub fn as_u32(&self) -> u32 {
         self.0

@@ -173,6 +173,10 @@ pub const STOP_WORDS: &[&str] = &[
     "various goods",
 ];
 
+/// Every word that occurs in a stop word or phrase.
+static STOP_WORD_PARTS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| STOP_WORDS.iter().flat_map(|s| s.split(' ')).collect());
+
 /// Filler words that do not make a description precise.
 const FILLER_WORDS: &[&str] = &[
     "a", "an", "and", "for", "of", "the", "new", "other", "misc", "various", "free", "small",
@@ -198,18 +202,19 @@ pub fn matched_stop_words(description: &str) -> Vec<&'static str> {
 /// True when nothing in the description is more precise than a stop word:
 /// every word is a stop word, part of a stop phrase, a filler or a number.
 pub fn is_vague_description(description: &str) -> bool {
-    let lower = description.to_lowercase();
     let mut any = false;
-    for word in lower
+    let mut lowered = String::new();
+    for raw in description
         .split(|c: char| !c.is_alphanumeric() && c != '-')
         .filter(|w| !w.is_empty())
     {
         any = true;
+        lowered.clear();
+        lowered.extend(raw.chars().flat_map(char::to_lowercase));
+        let word = lowered.as_str();
         let covered = FILLER_WORDS.contains(&word)
             || word.chars().all(|c| c.is_ascii_digit())
-            || STOP_WORDS
-                .iter()
-                .any(|stop| stop.split(' ').any(|part| part == word));
+            || STOP_WORD_PARTS.contains(word);
         if !covered {
             return false;
         }

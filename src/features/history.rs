@@ -7,7 +7,7 @@
 //! replays the data in lodging order, applying an inspection's outcome only
 //! once its `inspected_at` has passed. So no feature ever sees the future.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -99,8 +99,8 @@ impl From<EntityStats> for [u32; 5] {
 /// Maps keyed by party hash, stored as lists sorted by key, so that the same
 /// history always writes the same bytes.
 mod sorted {
+    use rustc_hash::FxHashMap as HashMap;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::HashMap;
 
     pub fn serialize<V: Serialize, S: Serializer>(
         map: &HashMap<u64, V>,
@@ -332,6 +332,6 @@ mod tests {
         assert!(after.fraud_rate > fresh.fraud_rate);
         assert!(after.fraud_rate < 1.0);
         assert!(after.caught_before);
-        assert_eq!(after.misdescription_rate < after.undervaluation_rate, true);
+        assert!(after.misdescription_rate < after.undervaluation_rate);
     }
 }

@@ -153,6 +153,11 @@ pub struct Signals {
     pub split: SplitSignal,
 }
 
+thread_local! {
+    /// The classifier's scratch buffer, reused across declarations.
+    static POSTERIOR: std::cell::RefCell<Posterior> = std::cell::RefCell::new(Posterior::default());
+}
+
 fn clip(x: f64, lo: f64, hi: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(lo, hi) }
 }
@@ -181,7 +186,7 @@ impl FeatureSet {
         regime: &Regime,
     ) -> Signals {
         let seller_country = d.exporter.country();
-        let mut posterior = Posterior::default();
+        let mut posterior = POSTERIOR.with(|p| std::mem::take(&mut *p.borrow_mut()));
         let mut items = Vec::with_capacity(d.items.len());
         for item in &d.items {
             let declared_eur = rates.to_eur(item.intrinsic_value).unwrap_or(0.0);
@@ -253,6 +258,7 @@ impl FeatureSet {
                     && item.intrinsic_value.amount_minor % minor_per_major == 0,
             });
         }
+        POSTERIOR.with(|p| *p.borrow_mut() = posterior);
         Signals {
             declared_eur: items.iter().map(|i| i.declared_eur).sum(),
             expected_eur: items.iter().map(|i| i.expected_eur).sum(),
@@ -346,7 +352,7 @@ impl FeatureSet {
             max(&|i| {
                 i.predicted
                     .first()
-                    .filter(|(best, _)| best.chapter() != i.hs6.chapter())
+                    .filter(|(best, _)| best.chapter_number() != i.hs6.chapter_number())
                     .map(|(_, p)| *p)
             })
             .unwrap_or(0.0),
@@ -401,8 +407,8 @@ pub enum FeatureError {
 impl FeatureSet {
     /// Learns reference values, the description classifier and the attribute
     /// encoder from declarations (labels are not used).
-    pub fn fit<'a>(
-        declarations: &[&'a Declaration],
+    pub fn fit(
+        declarations: &[&Declaration],
         rates: &RateTable,
         text_params: text::TextParams,
     ) -> Result<Self, FeatureError> {

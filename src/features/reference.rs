@@ -6,7 +6,7 @@
 //! Medians and quartiles stay put while fraud is a minority of a cell, so the
 //! references can be learned from the very data the frauds are in.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -143,8 +143,8 @@ pub struct ReferenceTable {
 mod cells {
     //! JSON maps need string keys; cells are stored as a list instead.
     use super::{CellKey, CellStats};
+    use rustc_hash::FxHashMap as HashMap;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::HashMap;
 
     pub fn serialize<S: Serializer>(
         map: &HashMap<CellKey, CellStats>,
@@ -200,7 +200,7 @@ pub struct ReferenceBuilder {
 impl ReferenceBuilder {
     pub fn new(with_origin: bool) -> Self {
         Self {
-            observations: HashMap::new(),
+            observations: HashMap::default(),
             with_origin,
         }
     }
@@ -225,7 +225,7 @@ impl ReferenceBuilder {
     }
 
     pub fn build(self) -> ReferenceTable {
-        let mut raw: HashMap<CellKey, CellStats> = HashMap::new();
+        let mut raw: HashMap<CellKey, CellStats> = HashMap::default();
         for (key, mut values) in self.observations {
             values.sort_by(f32::total_cmp);
             if let Some(stats) = CellStats::from_sorted(&values) {
@@ -236,7 +236,8 @@ impl ReferenceBuilder {
         // before its children use it.
         let mut keys: Vec<CellKey> = raw.keys().copied().collect();
         keys.sort_by_key(|k| (k.level, k.origin.is_some(), k.code, k.origin));
-        let mut cells: HashMap<CellKey, CellStats> = HashMap::with_capacity(raw.len());
+        let mut cells: HashMap<CellKey, CellStats> =
+            HashMap::with_capacity_and_hasher(raw.len(), Default::default());
         for key in keys {
             let stats = raw[&key];
             let parent = match (key.level, key.origin) {

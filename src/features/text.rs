@@ -12,7 +12,7 @@
 //! `NaiveBayes::joint_log_likelihood` on unit rows and stored per token, so
 //! scoring a description costs a few table look-ups, not a dense product.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use linfa::prelude::*;
 use linfa_bayes::{MultinomialNb, NaiveBayes};
@@ -115,8 +115,8 @@ impl TextClassifier {
         params: TextParams,
     ) -> Result<Self, TextError> {
         // Classes: the most frequent declared codes.
-        let mut class_counts: HashMap<Hs6, u32> = HashMap::new();
-        let mut document_frequency: HashMap<String, u32> = HashMap::new();
+        let mut class_counts: HashMap<Hs6, u32> = HashMap::default();
+        let mut document_frequency: HashMap<String, u32> = HashMap::default();
         for (description, hs6) in pairs.clone() {
             *class_counts.entry(hs6).or_default() += 1;
             let mut seen: Vec<String> = tokens(description).collect();
@@ -247,8 +247,22 @@ impl TextClassifier {
         let k = self.classes.len();
         out.probabilities.clear();
         out.probabilities.extend_from_slice(&self.log_prior);
-        for token in tokens(description) {
-            if let Some(&t) = self.index.get(&token) {
+        let mut lowered = String::new();
+        for word in description.split(|c: char| !c.is_alphanumeric()) {
+            if word.chars().nth(1).is_none() {
+                continue;
+            }
+            // Same tokens as `tokens`, without an allocation per ASCII word.
+            let token = if word.is_ascii() {
+                lowered.clear();
+                lowered.push_str(word);
+                lowered.make_ascii_lowercase();
+                lowered.as_str()
+            } else {
+                lowered = word.to_lowercase();
+                lowered.as_str()
+            };
+            if let Some(&t) = self.index.get(token) {
                 let row = &self.token_log_prob[t as usize * k..(t as usize + 1) * k];
                 for (acc, lp) in out.probabilities.iter_mut().zip(row) {
                     *acc += lp;
@@ -283,21 +297,28 @@ impl TextClassifier {
         self.classes
             .iter()
             .zip(&posterior.probabilities)
-            .filter(|(c, _)| c.0.heading() == hs6.heading())
+            .filter(|(c, _)| c.0.heading_number() == hs6.heading_number())
             .map(|(_, p)| p)
             .sum()
     }
 
     /// The `n` most probable classes, best first (ties by code).
     pub fn top(&self, posterior: &Posterior, n: usize) -> Vec<(Hs6, f64)> {
-        let mut ranked: Vec<(Hs6, f64)> = self
-            .classes
-            .iter()
-            .zip(&posterior.probabilities)
-            .map(|(c, p)| (c.0, *p))
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(n);
+        // Ranked before `b`: more probable, or as probable with a lower code.
+        let before = |a: &(Hs6, f64), b: &(Hs6, f64)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
+        let mut ranked: Vec<(Hs6, f64)> = Vec::with_capacity(n + 1);
+        for (c, p) in self.classes.iter().zip(&posterior.probabilities) {
+            let candidate = (c.0, *p);
+            if ranked.len() == n && !ranked.last().is_some_and(|last| before(&candidate, last)) {
+                continue;
+            }
+            let at = ranked
+                .iter()
+                .position(|r| before(&candidate, r))
+                .unwrap_or(ranked.len());
+            ranked.insert(at, candidate);
+            ranked.truncate(n);
+        }
         ranked
     }
 }

@@ -3,7 +3,9 @@
 //! the same seller. Memory is bounded: entries expire with the window, each
 //! buyer keeps at most `MAX_PER_BUYER` parcels, and a sweep drops idle buyers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 

@@ -32,8 +32,7 @@ impl Default for SharedWindow {
 }
 
 impl SharedWindow {
-    pub fn observe(&self, d: &Declaration, rates: &RateTable) -> SplitSignal {
-        let keys = PartyKeys::of(d);
+    pub fn observe(&self, keys: &PartyKeys, d: &Declaration, rates: &RateTable) -> SplitSignal {
         let declared_cents = d
             .items
             .iter()
@@ -45,7 +44,7 @@ impl SharedWindow {
         let mut window = shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        window.observe(&keys, d.lodged_at, declared_cents)
+        window.observe(keys, d.lodged_at, declared_cents)
     }
 }
 
@@ -83,7 +82,8 @@ impl ServiceState {
 
     /// Scores a checked declaration with `scorer`, updating the split window.
     pub fn score(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
-        let split = self.window.observe(d, self.reference.rates);
-        scorer.score(d, split)
+        let keys = PartyKeys::of(d);
+        let split = self.window.observe(&keys, d, self.reference.rates);
+        scorer.score_with_keys(d, &keys, split)
     }
 }

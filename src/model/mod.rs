@@ -283,7 +283,9 @@ impl Classifier {
                     if model.labels().pos.class { p } else { 1.0 - p }
                 }
             },
-            _ => {
+            Classifier::DecisionTree { .. }
+            | Classifier::RandomForest { .. }
+            | Classifier::GaussianNb { .. } => {
                 let x = Array2::from_shape_vec((1, row.len()), row.to_vec()).expect("one row");
                 self.score_batch(x.view())[0]
             }
@@ -344,7 +346,10 @@ impl Classifier {
                     .map(|((w, x), m)| w * (x - m))
                     .collect(),
             ),
-            _ => None,
+            Classifier::Logistic { compiled: None, .. }
+            | Classifier::DecisionTree { .. }
+            | Classifier::RandomForest { .. }
+            | Classifier::GaussianNb { .. } => None,
         }
     }
 }

@@ -18,6 +18,7 @@ use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rayon::prelude::*;
 
 use super::artifact::{CandidateMetrics, Classifiers, FORMAT_VERSION, ModelArtifact, ModelCard};
 use super::metrics::{auc, average_precision, precision_at, ranking};
@@ -41,6 +42,7 @@ use crate::features::{FeatureError, FeatureSet};
 /// | `logistic_iterations` | 100 | optimiser iterations (L-BFGS) |
 /// | `max_tree_rows` | 60 000 | latest rows tree-based kinds fit on (linfa fits trees on one core, slowly) |
 /// | `max_comparison_rows` | 200 000 | latest training rows every candidate fits on in the comparison |
+/// | `max_final_rows` | 400 000 | latest labelled rows the chosen kind is refitted on (recent data matters most under drift, and it bounds training time) |
 /// | `label_delay_hours` | 48 | when a result without `inspected_at` becomes known |
 #[derive(Debug, Clone)]
 pub struct TrainParams {
@@ -53,6 +55,7 @@ pub struct TrainParams {
     pub logistic_iterations: u64,
     pub max_tree_rows: usize,
     pub max_comparison_rows: usize,
+    pub max_final_rows: usize,
     pub label_delay_hours: i64,
     pub seed: u64,
 }
@@ -69,6 +72,7 @@ impl Default for TrainParams {
             logistic_iterations: 100,
             max_tree_rows: 60_000,
             max_comparison_rows: 200_000,
+            max_final_rows: 400_000,
             label_delay_hours: 48,
             seed: 7,
         }
@@ -264,99 +268,31 @@ pub fn train(
     history.prune();
     tracing::info!(labelled = replay.source.len(), "replay done");
 
+    // What the card needs from the examples, so they can be dropped before
+    // the classifiers fit: on a million declarations they are most of memory.
+    let data_fingerprint = fingerprint(&examples);
+    let example_count = examples.len();
+    let first_lodged_at = examples.first().map(|e| e.declaration.lodged_at);
+    let last_lodged_at = examples.last().map(|e| e.declaration.lodged_at);
+    drop(examples);
+
+    // Targets fit in parallel: linfa fits each model on one core.
+    let width = schema.len();
+    let per_target: Vec<Result<TargetFit, TrainError>> = replay
+        .labels
+        .par_iter()
+        .map(|(target, labels)| fit_target(*target, labels, &replay.rows, params, width))
+        .collect();
     let mut comparison = Vec::new();
     let mut chosen = Vec::new();
     let mut fitted = Vec::new();
     let mut positives = Vec::new();
-    for (target, labels) in &replay.labels {
-        let target = *target;
-        let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
-        let y: Vec<bool> = idx.iter().map(|&i| labels[i] == Some(true)).collect();
-        let pos = y.iter().filter(|b| **b).count();
-        positives.push((target, pos));
-        if pos < 10 || pos + 10 > y.len() {
-            return Err(TrainError::Labels {
-                target: target.name(),
-                reason: format!(
-                    "{pos} positive of {} labels; need at least 10 of each class",
-                    y.len()
-                ),
-            });
-        }
-        let x = replay.rows.select(ndarray::Axis(0), &idx);
-        let cut = ((idx.len() as f64) * (1.0 - params.validation_share)).round() as usize;
-        let cut = cut.clamp(1, idx.len() - 1);
-        let (x_train, x_valid) = (
-            x.slice(ndarray::s![..cut, ..]),
-            x.slice(ndarray::s![cut.., ..]),
-        );
-        let (y_train, y_valid) = (&y[..cut], &y[cut..]);
-        let mut best: Option<(ClassifierKind, f64, f64)> = None;
-        let mut warm_start = None;
-        for &kind in &params.candidates {
-            let t = Instant::now();
-            let (xt, yt) = latest(kind, x_train, y_train, params.max_tree_rows);
-            let (xt, yt) = last_rows(xt, yt, params.max_comparison_rows);
-            if yt.iter().all(|b| *b) || yt.iter().all(|b| !*b) {
-                continue;
-            }
-            let mut classifier = fit(kind, xt, yt, params, target, None)?;
-            if let Classifier::Logistic { model, .. } = &classifier {
-                warm_start = Some(model.clone());
-            }
-            classifier
-                .prepare(schema.len())
-                .map_err(|e| TrainError::Fit {
-                    kind: kind.name(),
-                    target: target.name(),
-                    reason: e.to_string(),
-                })?;
-            let fit_seconds = t.elapsed().as_secs_f64();
-            let scores = classifier.score_batch(x_valid);
-            let keys: Vec<u64> = (0..scores.len() as u64).collect();
-            let order = ranking(&scores, &keys);
-            let m = CandidateMetrics {
-                target,
-                kind,
-                auc: auc(&scores, y_valid),
-                average_precision: average_precision(&order, y_valid),
-                precision_at_10pct: precision_at(&order, y_valid, 0.10),
-                fit_seconds,
-                train_rows: yt.len(),
-                validation_rows: y_valid.len(),
-            };
-            tracing::info!(
-                target = target.name(),
-                kind = kind.name(),
-                auc = m.auc,
-                ap = m.average_precision,
-                "candidate"
-            );
-            // Logistic regression scores in one dot product and explains itself
-            // feature by feature; another kind must beat it clearly to be chosen.
-            let handicap = if kind == ClassifierKind::Logistic {
-                LOGISTIC_PREFERENCE
-            } else {
-                0.0
-            };
-            let merit = (m.average_precision + handicap, m.auc);
-            if best.is_none_or(|(_, ap, a)| merit > (ap, a)) {
-                best = Some((kind, merit.0, merit.1));
-            }
-            comparison.push(m);
-        }
-        let (kind, _, _) = best.ok_or(TrainError::NoCandidates)?;
-        let (xa, ya) = latest(kind, x.view(), &y, params.max_tree_rows);
-        let mut classifier = fit(kind, xa, ya, params, target, warm_start.as_ref())?;
-        classifier
-            .prepare(schema.len())
-            .map_err(|e| TrainError::Fit {
-                kind: kind.name(),
-                target: target.name(),
-                reason: e.to_string(),
-            })?;
-        chosen.push((target, kind));
-        fitted.push(classifier);
+    for result in per_target {
+        let t = result?;
+        positives.push((t.target, t.positives));
+        comparison.extend(t.comparison);
+        chosen.push((t.target, t.classifier.kind()));
+        fitted.push(t.classifier);
     }
     let mut fitted = fitted.into_iter();
     let mut next = || fitted.next().expect("one classifier per target");
@@ -367,14 +303,14 @@ pub fn train(
     };
     let why = explain_choice(&comparison, &chosen);
     let card = ModelCard {
-        data_fingerprint: fingerprint(&examples),
+        data_fingerprint,
         source: source.to_owned(),
-        examples: examples.len(),
+        examples: example_count,
         labelled: replay.source.len(),
         labelled_random: replay.random.iter().filter(|r| **r).count(),
         positives,
-        first_lodged_at: examples.first().map(|e| e.declaration.lodged_at),
-        last_lodged_at: examples.last().map(|e| e.declaration.lodged_at),
+        first_lodged_at,
+        last_lodged_at,
         comparison,
         chosen,
         why,
@@ -403,6 +339,113 @@ pub fn train(
             reason: e.to_string(),
         })?;
     Ok(artifact)
+}
+
+/// The comparison and the chosen classifier of one target.
+struct TargetFit {
+    target: Target,
+    positives: usize,
+    comparison: Vec<CandidateMetrics>,
+    classifier: Classifier,
+}
+
+/// Compares the candidates for one target on the latest labelled window,
+/// then refits the chosen kind on all labels (the latest `max_final_rows`).
+fn fit_target(
+    target: Target,
+    labels: &[Option<bool>],
+    rows: &Array2<f64>,
+    params: &TrainParams,
+    width: usize,
+) -> Result<TargetFit, TrainError> {
+    let prepared = |mut c: Classifier, kind: ClassifierKind| {
+        c.prepare(width).map(|()| c).map_err(|e| TrainError::Fit {
+            kind: kind.name(),
+            target: target.name(),
+            reason: e.to_string(),
+        })
+    };
+    let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
+    let y: Vec<bool> = idx.iter().map(|&i| labels[i] == Some(true)).collect();
+    let positives = y.iter().filter(|b| **b).count();
+    if positives < 10 || positives + 10 > y.len() {
+        return Err(TrainError::Labels {
+            target: target.name(),
+            reason: format!(
+                "{positives} positive of {} labels; need at least 10 of each class",
+                y.len()
+            ),
+        });
+    }
+    let x = rows.select(ndarray::Axis(0), &idx);
+    let cut = ((idx.len() as f64) * (1.0 - params.validation_share)).round() as usize;
+    let cut = cut.clamp(1, idx.len() - 1);
+    let (x_train, x_valid) = (
+        x.slice(ndarray::s![..cut, ..]),
+        x.slice(ndarray::s![cut.., ..]),
+    );
+    let (y_train, y_valid) = (&y[..cut], &y[cut..]);
+    let mut best: Option<(ClassifierKind, f64, f64)> = None;
+    let mut warm_start = None;
+    let mut comparison = Vec::new();
+    for &kind in &params.candidates {
+        let t = Instant::now();
+        let (xt, yt) = latest(kind, x_train, y_train, params.max_tree_rows);
+        let (xt, yt) = last_rows(xt, yt, params.max_comparison_rows);
+        if yt.iter().all(|b| *b) || yt.iter().all(|b| !*b) {
+            continue;
+        }
+        let classifier = prepared(fit(kind, xt, yt, params, target, None)?, kind)?;
+        if let Classifier::Logistic { model, .. } = &classifier {
+            warm_start = Some(model.clone());
+        }
+        let fit_seconds = t.elapsed().as_secs_f64();
+        let scores = classifier.score_batch(x_valid);
+        let keys: Vec<u64> = (0..scores.len() as u64).collect();
+        let order = ranking(&scores, &keys);
+        let m = CandidateMetrics {
+            target,
+            kind,
+            auc: auc(&scores, y_valid),
+            average_precision: average_precision(&order, y_valid),
+            precision_at_10pct: precision_at(&order, y_valid, 0.10),
+            fit_seconds,
+            train_rows: yt.len(),
+            validation_rows: y_valid.len(),
+        };
+        tracing::info!(
+            target = target.name(),
+            kind = kind.name(),
+            auc = m.auc,
+            ap = m.average_precision,
+            "candidate"
+        );
+        // Logistic regression scores in one dot product and explains itself
+        // feature by feature; another kind must beat it clearly to be chosen.
+        let handicap = if kind == ClassifierKind::Logistic {
+            LOGISTIC_PREFERENCE
+        } else {
+            0.0
+        };
+        let merit = (m.average_precision + handicap, m.auc);
+        if best.is_none_or(|(_, ap, a)| merit > (ap, a)) {
+            best = Some((kind, merit.0, merit.1));
+        }
+        comparison.push(m);
+    }
+    let (kind, _, _) = best.ok_or(TrainError::NoCandidates)?;
+    let (xa, ya) = latest(kind, x.view(), &y, params.max_tree_rows);
+    let (xa, ya) = last_rows(xa, ya, params.max_final_rows);
+    let classifier = prepared(
+        fit(kind, xa, ya, params, target, warm_start.as_ref())?,
+        kind,
+    )?;
+    Ok(TargetFit {
+        target,
+        positives,
+        comparison,
+        classifier,
+    })
 }
 
 /// Tree-based kinds fit on the latest `max_rows` rows only.

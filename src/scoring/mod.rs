@@ -72,11 +72,20 @@ impl Scorer {
 
     /// Scores a declaration given what the split window says about it.
     pub fn score(&self, d: &Declaration, split: SplitSignal) -> Assessment {
+        self.score_with_keys(d, &PartyKeys::of(d), split)
+    }
+
+    /// As [`Scorer::score`], with the party keys already computed.
+    pub fn score_with_keys(
+        &self,
+        d: &Declaration,
+        keys: &PartyKeys,
+        split: SplitSignal,
+    ) -> Assessment {
         let m = &self.model;
-        let keys = PartyKeys::of(d);
         let signals = m
             .features
-            .signals(d, &m.history, &keys, split, self.rates, self.regime);
+            .signals(d, &m.history, keys, split, self.rates, self.regime);
         let mut row = Vec::with_capacity(m.schema.len());
         m.features.row(d, &signals, &mut row);
         let uv = m.classifiers.get(Target::Undervaluation).score(&row);
@@ -199,6 +208,6 @@ impl Session {
             .filter_map(|i| self.scorer.rates.to_eur_cents(i.intrinsic_value))
             .sum();
         let split = self.window.observe(&keys, d.lodged_at, declared_cents);
-        self.scorer.score(d, split)
+        self.scorer.score_with_keys(d, &keys, split)
     }
 }

@@ -1,0 +1,85 @@
+"""Calls parcel-risk from Python (grpcio): one unary call, then a stream.
+
+    pip install grpcio grpcio-tools
+    python -m grpc_tools.protoc -I proto --python_out=examples --grpc_python_out=examples proto/parcelrisk/v1/*.proto
+    python examples/python_client.py [127.0.0.1:50051]
+"""
+
+import sys
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+sys.path.insert(0, "examples")
+from parcelrisk.v1 import declaration_pb2, risk_service_pb2, risk_service_pb2_grpc  # noqa: E402
+
+
+def declaration(declaration_id: str, description: str, hs6: str, value_cents: int, grams: int):
+    lodged = timestamp_pb2.Timestamp()
+    lodged.FromJsonString("2026-09-01T10:00:00Z")
+    return declaration_pb2.Declaration(
+        declaration_id=declaration_id,
+        lrn="LRN-" + declaration_id,
+        dataset=declaration_pb2.DATASET_TYPE_H7,
+        lodged_at=lodged,
+        exporter=declaration_pb2.Party(
+            name="Shenzhen Example Trading Co., Ltd",
+            address=declaration_pb2.Address(city="Shenzhen", country="CN"),
+        ),
+        importer=declaration_pb2.Party(
+            name="Marie Peeters",
+            address=declaration_pb2.Address(street_and_number="Rue Haute 1", postcode="4000", city="Liege", country="BE"),
+        ),
+        declarant=declaration_pb2.Party(name="Meuse Express Hub SA"),
+        ioss_number="IM1234567890",
+        transport_documents=[
+            declaration_pb2.TransportDocument(kind=declaration_pb2.TRANSPORT_DOCUMENT_KIND_HOUSE_AWB, reference="H1")
+        ],
+        items=[
+            declaration_pb2.GoodsItem(
+                goods_item_number=1,
+                description=description,
+                hs6=hs6,
+                intrinsic_value=declaration_pb2.Money(currency="EUR", amount_minor=value_cents),
+                gross_mass_g=grams,
+                quantity=1,
+                additional_procedure_codes=["C07", "F48"],
+            )
+        ],
+    )
+
+
+def main() -> None:
+    target = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
+    with grpc.insecure_channel(target) as channel:
+        stub = risk_service_pb2_grpc.RiskServiceStub(channel)
+        info = stub.GetModelInfo(risk_service_pb2.GetModelInfoRequest())
+        print("model", info.model_version, "with", len(info.feature_names), "features")
+
+        # A "lighter" that weighs like a phone.
+        reply = stub.ScoreDeclaration(
+            risk_service_pb2.ScoreDeclarationRequest(declaration=declaration("PY-1", "Pocket lighter", "961310", 300, 420))
+        )
+        a = reply.assessment
+        print(f"PY-1 overall {a.overall_score:.3f} undervaluation {a.undervaluation_score:.3f} "
+              f"misdescription {a.misdescription_score:.3f} revenue at risk EUR {a.revenue_at_risk_eur_cents / 100:.2f}")
+        for reason in a.reasons[:3]:
+            evidence = ", ".join(f"{e.key}={e.value}" for e in reason.evidence)
+            print(f"  {reason.code}: {reason.message} [{evidence}]")
+
+        # The stream: one response per request, in order; a bad one gets an error.
+        requests = [
+            risk_service_pb2.ScoreDeclarationsRequest(declaration=declaration("PY-2", "Cotton T-shirt", "610910", 799, 180)),
+            risk_service_pb2.ScoreDeclarationsRequest(declaration=declaration("PY-3", "Gift", "12345", 500, 300)),
+            risk_service_pb2.ScoreDeclarationsRequest(declaration=declaration("PY-4", "Phone case", "392690", 199, 40)),
+        ]
+        for response in stub.ScoreDeclarations(iter(requests)):
+            if response.HasField("assessment"):
+                print(response.declaration_id, "overall", round(response.assessment.overall_score, 3))
+            else:
+                violations = "; ".join(f"{v.field}: {v.description}" for v in response.error.field_violations)
+                print(response.declaration_id, response.error.code, violations)
+
+
+if __name__ == "__main__":
+    main()
