@@ -222,7 +222,7 @@ fn main() {
                     RiskServiceServer::new(EchoService::new(canned))
                         .max_decoding_message_size(64 << 20),
                 )
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(echo)),
+                .serve_with_incoming(parcel_risk::grpc::incoming(echo)),
         );
         addrs
     });

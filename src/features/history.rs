@@ -31,6 +31,36 @@ pub fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
+/// A stable 64-bit key of text parts, ignoring ASCII case and whitespace:
+/// the parts are normalised and mixed eight bytes at a time (the FxHash
+/// step), several times faster than byte-wise FNV on names and addresses.
+/// Stable across builds, so keys survive in artifacts.
+pub fn key_hash(parts: &[&str]) -> u64 {
+    const SEED: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(SEED);
+    let mut hash: u64 = 0;
+    let mut buf = [0u8; 8];
+    let mut len = 0;
+    for part in parts {
+        for &byte in part.as_bytes() {
+            if byte.is_ascii_whitespace() {
+                continue;
+            }
+            buf[len] = byte.to_ascii_lowercase();
+            len += 1;
+            if len == 8 {
+                hash = mix(hash, u64::from_le_bytes(buf));
+                len = 0;
+            }
+        }
+        // Flush and mark the end of the part, so ("ab", "c") differs from ("a", "bc").
+        buf[len..].fill(0);
+        hash = mix(hash, u64::from_le_bytes(buf) ^ ((len as u64) << 56) ^ 0xff);
+        len = 0;
+    }
+    hash
+}
+
 /// The history keys of one declaration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartyKeys {
@@ -43,19 +73,19 @@ pub struct PartyKeys {
 
 fn party_key(p: &Party) -> u64 {
     let country = p.address.as_ref().map_or("", |a| a.country.as_str());
-    fnv1a(&[&p.name, country])
+    key_hash(&[&p.name, country])
 }
 
 impl PartyKeys {
     pub fn of(d: &Declaration) -> Self {
         let address = d.importer.address.as_ref().map_or(0, |a| {
-            fnv1a(&[&a.street_and_number, &a.postcode, a.country.as_str()])
+            key_hash(&[&a.street_and_number, &a.postcode, a.country.as_str()])
         });
         Self {
             exporter: party_key(&d.exporter),
             address,
-            importer_name: fnv1a(&[&d.importer.name]),
-            ioss: (!d.ioss_number.is_empty()).then(|| fnv1a(&[&d.ioss_number])),
+            importer_name: key_hash(&[&d.importer.name]),
+            ioss: (!d.ioss_number.is_empty()).then(|| key_hash(&[&d.ioss_number])),
             declarant: party_key(&d.declarant),
         }
     }
@@ -296,12 +326,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv_keys_ignore_case_and_spaces_but_not_field_boundaries() {
-        assert_eq!(
-            fnv1a(&["Rue Haute 1", "4000"]),
-            fnv1a(&["rue haute  1", "4000"])
-        );
-        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    fn keys_ignore_case_and_spaces_but_not_field_boundaries() {
+        for hash in [fnv1a, key_hash] {
+            assert_eq!(
+                hash(&["Rue Haute 1", "4000"]),
+                hash(&["rue haute  1", "4000"])
+            );
+            assert_ne!(hash(&["ab", "c"]), hash(&["a", "bc"]));
+            assert_ne!(
+                hash(&["Shenzhen Trading Co 1"]),
+                hash(&["Shenzhen Trading Co 2"])
+            );
+            assert_ne!(hash(&["abcdefgh"]), hash(&["abcdefgh", ""]));
+        }
     }
 
     #[test]

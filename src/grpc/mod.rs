@@ -90,9 +90,23 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(incoming(listener), signal)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: tonic's `tcp_nodelay`
+/// applies only to listeners it binds itself, and without it small unary
+/// answers wait for the peer's delayed ACK (about 40 ms).
+pub fn incoming(
+    listener: TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

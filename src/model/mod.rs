@@ -150,12 +150,18 @@ pub enum Classifier {
     },
     DecisionTree {
         tree: DecisionTree<f64, bool>,
+        /// The tree as a flat node array, for allocation-free scoring.
+        #[serde(skip)]
+        flat: Vec<FlatNode>,
     },
     RandomForest {
         /// linfa's `EnsembleLearner` has no serde; its public parts are kept
         /// and the forest is rebuilt from them.
         trees: Vec<DecisionTree<f64, bool>>,
         tree_features: Vec<Vec<usize>>,
+        /// Each tree flattened, its feature indices mapped to row columns.
+        #[serde(skip)]
+        flat: Vec<Vec<FlatNode>>,
     },
     GaussianNb {
         model: GaussianNb<f64, bool>,
@@ -171,6 +177,80 @@ pub enum ClassifierError {
     Width { expected: usize, actual: usize },
     #[error("the random forest is malformed: {0}")]
     Forest(String),
+}
+
+/// One node of a flattened tree: a split or a leaf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlatNode {
+    /// Row column the split reads; unused in leaves.
+    feature: usize,
+    threshold: f64,
+    /// Index of the left child (`x < threshold`); the right one is `right`.
+    left: usize,
+    right: usize,
+    leaf: Option<bool>,
+}
+
+/// Flattens a linfa tree (recursively, once, when a model is prepared).
+fn flatten(tree: &DecisionTree<f64, bool>, columns: Option<&[usize]>) -> Vec<FlatNode> {
+    fn visit(
+        node: &linfa_trees::TreeNode<f64, bool>,
+        columns: Option<&[usize]>,
+        out: &mut Vec<FlatNode>,
+    ) -> usize {
+        let index = out.len();
+        if node.is_leaf() {
+            out.push(FlatNode {
+                feature: 0,
+                threshold: 0.0,
+                left: 0,
+                right: 0,
+                leaf: node.prediction(),
+            });
+            return index;
+        }
+        let (feature, threshold, _) = node.split();
+        let feature = columns.map_or(feature, |c| c[feature]);
+        out.push(FlatNode {
+            feature,
+            threshold,
+            left: 0,
+            right: 0,
+            leaf: None,
+        });
+        let children = node.children();
+        let (left, right) = match (children[0], children[1]) {
+            (Some(l), Some(r)) => (visit(l, columns, out), visit(r, columns, out)),
+            // linfa gives every split two children; a missing one reads as a
+            // negative leaf rather than a panic.
+            _ => {
+                out[index].leaf = Some(false);
+                return index;
+            }
+        };
+        out[index].left = left;
+        out[index].right = right;
+        index
+    }
+    let mut out = Vec::new();
+    visit(tree.root_node(), columns, &mut out);
+    out
+}
+
+/// The leaf a row reaches, with linfa's rule: left when `x < threshold`.
+fn walk(nodes: &[FlatNode], row: &[f64]) -> bool {
+    let mut i = 0;
+    loop {
+        let node = &nodes[i];
+        if let Some(value) = node.leaf {
+            return value;
+        }
+        i = if row[node.feature] < node.threshold {
+            node.left
+        } else {
+            node.right
+        };
+    }
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -218,7 +298,7 @@ impl Classifier {
                 *compiled = Some((weights, sign * bias));
                 Ok(())
             }
-            Classifier::DecisionTree { tree } => {
+            Classifier::DecisionTree { tree, flat } => {
                 let max = tree.features().into_iter().max().unwrap_or(0);
                 if max >= width {
                     return Err(ClassifierError::Width {
@@ -226,11 +306,13 @@ impl Classifier {
                         actual: width,
                     });
                 }
+                *flat = flatten(tree, None);
                 Ok(())
             }
             Classifier::RandomForest {
                 trees,
                 tree_features,
+                flat,
             } => {
                 if trees.len() != tree_features.len() || trees.is_empty() {
                     return Err(ClassifierError::Forest(format!(
@@ -252,6 +334,11 @@ impl Classifier {
                         ));
                     }
                 }
+                *flat = trees
+                    .iter()
+                    .zip(tree_features.iter())
+                    .map(|(tree, features)| flatten(tree, Some(features)))
+                    .collect();
                 Ok(())
             }
             Classifier::GaussianNb {
@@ -283,6 +370,13 @@ impl Classifier {
                     if model.labels().pos.class { p } else { 1.0 - p }
                 }
             },
+            Classifier::DecisionTree { flat, .. } if !flat.is_empty() => {
+                f64::from(u8::from(walk(flat, row)))
+            }
+            Classifier::RandomForest { flat, .. } if !flat.is_empty() => {
+                let votes = flat.iter().filter(|tree| walk(tree, row)).count();
+                votes as f64 / flat.len() as f64
+            }
             Classifier::DecisionTree { .. }
             | Classifier::RandomForest { .. }
             | Classifier::GaussianNb { .. } => {
@@ -302,7 +396,7 @@ impl Classifier {
                     self.score(&row)
                 })
                 .collect(),
-            Classifier::DecisionTree { tree } => tree
+            Classifier::DecisionTree { tree, .. } => tree
                 .predict(&x)
                 .iter()
                 .map(|p| f64::from(u8::from(*p)))
@@ -310,6 +404,7 @@ impl Classifier {
             Classifier::RandomForest {
                 trees,
                 tree_features,
+                ..
             } => {
                 let mut votes = vec![0.0; x.nrows()];
                 for (tree, features) in trees.iter().zip(tree_features) {
@@ -351,5 +446,95 @@ impl Classifier {
             | Classifier::RandomForest { .. }
             | Classifier::GaussianNb { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array1;
+    use rand::{Rng, SeedableRng};
+
+    fn data() -> (Array2<f64>, Vec<bool>) {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let x = Array2::from_shape_fn((400, 5), |_| rng.gen_range(-2.0..2.0));
+        let y = x
+            .outer_iter()
+            .map(|r| r[0] + 0.5 * r[3] * r[3] > 0.4)
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn flattened_trees_score_like_linfa() {
+        let (x, y) = data();
+        let dataset = Dataset::new(x.clone(), Array1::from(y.clone()));
+        let tree = DecisionTree::params()
+            .max_depth(Some(6))
+            .fit(&dataset)
+            .unwrap();
+        let forest = linfa_ensemble::EnsembleLearnerParams::new_fixed_rng(
+            DecisionTree::params().max_depth(Some(5)),
+            rand::rngs::SmallRng::seed_from_u64(1),
+        )
+        .ensemble_size(7)
+        .bootstrap_proportion(0.7)
+        .feature_proportion(0.6)
+        .fit(&dataset)
+        .unwrap();
+        let mut single = Classifier::DecisionTree {
+            tree,
+            flat: Vec::new(),
+        };
+        let mut many = Classifier::RandomForest {
+            trees: forest.models,
+            tree_features: forest.model_features,
+            flat: Vec::new(),
+        };
+        single.prepare(5).unwrap();
+        many.prepare(5).unwrap();
+        for classifier in [&single, &many] {
+            let batch = classifier.score_batch(x.view());
+            for (row, expected) in x.outer_iter().zip(&batch) {
+                assert_eq!(classifier.score(row.as_slice().unwrap()), *expected);
+            }
+        }
+        // The tree splits on column 3, so a row of width 2 is refused.
+        assert!(matches!(
+            single.prepare(2),
+            Err(ClassifierError::Width { actual: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn logistic_scores_are_oriented_to_the_positive_class() {
+        let (x, y) = data();
+        let scaler = Standardizer::fit(x.view());
+        let model = linfa_logistic::LogisticRegression::default()
+            .fit(&Dataset::new(
+                scaler.transform(x.view()),
+                Array1::from(y.clone()),
+            ))
+            .unwrap();
+        let mut c = Classifier::Logistic {
+            scaler,
+            model,
+            compiled: None,
+        };
+        let slow: Vec<f64> = x
+            .outer_iter()
+            .map(|r| c.score(r.as_slice().unwrap()))
+            .collect();
+        c.prepare(5).unwrap();
+        let fast: Vec<f64> = x
+            .outer_iter()
+            .map(|r| c.score(r.as_slice().unwrap()))
+            .collect();
+        for (a, b) in slow.iter().zip(&fast) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        let order = metrics::ranking(&fast, &(0..fast.len() as u64).collect::<Vec<_>>());
+        assert!(metrics::auc(&fast, &y) > 0.8, "{}", metrics::auc(&fast, &y));
+        assert!(y[order[0]]);
     }
 }

@@ -526,7 +526,10 @@ fn fit(
                 .min_weight_leaf(5.0)
                 .fit(&dataset)
                 .map_err(|e| err(e.to_string()))?;
-            Classifier::DecisionTree { tree }
+            Classifier::DecisionTree {
+                tree,
+                flat: Vec::new(),
+            }
         }
         ClassifierKind::RandomForest => {
             let dataset = Dataset::new(x.to_owned(), targets);
@@ -544,6 +547,7 @@ fn fit(
             Classifier::RandomForest {
                 trees: forest.models,
                 tree_features: forest.model_features,
+                flat: Vec::new(),
             }
         }
         ClassifierKind::GaussianNb => {
