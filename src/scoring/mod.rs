@@ -93,7 +93,7 @@ impl Scorer {
         let any = m.classifiers.get(Target::Any).score(&row);
         let revenue = self.revenue_at_risk(d, &signals, md);
         let contributions = m.classifiers.get(Target::Any).contributions(&row);
-        let reasons = reasons::explain(d, &signals, &m.schema.names, contributions.as_deref());
+        let reasons = reasons::explain(d, &signals, contributions.as_deref());
         Assessment {
             declaration_id: d.declaration_id.clone(),
             model_version: m.model_version.clone(),

@@ -6,7 +6,10 @@
 
 use crate::domain::validation::{H7_THRESHOLD_EUR_CENTS, matched_stop_words};
 use crate::domain::{DataFlag, Declaration};
-use crate::features::Signals;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use crate::features::{BASE_FEATURES, Signals};
 
 /// Reason families (as in the contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,12 +82,47 @@ fn money(eur: f64) -> String {
 }
 
 /// Builds the reasons of an assessment.
-pub fn explain(
-    d: &Declaration,
-    s: &Signals,
-    names: &[String],
-    contributions: Option<&[f64]>,
-) -> Vec<Reason> {
+/// Columns of the features each reason stands for. Reasons only use base
+/// features, whose positions are fixed, so this is computed once.
+fn feature_columns(code: &str) -> &'static [usize] {
+    static COLUMNS: LazyLock<HashMap<&'static str, Vec<usize>>> = LazyLock::new(|| {
+        CODES
+            .iter()
+            .map(|code| {
+                let columns = features_of(code)
+                    .iter()
+                    .filter_map(|name| BASE_FEATURES.iter().position(|f| f == name))
+                    .collect();
+                (*code, columns)
+            })
+            .collect()
+    });
+    COLUMNS.get(code).map_or(&[], Vec::as_slice)
+}
+
+/// Every code `explain` can emit.
+const CODES: &[&str] = &[
+    "VAL_UNIT_VALUE_BELOW_REF_P05",
+    "VAL_BELOW_LAP_LIKE_BOUND",
+    "THR_BUNCHING_BELOW_150",
+    "THR_H7_VALUE_OVER_150",
+    "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY",
+    "DESC_STOP_WORD",
+    "DQ_MISSING_DESCRIPTION",
+    "DESC_HS_MISMATCH",
+    "CLS_LOWER_DUTY_SHIFT",
+    "DQ_UNKNOWN_HS6",
+    "WGT_IMPLAUSIBLE_FOR_GOODS",
+    "WGT_ENS_H7_MISMATCH",
+    "PTY_SELLER_HISTORY",
+    "PTY_ADDRESS_HIGH_FAN_IN",
+    "FIS_IOSS_SHARED_ACROSS_SELLERS",
+    "FIS_IOSS_INVALID_OR_INCONSISTENT",
+];
+
+/// Builds the reasons of an assessment. `contributions` are the per-feature
+/// log-odds contributions of a logistic model, in schema order.
+pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> Vec<Reason> {
     let mut reasons = Vec::new();
     let mut push = |code: &'static str,
                     category,
@@ -93,16 +131,12 @@ pub fn explain(
                     message: String,
                     evidence: Vec<(&'static str, String)>| {
         let contribution = match contributions {
-            Some(c) => {
-                let wanted = features_of(code);
-                names
-                    .iter()
-                    .zip(c)
-                    .filter(|(n, _)| wanted.contains(&n.as_str()))
-                    .map(|(_, v)| v.max(0.0))
-                    .sum::<f64>()
-                    .max(weight * 0.01)
-            }
+            Some(c) => feature_columns(code)
+                .iter()
+                .filter_map(|&i| c.get(i))
+                .map(|v| v.max(0.0))
+                .sum::<f64>()
+                .max(weight * 0.01),
             None => weight,
         };
         reasons.push(Reason {
@@ -385,4 +419,23 @@ pub fn explain(
             .then(a.code.cmp(b.code))
     });
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_maps_to_base_features() {
+        for code in CODES {
+            let wanted = features_of(code);
+            assert!(!wanted.is_empty(), "{code}");
+            assert_eq!(
+                feature_columns(code).len(),
+                wanted.len(),
+                "{code}: a feature name is not in BASE_FEATURES"
+            );
+        }
+        assert!(feature_columns("NOT_A_CODE").is_empty());
+    }
 }
