@@ -183,7 +183,7 @@ fn main() {
     // A canned answer of realistic size for the echo server.
     let scorer = Scorer::new(Arc::new(model.clone()));
     let canned = assessment_to_pb(
-        &scorer.score(&examples[0].declaration, SplitSignal::default()),
+        scorer.score(&examples[0].declaration, SplitSignal::default()),
         Utc::now(),
     );
     println!(

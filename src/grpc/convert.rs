@@ -21,7 +21,7 @@ fn category(c: ReasonCategory) -> pb::ReasonCategory {
     }
 }
 
-fn reason(r: &Reason) -> pb::ReasonCode {
+fn reason(r: Reason) -> pb::ReasonCode {
     let Reason {
         code,
         category: c,
@@ -31,23 +31,24 @@ fn reason(r: &Reason) -> pb::ReasonCode {
         evidence,
     } = r;
     pb::ReasonCode {
-        code: (*code).to_owned(),
-        category: category(*c) as i32,
-        goods_item_number: *goods_item_number,
-        contribution: *contribution,
-        message: message.clone(),
+        code: code.to_owned(),
+        category: category(c) as i32,
+        goods_item_number,
+        contribution,
+        message,
         evidence: evidence
-            .iter()
-            .map(|(k, v)| pb::Evidence {
-                key: (*k).to_owned(),
-                value: v.clone(),
+            .into_iter()
+            .map(|(k, value)| pb::Evidence {
+                key: k.to_owned(),
+                value,
             })
             .collect(),
     }
 }
 
-/// The wire form of an assessment, stamped with the time it was made.
-pub fn assessment_to_pb(a: &Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAssessment {
+/// The wire form of an assessment, stamped with the time it was made. Takes
+/// the assessment by value: its strings move into the message.
+pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAssessment {
     let Assessment {
         declaration_id,
         model_version,
@@ -63,26 +64,26 @@ pub fn assessment_to_pb(a: &Assessment, assessed_at: DateTime<Utc>) -> pb::RiskA
         items,
     } = a;
     pb::RiskAssessment {
-        declaration_id: declaration_id.clone(),
-        model_version: model_version.clone(),
-        regime_version: regime_version.clone(),
+        declaration_id,
+        model_version,
+        regime_version,
         assessed_at: Some(timestamp_to_pb(assessed_at)),
-        overall_score: *overall_score,
-        undervaluation_score: *undervaluation_score,
-        misdescription_score: *misdescription_score,
-        declared_value_eur_cents: *declared_value_eur_cents,
-        expected_value_eur_cents: *expected_value_eur_cents,
-        revenue_at_risk_eur_cents: *revenue_at_risk_eur_cents,
+        overall_score,
+        undervaluation_score,
+        misdescription_score,
+        declared_value_eur_cents,
+        expected_value_eur_cents,
+        revenue_at_risk_eur_cents,
         priority: Some(pb::Priority {
-            priority_value: *priority_value,
+            priority_value,
             channel: pb::Channel::Unspecified as i32,
             recommended_action: pb::RecommendedAction::Unspecified as i32,
             selection_reason: pb::SelectionReason::Unspecified as i32,
             rank: 0,
         }),
-        reasons: reasons.iter().map(reason).collect(),
+        reasons: reasons.into_iter().map(reason).collect(),
         items: items
-            .iter()
+            .into_iter()
             .map(|i| pb::ItemAssessment {
                 goods_item_number: i.goods_item_number,
                 undervaluation_score: i.undervaluation_score,
@@ -90,10 +91,10 @@ pub fn assessment_to_pb(a: &Assessment, assessed_at: DateTime<Utc>) -> pb::RiskA
                 expected_value_eur_cents: i.expected_value_eur_cents,
                 predicted_hs6: i
                     .predicted_hs6
-                    .iter()
-                    .map(|(hs6, p)| pb::HsCandidate {
+                    .into_iter()
+                    .map(|(hs6, probability)| pb::HsCandidate {
                         hs6: hs6.as_str().to_owned(),
-                        probability: *p,
+                        probability,
                     })
                     .collect(),
             })

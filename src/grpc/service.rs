@@ -74,7 +74,7 @@ fn respond(
             metrics::histogram!("parcel_risk_scoring_seconds")
                 .record(started.elapsed().as_secs_f64());
             pb::score_declarations_response::Outcome::Assessment(assessment_to_pb(
-                &assessment,
+                assessment,
                 Utc::now(),
             ))
         }
@@ -223,7 +223,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         })?;
         metrics::counter!("parcel_risk_declarations_scored_total").increment(1);
         Ok(Response::new(pb::ScoreDeclarationResponse {
-            assessment: Some(assessment_to_pb(&assessment, Utc::now())),
+            assessment: Some(assessment_to_pb(assessment, Utc::now())),
         }))
     }
 

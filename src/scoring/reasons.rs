@@ -294,6 +294,28 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
         }
     }
 
+    if let Some(ens) = d.ens.as_ref().filter(|e| e.total_gross_mass_g > 0) {
+        let items_g: i64 = d.items.iter().map(|i| i.gross_mass_g).sum();
+        let gap = (ens.total_gross_mass_g - items_g).abs() as f64
+            / ens.total_gross_mass_g.max(items_g) as f64;
+        if gap > 0.2 {
+            push(
+                "WGT_ENS_H7_MISMATCH",
+                ReasonCategory::Weight,
+                0,
+                1.0,
+                format!(
+                    "The ENS gives {} g, the H7 items {items_g} g",
+                    ens.total_gross_mass_g
+                ),
+                vec![
+                    ("ens_total_gross_mass_g", ens.total_gross_mass_g.to_string()),
+                    ("h7_items_gross_mass_g", items_g.to_string()),
+                ],
+            );
+        }
+    }
+
     let threshold = H7_THRESHOLD_EUR_CENTS as f64 / 100.0;
     if (130.0..threshold).contains(&s.declared_eur) {
         push(
