@@ -327,3 +327,40 @@ async fn shutdown_answers_what_was_sent_and_ends_open_streams() {
         .expect("server stops")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_mid_stream_does_not_disturb_the_others() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    {
+        let mut client = server.client().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ScoreDeclarationsRequest>(64);
+        let _responses = client
+            .score_declarations(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap();
+        for d in traffic_declarations(200) {
+            tx.send(pb::ScoreDeclarationsRequest {
+                declaration: Some(d),
+            })
+            .await
+            .unwrap();
+        }
+        // Dropped here without reading a single response.
+    }
+    let mut client = server.client().await;
+    let responses: Vec<_> = client
+        .score_declarations(tokio_stream::iter(
+            traffic_declarations(50)
+                .into_iter()
+                .map(|d| pb::ScoreDeclarationsRequest {
+                    declaration: Some(d),
+                }),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(responses.len(), 50);
+    assert!(responses.iter().all(|r| r.is_ok()));
+}
