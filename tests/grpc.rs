@@ -8,6 +8,7 @@ use parcel_risk::grpc::{ServerConfig, ServiceState, serve};
 use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
 use parcel_risk::pb::score_declarations_response::Outcome;
+use parcel_risk::scoring::PriorityConfig;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -22,10 +23,15 @@ struct TestServer {
 
 impl TestServer {
     async fn start(config: ServerConfig) -> TestServer {
+        Self::start_with(config, PriorityConfig::default()).await
+    }
+
+    async fn start_with(config: ServerConfig, priority: PriorityConfig) -> TestServer {
         let (model, _) = trained();
-        let state = Arc::new(ServiceState::new(
+        let state = Arc::new(ServiceState::with_priority(
             (**model).clone(),
             ReferenceData::built_in(),
+            priority,
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -239,7 +245,7 @@ async fn health_reflection_and_model_info() {
     assert_eq!(info.feature_names.len(), trained().0.schema.len());
     assert!(!info.metrics.is_empty());
     let unimplemented = client
-        .plan_inspections(pb::PlanInspectionsRequest::default())
+        .report_inspection_result(pb::ReportInspectionResultRequest::default())
         .await
         .unwrap_err();
     assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
@@ -363,4 +369,128 @@ async fn a_client_that_vanishes_mid_stream_does_not_disturb_the_others() {
         .await;
     assert_eq!(responses.len(), 50);
     assert!(responses.iter().all(|r| r.is_ok()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_fills_capacity_by_priority_with_random_picks_and_reasons() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let mut declarations = traffic_declarations(300);
+    declarations[7].items[0].hs6 = "bad".into();
+    let plan = client
+        .plan_inspections(pb::PlanInspectionsRequest {
+            declarations: declarations.clone(),
+            capacity: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plan.declarations.len(), 300);
+    let assessments: Vec<&pb::RiskAssessment> = plan
+        .declarations
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Some(pb::planned_declaration::Outcome::Assessment(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(assessments.len(), 299);
+    let last = plan.declarations.last().unwrap();
+    assert_eq!(last.declaration_id, declarations[7].declaration_id);
+    let channel = |a: &pb::RiskAssessment| a.priority.as_ref().unwrap().channel;
+    let red: Vec<&&pb::RiskAssessment> = assessments
+        .iter()
+        .take_while(|a| channel(a) == pb::Channel::Red as i32)
+        .collect();
+    assert_eq!(red.len(), 20);
+    let ranks: Vec<u32> = red
+        .iter()
+        .map(|a| a.priority.as_ref().unwrap().rank)
+        .collect();
+    assert_eq!(ranks, (1..=20).collect::<Vec<_>>());
+    let random = red
+        .iter()
+        .filter(|a| {
+            a.priority.as_ref().unwrap().selection_reason == pb::SelectionReason::Random as i32
+        })
+        .count();
+    assert_eq!(random, 2, "10 % of capacity explores");
+    // Risk picks come in priority order.
+    let risk: Vec<f64> = red[..18]
+        .iter()
+        .map(|a| a.priority.as_ref().unwrap().priority_value)
+        .collect();
+    assert!(risk.windows(2).all(|w| w[0] >= w[1]));
+    for a in &red {
+        assert!(
+            a.reasons.iter().any(|r| !r.evidence.is_empty()),
+            "RED {} without a reason with evidence: {:?}",
+            a.declaration_id,
+            a.reasons
+        );
+    }
+    let yellow = assessments
+        .iter()
+        .filter(|a| channel(a) == pb::Channel::Yellow as i32)
+        .count();
+    assert_eq!(yellow, 20);
+    // The same batch plans the same way (the random picks are fixed by id).
+    let again = client
+        .plan_inspections(pb::PlanInspectionsRequest {
+            declarations,
+            capacity: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids = |p: &pb::PlanInspectionsResponse| {
+        p.declarations
+            .iter()
+            .take(20)
+            .map(|e| e.declaration_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&plan), ids(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_assessments_carry_a_channel_and_red_ones_say_why() {
+    let priority = PriorityConfig {
+        red_share: 0.03,
+        ..PriorityConfig::default()
+    };
+    let server = TestServer::start_with(ServerConfig::default(), priority).await;
+    let mut client = server.client().await;
+    let requests: Vec<pb::ScoreDeclarationsRequest> = traffic_declarations(2000)
+        .into_iter()
+        .map(|d| pb::ScoreDeclarationsRequest {
+            declaration: Some(d),
+        })
+        .collect();
+    let responses: Vec<pb::ScoreDeclarationsResponse> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let mut red = 0;
+    for r in &responses {
+        let Some(Outcome::Assessment(a)) = &r.outcome else {
+            panic!()
+        };
+        let p = a.priority.as_ref().unwrap();
+        assert_ne!(p.channel, pb::Channel::Unspecified as i32);
+        if p.channel == pb::Channel::Red as i32 {
+            red += 1;
+            assert!(
+                a.reasons.iter().any(|r| !r.evidence.is_empty()),
+                "{:?}",
+                a.reasons
+            );
+        }
+    }
+    // 3 % of 1,800 after the warm-up, plus the random picks.
+    assert!((30..110).contains(&red), "{red}");
 }

@@ -5,6 +5,7 @@ mod check;
 mod evaluate;
 mod generate;
 mod serve;
+mod simulate;
 mod train;
 
 use std::path::Path;
@@ -40,6 +41,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Measure a model against baselines on labelled declarations.
     Evaluate(evaluate::EvaluateArgs),
+    /// Simulate inspections at a capacity against random and highest-value selection.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// The model used when none is named.
@@ -99,6 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 

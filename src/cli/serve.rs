@@ -39,9 +39,65 @@ pub struct ServeArgs {
     /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
     pub drain_seconds: u64,
+    #[command(flatten)]
+    pub channels: ChannelArgs,
     /// Tokio worker threads (default: the number of cores).
     #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+}
+
+/// Inspection capacity and exploration (shared by `serve` and `simulate`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChannelArgs {
+    /// RED (physical control) capacity per day; overrides --red-share with
+    /// capacity / observed daily volume.
+    #[arg(long, env = "PARCEL_RISK_RED_PER_DAY")]
+    pub red_per_day: Option<f64>,
+    /// RED share of traffic when no capacity per day is given.
+    #[arg(long, default_value_t = 0.001, env = "PARCEL_RISK_RED_SHARE")]
+    pub red_share: f64,
+    /// YELLOW (documentary check) share of traffic.
+    #[arg(long, default_value_t = 0.004, env = "PARCEL_RISK_YELLOW_SHARE")]
+    pub yellow_share: f64,
+    /// Share of RED capacity picked at random among the rest.
+    #[arg(long, default_value_t = 0.10, env = "PARCEL_RISK_EXPLORATION_SHARE")]
+    pub exploration_share: f64,
+    /// Uniform random compliance sample of all traffic.
+    #[arg(long, default_value_t = 0.0002, env = "PARCEL_RISK_COMPLIANCE_SHARE")]
+    pub compliance_share: f64,
+    /// Secret that keys the random picks (keep it out of logs and shells' history).
+    #[arg(
+        long,
+        default_value_t = 0,
+        env = "PARCEL_RISK_SELECTION_SECRET",
+        hide_env_values = true
+    )]
+    pub selection_secret: u64,
+}
+
+impl ChannelArgs {
+    pub fn config(&self) -> anyhow::Result<crate::scoring::PriorityConfig> {
+        for (name, v) in [
+            ("--red-share", self.red_share),
+            ("--yellow-share", self.yellow_share),
+            ("--exploration-share", self.exploration_share),
+            ("--compliance-share", self.compliance_share),
+        ] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&v),
+                "{name} must be within 0..=1, got {v}"
+            );
+        }
+        Ok(crate::scoring::PriorityConfig {
+            red_per_day: self.red_per_day,
+            red_share: self.red_share,
+            yellow_share: self.yellow_share,
+            exploration_share: self.exploration_share,
+            compliance_share: self.compliance_share,
+            secret_seed: self.selection_secret,
+            ..crate::scoring::PriorityConfig::default()
+        })
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -84,7 +140,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..ReferenceData::built_in()
     };
-    let state = Arc::new(ServiceState::new(model, reference));
+    let state = Arc::new(ServiceState::with_priority(
+        model,
+        reference,
+        args.channels.config()?,
+    ));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{FieldViolation, ValidationError};
 use crate::pb;
-use crate::scoring::{Assessment, Reason, ReasonCategory};
+use crate::scoring::{Assessment, Reason, ReasonCategory, RecommendedAction, Route};
 use crate::wire::declaration::timestamp_to_pb;
+use crate::wire::inspection::{channel_to_pb, selection_reason_to_pb};
 
 fn category(c: ReasonCategory) -> pb::ReasonCategory {
     match c {
@@ -18,6 +19,8 @@ fn category(c: ReasonCategory) -> pb::ReasonCategory {
         ReasonCategory::Party => pb::ReasonCategory::Party,
         ReasonCategory::Fiscal => pb::ReasonCategory::Fiscal,
         ReasonCategory::DataQuality => pb::ReasonCategory::DataQuality,
+        ReasonCategory::Random => pb::ReasonCategory::Random,
+        ReasonCategory::Model => pb::ReasonCategory::Model,
     }
 }
 
@@ -46,6 +49,33 @@ fn reason(r: Reason) -> pb::ReasonCode {
     }
 }
 
+fn priority(priority_value: f64, route: Option<Route>) -> pb::Priority {
+    let Some(Route {
+        channel,
+        selection_reason,
+        action,
+        rank,
+    }) = route
+    else {
+        return pb::Priority {
+            priority_value,
+            ..pb::Priority::default()
+        };
+    };
+    pb::Priority {
+        priority_value,
+        channel: channel_to_pb(Some(channel)) as i32,
+        recommended_action: (match action {
+            RecommendedAction::Release => pb::RecommendedAction::Release,
+            RecommendedAction::RequestDocuments => pb::RecommendedAction::RequestDocuments,
+            RecommendedAction::Xray => pb::RecommendedAction::Xray,
+            RecommendedAction::PhysicalExamination => pb::RecommendedAction::PhysicalExamination,
+        }) as i32,
+        selection_reason: selection_reason_to_pb(selection_reason) as i32,
+        rank,
+    }
+}
+
 /// The wire form of an assessment, stamped with the time it was made. Takes
 /// the assessment by value: its strings move into the message.
 pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAssessment {
@@ -62,6 +92,8 @@ pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAs
         priority_value,
         reasons,
         items,
+        route,
+        top_features: _,
     } = a;
     pb::RiskAssessment {
         declaration_id,
@@ -74,13 +106,7 @@ pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAs
         declared_value_eur_cents,
         expected_value_eur_cents,
         revenue_at_risk_eur_cents,
-        priority: Some(pb::Priority {
-            priority_value,
-            channel: pb::Channel::Unspecified as i32,
-            recommended_action: pb::RecommendedAction::Unspecified as i32,
-            selection_reason: pb::SelectionReason::Unspecified as i32,
-            rank: 0,
-        }),
+        priority: Some(priority(priority_value, route)),
         reasons: reasons.into_iter().map(reason).collect(),
         items: items
             .into_iter()

@@ -192,6 +192,49 @@ where
     })
 }
 
+/// Scores a batch, plans it, and lists the entries in worklist order; invalid
+/// declarations come last with their errors.
+fn plan_batch(
+    state: &ServiceState,
+    declarations: Vec<pb::Declaration>,
+    capacity: usize,
+) -> Vec<pb::PlannedDeclaration> {
+    let scorer = state.scorer();
+    let mut assessments = Vec::with_capacity(declarations.len());
+    let mut errors = Vec::new();
+    // Split siblings are looked for within the manifest only, so that planning
+    // the same batch twice gives the same plan.
+    let mut window = crate::features::window::SplitWindow::default();
+    for declaration in declarations {
+        let id = declaration.declaration_id.clone();
+        match declaration_from_pb(declaration, state.reference()) {
+            Ok(d) => assessments.push(state.assess_in(&scorer, &d, &mut window)),
+            Err(err) => errors.push(pb::PlannedDeclaration {
+                declaration_id: id,
+                outcome: Some(pb::planned_declaration::Outcome::Error(validation_to_pb(
+                    &err,
+                ))),
+            }),
+        }
+    }
+    let order = crate::scoring::plan::plan(&mut assessments, capacity, scorer.priority_config());
+    let mut slots: Vec<Option<crate::scoring::Assessment>> =
+        assessments.into_iter().map(Some).collect();
+    let now = Utc::now();
+    let mut entries: Vec<pb::PlannedDeclaration> = order
+        .into_iter()
+        .filter_map(|i| slots[i].take())
+        .map(|a| pb::PlannedDeclaration {
+            declaration_id: a.declaration_id.clone(),
+            outcome: Some(pb::planned_declaration::Outcome::Assessment(
+                assessment_to_pb(a, now),
+            )),
+        })
+        .collect();
+    entries.extend(errors);
+    entries
+}
+
 #[tonic::async_trait]
 impl pb::risk_service_server::RiskService for RiskService {
     type ScoreDeclarationsStream = ResponseStream<pb::ScoreDeclarationsResponse>;
@@ -234,11 +277,24 @@ impl pb::risk_service_server::RiskService for RiskService {
         }))
     }
 
+    #[tracing::instrument(name = "PlanInspections", skip_all)]
     async fn plan_inspections(
         &self,
-        _request: Request<pb::PlanInspectionsRequest>,
+        request: Request<pb::PlanInspectionsRequest>,
     ) -> Result<Response<pb::PlanInspectionsResponse>, Status> {
-        Err(ServiceError::Unimplemented("PlanInspections").into())
+        let pb::PlanInspectionsRequest {
+            declarations,
+            capacity,
+        } = request.into_inner();
+        let state = self.state.clone();
+        let entries = tokio::task::spawn_blocking(move || {
+            plan_batch(&state, declarations, capacity as usize)
+        })
+        .await
+        .map_err(ServiceError::from)?;
+        Ok(Response::new(pb::PlanInspectionsResponse {
+            declarations: entries,
+        }))
     }
 
     async fn report_inspection_result(

@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::domain::Channel;
 use crate::domain::{Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
 use crate::features::window::{SplitSignal, SplitWindow};
 use crate::model::ModelArtifact;
-use crate::scoring::{Assessment, Scorer};
+use crate::scoring::{Assessment, ChannelAllocator, PriorityConfig, Scorer};
 
 /// Shards of the split window: parcels of one buyer always land in one shard.
 const SHARDS: usize = 16;
@@ -48,21 +49,42 @@ impl SharedWindow {
     }
 }
 
+/// Declarations over which the channel cut-offs follow traffic (half-life).
+const CHANNEL_HALF_LIFE: f64 = 100_000.0;
+
 /// The state behind every RPC.
 #[derive(Debug)]
 pub struct ServiceState {
     scorer: ArcSwap<Scorer>,
     window: SharedWindow,
     reference: ReferenceData<'static>,
+    priority: PriorityConfig,
+    /// One allocator for all streams: the RED share is a property of the
+    /// whole traffic. Held for a few hundred nanoseconds per declaration.
+    channels: Mutex<ChannelAllocator>,
 }
 
 impl ServiceState {
     pub fn new(model: ModelArtifact, reference: ReferenceData<'static>) -> Self {
+        Self::with_priority(model, reference, PriorityConfig::default())
+    }
+
+    pub fn with_priority(
+        model: ModelArtifact,
+        reference: ReferenceData<'static>,
+        priority: PriorityConfig,
+    ) -> Self {
         Self {
-            scorer: ArcSwap::from_pointee(Scorer::new(Arc::new(model))),
+            scorer: ArcSwap::from_pointee(Scorer::with_priority(Arc::new(model), priority.clone())),
             window: SharedWindow::default(),
             reference,
+            channels: Mutex::new(ChannelAllocator::new(priority.clone(), CHANNEL_HALF_LIFE)),
+            priority,
         }
+    }
+
+    pub fn priority(&self) -> &PriorityConfig {
+        &self.priority
     }
 
     /// The scorer serving now; hold it for a whole batch so that one batch is
@@ -73,17 +95,62 @@ impl ServiceState {
 
     /// Swaps in another model; requests in flight finish on the old one.
     pub fn swap_model(&self, model: ModelArtifact) {
-        self.scorer.store(Arc::new(Scorer::new(Arc::new(model))));
+        self.scorer.store(Arc::new(Scorer::with_priority(
+            Arc::new(model),
+            self.priority.clone(),
+        )));
     }
 
     pub fn reference(&self) -> &ReferenceData<'static> {
         &self.reference
     }
 
-    /// Scores a checked declaration with `scorer`, updating the split window.
-    pub fn score(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
+    /// Scores a checked declaration against a caller's own split window
+    /// (a plan's batch), without routing it.
+    pub fn assess_in(
+        &self,
+        scorer: &Scorer,
+        d: &Declaration,
+        window: &mut SplitWindow,
+    ) -> Assessment {
+        let keys = PartyKeys::of(d);
+        let declared_cents = d
+            .items
+            .iter()
+            .filter_map(|i| self.reference.rates.to_eur_cents(i.intrinsic_value))
+            .sum();
+        let split = window.observe(&keys, d.lodged_at, declared_cents);
+        scorer.score_with_keys(d, &keys, split)
+    }
+
+    /// Scores a checked declaration with `scorer` without routing it,
+    /// updating the split window.
+    pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
         let keys = PartyKeys::of(d);
         let split = self.window.observe(&keys, d, self.reference.rates);
         scorer.score_with_keys(d, &keys, split)
+    }
+
+    /// Scores a declaration and routes it to a channel.
+    pub fn score(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
+        let mut assessment = self.assess(scorer, d);
+        let decision = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
+        metrics::counter!("parcel_risk_channel_total", "channel" => channel_name(decision.channel))
+            .increment(1);
+        assessment.route(decision, 0);
+        assessment
+    }
+}
+
+fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Green => "green",
+        Channel::Blue => "blue",
+        Channel::Yellow => "yellow",
+        Channel::Red => "red",
     }
 }

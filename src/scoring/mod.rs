@@ -5,17 +5,20 @@
 //! The model is shared behind an `Arc`; the split-consignment window is the
 //! caller's, because the service shares it across streams and batch jobs do not.
 
+pub mod plan;
+pub mod priority;
 pub mod reasons;
 
 use std::sync::Arc;
 
 use crate::domain::regime::{DutiableLine, Regime};
-use crate::domain::{Declaration, Hs6, RateTable};
+use crate::domain::{Channel, Declaration, Hs6, RateTable, SelectionReason};
 use crate::features::history::PartyKeys;
 use crate::features::window::{SplitSignal, SplitWindow};
 use crate::features::{ItemSignals, Signals};
 use crate::model::{ModelArtifact, Target};
 
+pub use priority::{ChannelAllocator, Decision, PriorityConfig};
 pub use reasons::{Reason, ReasonCategory};
 
 /// The model's view of one goods item.
@@ -47,6 +50,59 @@ pub struct Assessment {
     /// Sorted by contribution, descending.
     pub reasons: Vec<Reason>,
     pub items: Vec<ItemAssessment>,
+    /// Set once a channel is decided ([`Assessment::route`]).
+    pub route: Option<Route>,
+    /// The features that raised the fraud log-odds most (logistic models),
+    /// for the fallback reason of a risk-selected declaration.
+    pub top_features: Vec<(&'static str, f64)>,
+}
+
+/// What to do with a declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecommendedAction {
+    Release,
+    RequestDocuments,
+    Xray,
+    PhysicalExamination,
+}
+
+/// The channel decision of an assessment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub channel: Channel,
+    pub selection_reason: SelectionReason,
+    pub action: RecommendedAction,
+    /// 1 = first in a plan; 0 outside plans.
+    pub rank: u32,
+}
+
+impl Assessment {
+    /// Records a channel decision, the action that goes with it, and makes
+    /// sure a selected declaration says why.
+    pub fn route(&mut self, decision: Decision, rank: u32) {
+        let action = match (decision.channel, decision.selection_reason) {
+            (Channel::Red, SelectionReason::Random) => RecommendedAction::PhysicalExamination,
+            // X-ray shows what the goods are; opening checks value and invoice.
+            (Channel::Red, _) if self.misdescription_score >= self.undervaluation_score => {
+                RecommendedAction::Xray
+            }
+            (Channel::Red, _) => RecommendedAction::PhysicalExamination,
+            (Channel::Yellow, _) => RecommendedAction::RequestDocuments,
+            (Channel::Green | Channel::Blue, _) => RecommendedAction::Release,
+        };
+        if decision.selection_reason == SelectionReason::Random {
+            self.reasons.insert(0, reasons::random_sample());
+        } else if decision.channel == Channel::Red && self.reasons.is_empty() {
+            self.reasons
+                .push(reasons::model_score(self.overall_score, &self.top_features));
+        }
+        self.route = Some(Route {
+            channel: decision.channel,
+            selection_reason: decision.selection_reason,
+            action,
+            rank,
+        });
+    }
 }
 
 /// Scores declarations with one model.
@@ -55,15 +111,26 @@ pub struct Scorer {
     model: Arc<ModelArtifact>,
     rates: &'static RateTable,
     regime: &'static Regime,
+    priority: PriorityConfig,
 }
 
 impl Scorer {
     pub fn new(model: Arc<ModelArtifact>) -> Self {
+        Self::with_priority(model, PriorityConfig::default())
+    }
+
+    /// A scorer whose priority uses `priority`'s category weights.
+    pub fn with_priority(model: Arc<ModelArtifact>, priority: PriorityConfig) -> Self {
         Self {
             model,
             rates: RateTable::built_in(),
             regime: Regime::built_in(),
+            priority,
         }
+    }
+
+    pub fn priority_config(&self) -> &PriorityConfig {
+        &self.priority
     }
 
     pub fn model(&self) -> &Arc<ModelArtifact> {
@@ -104,9 +171,15 @@ impl Scorer {
             declared_value_eur_cents: cents(signals.declared_eur),
             expected_value_eur_cents: cents(signals.expected_eur.max(signals.declared_eur)),
             revenue_at_risk_eur_cents: cents(revenue),
-            priority_value: any * revenue.max(1.0),
+            priority_value: self.priority.priority(
+                any,
+                revenue,
+                self.priority.category_weight(d.items.iter().map(|i| i.hs6)),
+            ),
             items: items(&signals, uv, md),
             reasons,
+            route: None,
+            top_features: top_features(contributions.as_deref()),
         }
     }
 
@@ -145,6 +218,22 @@ impl Scorer {
         };
         (owed(&expected) - owed(&declared)).max(0.0)
     }
+}
+
+/// The three features that raised the log-odds most.
+fn top_features(contributions: Option<&[f64]>) -> Vec<(&'static str, f64)> {
+    let Some(c) = contributions else {
+        return Vec::new();
+    };
+    let mut ranked: Vec<(&'static str, f64)> = crate::features::BASE_FEATURES
+        .iter()
+        .zip(c)
+        .filter(|(_, v)| **v > 0.0)
+        .map(|(n, v)| (*n, *v))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(3);
+    ranked
 }
 
 fn cents(eur: f64) -> i64 {

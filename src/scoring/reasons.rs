@@ -22,6 +22,9 @@ pub enum ReasonCategory {
     Party,
     Fiscal,
     DataQuality,
+    Random,
+    /// The model's score without a rule-based reason.
+    Model,
 }
 
 /// One reason.
@@ -98,6 +101,39 @@ fn feature_columns(code: &str) -> &'static [usize] {
             .collect()
     });
     COLUMNS.get(code).map_or(&[], Vec::as_slice)
+}
+
+/// The reason of a random pick (never disclosed to the trade).
+pub fn random_sample() -> Reason {
+    Reason {
+        code: "RND_COMPLIANCE_SAMPLE",
+        category: ReasonCategory::Random,
+        goods_item_number: 0,
+        contribution: 0.0,
+        message: "Selected at random for compliance measurement".to_owned(),
+        evidence: vec![("selection", "random".to_owned())],
+    }
+}
+
+/// The reason of a risk-selected declaration no rule explains: the model's
+/// score and the features that raised it most.
+pub fn model_score(score: f64, top_features: &[(&'static str, f64)]) -> Reason {
+    let mut evidence = vec![("fraud_probability", format!("{score:.3}"))];
+    evidence.extend(
+        top_features
+            .iter()
+            .map(|(name, c)| (*name, format!("{c:+.2} log-odds"))),
+    );
+    Reason {
+        code: "RSK_MODEL_SCORE",
+        category: ReasonCategory::Model,
+        goods_item_number: 0,
+        contribution: top_features.iter().map(|(_, c)| c).sum(),
+        message: format!(
+            "High fraud probability ({score:.2}) from the combination of the features listed"
+        ),
+        evidence,
+    }
 }
 
 /// Every code `explain` can emit.
