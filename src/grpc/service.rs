@@ -50,7 +50,7 @@ fn respond(
     let started = Instant::now();
     let pb::ScoreDeclarationsRequest { declaration } = request;
     let Some(declaration) = declaration else {
-        metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT").increment(1);
+        state.meters().invalid.increment(1);
         let err = ServiceError::Missing("declaration");
         return pb::ScoreDeclarationsResponse {
             declaration_id: String::new(),
@@ -70,8 +70,10 @@ fn respond(
     let outcome = match declaration_from_pb(declaration, state.reference()) {
         Ok(d) => {
             let assessment = state.score(scorer, &d);
-            metrics::counter!("parcel_risk_declarations_scored_total").increment(1);
-            metrics::histogram!("parcel_risk_scoring_seconds")
+            state.meters().scored.increment(1);
+            state
+                .meters()
+                .latency
                 .record(started.elapsed().as_secs_f64());
             pb::score_declarations_response::Outcome::Assessment(assessment_to_pb(
                 assessment,
@@ -79,8 +81,7 @@ fn respond(
             ))
         }
         Err(err) => {
-            metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT")
-                .increment(1);
+            state.meters().invalid.increment(1);
             pb::score_declarations_response::Outcome::Error(validation_to_pb(&err))
         }
     };
@@ -271,7 +272,7 @@ impl pb::risk_service_server::RiskService for RiskService {
             metrics::counter!("parcel_risk_errors_total", "code" => code_name(e.code()))
                 .increment(1);
         })?;
-        metrics::counter!("parcel_risk_declarations_scored_total").increment(1);
+        self.state.meters().scored.increment(1);
         Ok(Response::new(pb::ScoreDeclarationResponse {
             assessment: Some(assessment_to_pb(assessment, Utc::now())),
         }))

@@ -220,20 +220,27 @@ impl Scorer {
     }
 }
 
-/// The three features that raised the log-odds most.
+/// The three features that raised the log-odds most (one pass, no sort).
 fn top_features(contributions: Option<&[f64]>) -> Vec<(&'static str, f64)> {
     let Some(c) = contributions else {
         return Vec::new();
     };
-    let mut ranked: Vec<(&'static str, f64)> = crate::features::BASE_FEATURES
-        .iter()
-        .zip(c)
-        .filter(|(_, v)| **v > 0.0)
-        .map(|(n, v)| (*n, *v))
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    ranked.truncate(3);
-    ranked
+    let mut top: [Option<(&'static str, f64)>; 3] = [None; 3];
+    for (name, &v) in crate::features::BASE_FEATURES.iter().zip(c) {
+        if v <= 0.0 {
+            continue;
+        }
+        let mut entry = Some((*name, v));
+        for slot in &mut top {
+            if slot.is_none_or(|(_, held)| entry.is_some_and(|(_, new)| new > held)) {
+                std::mem::swap(slot, &mut entry);
+                if entry.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    top.into_iter().flatten().collect()
 }
 
 fn cents(eur: f64) -> i64 {
@@ -298,5 +305,29 @@ impl Session {
             .sum();
         let split = self.window.observe(&keys, d.lodged_at, declared_cents);
         self.scorer.score_with_keys(d, &keys, split)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::BASE_FEATURES;
+
+    #[test]
+    fn top_features_keeps_the_three_largest_positive_contributions_in_order() {
+        let mut c = vec![0.0; BASE_FEATURES.len()];
+        c[3] = 0.5;
+        c[10] = 2.0;
+        c[20] = -3.0;
+        c[30] = 1.0;
+        c[40] = 0.7;
+        let top = top_features(Some(&c));
+        let expected = vec![
+            (BASE_FEATURES[10], 2.0),
+            (BASE_FEATURES[30], 1.0),
+            (BASE_FEATURES[40], 0.7),
+        ];
+        assert_eq!(top, expected);
+        assert!(top_features(None).is_empty());
     }
 }

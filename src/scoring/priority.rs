@@ -176,7 +176,12 @@ pub struct ChannelAllocator {
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
     observed: u64,
+    /// RED and YELLOW cut-offs, refreshed every `CUT_REFRESH` declarations:
+    /// they move slowly, and reading them off the histogram costs a scan.
+    cuts: (f64, f64),
 }
+
+const CUT_REFRESH: u64 = 64;
 
 /// Observations before the cut-offs are trusted; until then only the random
 /// picks and the very top go RED.
@@ -199,6 +204,7 @@ impl ChannelAllocator {
             first_seen: None,
             last_seen: None,
             observed: 0,
+            cuts: (f64::INFINITY, f64::INFINITY),
         }
     }
 
@@ -241,7 +247,13 @@ impl ChannelAllocator {
             };
         }
         let warm = self.observed >= WARM_UP;
-        let red_cut = self.quantiles.upper_cut(by_risk);
+        if self.observed % CUT_REFRESH == 0 || self.observed == WARM_UP {
+            self.cuts = (
+                self.quantiles.upper_cut(by_risk),
+                self.quantiles.upper_cut(by_risk + self.config.yellow_share),
+            );
+        }
+        let (red_cut, yellow_cut) = self.cuts;
         if warm && priority > red_cut {
             return Decision {
                 channel: Channel::Red,
@@ -257,7 +269,6 @@ impl ChannelAllocator {
                 selection_reason: SelectionReason::Random,
             };
         }
-        let yellow_cut = self.quantiles.upper_cut(by_risk + self.config.yellow_share);
         if warm && priority > yellow_cut {
             return Decision {
                 channel: Channel::Yellow,
