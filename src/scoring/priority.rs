@@ -171,9 +171,10 @@ impl DecayingQuantiles {
 pub struct ChannelAllocator {
     config: PriorityConfig,
     quantiles: DecayingQuantiles,
-    /// Decayed count and time span of observations, for the daily volume.
-    volume_weight: f64,
-    first_seen: Option<DateTime<Utc>>,
+    /// Moving average of the seconds between declarations (in lodging
+    /// order), for the daily volume; it follows volume changes within about
+    /// `VOLUME_MEMORY` declarations.
+    mean_gap_seconds: Option<f64>,
     last_seen: Option<DateTime<Utc>>,
     observed: u64,
     /// RED and YELLOW cut-offs, refreshed every `CUT_REFRESH` declarations:
@@ -182,6 +183,7 @@ pub struct ChannelAllocator {
 }
 
 const CUT_REFRESH: u64 = 64;
+const VOLUME_MEMORY: f64 = 5_000.0;
 
 /// Observations before the cut-offs are trusted; until then only the random
 /// picks and the very top go RED.
@@ -200,8 +202,7 @@ impl ChannelAllocator {
         Self {
             config,
             quantiles: DecayingQuantiles::new(half_life),
-            volume_weight: 0.0,
-            first_seen: None,
+            mean_gap_seconds: None,
             last_seen: None,
             observed: 0,
             cuts: (f64::INFINITY, f64::INFINITY),
@@ -215,13 +216,12 @@ impl ChannelAllocator {
     /// The RED share in force: capacity per day over the observed volume per
     /// day when a capacity is set, else the configured share.
     pub fn red_share(&self) -> f64 {
-        match (self.config.red_per_day, self.first_seen, self.last_seen) {
-            (Some(capacity), Some(first), Some(last)) if last > first => {
-                let days = (last - first).num_seconds() as f64 / 86_400.0;
-                let per_day = self.observed as f64 / days;
+        match (self.config.red_per_day, self.mean_gap_seconds) {
+            (Some(capacity), Some(gap)) if gap > 0.0 => {
+                let per_day = 86_400.0 / gap;
                 (capacity / per_day).clamp(0.0, 1.0)
             }
-            (Some(_), _, _) | (None, _, _) => self.config.red_share,
+            (Some(_), _) | (None, _) => self.config.red_share,
         }
     }
 
@@ -233,8 +233,12 @@ impl ChannelAllocator {
         priority: f64,
     ) -> Decision {
         self.observed += 1;
-        self.volume_weight += 1.0;
-        self.first_seen = Some(self.first_seen.map_or(lodged_at, |f| f.min(lodged_at)));
+        if let Some(last) = self.last_seen {
+            // Out-of-order lodging times count as simultaneous.
+            let gap = (lodged_at - last).num_milliseconds().max(0) as f64 / 1000.0;
+            let mean = self.mean_gap_seconds.get_or_insert(gap);
+            *mean += (gap - *mean) / VOLUME_MEMORY.min(self.observed as f64);
+        }
         self.last_seen = Some(self.last_seen.map_or(lodged_at, |l| l.max(lodged_at)));
         self.quantiles.observe(priority);
         let red = self.red_share();
@@ -289,8 +293,18 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn run(allocator: &mut ChannelAllocator, per_day: u64, days: u64, seed: u64) -> (u64, u64) {
+        run_from(allocator, per_day, days, seed, 0)
+    }
+
+    fn run_from(
+        allocator: &mut ChannelAllocator,
+        per_day: u64,
+        days: u64,
+        seed: u64,
+        start_day: i64,
+    ) -> (u64, u64) {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap() + Duration::days(start_day);
         let (mut red, mut total) = (0, 0);
         for i in 0..per_day * days {
             let at = t0 + Duration::milliseconds((i * 86_400_000 / per_day) as i64);
@@ -322,6 +336,24 @@ mod tests {
                 "{per_day}/day: {red_per_day} RED/day, expected {expected}"
             );
         }
+    }
+
+    #[test]
+    fn red_count_follows_a_volume_change_within_one_stream() {
+        let config = PriorityConfig {
+            red_per_day: Some(50.0),
+            ..PriorityConfig::default()
+        };
+        let mut a = ChannelAllocator::new(config.clone(), 20_000.0);
+        run_from(&mut a, 20_000, 2, 3, 0);
+        // Now twice the traffic: the RED count per day stays near capacity.
+        let (red, total) = run_from(&mut a, 40_000, 2, 4, 2);
+        let red_per_day = red as f64 / (total as f64 / 40_000.0);
+        let expected = 50.0 + config.compliance_share * 40_000.0;
+        assert!(
+            (red_per_day - expected).abs() < 0.25 * expected,
+            "{red_per_day} RED/day, expected {expected}"
+        );
     }
 
     #[test]
