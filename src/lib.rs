@@ -1,13 +1,21 @@
 //! parcel-risk: risk scoring of EU H7 e-commerce customs declarations.
 //!
 //! # Layout
+//! Dependencies point inward: domain ← features ← model ← scoring ← {grpc, cli}.
+//!
 //! - [`domain`]: checked declarations, inspection results, codes, money, the
-//!   HS nomenclature and the EUR rate table. Pure.
+//!   HS nomenclature, the EUR rate table and the duty/VAT regime. Pure.
+//! - [`features`]: reference values, the description classifier, party
+//!   history, the split window; signals and model rows.
+//! - [`model`]: linfa classifiers, training, the artifact, ranking metrics.
+//! - [`scoring`]: assessments, reason codes, priorities, channels, plans.
+//! - [`evaluate`]: the model against baselines; inspection simulation.
+//! - [`grpc`]: the tonic service, health, reflection, graceful shutdown.
 //! - [`pb`]: generated protobuf/gRPC types; only the edge modules use them.
 //! - [`wire`]: `pb` ⇄ `domain` conversions with field-path validation.
 //! - [`io`]: JSON Lines (proto3 JSON mapping) and CSV data files, streaming.
 //! - [`generate`]: synthetic Liège traffic with ground truth.
-//! - [`cli`]: the `parcel-risk` subcommands.
+//! - [`cli`]: the `parcel-risk` subcommands; [`telemetry`]: tracing set-up.
 
 pub mod cli;
 pub mod domain;
