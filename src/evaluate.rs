@@ -67,7 +67,14 @@ pub enum EvalError {
     NoLabels,
 }
 
-/// Evades taxes: what the truth owes minus what the declaration owes, EUR.
+/// The random baseline: a fixed pseudo-random score per declaration id hash.
+fn random_order(keys: &[u64]) -> Vec<f64> {
+    keys.iter()
+        .map(|k| (k.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15) as f64)
+        .collect()
+}
+
+/// Evaded taxes: what the truth owes minus what the declaration owes, EUR.
 fn evaded_eur(example: &TrainingExample, rates: &RateTable, regime: &Regime) -> f64 {
     let d = &example.declaration;
     let declared: Vec<DutiableLine> = d
@@ -194,10 +201,7 @@ pub fn evaluate(
         return Err(EvalError::NoLabels);
     }
     // The random baseline: a fixed pseudo-random order by declaration id.
-    let random: Vec<f64> = keys
-        .iter()
-        .map(|k| (k.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15) as f64)
-        .collect();
+    let random = random_order(&keys);
 
     let targets = Target::ALL
         .iter()
@@ -413,10 +417,7 @@ pub fn simulate(
         }
         chosen
     };
-    let random: Vec<f64> = keys
-        .iter()
-        .map(|k| (k.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15) as f64)
-        .collect();
+    let random = random_order(&keys);
     Ok(SimulationReport {
         model_version: model.model_version.clone(),
         declarations: truth.len(),

@@ -58,6 +58,40 @@ pub fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("{s:?} is neither YYYY-MM-DD nor RFC 3339: {e}"))
 }
 
+/// A model and a labelled data file, for `evaluate` and `simulate`.
+#[derive(Debug, clap::Args)]
+pub struct ModelAndData {
+    /// Model directory.
+    #[arg(long, default_value = DEFAULT_MODEL, env = "PARCEL_RISK_MODEL")]
+    pub model: std::path::PathBuf,
+    /// TrainingExample lines (JSONL) or CSV.
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Option<crate::io::Format>,
+    /// Only declarations lodged at or after this instant (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse_instant)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ModelAndData {
+    /// Loads the model and the records (ground truth kept); rejected records
+    /// are listed on stderr and left out.
+    pub fn load(
+        &self,
+    ) -> anyhow::Result<(
+        std::sync::Arc<crate::model::ModelArtifact>,
+        Vec<crate::domain::TrainingExample>,
+    )> {
+        let model = std::sync::Arc::new(crate::model::ModelArtifact::load(&self.model)?);
+        let (examples, rejected) = load_examples(&self.data, self.format, Truth::Keep)?;
+        if rejected > 0 {
+            eprintln!("{rejected} records rejected (the first ones listed above); using the rest");
+        }
+        Ok((model, examples))
+    }
+}
+
 /// Whether to keep synthetic ground truth when loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Truth {

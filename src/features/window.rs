@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::history::PartyKeys;
+use crate::domain::{Declaration, RateTable};
 
 /// Window length.
 pub const WINDOW: Duration = Duration::hours(24);
@@ -79,6 +80,22 @@ impl SplitWindow {
             self.sweep();
         }
         signal
+    }
+
+    /// [`SplitWindow::observe`] for a declaration: its lodging time and its
+    /// declared value in EUR cents.
+    pub fn observe_declaration(
+        &mut self,
+        keys: &PartyKeys,
+        d: &Declaration,
+        rates: &RateTable,
+    ) -> SplitSignal {
+        let declared_cents = d
+            .items
+            .iter()
+            .filter_map(|i| rates.to_eur_cents(i.intrinsic_value))
+            .sum();
+        self.observe(keys, d.lodged_at, declared_cents)
     }
 
     /// Drops buyers whose newest parcel left the window.

@@ -41,54 +41,72 @@ impl RiskService {
     }
 }
 
-/// Scores one stream request; never fails the stream.
-fn respond(
+/// Answers a batch of stream requests in order; a bad request gets an error
+/// response and never fails the stream.
+fn respond_batch(
     state: &ServiceState,
     scorer: &Scorer,
-    request: pb::ScoreDeclarationsRequest,
-) -> pb::ScoreDeclarationsResponse {
+    batch: Vec<pb::ScoreDeclarationsRequest>,
+) -> Vec<pb::ScoreDeclarationsResponse> {
     let started = Instant::now();
-    let pb::ScoreDeclarationsRequest { declaration } = request;
-    let Some(declaration) = declaration else {
-        state.meters().invalid.increment(1);
-        let err = ServiceError::Missing("declaration");
-        return pb::ScoreDeclarationsResponse {
-            declaration_id: String::new(),
-            outcome: Some(pb::score_declarations_response::Outcome::Error(
-                pb::DeclarationError {
-                    code: code_name(err.code()).to_owned(),
-                    message: err.to_string(),
-                    field_violations: vec![pb::FieldViolation {
-                        field: "declaration".into(),
-                        description: "is required".into(),
-                    }],
-                },
-            )),
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut checked: Vec<Result<usize, pb::DeclarationError>> = Vec::with_capacity(batch.len());
+    let mut declarations = Vec::with_capacity(batch.len());
+    for pb::ScoreDeclarationsRequest { declaration } in batch {
+        let Some(declaration) = declaration else {
+            ids.push(String::new());
+            let err = ServiceError::Missing("declaration");
+            checked.push(Err(pb::DeclarationError {
+                code: code_name(err.code()).to_owned(),
+                message: err.to_string(),
+                field_violations: vec![pb::FieldViolation {
+                    field: "declaration".into(),
+                    description: "is required".into(),
+                }],
+            }));
+            continue;
         };
-    };
-    let declaration_id = declaration.declaration_id.clone();
-    let outcome = match declaration_from_pb(declaration, state.reference()) {
-        Ok(d) => {
-            let assessment = state.score(scorer, &d);
-            state.meters().scored.increment(1);
-            state
-                .meters()
-                .latency
-                .record(started.elapsed().as_secs_f64());
-            pb::score_declarations_response::Outcome::Assessment(assessment_to_pb(
-                assessment,
-                Utc::now(),
-            ))
+        ids.push(declaration.declaration_id.clone());
+        match declaration_from_pb(declaration, state.reference()) {
+            Ok(d) => {
+                checked.push(Ok(declarations.len()));
+                declarations.push(d);
+            }
+            Err(err) => checked.push(Err(validation_to_pb(&err))),
         }
-        Err(err) => {
-            state.meters().invalid.increment(1);
-            pb::score_declarations_response::Outcome::Error(validation_to_pb(&err))
-        }
-    };
-    pb::ScoreDeclarationsResponse {
-        declaration_id,
-        outcome: Some(outcome),
     }
+    let mut assessments: Vec<Option<crate::scoring::Assessment>> = state
+        .score_all(scorer, &declarations)
+        .into_iter()
+        .map(Some)
+        .collect();
+    let meters = state.meters();
+    let scored = declarations.len();
+    if scored > 0 {
+        meters.scored.increment(scored as u64);
+        // Validation and scoring per declaration, averaged over its batch.
+        let each = started.elapsed().as_secs_f64() / (checked.len() as f64);
+        for _ in 0..scored {
+            meters.latency.record(each);
+        }
+    }
+    meters.invalid.increment((checked.len() - scored) as u64);
+    let now = Utc::now();
+    ids.into_iter()
+        .zip(checked)
+        .map(|(declaration_id, outcome)| pb::ScoreDeclarationsResponse {
+            declaration_id,
+            outcome: Some(match outcome {
+                Ok(i) => pb::score_declarations_response::Outcome::Assessment(assessment_to_pb(
+                    assessments[i]
+                        .take()
+                        .expect("each assessment is taken once"),
+                    now,
+                )),
+                Err(error) => pb::score_declarations_response::Outcome::Error(error),
+            }),
+        })
+        .collect()
 }
 
 /// Runs CPU work for a batch without blocking the executor: on the
@@ -176,13 +194,7 @@ where
                 }
             }
             let state = p.state.clone();
-            let responses = off_executor(move || {
-                let scorer = state.scorer();
-                batch
-                    .into_iter()
-                    .map(|r| respond(&state, &scorer, r))
-                    .collect::<Vec<_>>()
-            });
+            let responses = off_executor(move || respond_batch(&state, &state.scorer(), batch));
             p.ready.extend(responses);
             if let Some(status) = failure {
                 // Answer what came before the broken message, then fail.

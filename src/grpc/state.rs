@@ -34,18 +34,13 @@ impl Default for SharedWindow {
 
 impl SharedWindow {
     pub fn observe(&self, keys: &PartyKeys, d: &Declaration, rates: &RateTable) -> SplitSignal {
-        let declared_cents = d
-            .items
-            .iter()
-            .filter_map(|i| rates.to_eur_cents(i.intrinsic_value))
-            .sum();
         let shard = &self.shards[(keys.address % SHARDS as u64) as usize];
         // A poisoned shard only means another request panicked mid-update;
         // the window stays usable.
         let mut window = shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        window.observe(keys, d.lodged_at, declared_cents)
+        window.observe_declaration(keys, d, rates)
     }
 }
 
@@ -152,12 +147,7 @@ impl ServiceState {
         window: &mut SplitWindow,
     ) -> Assessment {
         let keys = PartyKeys::of(d);
-        let declared_cents = d
-            .items
-            .iter()
-            .filter_map(|i| self.reference.rates.to_eur_cents(i.intrinsic_value))
-            .sum();
-        let split = window.observe(&keys, d.lodged_at, declared_cents);
+        let split = window.observe_declaration(&keys, d, self.reference.rates);
         scorer.score_with_keys(d, &keys, split)
     }
 
@@ -171,15 +161,28 @@ impl ServiceState {
 
     /// Scores a declaration and routes it to a channel.
     pub fn score(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
-        let mut assessment = self.assess(scorer, d);
-        let decision = self
+        let mut all = self.score_all(scorer, std::slice::from_ref(d));
+        all.pop().expect("one assessment per declaration")
+    }
+
+    /// Scores declarations in order and routes them, taking the channel
+    /// allocator's lock once for the whole batch.
+    pub fn score_all(&self, scorer: &Scorer, declarations: &[Declaration]) -> Vec<Assessment> {
+        let mut assessments: Vec<Assessment> = declarations
+            .iter()
+            .map(|d| self.assess(scorer, d))
+            .collect();
+        let mut channels = self
             .channels
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
-        self.meters.channel(decision.channel).increment(1);
-        assessment.route(decision, 0);
-        assessment
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (assessment, d) in assessments.iter_mut().zip(declarations) {
+            let decision =
+                channels.decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
+            self.meters.channel(decision.channel).increment(1);
+            assessment.route(decision, 0);
+        }
+        assessments
     }
 }
 

@@ -9,7 +9,7 @@ pub mod csv;
 pub mod jsonl;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use crate::domain::TrainingExample;
@@ -127,62 +127,4 @@ pub fn open_examples(
         Box::new(BufReader::with_capacity(1 << 20, file))
     };
     Ok(ExampleReader::new(input, format, reference))
-}
-
-/// A writer of training examples in either format.
-pub enum ExampleWriter<W: Write> {
-    Jsonl(jsonl::JsonlWriter<W>),
-    Csv(Box<csv::CsvWriter<W>>),
-}
-
-impl<W: Write> ExampleWriter<W> {
-    pub fn new(output: W, format: Format) -> Result<Self, IoError> {
-        Ok(match format {
-            Format::Jsonl => ExampleWriter::Jsonl(jsonl::JsonlWriter::new(output)),
-            Format::Csv => ExampleWriter::Csv(Box::new(csv::CsvWriter::new(output)?)),
-        })
-    }
-
-    pub fn write(&mut self, example: &TrainingExample) -> Result<(), IoError> {
-        match self {
-            ExampleWriter::Jsonl(w) => w.write(example),
-            ExampleWriter::Csv(w) => w.write(example),
-        }
-    }
-
-    /// Writes one example given as wire type, skipping the domain round trip
-    /// (the generator produces wire messages directly).
-    pub fn write_pb(&mut self, example: &crate::pb::TrainingExample) -> Result<(), IoError> {
-        match self {
-            ExampleWriter::Jsonl(w) => w.write_pb(example),
-            ExampleWriter::Csv(w) => w.write_pb(example),
-        }
-    }
-
-    pub fn flush(&mut self) -> Result<(), IoError> {
-        match self {
-            ExampleWriter::Jsonl(w) => w.flush(),
-            ExampleWriter::Csv(w) => w.flush(),
-        }
-    }
-}
-
-/// Creates a file (or `-` for stdout) for writing.
-pub fn create_examples(
-    path: &Path,
-    format: Option<Format>,
-) -> Result<ExampleWriter<Box<dyn Write + Send>>, IoError> {
-    let format = format
-        .or_else(|| Format::from_path(path))
-        .ok_or_else(|| IoError::UnknownFormat(path.display().to_string()))?;
-    let output: Box<dyn Write + Send> = if path.as_os_str() == "-" {
-        Box::new(BufWriter::with_capacity(1 << 20, io::stdout()))
-    } else {
-        let file = File::create(path).map_err(|source| IoError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Box::new(BufWriter::with_capacity(1 << 20, file))
-    };
-    ExampleWriter::new(output, format)
 }

@@ -167,12 +167,7 @@ pub fn replay(
             }
         }
         let keys = PartyKeys::of(d);
-        let declared_cents = d
-            .items
-            .iter()
-            .filter_map(|i| rates.to_eur_cents(i.intrinsic_value))
-            .sum();
-        let split = window.observe(&keys, d.lodged_at, declared_cents);
+        let split = window.observe_declaration(&keys, d, rates);
         if rows_for(example) {
             let signals = features.signals(d, &history, &keys, split, rates, regime);
             features.row(d, &signals, &mut row);

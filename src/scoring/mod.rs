@@ -256,26 +256,16 @@ fn items(s: &Signals, uv: f64, md: f64) -> Vec<ItemAssessment> {
             + i.mass.map_or(0.0, |(z, _)| (z.abs() / 3.0).min(2.0))
             + 1e-6
     };
-    let uv_total: f64 = s.items.iter().map(uv_weight).sum();
-    let md_total: f64 = s.items.iter().map(md_weight).sum();
+    // Weights are positive, so the item with the strongest evidence gets the
+    // declaration's score and the others a proportional share of it.
     let max_uv = s.items.iter().map(uv_weight).fold(0.0, f64::max);
     let max_md = s.items.iter().map(md_weight).fold(0.0, f64::max);
     s.items
         .iter()
         .map(|i| ItemAssessment {
             goods_item_number: i.goods_item_number,
-            undervaluation_score: if uv_total > 0.0 {
-                uv * uv_weight(i) / max_uv.max(1e-9)
-            } else {
-                uv
-            }
-            .min(uv),
-            misdescription_score: if md_total > 0.0 {
-                md * md_weight(i) / max_md.max(1e-9)
-            } else {
-                md
-            }
-            .min(md),
+            undervaluation_score: uv * uv_weight(i) / max_uv,
+            misdescription_score: md * md_weight(i) / max_md,
             expected_value_eur_cents: cents(i.expected_eur.max(i.declared_eur)),
             predicted_hs6: i.predicted.clone(),
         })
@@ -298,12 +288,7 @@ impl Session {
 
     pub fn score(&mut self, d: &Declaration) -> Assessment {
         let keys = PartyKeys::of(d);
-        let declared_cents = d
-            .items
-            .iter()
-            .filter_map(|i| self.scorer.rates.to_eur_cents(i.intrinsic_value))
-            .sum();
-        let split = self.window.observe(&keys, d.lodged_at, declared_cents);
+        let split = self.window.observe_declaration(&keys, d, self.scorer.rates);
         self.scorer.score_with_keys(d, &keys, split)
     }
 }
