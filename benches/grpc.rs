@@ -20,7 +20,7 @@ use chrono::Utc;
 use parcel_risk::domain::{ReferenceData, TrainingExample};
 use parcel_risk::features::window::SplitSignal;
 use parcel_risk::generate::{Generator, GeneratorConfig};
-use parcel_risk::grpc::convert::assessment_to_pb;
+use parcel_risk::wire::assessment_to_pb;
 use parcel_risk::grpc::echo::EchoService;
 use parcel_risk::grpc::{ServerConfig, ServiceState, serve};
 use parcel_risk::model::ModelArtifact;

@@ -13,10 +13,13 @@
 //! - [`grpc`]: the tonic service, health, reflection, graceful shutdown.
 //! - [`pb`]: generated protobuf/gRPC types; only the edge modules use them.
 //! - [`wire`]: `pb` ⇄ `domain` conversions with field-path validation.
-//! - [`io`]: JSON Lines (proto3 JSON mapping) and CSV data files, streaming.
+//! - [`io`]: JSON Lines (proto3 JSON mapping), CSV and Parquet data files,
+//!   plain or gzip/zstd, streaming.
+//! - [`batch`]: rescoring files on every core in bounded memory, in order.
 //! - [`generate`]: synthetic Liège traffic with ground truth.
 //! - [`cli`]: the `parcel-risk` subcommands; [`telemetry`]: tracing set-up.
 
+pub mod batch;
 pub mod cli;
 pub mod domain;
 pub mod evaluate;

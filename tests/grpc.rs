@@ -15,14 +15,14 @@ use tonic::transport::Channel;
 
 use crate::common::{full_declaration, trained};
 
-struct TestServer {
+pub(crate) struct TestServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl TestServer {
-    async fn start(config: ServerConfig) -> TestServer {
+    pub(crate) async fn start(config: ServerConfig) -> TestServer {
         Self::start_with(config, PriorityConfig::default()).await
     }
 
@@ -58,7 +58,7 @@ impl TestServer {
             .unwrap()
     }
 
-    async fn client(&self) -> RiskServiceClient<Channel> {
+    pub(crate) async fn client(&self) -> RiskServiceClient<Channel> {
         RiskServiceClient::new(self.channel().await).max_decoding_message_size(64 * 1024 * 1024)
     }
 }

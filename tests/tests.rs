@@ -8,4 +8,5 @@ mod data_files;
 mod generator;
 mod grpc;
 mod model;
+mod rescore;
 mod validation;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use rayon::prelude::*;
 
 use crate::generate::{Generator, GeneratorConfig, Stats};
-use crate::io::{Format, IoError, csv::CsvWriter, jsonl::JsonlWriter};
+use crate::io::{Format, IoError, csv::CsvWriter, jsonl::JsonlWriter, parquet::ParquetWriter};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -56,6 +56,10 @@ pub struct GenerateArgs {
     /// value and attributes only.
     #[arg(long, value_enum, default_value_t = Schema::Full)]
     pub schema: Schema,
+    /// Write bare declarations, as a clearance system sends them: no
+    /// inspection results, no ground truth (input for `rescore` and benchmarks).
+    #[arg(long)]
+    pub declarations_only: bool,
     /// Do not print calibration statistics.
     #[arg(long)]
     pub quiet: bool,
@@ -115,7 +119,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         detection_rate: args.detection_rate,
     };
     let generator = Generator::new(config)?;
-    let mut out: Box<dyn Write> = if args.out.as_os_str() == "-" {
+    let out: Box<dyn Write + Send> = if args.out.as_os_str() == "-" {
         Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
             std::io::stdout(),
@@ -125,12 +129,25 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot create {}", args.out.display()))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
     };
-    if format == Format::Csv {
-        let header = CsvWriter::new(Vec::new())?.into_inner()?;
-        out.write_all(&header)?;
+    let mut sink = match format {
+        Format::Parquet => Sink::Parquet(Box::new(ParquetWriter::new(out)?)),
+        Format::Csv => {
+            let mut out = out;
+            out.write_all(&CsvWriter::new(Vec::new())?.into_inner()?)?;
+            Sink::Bytes(out)
+        }
+        Format::Jsonl => Sink::Bytes(out),
+    };
+    let stats = write_chunks(
+        &generator,
+        format,
+        (args.schema, args.declarations_only),
+        &mut sink,
+    )?;
+    match sink {
+        Sink::Bytes(mut out) => out.flush()?,
+        Sink::Parquet(writer) => writer.finish()?.flush()?,
     }
-    let stats = write_chunks(&generator, format, args.schema, &mut out)?;
-    out.flush()?;
     let elapsed = started.elapsed();
     if !args.quiet {
         eprint!("{stats}");
@@ -143,12 +160,25 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where generated examples go: bytes serialised in parallel, or a Parquet
+/// writer that takes the examples in order.
+enum Sink {
+    Bytes(Box<dyn Write + Send>),
+    Parquet(Box<ParquetWriter<Box<dyn Write + Send>>>),
+}
+
+/// One chunk, serialised when the format allows it.
+enum Part {
+    Bytes(Vec<u8>),
+    Examples(Vec<crate::pb::TrainingExample>),
+}
+
 /// Generates and serialises chunks in parallel, writing them in order.
 fn write_chunks(
     generator: &Generator,
     format: Format,
-    schema: Schema,
-    out: &mut dyn Write,
+    (schema, declarations_only): (Schema, bool),
+    out: &mut Sink,
 ) -> anyhow::Result<Stats> {
     let chunks = generator.chunk_count();
     let batch = (rayon::current_num_threads() as u64 * 4).max(1);
@@ -156,20 +186,29 @@ fn write_chunks(
     let mut start = 0;
     while start < chunks {
         let end = (start + batch).min(chunks);
-        let parts: Vec<Result<(Vec<u8>, Stats), IoError>> = (start..end)
+        let parts: Vec<Result<(Part, Stats), IoError>> = (start..end)
             .into_par_iter()
             .map(|index| {
                 let (mut examples, stats) = generator.chunk(index);
                 if schema == Schema::Minimal {
                     examples.iter_mut().for_each(to_minimal);
                 }
-                let bytes = match format {
+                if declarations_only {
+                    for e in &mut examples {
+                        e.result = None;
+                        e.truth = None;
+                    }
+                }
+                let part = match format {
                     Format::Jsonl => {
                         let mut w = JsonlWriter::new(Vec::with_capacity(examples.len() * 1500));
                         for e in &examples {
-                            w.write_pb(e)?;
+                            match (&e.declaration, declarations_only) {
+                                (Some(d), true) => w.write_declaration(d)?,
+                                (_, _) => w.write_pb(e)?,
+                            }
                         }
-                        w.into_inner()
+                        Part::Bytes(w.into_inner())
                     }
                     Format::Csv => {
                         let mut w =
@@ -177,15 +216,26 @@ fn write_chunks(
                         for e in &examples {
                             w.write_pb(e)?;
                         }
-                        w.into_inner()?
+                        Part::Bytes(w.into_inner()?)
                     }
+                    Format::Parquet => Part::Examples(examples),
                 };
-                Ok((bytes, stats))
+                Ok((part, stats))
             })
             .collect();
         for part in parts {
-            let (bytes, stats) = part?;
-            out.write_all(&bytes)?;
+            let (part, stats) = part?;
+            match (part, &mut *out) {
+                (Part::Bytes(bytes), Sink::Bytes(out)) => out.write_all(&bytes)?,
+                (Part::Examples(examples), Sink::Parquet(writer)) => {
+                    for e in &examples {
+                        writer.write_pb(e)?;
+                    }
+                }
+                (Part::Bytes(_), Sink::Parquet(_)) | (Part::Examples(_), Sink::Bytes(_)) => {
+                    anyhow::bail!("a chunk was serialised for another format than the output's")
+                }
+            }
             total.merge(&stats);
         }
         start = end;

@@ -4,6 +4,7 @@
 mod check;
 mod evaluate;
 mod generate;
+mod rescore;
 mod serve;
 mod simulate;
 mod train;
@@ -43,6 +44,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Simulate inspections at a capacity against random and highest-value selection.
     Simulate(simulate::SimulateArgs),
+    /// Rescore a file of declarations (JSONL, CSV, Parquet; gzip/zstd) in order, on every core.
+    Rescore(rescore::RescoreArgs),
 }
 
 /// The model used when none is named.
@@ -137,6 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Rescore(args) => rescore::run(args),
     }
 }
 

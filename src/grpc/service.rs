@@ -18,11 +18,12 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{assessment_to_pb, validation_to_pb};
+use super::convert::validation_to_pb;
 use super::state::ServiceState;
 use super::status::{ServiceError, code_name};
 use crate::pb;
 use crate::scoring::Scorer;
+use crate::wire::assessment_to_pb;
 use crate::wire::declaration_from_pb;
 
 /// Most requests scored in one blocking task.

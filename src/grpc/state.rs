@@ -10,7 +10,7 @@ use crate::domain::{Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
 use crate::features::window::{SplitSignal, SplitWindow};
 use crate::model::ModelArtifact;
-use crate::scoring::{Assessment, ChannelAllocator, PriorityConfig, Scorer};
+use crate::scoring::{Assessment, CHANNEL_HALF_LIFE, ChannelAllocator, PriorityConfig, Scorer};
 
 /// Shards of the split window: parcels of one buyer always land in one shard.
 const SHARDS: usize = 16;
@@ -75,9 +75,6 @@ impl Meters {
         }]
     }
 }
-
-/// Declarations over which the channel cut-offs follow traffic (half-life).
-const CHANNEL_HALF_LIFE: f64 = 100_000.0;
 
 /// The state behind every RPC.
 #[derive(Debug)]

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -25,7 +26,7 @@ use crate::domain::validation::ReferenceData;
 use crate::pb;
 use crate::wire::training_example_from_pb;
 
-use super::{IoError, ReadItem, RecordError};
+use super::{IoError, RawRecord, RecordError};
 
 /// Every column the reader understands and the writer writes, in order.
 pub const COLUMNS: &[&str] = &[
@@ -131,152 +132,189 @@ fn col(name: &str) -> usize {
 
 // ---------------------------------------------------------------- reading
 
-/// Streaming CSV reader; see the module docs.
-pub struct CsvReader<R> {
-    reader: csv::Reader<R>,
-    reference: ReferenceData<'static>,
+/// Where a file's columns are: shared by every record of the file.
+#[derive(Debug)]
+pub struct Layout {
     /// Column index in the file for each entry of `COLUMNS`.
-    mapping: Option<Vec<Option<usize>>>,
+    mapping: Vec<Option<usize>>,
     /// Extra columns: (index in the file, attribute key).
     extras: Vec<(usize, String)>,
-    header_error: Option<String>,
-    pending: Option<(u64, csv::StringRecord)>,
-    record: csv::StringRecord,
-    done: bool,
 }
 
-impl<R: BufRead> CsvReader<R> {
-    pub fn new(input: R, reference: ReferenceData<'static>) -> Self {
+impl Layout {
+    /// Maps a header; a file without the columns every record needs is refused.
+    pub fn from_header<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Layout, IoError> {
+        let mut mapping = vec![None; COLUMNS.len()];
+        let mut extras = Vec::new();
+        for (index, name) in names.into_iter().enumerate() {
+            let name = name.trim().to_ascii_lowercase();
+            match COLUMNS.iter().position(|c| *c == name) {
+                Some(known) => mapping[known] = Some(index),
+                None => extras.push((index, name)),
+            }
+        }
+        for required in ["declaration_id", "hs6"] {
+            if mapping[col(required)].is_none() {
+                return Err(IoError::Csv(format!("header has no {required} column")));
+            }
+        }
+        Ok(Layout { mapping, extras })
+    }
+
+    fn id<'a>(&self, row: &'a csv::StringRecord) -> Option<&'a str> {
+        self.mapping[col("declaration_id")].and_then(|i| row.get(i))
+    }
+}
+
+/// One physical row, or a row that could not be read (reported, skipped).
+pub type Row = (u64, Result<csv::StringRecord, String>);
+
+/// Rows of a tabular file (CSV or Parquet), with its header.
+pub trait RowSource {
+    fn header(&mut self) -> Result<Vec<String>, IoError>;
+    /// The next row; `None` at the end of the file.
+    fn next_row(&mut self) -> Result<Option<Row>, IoError>;
+}
+
+/// CSV rows.
+pub struct CsvRows<R> {
+    reader: csv::Reader<R>,
+    record: csv::StringRecord,
+}
+
+impl<R: BufRead> CsvRows<R> {
+    pub fn new(input: R) -> Self {
         let reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .from_reader(input);
         Self {
             reader,
-            reference,
-            mapping: None,
-            extras: Vec::new(),
-            header_error: None,
-            pending: None,
             record: csv::StringRecord::new(),
-            done: false,
-        }
-    }
-
-    fn read_header(&mut self) -> Result<(), IoError> {
-        let headers = self
-            .reader
-            .headers()
-            .map_err(|e| IoError::Csv(e.to_string()))?
-            .clone();
-        let mut mapping = vec![None; COLUMNS.len()];
-        for (index, name) in headers.iter().enumerate() {
-            let name = name.trim().to_ascii_lowercase();
-            match COLUMNS.iter().position(|c| *c == name) {
-                Some(known) => mapping[known] = Some(index),
-                None => self.extras.push((index, name)),
-            }
-        }
-        for required in ["declaration_id", "hs6"] {
-            if mapping[col(required)].is_none() {
-                self.header_error = Some(format!("header has no {required} column"));
-            }
-        }
-        self.mapping = Some(mapping);
-        Ok(())
-    }
-
-    /// Reads the next physical row; `None` at the end of the file.
-    fn next_row(&mut self) -> Result<Option<(u64, csv::StringRecord)>, IoError> {
-        if let Some(row) = self.pending.take() {
-            return Ok(Some(row));
-        }
-        match self.reader.read_record(&mut self.record) {
-            Ok(true) => {
-                let line = self.record.position().map_or(0, |p| p.line());
-                Ok(Some((line, std::mem::take(&mut self.record))))
-            }
-            Ok(false) => Ok(None),
-            Err(e) if e.is_io_error() => Err(IoError::Csv(e.to_string())),
-            Err(e) => {
-                // Bad UTF-8 in a row: report the row, keep going. The marker
-                // byte cannot occur in valid UTF-8 text read by the csv crate.
-                let line = e.position().map_or(0, |p| p.line());
-                Ok(Some((
-                    line,
-                    csv::StringRecord::from(vec![format!("\u{0}{e}")]),
-                )))
-            }
         }
     }
 }
 
-impl<R: BufRead> Iterator for CsvReader<R> {
-    type Item = ReadItem;
+impl<R: BufRead> RowSource for CsvRows<R> {
+    fn header(&mut self) -> Result<Vec<String>, IoError> {
+        Ok(self
+            .reader
+            .headers()
+            .map_err(|e| IoError::Csv(e.to_string()))?
+            .iter()
+            .map(str::to_owned)
+            .collect())
+    }
 
-    fn next(&mut self) -> Option<ReadItem> {
+    fn next_row(&mut self) -> Result<Option<Row>, IoError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(true) => {
+                let line = self.record.position().map_or(0, |p| p.line());
+                Ok(Some((line, Ok(std::mem::take(&mut self.record)))))
+            }
+            Ok(false) => Ok(None),
+            Err(e) if e.is_io_error() => Err(IoError::Csv(e.to_string())),
+            // Bad UTF-8 or the like in a row: report the row, keep going.
+            Err(e) => Ok(Some((
+                e.position().map_or(0, |p| p.line()),
+                Err(e.to_string()),
+            ))),
+        }
+    }
+}
+
+/// Groups consecutive rows with the same `declaration_id` into one record,
+/// without parsing the cells (see [`RawRecord`]).
+pub struct RowGrouper<S> {
+    source: S,
+    layout: Option<Arc<Layout>>,
+    pending: Option<Row>,
+    done: bool,
+}
+
+impl<S: RowSource> RowGrouper<S> {
+    pub fn new(source: S) -> Self {
+        Self {
+            source,
+            layout: None,
+            pending: None,
+            done: false,
+        }
+    }
+
+    fn next_row(&mut self) -> Result<Option<Row>, IoError> {
+        match self.pending.take() {
+            Some(row) => Ok(Some(row)),
+            None => self.source.next_row(),
+        }
+    }
+
+    fn group(&mut self) -> Result<Option<RawRecord>, IoError> {
+        let layout = match &self.layout {
+            Some(layout) => Arc::clone(layout),
+            None => {
+                let header = self.source.header()?;
+                let layout = Arc::new(Layout::from_header(header.iter().map(String::as_str))?);
+                self.layout = Some(Arc::clone(&layout));
+                layout
+            }
+        };
+        let Some((first_line, first)) = self.next_row()? else {
+            return Ok(None);
+        };
+        let first = match first {
+            Ok(row) => row,
+            Err(message) => {
+                return Ok(Some(RawRecord::Bad(RecordError::Syntax {
+                    line: first_line,
+                    message,
+                })));
+            }
+        };
+        let id = layout.id(&first).unwrap_or("").to_owned();
+        let mut rows = vec![(first_line, first)];
+        while let Some((line, row)) = self.next_row()? {
+            match row {
+                Ok(row) if !id.is_empty() && layout.id(&row) == Some(id.as_str()) => {
+                    rows.push((line, row));
+                }
+                other => {
+                    self.pending = Some((line, other));
+                    break;
+                }
+            }
+        }
+        Ok(Some(RawRecord::Rows { rows, layout }))
+    }
+}
+
+impl<S: RowSource> Iterator for RowGrouper<S> {
+    type Item = Result<RawRecord, IoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
-        if self.mapping.is_none() {
-            if let Err(e) = self.read_header() {
-                self.done = true;
-                return Some(Err(e));
-            }
-        }
-        if let Some(message) = self.header_error.take() {
+        let next = self.group();
+        if matches!(next, Err(_) | Ok(None)) {
             self.done = true;
-            return Some(Err(IoError::Csv(message)));
         }
-        let (first_line, first) = match self.next_row() {
-            Ok(Some(row)) => row,
-            Ok(None) => return None,
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e));
-            }
-        };
-        let id_column = self.mapping.as_ref().expect("header read above")[col("declaration_id")];
-        if let Some(message) = first.get(0).and_then(|c| c.strip_prefix('\u{0}')) {
-            return Some(Ok(Err(RecordError::Syntax {
-                line: first_line,
-                message: message.to_owned(),
-            })));
-        }
-        let id = id_column
-            .and_then(|i| first.get(i))
-            .unwrap_or("")
-            .to_owned();
-        let mut rows = vec![(first_line, first)];
-        loop {
-            match self.next_row() {
-                Ok(Some((line, row))) => {
-                    let same = !row.get(0).is_some_and(|c| c.starts_with('\u{0}'))
-                        && !id.is_empty()
-                        && id_column.and_then(|i| row.get(i)) == Some(id.as_str());
-                    if same {
-                        rows.push((line, row));
-                    } else {
-                        self.pending = Some((line, row));
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-        let columns = Columns(self.mapping.as_deref().expect("header read above"));
-        let parsed = rows_to_pb(&rows, columns, &self.extras).and_then(|msg| {
-            training_example_from_pb(msg, &self.reference).map_err(|source| RecordError::Invalid {
-                line: first_line,
-                source,
-            })
-        });
-        Some(Ok(parsed.map(|example| (first_line, example))))
+        next.transpose()
     }
+}
+
+/// Parses and validates the rows of one declaration.
+pub fn decode_rows(
+    rows: &[(u64, csv::StringRecord)],
+    layout: &Layout,
+    reference: &ReferenceData<'static>,
+) -> Result<TrainingExample, RecordError> {
+    let first_line = rows.first().map_or(0, |(line, _)| *line);
+    let msg = rows_to_pb(rows, Columns(&layout.mapping), &layout.extras)?;
+    training_example_from_pb(msg, reference).map_err(|source| RecordError::Invalid {
+        line: first_line,
+        source,
+    })
 }
 
 /// Builds the wire message of one declaration from its rows.
@@ -614,195 +652,206 @@ impl<W: Write> CsvWriter<W> {
     }
 
     pub fn write_pb(&mut self, example: &pb::TrainingExample) -> Result<(), IoError> {
-        let empty = pb::Declaration::default();
-        let d = example.declaration.as_ref().unwrap_or(&empty);
-        for cell in &mut self.row {
-            cell.clear();
-        }
-        let row = &mut self.row;
-        let mut set = |name: &str, value: String| row[col(name)] = value;
-        set("declaration_id", d.declaration_id.clone());
-        set("lrn", d.lrn.clone());
-        set("mrn", d.mrn.clone());
-        set(
-            "dataset",
-            enum_name(
-                pb::DatasetType::try_from(d.dataset).map(|e| e.as_str_name()),
-                "DATASET_TYPE_",
-            ),
-        );
-        set(
-            "additional_declaration_type",
-            d.additional_declaration_type.clone(),
-        );
-        set("lodged_at", time(d.lodged_at.as_ref()));
-        set("ucr", d.ucr.clone());
-        for (prefix, party) in [
-            ("exporter", &d.exporter),
-            ("importer", &d.importer),
-            ("declarant", &d.declarant),
-        ] {
-            if let Some(p) = party {
-                set(&format!("{prefix}_name"), p.name.clone());
-                set(&format!("{prefix}_id"), p.identification_number.clone());
-                set(&format!("{prefix}_phone"), p.phone.clone());
-                set(&format!("{prefix}_email"), p.email.clone());
-                if let Some(a) = &p.address {
-                    set(&format!("{prefix}_street"), a.street_and_number.clone());
-                    set(&format!("{prefix}_postcode"), a.postcode.clone());
-                    set(&format!("{prefix}_city"), a.city.clone());
-                    set(&format!("{prefix}_country"), a.country.clone());
-                }
-            }
-        }
-        set("ioss_number", d.ioss_number.clone());
-        set(
-            "transport_documents",
-            d.transport_documents
-                .iter()
-                .map(|doc| {
-                    let kind = enum_name(
-                        pb::TransportDocumentKind::try_from(doc.kind).map(|e| e.as_str_name()),
-                        "TRANSPORT_DOCUMENT_KIND_",
-                    );
-                    format!("{kind}:{}", doc.reference)
-                })
-                .collect::<Vec<_>>()
-                .join(";"),
-        );
-        set("location_of_goods", d.location_of_goods.clone());
-        if d.carrier_channel != 0 {
-            set(
-                "carrier_channel",
-                enum_name(
-                    pb::CarrierChannel::try_from(d.carrier_channel).map(|e| e.as_str_name()),
-                    "CARRIER_CHANNEL_",
-                ),
-            );
-        }
-        set("flight_number", d.flight_number.clone());
-        set("arrival_at", time(d.arrival_at.as_ref()));
-        if let Some(m) = &d.transport_and_insurance_costs {
-            set("transport_cost_currency", m.currency.clone());
-            set("transport_cost_minor", m.amount_minor.to_string());
-        }
-        if let Some(ens) = &d.ens {
-            set("ens", serde_json::to_string(ens)?);
-        }
-        if !d.attributes.is_empty() {
-            // Sorted keys so that the same declaration always writes the same bytes.
-            let sorted: std::collections::BTreeMap<_, _> = d.attributes.iter().collect();
-            set("attributes", serde_json::to_string(&sorted)?);
-        }
-        if let Some(r) = &example.result {
-            set("inspection_id", r.inspection_id.clone());
-            set(
-                "selection_reason",
-                enum_name(
-                    pb::SelectionReason::try_from(r.selection_reason).map(|e| e.as_str_name()),
-                    "SELECTION_REASON_",
-                ),
-            );
-            if r.control_type != 0 {
-                set(
-                    "control_type",
-                    enum_name(
-                        pb::Channel::try_from(r.control_type).map(|e| e.as_str_name()),
-                        "CHANNEL_",
-                    ),
-                );
-            }
-            set(
-                "outcome",
-                enum_name(
-                    pb::InspectionOutcome::try_from(r.outcome).map(|e| e.as_str_name()),
-                    "INSPECTION_OUTCOME_",
-                ),
-            );
-            set("fraud_kinds", fraud_kinds(&r.fraud_kinds));
-            set("inspected_at", time(r.inspected_at.as_ref()));
-            set("officer_notes", r.officer_notes.clone());
-        }
-        if let Some(t) = &example.truth {
-            set("truth_seller_profile", t.seller_profile.clone());
-            set("truth_fraud_kinds", fraud_kinds(&t.fraud_kinds));
-        }
-        for item in &d.items {
-            let row = &mut self.row;
-            let mut set = |name: &str, value: String| row[col(name)] = value;
-            set("goods_item_number", item.goods_item_number.to_string());
-            set("description", item.description.clone());
-            set("hs6", item.hs6.clone());
-            set_money(&mut set, "value", item.intrinsic_value.as_ref());
-            set("gross_mass_g", item.gross_mass_g.to_string());
-            set("quantity", item.quantity.to_string());
-            set("procedure_codes", item.additional_procedure_codes.join(";"));
-            set("country_of_origin", item.country_of_origin.clone());
-            let finding = example.result.as_ref().and_then(|r| {
-                r.findings
-                    .iter()
-                    .find(|f| f.goods_item_number == item.goods_item_number)
-            });
-            match finding {
-                Some(f) => {
-                    set("finding", "true".into());
-                    set("finding_undervalued", f.undervalued.to_string());
-                    set_money(
-                        &mut set,
-                        "finding_value",
-                        f.corrected_intrinsic_value.as_ref(),
-                    );
-                    set("finding_misdescribed", f.misdescribed.to_string());
-                    set("finding_description", f.corrected_description.clone());
-                    set("finding_hs6", f.corrected_hs6.clone());
-                }
-                None => {
-                    for name in [
-                        "finding",
-                        "finding_undervalued",
-                        "finding_value_currency",
-                        "finding_value_minor",
-                        "finding_misdescribed",
-                        "finding_description",
-                        "finding_hs6",
-                    ] {
-                        set(name, String::new());
-                    }
-                }
-            }
-            let truth = example.truth.as_ref().and_then(|t| {
-                t.items
-                    .iter()
-                    .find(|i| i.goods_item_number == item.goods_item_number)
-            });
-            match truth {
-                Some(t) => {
-                    set("truth_hs6", t.hs6.clone());
-                    set("truth_description", t.description.clone());
-                    set_money(&mut set, "truth_value", t.intrinsic_value.as_ref());
-                }
-                None => {
-                    for name in [
-                        "truth_hs6",
-                        "truth_description",
-                        "truth_value_currency",
-                        "truth_value_minor",
-                    ] {
-                        set(name, String::new());
-                    }
-                }
-            }
-            self.writer
-                .write_record(self.row.iter())
-                .map_err(|e| IoError::Csv(e.to_string()))?;
-        }
-        Ok(())
+        let writer = &mut self.writer;
+        example_rows(example, &mut self.row, |row| {
+            writer
+                .write_record(row.iter())
+                .map_err(|e| IoError::Csv(e.to_string()))
+        })
     }
 
     pub fn flush(&mut self) -> Result<(), IoError> {
         self.writer.flush()?;
         Ok(())
     }
+}
+
+/// The rows of one example, one per goods item, as cells in [`COLUMNS`]
+/// order; `row` is reused between calls.
+pub(crate) fn example_rows(
+    example: &pb::TrainingExample,
+    row: &mut [String],
+    mut emit: impl FnMut(&[String]) -> Result<(), IoError>,
+) -> Result<(), IoError> {
+    let empty = pb::Declaration::default();
+    let d = example.declaration.as_ref().unwrap_or(&empty);
+    for cell in row.iter_mut() {
+        cell.clear();
+    }
+    let mut set = |name: &str, value: String| row[col(name)] = value;
+    set("declaration_id", d.declaration_id.clone());
+    set("lrn", d.lrn.clone());
+    set("mrn", d.mrn.clone());
+    set(
+        "dataset",
+        enum_name(
+            pb::DatasetType::try_from(d.dataset).map(|e| e.as_str_name()),
+            "DATASET_TYPE_",
+        ),
+    );
+    set(
+        "additional_declaration_type",
+        d.additional_declaration_type.clone(),
+    );
+    set("lodged_at", time(d.lodged_at.as_ref()));
+    set("ucr", d.ucr.clone());
+    for (prefix, party) in [
+        ("exporter", &d.exporter),
+        ("importer", &d.importer),
+        ("declarant", &d.declarant),
+    ] {
+        if let Some(p) = party {
+            set(&format!("{prefix}_name"), p.name.clone());
+            set(&format!("{prefix}_id"), p.identification_number.clone());
+            set(&format!("{prefix}_phone"), p.phone.clone());
+            set(&format!("{prefix}_email"), p.email.clone());
+            if let Some(a) = &p.address {
+                set(&format!("{prefix}_street"), a.street_and_number.clone());
+                set(&format!("{prefix}_postcode"), a.postcode.clone());
+                set(&format!("{prefix}_city"), a.city.clone());
+                set(&format!("{prefix}_country"), a.country.clone());
+            }
+        }
+    }
+    set("ioss_number", d.ioss_number.clone());
+    set(
+        "transport_documents",
+        d.transport_documents
+            .iter()
+            .map(|doc| {
+                let kind = enum_name(
+                    pb::TransportDocumentKind::try_from(doc.kind).map(|e| e.as_str_name()),
+                    "TRANSPORT_DOCUMENT_KIND_",
+                );
+                format!("{kind}:{}", doc.reference)
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+    );
+    set("location_of_goods", d.location_of_goods.clone());
+    if d.carrier_channel != 0 {
+        set(
+            "carrier_channel",
+            enum_name(
+                pb::CarrierChannel::try_from(d.carrier_channel).map(|e| e.as_str_name()),
+                "CARRIER_CHANNEL_",
+            ),
+        );
+    }
+    set("flight_number", d.flight_number.clone());
+    set("arrival_at", time(d.arrival_at.as_ref()));
+    if let Some(m) = &d.transport_and_insurance_costs {
+        set("transport_cost_currency", m.currency.clone());
+        set("transport_cost_minor", m.amount_minor.to_string());
+    }
+    if let Some(ens) = &d.ens {
+        set("ens", serde_json::to_string(ens)?);
+    }
+    if !d.attributes.is_empty() {
+        // Sorted keys so that the same declaration always writes the same bytes.
+        let sorted: std::collections::BTreeMap<_, _> = d.attributes.iter().collect();
+        set("attributes", serde_json::to_string(&sorted)?);
+    }
+    if let Some(r) = &example.result {
+        set("inspection_id", r.inspection_id.clone());
+        set(
+            "selection_reason",
+            enum_name(
+                pb::SelectionReason::try_from(r.selection_reason).map(|e| e.as_str_name()),
+                "SELECTION_REASON_",
+            ),
+        );
+        if r.control_type != 0 {
+            set(
+                "control_type",
+                enum_name(
+                    pb::Channel::try_from(r.control_type).map(|e| e.as_str_name()),
+                    "CHANNEL_",
+                ),
+            );
+        }
+        set(
+            "outcome",
+            enum_name(
+                pb::InspectionOutcome::try_from(r.outcome).map(|e| e.as_str_name()),
+                "INSPECTION_OUTCOME_",
+            ),
+        );
+        set("fraud_kinds", fraud_kinds(&r.fraud_kinds));
+        set("inspected_at", time(r.inspected_at.as_ref()));
+        set("officer_notes", r.officer_notes.clone());
+    }
+    if let Some(t) = &example.truth {
+        set("truth_seller_profile", t.seller_profile.clone());
+        set("truth_fraud_kinds", fraud_kinds(&t.fraud_kinds));
+    }
+    for item in &d.items {
+        let mut set = |name: &str, value: String| row[col(name)] = value;
+        set("goods_item_number", item.goods_item_number.to_string());
+        set("description", item.description.clone());
+        set("hs6", item.hs6.clone());
+        set_money(&mut set, "value", item.intrinsic_value.as_ref());
+        set("gross_mass_g", item.gross_mass_g.to_string());
+        set("quantity", item.quantity.to_string());
+        set("procedure_codes", item.additional_procedure_codes.join(";"));
+        set("country_of_origin", item.country_of_origin.clone());
+        let finding = example.result.as_ref().and_then(|r| {
+            r.findings
+                .iter()
+                .find(|f| f.goods_item_number == item.goods_item_number)
+        });
+        match finding {
+            Some(f) => {
+                set("finding", "true".into());
+                set("finding_undervalued", f.undervalued.to_string());
+                set_money(
+                    &mut set,
+                    "finding_value",
+                    f.corrected_intrinsic_value.as_ref(),
+                );
+                set("finding_misdescribed", f.misdescribed.to_string());
+                set("finding_description", f.corrected_description.clone());
+                set("finding_hs6", f.corrected_hs6.clone());
+            }
+            None => {
+                for name in [
+                    "finding",
+                    "finding_undervalued",
+                    "finding_value_currency",
+                    "finding_value_minor",
+                    "finding_misdescribed",
+                    "finding_description",
+                    "finding_hs6",
+                ] {
+                    set(name, String::new());
+                }
+            }
+        }
+        let truth = example.truth.as_ref().and_then(|t| {
+            t.items
+                .iter()
+                .find(|i| i.goods_item_number == item.goods_item_number)
+        });
+        match truth {
+            Some(t) => {
+                set("truth_hs6", t.hs6.clone());
+                set("truth_description", t.description.clone());
+                set_money(&mut set, "truth_value", t.intrinsic_value.as_ref());
+            }
+            None => {
+                for name in [
+                    "truth_hs6",
+                    "truth_description",
+                    "truth_value_currency",
+                    "truth_value_minor",
+                ] {
+                    set(name, String::new());
+                }
+            }
+        }
+        emit(row)?;
+    }
+    Ok(())
 }
 
 fn set_money(set: &mut impl FnMut(&str, String), prefix: &str, money: Option<&pb::Money>) {

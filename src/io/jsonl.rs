@@ -12,98 +12,107 @@ use crate::domain::validation::ReferenceData;
 use crate::pb;
 use crate::wire::{declaration_from_pb, training_example_from_pb};
 
-use super::{IoError, ReadItem, RecordError};
+use super::{IoError, RawRecord, RecordError};
 
+/// What the lines of a file hold, decided by its first record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LineKind {
+pub enum LineKind {
     Example,
     Declaration,
 }
 
-/// Streaming reader; see the module docs.
-pub struct JsonlReader<R> {
-    input: R,
-    reference: ReferenceData<'static>,
+impl LineKind {
+    /// Decides from the first record. A typo in it must not silently switch
+    /// the whole file to the other kind, so a line that names a `declaration`
+    /// key is an example even when it does not parse.
+    fn detect(text: &str) -> LineKind {
+        if serde_json::from_str::<pb::TrainingExample>(text).is_ok()
+            || text.contains("\"declaration\"")
+        {
+            LineKind::Example
+        } else {
+            LineKind::Declaration
+        }
+    }
+}
+
+/// Parses and validates one line of a file of `kind`.
+pub fn decode_line(
+    text: &str,
     line: u64,
-    buf: String,
+    kind: LineKind,
+    reference: &ReferenceData<'static>,
+) -> Result<TrainingExample, RecordError> {
+    let syntax = |e: serde_json::Error| RecordError::Syntax {
+        line,
+        message: e.to_string(),
+    };
+    let invalid = |source| RecordError::Invalid { line, source };
+    match kind {
+        LineKind::Example => {
+            let msg: pb::TrainingExample = serde_json::from_str(text).map_err(syntax)?;
+            training_example_from_pb(msg, reference).map_err(invalid)
+        }
+        LineKind::Declaration => {
+            let msg: pb::Declaration = serde_json::from_str(text).map_err(syntax)?;
+            let declaration = declaration_from_pb(msg, reference).map_err(invalid)?;
+            Ok(TrainingExample {
+                declaration,
+                result: None,
+                truth: None,
+            })
+        }
+    }
+}
+
+/// Cuts a file into non-empty lines without parsing them (see [`RawRecord`]).
+pub struct JsonlFramer<R> {
+    input: R,
+    line: u64,
     kind: Option<LineKind>,
 }
 
-impl<R: BufRead> JsonlReader<R> {
-    pub fn new(input: R, reference: ReferenceData<'static>) -> Self {
+impl<R: BufRead> JsonlFramer<R> {
+    pub fn new(input: R) -> Self {
         Self {
             input,
-            reference,
             line: 0,
-            buf: String::new(),
             kind: None,
-        }
-    }
-
-    fn parse(&mut self, text: &str) -> Result<TrainingExample, RecordError> {
-        let line = self.line;
-        let syntax = |e: serde_json::Error| RecordError::Syntax {
-            line,
-            message: e.to_string(),
-        };
-        let invalid = |source| RecordError::Invalid { line, source };
-        let kind = match self.kind {
-            Some(kind) => kind,
-            None => {
-                // Decide from the first record; a typo in it must not silently
-                // switch the whole file to the other kind, so report the error of
-                // the kind whose top-level keys the line uses.
-                let kind = if serde_json::from_str::<pb::TrainingExample>(text).is_ok()
-                    || text.contains("\"declaration\"")
-                {
-                    LineKind::Example
-                } else {
-                    LineKind::Declaration
-                };
-                self.kind = Some(kind);
-                kind
-            }
-        };
-        match kind {
-            LineKind::Example => {
-                let msg: pb::TrainingExample = serde_json::from_str(text).map_err(syntax)?;
-                training_example_from_pb(msg, &self.reference).map_err(invalid)
-            }
-            LineKind::Declaration => {
-                let msg: pb::Declaration = serde_json::from_str(text).map_err(syntax)?;
-                let declaration = declaration_from_pb(msg, &self.reference).map_err(invalid)?;
-                Ok(TrainingExample {
-                    declaration,
-                    result: None,
-                    truth: None,
-                })
-            }
         }
     }
 }
 
-impl<R: BufRead> Iterator for JsonlReader<R> {
-    type Item = ReadItem;
+impl<R: BufRead> Iterator for JsonlFramer<R> {
+    type Item = Result<RawRecord, IoError>;
 
-    fn next(&mut self) -> Option<ReadItem> {
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
-            self.buf.clear();
-            match self.input.read_line(&mut self.buf) {
+            let mut bytes = Vec::new();
+            match self.input.read_until(b'\n', &mut bytes) {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => return Some(Err(IoError::Io(e))),
             }
             self.line += 1;
-            let text = std::mem::take(&mut self.buf);
-            let trimmed = text.trim();
-            if trimmed.is_empty() {
-                self.buf = text;
+            let Ok(mut text) = String::from_utf8(bytes) else {
+                return Some(Ok(RawRecord::Bad(RecordError::Syntax {
+                    line: self.line,
+                    message: "line is not valid UTF-8".into(),
+                })));
+            };
+            text.truncate(text.trim_end().len());
+            if text.starts_with(char::is_whitespace) {
+                text = text.trim_start().to_owned();
+            }
+            if text.is_empty() {
                 continue;
             }
-            let line = self.line;
-            let parsed = self.parse(trimmed).map(|example| (line, example));
-            self.buf = text;
-            return Some(Ok(parsed));
+            let kind = *self.kind.get_or_insert_with(|| LineKind::detect(&text));
+            return Some(Ok(RawRecord::Json {
+                line: self.line,
+                text,
+                kind,
+            }));
         }
     }
 }

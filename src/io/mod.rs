@@ -1,16 +1,21 @@
 //! Data files: declarations and training examples as JSON Lines (the canonical
-//! proto3 JSON mapping) or CSV (one row per goods item).
+//! proto3 JSON mapping), CSV or Parquet (one row per goods item), plain or
+//! gzip/zstd compressed.
 //!
 //! Readers stream: they hold one record at a time, so memory stays constant
 //! whatever the file size. A bad record is reported with its line number and
 //! reading goes on; only an I/O error ends a file.
 
+pub mod compress;
 pub mod csv;
 pub mod jsonl;
+pub mod parquet;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::domain::TrainingExample;
 use crate::domain::validation::{ReferenceData, ValidationError};
@@ -22,14 +27,23 @@ pub enum Format {
     Jsonl,
     /// CSV, one row per goods item (`.csv`).
     Csv,
+    /// Parquet with the CSV columns, one row per goods item (`.parquet`).
+    Parquet,
 }
 
 impl Format {
-    /// Guesses the format from a file name; `None` when the extension says nothing.
+    /// Guesses the format from a file name (`.gz` and `.zst` looked
+    /// through); `None` when the extension says nothing.
     pub fn from_path(path: &Path) -> Option<Format> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let name = name
+            .strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".zst"))
+            .unwrap_or(&name);
+        match name.rsplit_once('.')?.1 {
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
+            "parquet" | "pq" => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -68,7 +82,7 @@ pub enum IoError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot tell the format of {0}; name it .jsonl or .csv, or pass --format")]
+    #[error("cannot tell the format of {0}; name it .jsonl, .csv or .parquet, or pass --format")]
     UnknownFormat(String),
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -76,24 +90,111 @@ pub enum IoError {
     Csv(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("parquet: {0}")]
+    Parquet(String),
 }
 
 /// One item of a reader: a record, a bad record (reading goes on), or a fatal error.
 pub type ReadItem = Result<Result<(u64, TrainingExample), RecordError>, IoError>;
 
+/// A record cut from a file but not yet parsed. Cutting is sequential and
+/// cheap; decoding is the expensive part and can run on any thread.
+pub enum RawRecord {
+    /// One JSON line.
+    Json {
+        line: u64,
+        text: String,
+        kind: jsonl::LineKind,
+    },
+    /// The rows of one declaration (CSV or Parquet).
+    Rows {
+        rows: Vec<(u64, ::csv::StringRecord)>,
+        layout: Arc<csv::Layout>,
+    },
+    /// A record that could not even be cut out (bad UTF-8, broken row).
+    Bad(RecordError),
+}
+
+impl RawRecord {
+    /// The (first) line of the record.
+    pub fn line(&self) -> u64 {
+        match self {
+            RawRecord::Json { line, .. } => *line,
+            RawRecord::Rows { rows, .. } => rows.first().map_or(0, |(line, _)| *line),
+            RawRecord::Bad(e) => e.line(),
+        }
+    }
+
+    /// Parses and validates the record.
+    pub fn decode(
+        self,
+        reference: &ReferenceData<'static>,
+    ) -> Result<(u64, TrainingExample), RecordError> {
+        let line = self.line();
+        let example = match self {
+            RawRecord::Json { line, text, kind } => {
+                jsonl::decode_line(&text, line, kind, reference)
+            }
+            RawRecord::Rows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
+            RawRecord::Bad(e) => Err(e),
+        }?;
+        Ok((line, example))
+    }
+}
+
+/// Cuts a file of any format into [`RawRecord`]s.
+pub enum Framer<R: BufRead> {
+    Jsonl(jsonl::JsonlFramer<R>),
+    Csv(csv::RowGrouper<csv::CsvRows<R>>),
+    Parquet(csv::RowGrouper<parquet::ParquetRows>),
+    /// A file that could not be opened as its format: yields the error once.
+    Failed(Option<IoError>),
+}
+
+impl<R: BufRead> Iterator for Framer<R> {
+    type Item = Result<RawRecord, IoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Framer::Jsonl(f) => f.next(),
+            Framer::Csv(f) => f.next(),
+            Framer::Parquet(f) => f.next(),
+            Framer::Failed(e) => e.take().map(Err),
+        }
+    }
+}
+
 /// A streaming reader of training examples (a bare declaration reads as an
 /// example without result or truth).
-pub enum ExampleReader<R: BufRead> {
-    Jsonl(jsonl::JsonlReader<R>),
-    Csv(csv::CsvReader<R>),
+pub struct ExampleReader<R: BufRead> {
+    framer: Framer<R>,
+    reference: ReferenceData<'static>,
 }
 
 impl<R: BufRead> ExampleReader<R> {
-    pub fn new(input: R, format: Format, reference: ReferenceData<'static>) -> Self {
-        match format {
-            Format::Jsonl => ExampleReader::Jsonl(jsonl::JsonlReader::new(input, reference)),
-            Format::Csv => ExampleReader::Csv(csv::CsvReader::new(input, reference)),
-        }
+    /// A reader over any input. Parquet is read into memory first (its
+    /// footer is at the end); [`open_examples`] streams a Parquet file instead.
+    pub fn new(mut input: R, format: Format, reference: ReferenceData<'static>) -> Self {
+        let framer = match format {
+            Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
+            Format::Csv => Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
+            Format::Parquet => {
+                let mut bytes = Vec::new();
+                match input
+                    .read_to_end(&mut bytes)
+                    .map_err(IoError::Io)
+                    .and_then(|_| parquet::ParquetRows::from_bytes(bytes))
+                {
+                    Ok(rows) => Framer::Parquet(csv::RowGrouper::new(rows)),
+                    Err(e) => Framer::Failed(Some(e)),
+                }
+            }
+        };
+        Self { framer, reference }
+    }
+
+    pub fn from_framer(framer: Framer<R>, reference: ReferenceData<'static>) -> Self {
+        Self { framer, reference }
     }
 }
 
@@ -101,11 +202,56 @@ impl<R: BufRead> Iterator for ExampleReader<R> {
     type Item = ReadItem;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            ExampleReader::Jsonl(r) => r.next(),
-            ExampleReader::Csv(r) => r.next(),
-        }
+        let raw = self.framer.next()?;
+        Some(raw.map(|raw| raw.decode(&self.reference)))
     }
+}
+
+/// An input stream whose bytes read so far can be watched (for progress).
+pub type Input = Box<dyn BufRead + Send>;
+
+/// Opens a file (or `-` for stdin) and cuts it into records. Gzip and zstd
+/// input is recognised by its magic bytes and decompressed on the fly.
+/// `progress` counts the (compressed) bytes read.
+pub fn open_framer(
+    path: &Path,
+    format: Option<Format>,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Framer<Input>, IoError> {
+    let format = format
+        .or_else(|| Format::from_path(path))
+        .ok_or_else(|| IoError::UnknownFormat(path.display().to_string()))?;
+    let open_err = |source| IoError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    if format == Format::Parquet {
+        if path.as_os_str() == "-" {
+            return Err(IoError::Parquet(
+                "Parquet needs a file it can seek in; stdin is not supported".into(),
+            ));
+        }
+        let file = File::open(path).map_err(open_err)?;
+        return Ok(Framer::Parquet(csv::RowGrouper::new(
+            parquet::ParquetRows::open(file, progress)?,
+        )));
+    }
+    let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(File::open(path).map_err(open_err)?)
+    };
+    let raw = CountingReader {
+        inner: raw,
+        count: progress,
+    };
+    let input = compress::decompressing(Box::new(BufReader::with_capacity(1 << 20, raw)))?;
+    Ok(match format {
+        Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
+        Format::Csv | Format::Parquet => {
+            Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input)))
+        }
+    })
 }
 
 /// Opens a file (or `-` for stdin) for streaming reads.
@@ -113,18 +259,25 @@ pub fn open_examples(
     path: &Path,
     format: Option<Format>,
     reference: ReferenceData<'static>,
-) -> Result<ExampleReader<Box<dyn BufRead + Send>>, IoError> {
-    let format = format
-        .or_else(|| Format::from_path(path))
-        .ok_or_else(|| IoError::UnknownFormat(path.display().to_string()))?;
-    let input: Box<dyn BufRead + Send> = if path.as_os_str() == "-" {
-        Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
-    } else {
-        let file = File::open(path).map_err(|source| IoError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
-    };
-    Ok(ExampleReader::new(input, format, reference))
+) -> Result<ExampleReader<Input>, IoError> {
+    Ok(ExampleReader::from_framer(
+        open_framer(path, format, None)?,
+        reference,
+    ))
+}
+
+/// Counts the bytes that pass through.
+struct CountingReader<R> {
+    inner: R,
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(count) = &self.count {
+            count.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }

@@ -182,6 +182,10 @@ pub struct ChannelAllocator {
     cuts: (f64, f64),
 }
 
+/// Declarations over which the channel cut-offs follow traffic (half-life),
+/// in the service and in batch rescoring alike.
+pub const CHANNEL_HALF_LIFE: f64 = 100_000.0;
+
 const CUT_REFRESH: u64 = 64;
 const VOLUME_MEMORY: f64 = 5_000.0;
 

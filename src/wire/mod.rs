@@ -2,8 +2,10 @@
 //! domain types. Inbound conversions validate and collect every violation with
 //! its field path; outbound conversions are total.
 
+pub mod assessment;
 pub mod declaration;
 pub mod inspection;
 
+pub use assessment::assessment_to_pb;
 pub use declaration::declaration_from_pb;
 pub use inspection::training_example_from_pb;

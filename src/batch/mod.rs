@@ -1,0 +1,304 @@
+//! Batch rescoring: a file of declarations in, one assessment per
+//! declaration out, in input order, on every core, in bounded memory.
+//!
+//! A pipeline of three stages joined by bounded channels:
+//! 1. a reader thread cuts the input into raw records (cheap, sequential);
+//! 2. this thread takes a batch at a time and, on the rayon pool, decodes and
+//!    validates it in parallel; feeds the split window in input order (its
+//!    signals depend on order); scores in parallel; routes channels in input
+//!    order (the allocator's cut-offs depend on order); serialises in parallel;
+//! 3. a writer thread writes the serialised parts in order.
+//!
+//! The order-dependent steps run in input order, so a file rescored here gets
+//! what a fresh service would answer to the same declarations streamed in the
+//! same order. At most `QUEUE + 2` batches are alive on each side of stage 2,
+//! whatever the file size.
+
+pub mod output;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::domain::{Channel, Declaration, RateTable, ReferenceData};
+use crate::features::history::PartyKeys;
+use crate::features::window::SplitWindow;
+use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
+use crate::scoring::{Assessment, ChannelAllocator, Scorer};
+
+pub use output::{ASSESSMENT_COLUMNS, Encoder, OutputWriter, Part};
+
+/// Batches waiting between stages.
+const QUEUE: usize = 2;
+
+/// How a run is cut up.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Records per pipeline step.
+    pub batch_records: usize,
+    /// Records per parallel task within a step.
+    pub chunk_records: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            batch_records: 8192,
+            chunk_records: 256,
+        }
+    }
+}
+
+/// Counts of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    /// Records read, good and bad.
+    pub records: u64,
+    pub scored: u64,
+    pub rejected: u64,
+    /// Assessments by channel: green, blue, yellow, red.
+    pub channels: [u64; 4],
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn per_second(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A failure that ends a run; bad records never do.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("reading: {0}")]
+    Read(#[source] IoError),
+    #[error("writing: {0}")]
+    Write(#[source] IoError),
+    #[error("reporting a rejected record: {0}")]
+    Rejects(#[source] std::io::Error),
+    #[error("the {0} thread stopped unexpectedly")]
+    Thread(&'static str),
+}
+
+/// What the run does with each decoded declaration.
+pub enum Work<'a> {
+    /// Decode and validate only: the baseline a rescoring run is measured against.
+    DecodeOnly,
+    /// Score, route and write.
+    Score(Box<Scoring<'a>>),
+}
+
+/// What scoring needs.
+pub struct Scoring<'a> {
+    pub scorer: &'a Scorer,
+    pub allocator: ChannelAllocator,
+    pub encoder: Encoder,
+    pub output: OutputWriter,
+}
+
+/// Runs a file through the pipeline. `reject` hears every bad record, in
+/// input order; `progress` hears the running counts after every batch.
+pub fn run(
+    framer: Framer<Input>,
+    reference: &ReferenceData<'static>,
+    work: Work<'_>,
+    options: Options,
+    reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(&Summary),
+) -> Result<Summary, BatchError> {
+    let started = Instant::now();
+    let batch_records = options.batch_records.max(1);
+    std::thread::scope(|scope| {
+        let (raw_tx, raw_rx) = mpsc::sync_channel::<Result<Vec<RawRecord>, IoError>>(QUEUE);
+        let reader = scope.spawn(move || read_batches(framer, batch_records, &raw_tx));
+        let mut summary = Summary::default();
+        let result = match work {
+            Work::DecodeOnly => {
+                for batch in &raw_rx {
+                    let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
+                    tally(&decoded, &mut summary, reject)?;
+                    summary.elapsed = started.elapsed();
+                    progress(&summary);
+                }
+                Ok(())
+            }
+            Work::Score(scoring) => {
+                let Scoring {
+                    scorer,
+                    allocator,
+                    encoder,
+                    output,
+                } = *scoring;
+                let (part_tx, part_rx) = mpsc::sync_channel::<Vec<Part>>(QUEUE);
+                let writer = scope.spawn(move || write_parts(output, &part_rx));
+                let mut stage = ScoreStage {
+                    scorer,
+                    allocator,
+                    encoder,
+                    window: SplitWindow::default(),
+                    rates: reference.rates,
+                    options,
+                };
+                let scored: Result<(), BatchError> = (|| {
+                    for batch in &raw_rx {
+                        let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
+                        tally(&decoded, &mut summary, reject)?;
+                        let parts = stage.score(decoded, &mut summary)?;
+                        if part_tx.send(parts).is_err() {
+                            // The writer stopped: its error is reported below.
+                            break;
+                        }
+                        summary.elapsed = started.elapsed();
+                        progress(&summary);
+                    }
+                    Ok(())
+                })();
+                drop(part_tx);
+                let written = writer.join().map_err(|_| BatchError::Thread("writer"))?;
+                scored.and(written)
+            }
+        };
+        // Unblock the reader if this stage stopped early, then collect it.
+        drop(raw_rx);
+        let read = reader.join().map_err(|_| BatchError::Thread("reader"))?;
+        result?;
+        read?;
+        summary.elapsed = started.elapsed();
+        Ok(summary)
+    })
+}
+
+/// Stage 1: cuts records and sends them a batch at a time.
+fn read_batches(
+    framer: Framer<Input>,
+    batch_records: usize,
+    tx: &mpsc::SyncSender<Result<Vec<RawRecord>, IoError>>,
+) -> Result<(), BatchError> {
+    let mut batch = Vec::with_capacity(batch_records);
+    for raw in framer {
+        match raw {
+            Ok(raw) => batch.push(raw),
+            Err(e) => {
+                // The consumer reports it; a closed channel means it has stopped.
+                let _ = tx.send(Err(e));
+                return Ok(());
+            }
+        }
+        if batch.len() == batch_records {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_records));
+            if tx.send(Ok(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+    Ok(())
+}
+
+/// A decoded record: its first line, the declaration and its party keys.
+type Decoded = Result<(u64, Declaration, PartyKeys), RecordError>;
+
+fn decode(
+    batch: Vec<RawRecord>,
+    reference: &ReferenceData<'static>,
+    options: Options,
+) -> Vec<Decoded> {
+    batch
+        .into_par_iter()
+        .with_min_len(options.chunk_records)
+        .map(|raw| {
+            let (line, example) = raw.decode(reference)?;
+            let keys = PartyKeys::of(&example.declaration);
+            Ok((line, example.declaration, keys))
+        })
+        .collect()
+}
+
+/// Counts a decoded batch and reports its bad records in order.
+fn tally(
+    decoded: &[Decoded],
+    summary: &mut Summary,
+    reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
+) -> Result<(), BatchError> {
+    summary.records += decoded.len() as u64;
+    for record in decoded {
+        if let Err(e) = record {
+            summary.rejected += 1;
+            reject(e).map_err(BatchError::Rejects)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stage 2 when scoring: holds the order-dependent state.
+struct ScoreStage<'a> {
+    scorer: &'a Scorer,
+    allocator: ChannelAllocator,
+    encoder: Encoder,
+    window: SplitWindow,
+    rates: &'static RateTable,
+    options: Options,
+}
+
+impl ScoreStage<'_> {
+    fn score(
+        &mut self,
+        decoded: Vec<Decoded>,
+        summary: &mut Summary,
+    ) -> Result<Vec<Part>, BatchError> {
+        // The split window sees declarations in input order.
+        let inputs: Vec<_> = decoded
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|(_, d, keys)| {
+                let split = self.window.observe_declaration(&keys, &d, self.rates);
+                (d, keys, split)
+            })
+            .collect();
+        let scorer = self.scorer;
+        let mut assessments: Vec<Assessment> = inputs
+            .par_iter()
+            .with_min_len(self.options.chunk_records)
+            .map(|(d, keys, split)| scorer.score_with_keys(d, keys, *split))
+            .collect();
+        // So does the channel allocator.
+        for (assessment, (d, _, _)) in assessments.iter_mut().zip(&inputs) {
+            let decision =
+                self.allocator
+                    .decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
+            summary.channels[channel_index(decision.channel)] += 1;
+            assessment.route(decision, 0);
+        }
+        summary.scored += assessments.len() as u64;
+        drop(inputs);
+        let encoder = &self.encoder;
+        assessments
+            .into_par_iter()
+            .chunks(self.options.chunk_records.max(1))
+            .map(|chunk| encoder.encode(chunk))
+            .collect::<Result<Vec<Part>, IoError>>()
+            .map_err(BatchError::Write)
+    }
+}
+
+/// Stage 3: writes parts in the order they come.
+fn write_parts(mut output: OutputWriter, rx: &mpsc::Receiver<Vec<Part>>) -> Result<(), BatchError> {
+    for parts in rx {
+        for part in parts {
+            output.write(part).map_err(BatchError::Write)?;
+        }
+    }
+    output.finish().map_err(BatchError::Write)
+}
+
+fn channel_index(c: Channel) -> usize {
+    match c {
+        Channel::Green => 0,
+        Channel::Blue => 1,
+        Channel::Yellow => 2,
+        Channel::Red => 3,
+    }
+}
