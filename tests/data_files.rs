@@ -315,7 +315,11 @@ fn gzip_and_zstd_files_read_like_plain_ones_whatever_their_names() {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&plain).unwrap();
         let zst = zstd::encode_all(plain.as_slice(), 3).unwrap();
-        let ext = if format == Format::Jsonl { "jsonl" } else { "csv" };
+        let ext = if format == Format::Jsonl {
+            "jsonl"
+        } else {
+            "csv"
+        };
         for (name, bytes) in [
             (format!("plain.{ext}"), plain.clone()),
             (format!("a.{ext}.gz"), gz.finish().unwrap()),

@@ -224,13 +224,24 @@ fn memory_stays_flat_as_the_input_grows() {
             .unwrap();
         assert!(status.success());
         let out = std::process::Command::new(bin)
-            .args(["rescore", "--batch-records", "256", "--threads", "2", "--input"])
+            .args([
+                "rescore",
+                "--batch-records",
+                "256",
+                "--threads",
+                "2",
+                "--input",
+            ])
             .arg(&input)
             .args(["--output"])
             .arg(dir.path().join(format!("{parcels}.out.csv")))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stderr = String::from_utf8(out.stderr).unwrap();
         let mib = stderr
             .split("peak memory ")
