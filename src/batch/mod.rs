@@ -60,6 +60,22 @@ pub struct Summary {
     /// Assessments by channel: green, blue, yellow, red.
     pub channels: [u64; 4],
     pub elapsed: Duration,
+    /// Wall time of stage 2's steps, to see where a run spends it.
+    pub stages: Stages,
+}
+
+/// Wall time spent in each step of stage 2, summed over batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stages {
+    /// Waiting for the reader.
+    pub waiting_for_input: Duration,
+    pub decode: Duration,
+    /// Split window and channel routing (sequential).
+    pub in_order: Duration,
+    pub score: Duration,
+    pub encode: Duration,
+    /// Waiting for the writer.
+    pub waiting_for_output: Duration,
 }
 
 impl Summary {
@@ -115,9 +131,12 @@ pub fn run(
         let mut summary = Summary::default();
         let result = match work {
             Work::DecodeOnly => {
+                let mut clock = Instant::now();
                 for batch in &raw_rx {
+                    lap(&mut clock, &mut summary.stages.waiting_for_input);
                     let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
                     tally(&decoded, &mut summary, reject)?;
+                    lap(&mut clock, &mut summary.stages.decode);
                     summary.elapsed = started.elapsed();
                     progress(&summary);
                 }
@@ -141,14 +160,18 @@ pub fn run(
                     options,
                 };
                 let scored: Result<(), BatchError> = (|| {
+                    let mut clock = Instant::now();
                     for batch in &raw_rx {
+                        lap(&mut clock, &mut summary.stages.waiting_for_input);
                         let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
                         tally(&decoded, &mut summary, reject)?;
-                        let parts = stage.score(decoded, &mut summary)?;
+                        lap(&mut clock, &mut summary.stages.decode);
+                        let parts = stage.score(decoded, &mut summary, &mut clock)?;
                         if part_tx.send(parts).is_err() {
                             // The writer stopped: its error is reported below.
                             break;
                         }
+                        lap(&mut clock, &mut summary.stages.waiting_for_output);
                         summary.elapsed = started.elapsed();
                         progress(&summary);
                     }
@@ -248,24 +271,27 @@ impl ScoreStage<'_> {
         &mut self,
         decoded: Vec<Decoded>,
         summary: &mut Summary,
+        clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
-        // The split window sees declarations in input order.
-        let inputs: Vec<_> = decoded
-            .into_iter()
-            .filter_map(Result::ok)
-            .map(|(_, d, keys)| {
-                let split = self.window.observe_declaration(&keys, &d, self.rates);
-                (d, keys, split)
-            })
+        // The split window sees declarations in input order. Declarations
+        // stay where decoding put them: moving them costs more than reading.
+        let good: Vec<&(u64, Declaration, PartyKeys)> =
+            decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let splits: Vec<_> = good
+            .iter()
+            .map(|(_, d, keys)| self.window.observe_declaration(keys, d, self.rates))
             .collect();
+        lap(clock, &mut summary.stages.in_order);
         let scorer = self.scorer;
-        let mut assessments: Vec<Assessment> = inputs
+        let mut assessments: Vec<Assessment> = good
             .par_iter()
+            .zip(&splits)
             .with_min_len(self.options.chunk_records)
-            .map(|(d, keys, split)| scorer.score_with_keys(d, keys, *split))
+            .map(|((_, d, keys), split)| scorer.score_with_keys(d, keys, *split))
             .collect();
+        lap(clock, &mut summary.stages.score);
         // So does the channel allocator.
-        for (assessment, (d, _, _)) in assessments.iter_mut().zip(&inputs) {
+        for (assessment, (_, d, _)) in assessments.iter_mut().zip(&good) {
             let decision =
                 self.allocator
                     .decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
@@ -273,14 +299,19 @@ impl ScoreStage<'_> {
             assessment.route(decision, 0);
         }
         summary.scored += assessments.len() as u64;
-        drop(inputs);
+        drop(good);
+        lap(clock, &mut summary.stages.in_order);
         let encoder = &self.encoder;
-        assessments
+        let parts = assessments
             .into_par_iter()
             .chunks(self.options.chunk_records.max(1))
             .map(|chunk| encoder.encode(chunk))
             .collect::<Result<Vec<Part>, IoError>>()
-            .map_err(BatchError::Write)
+            .map_err(BatchError::Write);
+        // Freeing thousands of declarations is work too; share it.
+        decoded.into_par_iter().for_each(drop);
+        lap(clock, &mut summary.stages.encode);
+        parts
     }
 }
 
@@ -292,6 +323,13 @@ fn write_parts(mut output: OutputWriter, rx: &mpsc::Receiver<Vec<Part>>) -> Resu
         }
     }
     output.finish().map_err(BatchError::Write)
+}
+
+/// Adds the time since `clock` to `total` and restarts the clock.
+fn lap(clock: &mut Instant, total: &mut Duration) {
+    let now = Instant::now();
+    *total += now - *clock;
+    *clock = now;
 }
 
 fn channel_index(c: Channel) -> usize {

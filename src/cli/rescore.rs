@@ -261,5 +261,15 @@ fn describe(s: &Summary, decode_only: bool) -> String {
             "\nchannels: red {red}, yellow {yellow}, blue {blue}, green {green}"
         ));
     }
+    let t = &s.stages;
+    text.push_str(&format!(
+        "\nstage seconds: waiting for input {:.2}, decode {:.2}, in order {:.2}, score {:.2}, encode {:.2}, waiting for output {:.2}",
+        t.waiting_for_input.as_secs_f64(),
+        t.decode.as_secs_f64(),
+        t.in_order.as_secs_f64(),
+        t.score.as_secs_f64(),
+        t.encode.as_secs_f64(),
+        t.waiting_for_output.as_secs_f64(),
+    ));
     text
 }
