@@ -15,6 +15,8 @@
 //! - [`wire`]: `pb` ⇄ `domain` conversions with field-path validation.
 //! - [`io`]: JSON Lines (proto3 JSON mapping), CSV and Parquet data files,
 //!   plain or gzip/zstd, streaming.
+//! - [`store`]: SQLite (WAL) store of routed declarations and inspection
+//!   results, for the learning loop.
 //! - [`batch`]: rescoring files on every core in bounded memory, in order.
 //! - [`generate`]: synthetic Liège traffic with ground truth.
 //! - [`cli`]: the `parcel-risk` subcommands; [`telemetry`]: tracing set-up.
@@ -30,5 +32,6 @@ pub mod io;
 pub mod model;
 pub mod pb;
 pub mod scoring;
+pub mod store;
 pub mod telemetry;
 pub mod wire;

@@ -33,6 +33,10 @@ impl TestServer {
             ReferenceData::built_in(),
             priority,
         ));
+        Self::start_state(state, config).await
+    }
+
+    pub(crate) async fn start_state(state: Arc<ServiceState>, config: ServerConfig) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -244,11 +248,12 @@ async fn health_reflection_and_model_info() {
     assert_eq!(info.model_version, "test-model");
     assert_eq!(info.feature_names.len(), trained().0.schema.len());
     assert!(!info.metrics.is_empty());
-    let unimplemented = client
+    // A server without a store says so rather than losing results.
+    let no_store = client
         .report_inspection_result(pb::ReportInspectionResultRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
+    assert_eq!(no_store.code(), tonic::Code::FailedPrecondition);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod common;
 mod data_files;
 mod generator;
 mod grpc;
+mod learning;
 mod model;
 mod rescore;
 mod validation;

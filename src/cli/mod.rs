@@ -3,7 +3,9 @@
 
 mod check;
 mod evaluate;
+mod export;
 mod generate;
+mod replay;
 mod rescore;
 mod serve;
 mod simulate;
@@ -44,6 +46,10 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Simulate inspections at a capacity against random and highest-value selection.
     Simulate(simulate::SimulateArgs),
+    /// Play a generated file against a running service; report what controls of RED parcels find.
+    Replay(replay::ReplayArgs),
+    /// Export inspection results joined to their declarations, for training.
+    Export(export::ExportArgs),
     /// Rescore a file of declarations (JSONL, CSV, Parquet; gzip/zstd) in order, on every core.
     Rescore(rescore::RescoreArgs),
 }
@@ -141,6 +147,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Rescore(args) => rescore::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }
 

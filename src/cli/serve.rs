@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::domain::{Limits, ReferenceData};
 use crate::grpc::{ServerConfig, ServiceState, serve, shutdown_signal};
 use crate::model::ModelArtifact;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -41,6 +42,17 @@ pub struct ServeArgs {
     pub drain_seconds: u64,
     #[command(flatten)]
     pub channels: ChannelArgs,
+    /// Data directory of the store (SQLite, WAL): routed declarations and
+    /// inspection results. Created if missing.
+    #[arg(long, default_value = "data", env = "PARCEL_RISK_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Days routed declarations and results are kept.
+    #[arg(long, default_value_t = 400, env = "PARCEL_RISK_RETENTION_DAYS")]
+    pub retention_days: u32,
+    /// Seconds between checks of the model file for a new artifact (0: only
+    /// on SIGHUP). A new artifact is validated before it is swapped in.
+    #[arg(long, default_value_t = 5, env = "PARCEL_RISK_MODEL_POLL_SECONDS")]
+    pub model_poll_seconds: u64,
     /// Tokio worker threads (default: the number of cores).
     #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -140,10 +152,19 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..ReferenceData::built_in()
     };
-    let state = Arc::new(ServiceState::with_priority(
-        model,
-        reference,
-        args.channels.config()?,
+    let store = Store::open(
+        &args.data_dir,
+        chrono::Duration::days(i64::from(args.retention_days)),
+    )
+    .context("cannot open the store")?;
+    tracing::info!(path = %store.path().display(), retention_days = args.retention_days, "store open");
+    let state = Arc::new(
+        ServiceState::with_priority(model, reference, args.channels.config()?).with_store(store),
+    );
+    tokio::spawn(watch_model(
+        Arc::clone(&state),
+        args.model.clone(),
+        args.model_poll_seconds,
     ));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -174,4 +195,55 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the model on SIGHUP and, every `poll_seconds`, when the artifact
+/// file changed (size or modification time). A refused artifact is logged
+/// and counted by [`ServiceState::reload`]; it is retried only once it
+/// changes again.
+async fn watch_model(state: Arc<ServiceState>, path: PathBuf, poll_seconds: u64) {
+    let file = if path.is_dir() {
+        path.join(crate::model::artifact::MODEL_FILE)
+    } else {
+        path.clone()
+    };
+    let stamp = |file: &std::path::Path| {
+        std::fs::metadata(file)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let mut seen = stamp(&file);
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler; reload by file watch only");
+            None
+        }
+    };
+    let period = Duration::from_secs(poll_seconds.max(1));
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<bool>();
+        let forced = tokio::select! {
+            got = signalled => got,
+            () = tokio::time::sleep(period), if poll_seconds > 0 => false,
+        };
+        let now = stamp(&file);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let state = Arc::clone(&state);
+        let path = path.clone();
+        // Loading and checking a model is CPU and disk work.
+        let _ = tokio::task::spawn_blocking(move || state.reload(&path)).await;
+    }
 }

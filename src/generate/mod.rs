@@ -686,3 +686,70 @@ fn most_valuable(items: &[TrueItem]) -> usize {
     }
     best
 }
+
+/// What an officer finds when controlling a synthetic parcel: the ground
+/// truth of the file, seen in full (a perfect control). `None` when the
+/// example carries no truth or no declaration.
+pub fn officer_finds(
+    example: &pb::TrainingExample,
+    inspection_id: String,
+    selection_reason: pb::SelectionReason,
+    control_type: pb::Channel,
+    inspected_at: DateTime<Utc>,
+) -> Option<pb::InspectionResult> {
+    let d = example.declaration.as_ref()?;
+    let truth = example.truth.as_ref()?;
+    let findings: Vec<pb::ItemFinding> = d
+        .items
+        .iter()
+        .filter_map(|item| {
+            let t = truth
+                .items
+                .iter()
+                .find(|t| t.goods_item_number == item.goods_item_number)?;
+            let declared = item.intrinsic_value.as_ref().map_or(0, |m| m.amount_minor);
+            let real = t.intrinsic_value.as_ref().map_or(0, |m| m.amount_minor);
+            let same_currency = item.intrinsic_value.as_ref().map(|m| &m.currency)
+                == t.intrinsic_value.as_ref().map(|m| &m.currency);
+            let undervalued = same_currency && (declared as f64) < 0.7 * real as f64;
+            let misdescribed = !t.description.is_empty() && item.description != t.description;
+            let misclassified = item.hs6 != t.hs6;
+            (undervalued || misdescribed || misclassified).then(|| pb::ItemFinding {
+                goods_item_number: item.goods_item_number,
+                undervalued,
+                corrected_intrinsic_value: if undervalued {
+                    t.intrinsic_value.clone()
+                } else {
+                    None
+                },
+                misdescribed,
+                corrected_description: if misdescribed {
+                    t.description.clone()
+                } else {
+                    String::new()
+                },
+                corrected_hs6: if misclassified {
+                    t.hs6.clone()
+                } else {
+                    String::new()
+                },
+            })
+        })
+        .collect();
+    let fraud = !truth.fraud_kinds.is_empty();
+    Some(pb::InspectionResult {
+        declaration_id: d.declaration_id.clone(),
+        inspection_id,
+        selection_reason: selection_reason as i32,
+        control_type: control_type as i32,
+        outcome: if fraud {
+            pb::InspectionOutcome::NonCompliant
+        } else {
+            pb::InspectionOutcome::Compliant
+        } as i32,
+        fraud_kinds: truth.fraud_kinds.clone(),
+        findings: if fraud { findings } else { Vec::new() },
+        inspected_at: Some(crate::wire::declaration::timestamp_to_pb(inspected_at)),
+        officer_notes: String::new(),
+    })
+}

@@ -21,10 +21,15 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::validation_to_pb;
 use super::state::ServiceState;
 use super::status::{ServiceError, code_name};
+use crate::domain::{InspectionResult, ValidationError};
 use crate::pb;
 use crate::scoring::Scorer;
+use crate::store::Recorded;
 use crate::wire::assessment_to_pb;
 use crate::wire::declaration_from_pb;
+
+/// Most results one bulk upload may carry (all are held until the commit).
+pub const MAX_RESULTS_PER_STREAM: usize = 100_000;
 
 /// Most requests scored in one blocking task.
 pub const MAX_BATCH: usize = 256;
@@ -311,18 +316,64 @@ impl pb::risk_service_server::RiskService for RiskService {
         }))
     }
 
+    #[tracing::instrument(name = "ReportInspectionResult", skip_all)]
     async fn report_inspection_result(
         &self,
-        _request: Request<pb::ReportInspectionResultRequest>,
+        request: Request<pb::ReportInspectionResultRequest>,
     ) -> Result<Response<pb::ReportInspectionResultResponse>, Status> {
-        Err(ServiceError::Unimplemented("ReportInspectionResult").into())
+        let store = self.state.store().ok_or(ServiceError::NoStore)?;
+        let result = request
+            .into_inner()
+            .result
+            .ok_or(ServiceError::Missing("result"))?;
+        let result = InspectionResult::try_from(result)
+            .map_err(|e| ServiceError::InvalidResult(prefixed(e, "result.")))?;
+        let recorded = store
+            .record_results(vec![result])
+            .await
+            .map_err(ServiceError::from)?;
+        metrics::counter!("parcel_risk_results_reported_total").increment(1);
+        Ok(Response::new(pb::ReportInspectionResultResponse {
+            newly_recorded: recorded.first() == Some(&Recorded::New),
+        }))
     }
 
+    /// Validates every result as it arrives; at the end of the stream all of
+    /// them are committed in one transaction and only then acknowledged. An
+    /// invalid result ends the call with INVALID_ARGUMENT naming its index
+    /// (`results[17].outcome`) and nothing of the stream is stored.
+    #[tracing::instrument(name = "ReportInspectionResults", skip_all)]
     async fn report_inspection_results(
         &self,
-        _request: Request<Streaming<pb::ReportInspectionResultsRequest>>,
+        request: Request<Streaming<pb::ReportInspectionResultsRequest>>,
     ) -> Result<Response<pb::ReportInspectionResultsResponse>, Status> {
-        Err(ServiceError::Unimplemented("ReportInspectionResults").into())
+        let store = self.state.store().ok_or(ServiceError::NoStore)?;
+        let mut stream = request.into_inner();
+        let mut results = Vec::new();
+        while let Some(request) = stream.message().await? {
+            let index = results.len();
+            if index >= MAX_RESULTS_PER_STREAM {
+                return Err(ServiceError::TooManyResults(MAX_RESULTS_PER_STREAM).into());
+            }
+            let Some(result) = request.result else {
+                return Err(ServiceError::MissingAt(format!("results[{index}]")).into());
+            };
+            let result = InspectionResult::try_from(result).map_err(|e| {
+                ServiceError::InvalidResult(prefixed(e, &format!("results[{index}].")))
+            })?;
+            results.push(result);
+        }
+        let count = results.len();
+        let recorded = store
+            .record_results(results)
+            .await
+            .map_err(ServiceError::from)?;
+        let new = recorded.iter().filter(|r| **r == Recorded::New).count();
+        metrics::counter!("parcel_risk_results_reported_total").increment(count as u64);
+        Ok(Response::new(pb::ReportInspectionResultsResponse {
+            recorded_count: u32::try_from(new).unwrap_or(u32::MAX),
+            duplicate_count: u32::try_from(count - new).unwrap_or(u32::MAX),
+        }))
     }
 
     #[tracing::instrument(name = "GetModelInfo", skip_all)]
@@ -359,4 +410,12 @@ impl pb::risk_service_server::RiskService for RiskService {
             training_data_fingerprint: m.card.data_fingerprint.clone(),
         }))
     }
+}
+
+/// Puts a result's field paths under where it sits in the request.
+fn prefixed(mut err: ValidationError, prefix: &str) -> ValidationError {
+    for v in &mut err.violations {
+        v.field = format!("{prefix}{}", v.field);
+    }
+    err
 }

@@ -1,6 +1,7 @@
 //! What the service shares across connections: the serving model (swappable
 //! without a restart) and the split-consignment window.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -10,7 +11,9 @@ use crate::domain::{Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
 use crate::features::window::{SplitSignal, SplitWindow};
 use crate::model::ModelArtifact;
+use crate::model::artifact::ArtifactError;
 use crate::scoring::{Assessment, CHANNEL_HALF_LIFE, ChannelAllocator, PriorityConfig, Scorer};
+use crate::store::{RoutedRecord, Store};
 
 /// Shards of the split window: parcels of one buyer always land in one shard.
 const SHARDS: usize = 16;
@@ -87,6 +90,18 @@ pub struct ServiceState {
     /// whole traffic. Held for a few hundred nanoseconds per declaration.
     channels: Mutex<ChannelAllocator>,
     meters: Meters,
+    /// Where routed declarations and inspection results go (none in tests
+    /// that do not need it).
+    store: Option<Store>,
+}
+
+/// Why a new model was not swapped in; the old one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("smoke test failed: {0}")]
+    Smoke(String),
 }
 
 impl ServiceState {
@@ -106,6 +121,48 @@ impl ServiceState {
             channels: Mutex::new(ChannelAllocator::new(priority.clone(), CHANNEL_HALF_LIFE)),
             priority,
             meters: Meters::register(),
+            store: None,
+        }
+    }
+
+    /// Records routed declarations and inspection results in `store`.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Loads the artifact at `path`, checks it (format, schema, a smoke
+    /// score of generated declarations) and swaps it in; on any failure the
+    /// serving model stays. Blocking: call it off the async executor.
+    pub fn reload(&self, path: &Path) -> Result<String, ReloadError> {
+        let outcome = ModelArtifact::load(path)
+            .map_err(ReloadError::from)
+            .and_then(|model| {
+                smoke_test(&model)?;
+                Ok(model)
+            });
+        match outcome {
+            Ok(model) => {
+                let version = model.model_version.clone();
+                let previous = self.scorer().model().model_version.clone();
+                self.swap_model(model);
+                metrics::counter!("parcel_risk_model_reloads_total", "result" => "ok").increment(1);
+                metrics::gauge!("parcel_risk_model_info", "model_version" => previous).set(0.0);
+                metrics::gauge!("parcel_risk_model_info", "model_version" => version.clone())
+                    .set(1.0);
+                tracing::info!(%version, path = %path.display(), "model swapped in");
+                Ok(version)
+            }
+            Err(e) => {
+                metrics::counter!("parcel_risk_model_reloads_total", "result" => "refused")
+                    .increment(1);
+                tracing::error!(error = %e, path = %path.display(), "new model refused; the old one keeps serving");
+                Err(e)
+            }
         }
     }
 
@@ -179,8 +236,71 @@ impl ServiceState {
             self.meters.channel(decision.channel).increment(1);
             assessment.route(decision, 0);
         }
+        drop(channels);
+        self.record_routed(declarations, &assessments);
         assessments
     }
+
+    /// Keeps the declarations sent to a control, with their assessments, so
+    /// that inspection results join to what was scored.
+    pub fn record_routed(&self, declarations: &[Declaration], assessments: &[Assessment]) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let routed: Vec<RoutedRecord> = declarations
+            .iter()
+            .zip(assessments)
+            .filter(|(_, a)| RoutedRecord::is_routed(a))
+            .map(|(d, a)| RoutedRecord::new(d, a, now))
+            .collect();
+        if let Err(e) = store.record_routed(routed) {
+            tracing::error!(error = %e, "routed declarations not recorded");
+        }
+    }
+}
+
+/// Scores a few generated declarations with a freshly loaded model: every
+/// score must be a probability and every assessment must route.
+fn smoke_test(model: &ModelArtifact) -> Result<(), ReloadError> {
+    use crate::generate::{Generator, GeneratorConfig};
+    let generator = Generator::new(GeneratorConfig {
+        parcels: 64,
+        seed: 1,
+        ..GeneratorConfig::default()
+    })
+    .map_err(|e| ReloadError::Smoke(e.to_string()))?;
+    let scorer = Scorer::new(Arc::new(model.clone()));
+    let mut window = SplitWindow::default();
+    for example in generator.chunk(0).0 {
+        let Some(d) = example.declaration else {
+            continue;
+        };
+        let d = crate::wire::declaration_from_pb(d, &ReferenceData::built_in())
+            .map_err(|e| ReloadError::Smoke(e.to_string()))?;
+        let keys = PartyKeys::of(&d);
+        let split = window.observe_declaration(&keys, &d, RateTable::built_in());
+        let a = scorer.score_with_keys(&d, &keys, split);
+        for (name, v) in [
+            ("overall", a.overall_score),
+            ("undervaluation", a.undervaluation_score),
+            ("misdescription", a.misdescription_score),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ReloadError::Smoke(format!(
+                    "{name} score {v} of {} is not a probability",
+                    d.declaration_id
+                )));
+            }
+        }
+        if !a.priority_value.is_finite() {
+            return Err(ReloadError::Smoke(format!(
+                "priority of {} is {}",
+                d.declaration_id, a.priority_value
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn channel_name(c: Channel) -> &'static str {

@@ -1,6 +1,8 @@
 //! The one mapping from service errors to gRPC statuses.
 
 use tonic::{Code, Status};
+
+use crate::store::StoreError;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::ValidationError;
@@ -12,10 +14,18 @@ pub enum ServiceError {
     Invalid(#[from] ValidationError),
     #[error("{0} is required")]
     Missing(&'static str),
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
     #[error("scoring task failed")]
     TaskFailed(#[from] tokio::task::JoinError),
+    #[error("invalid inspection result: {0}")]
+    InvalidResult(ValidationError),
+    #[error("{0} is required")]
+    MissingAt(String),
+    #[error("at most {0} results per upload; split it")]
+    TooManyResults(usize),
+    #[error("this server keeps no store (start it with --data-dir)")]
+    NoStore,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The status code name carried in a stream's per-declaration error.
@@ -44,9 +54,21 @@ pub fn code_name(code: Code) -> &'static str {
 impl ServiceError {
     pub fn code(&self) -> Code {
         match self {
-            ServiceError::Invalid(_) | ServiceError::Missing(_) => Code::InvalidArgument,
-            ServiceError::Unimplemented(_) => Code::Unimplemented,
+            ServiceError::Invalid(_)
+            | ServiceError::Missing(_)
+            | ServiceError::InvalidResult(_)
+            | ServiceError::MissingAt(_) => Code::InvalidArgument,
+            ServiceError::TooManyResults(_) => Code::ResourceExhausted,
             ServiceError::TaskFailed(_) => Code::Internal,
+            ServiceError::NoStore => Code::FailedPrecondition,
+            ServiceError::Store(e) => match e {
+                StoreError::Conflict { .. } => Code::AlreadyExists,
+                StoreError::Closed => Code::Unavailable,
+                StoreError::Sqlite(_)
+                | StoreError::Dir { .. }
+                | StoreError::Schema { .. }
+                | StoreError::Corrupt(_) => Code::Internal,
+            },
         }
     }
 }
@@ -54,7 +76,7 @@ impl ServiceError {
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
         match &err {
-            ServiceError::Invalid(v) => {
+            ServiceError::Invalid(v) | ServiceError::InvalidResult(v) => {
                 let mut details = ErrorDetails::new();
                 for violation in &v.violations {
                     details.add_bad_request_violation(
@@ -69,7 +91,19 @@ impl From<ServiceError> for Status {
                 err.to_string(),
                 ErrorDetails::with_bad_request_violation(*field, "is required"),
             ),
-            ServiceError::Unimplemented(_) => Status::unimplemented(err.to_string()),
+            ServiceError::MissingAt(field) => Status::with_error_details(
+                Code::InvalidArgument,
+                err.to_string(),
+                ErrorDetails::with_bad_request_violation(field.clone(), "is required"),
+            ),
+            ServiceError::TooManyResults(_) | ServiceError::NoStore => {
+                Status::new(err.code(), err.to_string())
+            }
+            ServiceError::Store(store) if err.code() == Code::Internal => {
+                tracing::error!(error = %store, "store failed");
+                Status::internal("the store failed; the result was not recorded")
+            }
+            ServiceError::Store(_) => Status::new(err.code(), err.to_string()),
             ServiceError::TaskFailed(cause) => {
                 // Details stay in the log, not in the answer.
                 tracing::error!(%cause, "scoring task failed");

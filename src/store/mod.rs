@@ -1,0 +1,608 @@
+//! The service's memory of what it sent to inspection and what officers
+//! found: an embedded SQLite database (bundled, WAL) in a data directory.
+//!
+//! Two tables (schema in `docs/store.md`):
+//! - `routed`: every declaration the service routed to a control (RED,
+//!   YELLOW or a random pick), with the assessment it gave, so that a result
+//!   joins to the declaration as it was scored;
+//! - `results`: inspection results, one row per (declaration, inspection).
+//!
+//! One writer thread owns the write connection and commits in groups: many
+//! results reported at once cost one `fsync`. A result is acknowledged only
+//! after its transaction has committed with `synchronous=FULL`, so an
+//! acknowledged result survives a crash of the process or of the machine.
+//! Rows older than the retention are purged at start and hourly.
+//!
+//! Rows hold the protobuf encoding of the wire messages: compact, and
+//! readable by later versions under protobuf's evolution rules.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::domain::{Channel, Declaration, InspectionResult, SelectionReason};
+use crate::pb;
+use crate::scoring::Assessment;
+use crate::wire::assessment_to_pb;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "parcel-risk.db";
+const SCHEMA_VERSION: i64 = 1;
+/// Requests the writer takes into one transaction at most.
+const GROUP: usize = 512;
+/// Routed declarations waiting for the writer before scoring waits.
+const QUEUE: usize = 4096;
+const PURGE_EVERY: StdDuration = StdDuration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {path} has schema version {found}; this build reads version {SCHEMA_VERSION}")]
+    Schema { path: String, found: i64 },
+    #[error(
+        "inspection {inspection_id} of declaration {declaration_id} was recorded before with different content"
+    )]
+    Conflict {
+        declaration_id: String,
+        inspection_id: String,
+    },
+    #[error("store: a stored row does not decode: {0}")]
+    Corrupt(#[from] prost::DecodeError),
+    #[error("store: the writer has stopped")]
+    Closed,
+}
+
+/// What happened to one reported result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    /// The same result was recorded before (an idempotent retry).
+    Duplicate,
+}
+
+/// A declaration routed to a control, ready to store.
+#[derive(Debug, Clone)]
+pub struct RoutedRecord {
+    declaration_id: String,
+    lodged_at: i64,
+    routed_at: i64,
+    channel: &'static str,
+    selection_reason: &'static str,
+    model_version: String,
+    declaration: Vec<u8>,
+    assessment: Vec<u8>,
+}
+
+impl RoutedRecord {
+    /// Encodes a routed declaration and its assessment.
+    pub fn new(d: &Declaration, assessment: &Assessment, routed_at: DateTime<Utc>) -> Self {
+        let route = assessment.route;
+        Self {
+            declaration_id: d.declaration_id.clone(),
+            lodged_at: d.lodged_at.timestamp(),
+            routed_at: routed_at.timestamp(),
+            channel: route.map_or("", |r| channel_name(r.channel)),
+            selection_reason: route.map_or("", |r| selection_name(r.selection_reason)),
+            model_version: assessment.model_version.clone(),
+            declaration: pb::Declaration::from(d).encode_to_vec(),
+            assessment: assessment_to_pb(assessment.clone(), routed_at).encode_to_vec(),
+        }
+    }
+
+    /// Whether an assessment sends its declaration to a control.
+    pub fn is_routed(assessment: &Assessment) -> bool {
+        assessment.route.is_some_and(|r| {
+            matches!(r.channel, Channel::Red | Channel::Yellow)
+                || r.selection_reason == SelectionReason::Random
+        })
+    }
+}
+
+enum Command {
+    Results {
+        results: Vec<InspectionResult>,
+        received_at: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
+    },
+    Routed(Vec<RoutedRecord>),
+}
+
+/// Handle on the store; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::SyncSender<Command>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts its writer thread.
+    pub fn open(dir: &Path, retention: Duration) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let conn = open_connection(&path)?;
+        migrate(&conn, &path)?;
+        purge(&conn, Utc::now() - retention)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(conn, &rx, retention))
+            .map_err(|source| StoreError::Dir {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Store { tx, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records results in one transaction; answers once it has committed.
+    /// A result recorded before with the same content is a duplicate; with
+    /// other content, the whole call fails with [`StoreError::Conflict`].
+    pub async fn record_results(
+        &self,
+        results: Vec<InspectionResult>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self.tx.clone();
+        let command = Command::Results {
+            results,
+            received_at: Utc::now(),
+            reply,
+        };
+        // The queue is bounded: waiting for room must not block the executor.
+        tokio::task::spawn_blocking(move || tx.send(command))
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues routed declarations for writing (blocking while the queue is
+    /// full: call it off the async executor).
+    pub fn record_routed(&self, records: Vec<RoutedRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Command::Routed(records))
+            .map_err(|_| StoreError::Closed)
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(StdDuration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before it is acknowledged, even across a
+    // power loss (NORMAL would only survive a process crash in WAL mode).
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE routed (
+                     declaration_id   TEXT PRIMARY KEY,
+                     lodged_at        INTEGER NOT NULL,
+                     routed_at        INTEGER NOT NULL,
+                     channel          TEXT NOT NULL,
+                     selection_reason TEXT NOT NULL,
+                     model_version    TEXT NOT NULL,
+                     declaration      BLOB NOT NULL,
+                     assessment       BLOB NOT NULL
+                 );
+                 CREATE INDEX routed_by_time ON routed (routed_at);
+                 CREATE TABLE results (
+                     declaration_id   TEXT NOT NULL,
+                     inspection_id    TEXT NOT NULL,
+                     received_at      INTEGER NOT NULL,
+                     inspected_at     INTEGER,
+                     selection_reason TEXT NOT NULL,
+                     outcome          TEXT NOT NULL,
+                     result           BLOB NOT NULL,
+                     PRIMARY KEY (declaration_id, inspection_id)
+                 );
+                 CREATE INDEX results_by_time ON results (received_at);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        found => Err(StoreError::Schema {
+            path: path.display().to_string(),
+            found,
+        }),
+    }
+}
+
+fn purge(conn: &Connection, before: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
+    let t = before.timestamp();
+    let routed = conn.execute("DELETE FROM routed WHERE routed_at < ?1", [t])?;
+    let results = conn.execute("DELETE FROM results WHERE received_at < ?1", [t])?;
+    if routed + results > 0 {
+        tracing::info!(routed, results, "purged rows past the retention");
+    }
+    Ok((routed, results))
+}
+
+/// The writer thread: takes what is queued, commits it in one transaction,
+/// then answers.
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Command>, retention: Duration) {
+    let mut last_purge = std::time::Instant::now();
+    while let Ok(first) = rx.recv() {
+        let mut commands = vec![first];
+        while commands.len() < GROUP {
+            match rx.try_recv() {
+                Ok(c) => commands.push(c),
+                Err(_) => break,
+            }
+        }
+        let outcome = write_group(&mut conn, &commands);
+        let mut results_outcomes = match outcome {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!(error = %e, "store transaction failed");
+                // Retry one by one so that one bad request fails alone.
+                commands
+                    .iter()
+                    .map(|c| {
+                        write_group(&mut conn, std::slice::from_ref(c))
+                            .map(|mut o| o.pop().unwrap_or_default())
+                    })
+                    .collect()
+            }
+        }
+        .into_iter();
+        for command in commands {
+            let outcome = results_outcomes.next().unwrap_or(Err(StoreError::Closed));
+            match command {
+                Command::Results { reply, .. } => {
+                    let _ = reply.send(outcome);
+                }
+                Command::Routed(_) => {
+                    if let Err(e) = outcome {
+                        tracing::error!(error = %e, "routed declarations not stored");
+                        metrics::counter!("parcel_risk_store_errors_total").increment(1);
+                    }
+                }
+            }
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = std::time::Instant::now();
+            if let Err(e) = purge(&conn, Utc::now() - retention) {
+                tracing::error!(error = %e, "purge failed");
+            }
+        }
+    }
+}
+
+/// Writes commands in one transaction; per command, what each result became.
+fn write_group(
+    conn: &mut Connection,
+    commands: &[Command],
+) -> Result<Vec<Vec<Recorded>>, StoreError> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(commands.len());
+    {
+        let mut insert_routed = tx.prepare_cached(
+            "INSERT OR REPLACE INTO routed
+             (declaration_id, lodged_at, routed_at, channel, selection_reason, model_version, declaration, assessment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut insert_result = tx.prepare_cached(
+            "INSERT OR IGNORE INTO results
+             (declaration_id, inspection_id, received_at, inspected_at, selection_reason, outcome, result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut existing = tx.prepare_cached(
+            "SELECT result FROM results WHERE declaration_id = ?1 AND inspection_id = ?2",
+        )?;
+        for command in commands {
+            match command {
+                Command::Routed(records) => {
+                    for r in records {
+                        insert_routed.execute(params![
+                            r.declaration_id,
+                            r.lodged_at,
+                            r.routed_at,
+                            r.channel,
+                            r.selection_reason,
+                            r.model_version,
+                            r.declaration,
+                            r.assessment,
+                        ])?;
+                    }
+                    outcomes.push(Vec::new());
+                }
+                Command::Results {
+                    results,
+                    received_at,
+                    ..
+                } => {
+                    let mut recorded = Vec::with_capacity(results.len());
+                    for result in results {
+                        let bytes = pb::InspectionResult::from(result).encode_to_vec();
+                        let inserted = insert_result.execute(params![
+                            result.declaration_id,
+                            result.inspection_id,
+                            received_at.timestamp(),
+                            result.inspected_at.map(|t| t.timestamp()),
+                            selection_name(result.selection_reason),
+                            format!("{:?}", result.outcome),
+                            bytes,
+                        ])?;
+                        if inserted == 1 {
+                            recorded.push(Recorded::New);
+                            continue;
+                        }
+                        let before: Vec<u8> = existing.query_row(
+                            params![result.declaration_id, result.inspection_id],
+                            |r| r.get(0),
+                        )?;
+                        if before != bytes {
+                            return Err(StoreError::Conflict {
+                                declaration_id: result.declaration_id.clone(),
+                                inspection_id: result.inspection_id.clone(),
+                            });
+                        }
+                        recorded.push(Recorded::Duplicate);
+                    }
+                    outcomes.push(recorded);
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// What an export found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    pub exported: u64,
+    /// Results whose declaration this service never routed (no declaration to join).
+    pub without_declaration: u64,
+}
+
+/// Reads results received at or after `since`, joined to the declarations as
+/// they were routed, in the order they were received. Opens its own
+/// read-only connection: it does not disturb a running server.
+pub fn export(
+    dir: &Path,
+    since: DateTime<Utc>,
+    mut each: impl FnMut(pb::TrainingExample) -> Result<(), crate::io::IoError>,
+) -> Result<ExportCounts, ExportError> {
+    let path = dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(ExportError::Store(StoreError::Dir {
+            path: path.display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }));
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(StoreError::from)?;
+    conn.busy_timeout(StdDuration::from_secs(10))
+        .map_err(StoreError::from)?;
+    let mut query = conn
+        .prepare(
+            "SELECT r.result, d.declaration, d.selection_reason
+             FROM results r LEFT JOIN routed d ON d.declaration_id = r.declaration_id
+             WHERE r.received_at >= ?1
+             ORDER BY r.received_at, r.rowid",
+        )
+        .map_err(StoreError::from)?;
+    let mut rows = query.query([since.timestamp()]).map_err(StoreError::from)?;
+    let mut counts = ExportCounts::default();
+    while let Some(row) = rows.next().map_err(StoreError::from)? {
+        let result: Vec<u8> = row.get(0).map_err(StoreError::from)?;
+        let declaration: Option<Vec<u8>> = row.get(1).map_err(StoreError::from)?;
+        let Some(declaration) = declaration else {
+            counts.without_declaration += 1;
+            continue;
+        };
+        let example = pb::TrainingExample {
+            declaration: Some(
+                pb::Declaration::decode(declaration.as_slice()).map_err(StoreError::from)?,
+            ),
+            result: Some(
+                pb::InspectionResult::decode(result.as_slice()).map_err(StoreError::from)?,
+            ),
+            truth: None,
+        };
+        each(example)?;
+        counts.exported += 1;
+    }
+    Ok(counts)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Write(#[from] crate::io::IoError),
+}
+
+/// Counts rows, for tests and operators: (routed, results).
+pub fn counts(dir: &Path) -> Result<(u64, u64), StoreError> {
+    let conn = Connection::open_with_flags(
+        dir.join(DB_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let count = |table: &str| -> Result<u64, StoreError> {
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    };
+    Ok((count("routed")?, count("results")?))
+}
+
+/// The stored result of one inspection, if any.
+pub fn stored_result(
+    dir: &Path,
+    declaration_id: &str,
+    inspection_id: &str,
+) -> Result<Option<pb::InspectionResult>, StoreError> {
+    let conn = Connection::open_with_flags(
+        dir.join(DB_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let bytes: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT result FROM results WHERE declaration_id = ?1 AND inspection_id = ?2",
+            params![declaration_id, inspection_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(bytes
+        .map(|b| pb::InspectionResult::decode(b.as_slice()))
+        .transpose()?)
+}
+
+fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Green => "GREEN",
+        Channel::Blue => "BLUE",
+        Channel::Yellow => "YELLOW",
+        Channel::Red => "RED",
+    }
+}
+
+fn selection_name(s: SelectionReason) -> &'static str {
+    match s {
+        SelectionReason::NotSelected => "NOT_SELECTED",
+        SelectionReason::RiskScore => "RISK_SCORE",
+        SelectionReason::Rule => "RULE",
+        SelectionReason::Random => "RANDOM",
+        SelectionReason::Manual => "MANUAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InspectionOutcome;
+
+    fn result(declaration: &str, inspection: &str, notes: &str) -> InspectionResult {
+        InspectionResult {
+            declaration_id: declaration.into(),
+            inspection_id: inspection.into(),
+            selection_reason: SelectionReason::Random,
+            control_type: Some(Channel::Red),
+            outcome: InspectionOutcome::Compliant,
+            fraud_kinds: Vec::new(),
+            findings: Vec::new(),
+            inspected_at: None,
+            officer_notes: notes.into(),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn results_are_idempotent_and_a_changed_retry_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::days(30)).unwrap();
+        let rt = runtime();
+        let first = rt
+            .block_on(store.record_results(vec![result("D1", "I1", ""), result("D2", "I1", "")]))
+            .unwrap();
+        assert_eq!(first, vec![Recorded::New, Recorded::New]);
+        let again = rt
+            .block_on(store.record_results(vec![result("D1", "I1", ""), result("D3", "I1", "")]))
+            .unwrap();
+        assert_eq!(again, vec![Recorded::Duplicate, Recorded::New]);
+        let changed = rt.block_on(store.record_results(vec![result("D1", "I1", "other")]));
+        assert!(
+            matches!(changed, Err(StoreError::Conflict { .. })),
+            "{changed:?}"
+        );
+        // A second inspection of the same declaration is a new result.
+        let second = rt
+            .block_on(store.record_results(vec![result("D1", "I2", "")]))
+            .unwrap();
+        assert_eq!(second, vec![Recorded::New]);
+        assert_eq!(counts(dir.path()).unwrap(), (0, 4));
+    }
+
+    #[test]
+    fn a_reopened_store_has_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        {
+            let store = Store::open(dir.path(), Duration::days(30)).unwrap();
+            rt.block_on(store.record_results(vec![result("D1", "I1", "kept")]))
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), Duration::days(30)).unwrap();
+        let stored = stored_result(dir.path(), "D1", "I1").unwrap().unwrap();
+        assert_eq!(stored.officer_notes, "kept");
+        let again = rt
+            .block_on(store.record_results(vec![result("D1", "I1", "kept")]))
+            .unwrap();
+        assert_eq!(again, vec![Recorded::Duplicate]);
+    }
+
+    #[test]
+    fn other_schema_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), Duration::days(30)).unwrap());
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        let err = Store::open(dir.path(), Duration::days(30)).unwrap_err();
+        assert!(err.to_string().contains("schema version 7"), "{err}");
+    }
+
+    #[test]
+    fn rows_past_the_retention_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_connection(&dir.path().join(DB_FILE)).unwrap();
+        migrate(&conn, dir.path()).unwrap();
+        let old = (Utc::now() - Duration::days(40)).timestamp();
+        let new = Utc::now().timestamp();
+        for (id, at) in [("old", old), ("new", new)] {
+            conn.execute(
+                "INSERT INTO results VALUES (?1, 'I', ?2, NULL, 'RANDOM', 'Compliant', x'')",
+                params![id, at],
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            purge(&conn, Utc::now() - Duration::days(30)).unwrap(),
+            (0, 1)
+        );
+        assert_eq!(counts(dir.path()).unwrap(), (0, 1));
+    }
+}

@@ -1,0 +1,346 @@
+//! The learning loop: results in (validated, idempotent, durable), training
+//! data out, and models swapped under load.
+
+use std::sync::Arc;
+
+use parcel_risk::domain::ReferenceData;
+use parcel_risk::grpc::{ServerConfig, ServiceState};
+use parcel_risk::pb;
+use parcel_risk::pb::score_declarations_response::Outcome;
+use parcel_risk::scoring::PriorityConfig;
+use parcel_risk::store::{self, Store};
+use tokio_stream::StreamExt;
+
+use crate::common::{full_declaration, trained};
+use crate::grpc::TestServer;
+
+fn result(declaration_id: &str, inspection_id: &str) -> pb::InspectionResult {
+    pb::InspectionResult {
+        declaration_id: declaration_id.into(),
+        inspection_id: inspection_id.into(),
+        selection_reason: pb::SelectionReason::Random as i32,
+        control_type: pb::Channel::Red as i32,
+        outcome: pb::InspectionOutcome::NonCompliant as i32,
+        fraud_kinds: vec![pb::FraudKind::Undervaluation as i32],
+        findings: vec![pb::ItemFinding {
+            goods_item_number: 1,
+            undervalued: true,
+            corrected_intrinsic_value: Some(pb::Money {
+                currency: "EUR".into(),
+                amount_minor: 9_900,
+            }),
+            ..Default::default()
+        }],
+        inspected_at: Some(pbjson_types::Timestamp {
+            seconds: 1_790_000_000,
+            nanos: 0,
+        }),
+        officer_notes: "phone declared as case".into(),
+    }
+}
+
+fn state_with_store(dir: &std::path::Path, priority: PriorityConfig) -> Arc<ServiceState> {
+    let (model, _) = trained();
+    Arc::new(
+        ServiceState::with_priority((**model).clone(), ReferenceData::built_in(), priority)
+            .with_store(Store::open(dir, chrono::Duration::days(30)).unwrap()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every declaration is a random compliance pick, so each is routed and
+    // recorded (risk picks wait for the allocator's warm-up).
+    let priority = PriorityConfig {
+        compliance_share: 1.0,
+        ..PriorityConfig::default()
+    };
+    let state = state_with_store(dir.path(), priority);
+    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    let mut client = server.client().await;
+
+    // Score two declarations; they are routed and stored.
+    for id in ["L1", "L2"] {
+        client
+            .score_declaration(pb::ScoreDeclarationRequest {
+                declaration: Some(full_declaration(id)),
+            })
+            .await
+            .unwrap();
+    }
+
+    // Invalid: the field is named under `result.`.
+    let mut bad = result("L1", "I1");
+    bad.outcome = 0;
+    let status = client
+        .report_inspection_result(pb::ReportInspectionResultRequest { result: Some(bad) })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("result.outcome"),
+        "{}",
+        status.message()
+    );
+
+    // New, then an idempotent retry.
+    for expected in [true, false] {
+        let answer = client
+            .report_inspection_result(pb::ReportInspectionResultRequest {
+                result: Some(result("L1", "I1")),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.newly_recorded, expected);
+    }
+    // The same inspection with other content is refused.
+    let mut changed = result("L1", "I1");
+    changed.officer_notes = "something else".into();
+    let status = client
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(changed),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::AlreadyExists);
+
+    // Bulk: an invalid result names its index and nothing is stored.
+    let mut third_bad = result("L2", "I9");
+    third_bad.declaration_id.clear();
+    let bulk = vec![result("L2", "I1"), result("X9", "I1"), third_bad];
+    let status = client
+        .report_inspection_results(tokio_stream::iter(
+            bulk.into_iter()
+                .map(|r| pb::ReportInspectionResultsRequest { result: Some(r) }),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("results[2].declaration_id"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(store::counts(dir.path()).unwrap().1, 1);
+
+    // Bulk that is valid: counts of new and duplicate.
+    let bulk = vec![result("L2", "I1"), result("X9", "I1"), result("L1", "I1")];
+    let answer = client
+        .report_inspection_results(tokio_stream::iter(
+            bulk.into_iter()
+                .map(|r| pb::ReportInspectionResultsRequest { result: Some(r) }),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((answer.recorded_count, answer.duplicate_count), (2, 1));
+
+    // Export joins each result to its declaration as scored; X9 was never
+    // scored here, so it cannot become a training example.
+    let mut examples = Vec::new();
+    let counts = store::export(dir.path(), chrono::DateTime::<chrono::Utc>::MIN_UTC, |e| {
+        examples.push(e);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((counts.exported, counts.without_declaration), (2, 1));
+    let ids: Vec<&str> = examples
+        .iter()
+        .map(|e| e.declaration.as_ref().unwrap().declaration_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["L1", "L2"]);
+    assert_eq!(
+        examples[0].declaration.as_ref().unwrap(),
+        &pb::Declaration::from(
+            &parcel_risk::domain::Declaration::try_from(full_declaration("L1")).unwrap()
+        )
+    );
+    let r = examples[0].result.as_ref().unwrap();
+    assert_eq!(r.selection_reason, pb::SelectionReason::Random as i32);
+    assert_eq!(r.officer_notes, "phone declared as case");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_swapped_under_a_live_stream_changes_versions_at_one_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, examples) = trained();
+    let mut next = (**model).clone();
+    next.model_version = "test-model-2".into();
+    let next_dir = dir.path().join("next");
+    next.save(&next_dir).unwrap();
+    let corrupt_dir = dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt_dir).unwrap();
+    std::fs::write(
+        corrupt_dir.join("model.json"),
+        b"{\"format_version\": 1, \"trunc",
+    )
+    .unwrap();
+
+    let state = Arc::new(ServiceState::new(
+        (**model).clone(),
+        ReferenceData::built_in(),
+    ));
+    let server = TestServer::start_state(Arc::clone(&state), ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let requests: Vec<pb::ScoreDeclarationsRequest> = examples
+        .iter()
+        .cycle()
+        .take(6_000)
+        .enumerate()
+        .map(|(i, e)| {
+            let mut d = pb::Declaration::from(&e.declaration);
+            d.declaration_id = format!("S{i}");
+            pb::ScoreDeclarationsRequest {
+                declaration: Some(d),
+            }
+        })
+        .collect();
+    let mut responses = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut versions = Vec::new();
+    let mut swap = None;
+    while let Some(response) = responses.next().await {
+        let response = response.expect("no stream error during a swap");
+        match response.outcome.unwrap() {
+            Outcome::Assessment(a) => versions.push(a.model_version),
+            Outcome::Error(e) => panic!("error during a swap: {e:?}"),
+        }
+        if versions.len() == 1_500 {
+            // Swap while the rest of the stream is in flight.
+            let state = Arc::clone(&state);
+            let path = next_dir.clone();
+            swap = Some(tokio::task::spawn_blocking(move || state.reload(&path)));
+        }
+    }
+    assert_eq!(swap.unwrap().await.unwrap().unwrap(), "test-model-2");
+    assert_eq!(versions.len(), 6_000);
+    let changes = versions.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(changes, 1, "versions changed {changes} times");
+    assert_eq!(versions.first().unwrap(), "test-model");
+    assert_eq!(versions.last().unwrap(), "test-model-2");
+
+    // A corrupt artifact is refused and the new model keeps serving.
+    let refused = {
+        let state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || state.reload(&corrupt_dir))
+            .await
+            .unwrap()
+    };
+    assert!(refused.is_err());
+    let info = client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.model_version, "test-model-2");
+}
+
+/// Reads the server's log until it says where it listens.
+fn wait_for_addr(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("addr=").nth(1)
+            && line.contains("serving")
+        {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining the log so that the server never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return addr;
+        }
+    }
+    panic!("the server exited before listening");
+}
+
+fn spawn_server(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--metrics-addr", "off"])
+        .args(["--model-poll-seconds", "0", "--data-dir"])
+        .arg(data_dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut child);
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_result_survives_sigkill_exactly_once() {
+    use parcel_risk::pb::risk_service_client::RiskServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_server(dir.path());
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut senders = Vec::new();
+    for worker in 0..4 {
+        let acked = Arc::clone(&acked);
+        let addr = addr.clone();
+        senders.push(tokio::spawn(async move {
+            let mut client = RiskServiceClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+            for i in 0.. {
+                let id = format!("K{worker}-{i}");
+                let answer = client
+                    .report_inspection_result(pb::ReportInspectionResultRequest {
+                        result: Some(result(&id, "I1")),
+                    })
+                    .await;
+                match answer {
+                    Ok(a) => {
+                        assert!(a.into_inner().newly_recorded);
+                        acked.lock().unwrap().push(id);
+                    }
+                    // The server died mid-call: that result is not acknowledged.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Kill it mid-ingestion, with calls in flight.
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 300);
+
+    // Restarted on the same data directory: every acknowledged result is
+    // there, exactly once (a retry is a duplicate, not a second row).
+    let (mut child, addr) = spawn_server(dir.path());
+    let mut client = RiskServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for id in &acked {
+        let answer = client
+            .report_inspection_result(pb::ReportInspectionResultRequest {
+                result: Some(result(id, "I1")),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!answer.newly_recorded, "{id} was acknowledged but lost");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, stored) = store::counts(dir.path()).unwrap();
+    // Calls cut off by the kill may have committed without their answer.
+    assert!(stored as usize >= acked.len() && stored as usize <= acked.len() + 4);
+    for id in &acked {
+        assert!(
+            store::stored_result(dir.path(), id, "I1")
+                .unwrap()
+                .is_some()
+        );
+    }
+}
