@@ -58,6 +58,9 @@ pub struct EvalReport {
     pub targets: Vec<TargetReport>,
 }
 
+/// The name of the model's own ranking in a report.
+pub const MODEL_RANKER: &str = "model score";
+
 /// Why evaluation cannot run.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EvalError {
@@ -229,7 +232,7 @@ pub fn evaluate(
                 positives: pos.iter().filter(|p| **p).count(),
                 revenue_eur: rev.iter().sum(),
                 rankers: vec![
-                    measure("model score", &scores),
+                    measure(MODEL_RANKER, &scores),
                     measure("model priority (risk x revenue)", &priority),
                     measure("random", &random),
                     measure("highest declared value", &declared_value),
