@@ -2,7 +2,7 @@
 # Retrain from what officers found, and promote the candidate only if it
 # ranks the recent random-sample labels better than the serving model.
 #
-#   scripts/retrain.sh --data-dir data --serving models/current \
+#   scripts/retrain.sh --data-dir parcel-risk-data --serving models/current \
 #       --since 2026-09-01 --holdout-from 2026-09-20 [--models models] \
 #       [--version NAME] [--min-positives 20] [--pid PID] [--bin parcel-risk]
 #
@@ -22,7 +22,7 @@
 # Needs bash, python3 (to read the two JSON reports) and the parcel-risk binary.
 set -euo pipefail
 
-data_dir=data serving=models/current models=models since= holdout= version=
+data_dir=parcel-risk-data serving=models/current models=models since= holdout= version=
 min_positives=20 pid= bin=${PARCEL_RISK_BIN:-parcel-risk}
 while [[ $# -gt 0 ]]; do
   case $1 in

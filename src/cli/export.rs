@@ -18,7 +18,7 @@ use crate::store;
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// The server's data directory.
-    #[arg(long, default_value = "data", env = "PARCEL_RISK_DATA_DIR")]
+    #[arg(long, default_value = "parcel-risk-data", env = "PARCEL_RISK_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Results received at or after this instant (RFC 3339 or YYYY-MM-DD).
     #[arg(long, value_parser = super::parse_instant)]

@@ -44,7 +44,7 @@ pub struct ServeArgs {
     pub channels: ChannelArgs,
     /// Data directory of the store (SQLite, WAL): routed declarations and
     /// inspection results. Created if missing.
-    #[arg(long, default_value = "data", env = "PARCEL_RISK_DATA_DIR")]
+    #[arg(long, default_value = "parcel-risk-data", env = "PARCEL_RISK_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Days routed declarations and results are kept.
     #[arg(long, default_value_t = 400, env = "PARCEL_RISK_RETENTION_DAYS")]
