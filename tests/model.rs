@@ -187,3 +187,79 @@ fn scorer_is_shareable_and_scores_are_probabilities() {
         );
     }
 }
+
+#[test]
+fn what_random_controls_found_raises_the_stake_of_a_depressed_cell() {
+    use parcel_risk::domain::{
+        InspectionOutcome, InspectionResult, ItemFinding, Money, SelectionReason,
+    };
+    let (model, examples) = trained();
+    // A cell declared far below its worth: random controls of items of one
+    // HS6 found ten times the declared value.
+    let mut counts = std::collections::HashMap::new();
+    for e in examples.iter() {
+        *counts.entry(e.declaration.items[0].hs6).or_insert(0) += 1;
+    }
+    let hs6 = counts
+        .into_iter()
+        .max_by_key(|(hs6, n)| (*n, *hs6))
+        .map(|(hs6, _)| hs6)
+        .unwrap();
+    let cell: Vec<&TrainingExample> = examples
+        .iter()
+        .filter(|e| e.declaration.items.iter().all(|i| i.hs6 == hs6))
+        .take(200)
+        .collect();
+    assert!(
+        cell.len() >= 50,
+        "only {} declarations of {hs6}",
+        cell.len()
+    );
+    let results: Vec<InspectionResult> = cell
+        .iter()
+        .map(|e| InspectionResult {
+            declaration_id: e.declaration.declaration_id.clone(),
+            inspection_id: "R".into(),
+            selection_reason: SelectionReason::Random,
+            control_type: None,
+            outcome: InspectionOutcome::NonCompliant,
+            fraud_kinds: Vec::new(),
+            findings: e
+                .declaration
+                .items
+                .iter()
+                .map(|i| ItemFinding {
+                    goods_item_number: i.goods_item_number,
+                    undervalued: true,
+                    corrected_intrinsic_value: Some(Money {
+                        amount_minor: i.intrinsic_value.amount_minor * 10,
+                        ..i.intrinsic_value
+                    }),
+                    misdescribed: false,
+                    corrected_description: String::new(),
+                    corrected_hs6: None,
+                })
+                .collect(),
+            inspected_at: None,
+            officer_notes: String::new(),
+        })
+        .collect();
+    let mut learned = (**model).clone();
+    learned.features.learn_found_values(
+        cell.iter().map(|e| &e.declaration).zip(&results),
+        parcel_risk::domain::RateTable::built_in(),
+    );
+    assert!(!learned.features.references.found_eur_per_kg.is_empty());
+    let d = &cell[0].declaration;
+    let before = Scorer::new(model.clone()).score(d, SplitSignal::default());
+    let after = Scorer::new(Arc::new(learned)).score(d, SplitSignal::default());
+    assert!(
+        after.expected_value_eur_cents > 3 * before.expected_value_eur_cents,
+        "{} -> {}",
+        before.expected_value_eur_cents,
+        after.expected_value_eur_cents
+    );
+    assert!(after.revenue_at_risk_eur_cents > before.revenue_at_risk_eur_cents);
+    // The model's own scores do not move: found values are never features.
+    assert_eq!(before.overall_score, after.overall_score);
+}

@@ -85,6 +85,42 @@ pub struct ChannelArgs {
         hide_env_values = true
     )]
     pub selection_secret: u64,
+    /// Safety/IPR category weights as HS-prefix=EUR, added to revenue at
+    /// risk in the priority (repeat the flag, or comma-separate). Replaces
+    /// the defaults: 9503=5 (toys), 85=3 (electronics), 3304=3 (cosmetics),
+    /// 6404=2, 4202=2, 9102=2 (footwear, bags, watches: branded goods).
+    #[arg(
+        long = "category-weight",
+        value_parser = parse_category_weight,
+        value_delimiter = ',',
+        env = "PARCEL_RISK_CATEGORY_WEIGHTS"
+    )]
+    pub category_weights: Vec<crate::scoring::priority::CategoryWeight>,
+    /// No category weights at all: priority is risk × revenue only.
+    #[arg(long, conflicts_with = "category_weights")]
+    pub no_category_weights: bool,
+}
+
+/// Parses `9503=5`: an HS prefix of 2 to 6 digits and a non-negative EUR weight.
+fn parse_category_weight(s: &str) -> Result<crate::scoring::priority::CategoryWeight, String> {
+    let (prefix, eur) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not HS-PREFIX=EUR (e.g. 9503=5)"))?;
+    let prefix = prefix.trim();
+    if !(2..=6).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{prefix:?} is not an HS prefix of 2 to 6 digits"));
+    }
+    let eur: f64 = eur
+        .trim()
+        .parse()
+        .map_err(|_| format!("{eur:?} is not a number of EUR"))?;
+    if !eur.is_finite() || eur < 0.0 {
+        return Err(format!("weight {eur} must be a non-negative number of EUR"));
+    }
+    Ok(crate::scoring::priority::CategoryWeight {
+        hs_prefix: prefix.to_owned(),
+        eur,
+    })
 }
 
 impl ChannelArgs {
@@ -107,7 +143,11 @@ impl ChannelArgs {
             exploration_share: self.exploration_share,
             compliance_share: self.compliance_share,
             secret_seed: self.selection_secret,
-            ..crate::scoring::PriorityConfig::default()
+            category_weights: match (self.no_category_weights, self.category_weights.is_empty()) {
+                (true, _) => Vec::new(),
+                (false, true) => crate::scoring::PriorityConfig::default().category_weights,
+                (false, false) => self.category_weights.clone(),
+            },
         })
     }
 }
@@ -245,5 +285,53 @@ async fn watch_model(state: Arc<ServiceState>, path: PathBuf, poll_seconds: u64)
         let path = path.clone();
         // Loading and checking a model is CPU and disk work.
         let _ = tokio::task::spawn_blocking(move || state.reload(&path)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_weights_parse_and_bad_ones_are_refused() {
+        let w = parse_category_weight("9503=5").unwrap();
+        assert_eq!((w.hs_prefix.as_str(), w.eur), ("9503", 5.0));
+        assert_eq!(parse_category_weight(" 85 = 2.5").unwrap().eur, 2.5);
+        for bad in [
+            "9503",
+            "9=1",
+            "1234567=1",
+            "95a3=1",
+            "9503=-1",
+            "9503=abc",
+            "9503=inf",
+        ] {
+            assert!(parse_category_weight(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn category_weight_flags_replace_the_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            channels: ChannelArgs,
+        }
+        let config = |argv: &[&str]| {
+            Args::parse_from(std::iter::once("x").chain(argv.iter().copied()))
+                .channels
+                .config()
+                .unwrap()
+                .category_weights
+        };
+        assert_eq!(
+            config(&[]),
+            crate::scoring::PriorityConfig::default().category_weights
+        );
+        let custom = config(&["--category-weight", "9503=7,3304=1"]);
+        assert_eq!(custom.len(), 2);
+        assert_eq!(custom[0].eur, 7.0);
+        assert!(config(&["--no-category-weights"]).is_empty());
     }
 }

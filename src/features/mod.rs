@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::regime::Regime;
 use crate::domain::validation::{H7_THRESHOLD_EUR_CENTS, is_vague_description};
-use crate::domain::{CarrierChannel, DataFlag, Declaration, Hs6, RateTable};
+use crate::domain::{
+    CarrierChannel, DataFlag, Declaration, Hs6, InspectionResult, RateTable, SelectionReason,
+};
 
 use attributes::AttributeEncoder;
 use history::{PartyHistory, PartyKeys, PartySignal, fnv1a};
@@ -100,7 +102,18 @@ pub struct References {
     pub eur_per_kg: ReferenceTable,
     pub eur_per_article: ReferenceTable,
     pub grams_per_article: ReferenceTable,
+    /// EUR per kg of what random controls found, by declared HS6 × origin:
+    /// the true value where declared values are depressed across a whole
+    /// cell. Used for the stake (revenue at risk) only, never as a model
+    /// input: these are labels, and a row's own result would leak into it.
+    /// Empty in artifacts made before it existed.
+    #[serde(default)]
+    pub found_eur_per_kg: ReferenceTable,
 }
+
+/// Controls found in a cell before the found values weigh as much as the
+/// declared references.
+const FOUND_WEIGHT_K: f64 = 30.0;
 
 /// Everything fitted that features need, except the party history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +131,9 @@ pub struct ItemSignals {
     pub declared_eur: f64,
     /// Reference estimate of the item's value, EUR (risk evidence only).
     pub expected_eur: f64,
+    /// The value the stake is computed on: the reference estimate blended
+    /// with what random controls found in the cell, EUR.
+    pub stake_eur: f64,
     pub declared_eur_per_kg: Option<f64>,
     /// ln(declared EUR/kg) − reference median, with the reference used.
     pub per_kg: Option<(f64, Reference)>,
@@ -221,6 +237,17 @@ impl FeatureSet {
                 (None, None) => declared_eur,
             };
 
+            let stake_eur = match (
+                kg > 0.0,
+                self.references.found_eur_per_kg.lookup(item.hs6, origin),
+            ) {
+                (true, Some(found)) => {
+                    let w = f64::from(found.stats.n) / (f64::from(found.stats.n) + FOUND_WEIGHT_K);
+                    w * found.stats.median.exp() * kg + (1.0 - w) * expected_eur
+                }
+                (_, _) => expected_eur,
+            };
+
             self.text.posterior(&item.description, &mut posterior);
             let p_declared = self.text.probability_of(&posterior, item.hs6);
             let p_heading = self.text.heading_probability(&posterior, item.hs6);
@@ -239,6 +266,7 @@ impl FeatureSet {
                 hs6: item.hs6,
                 declared_eur,
                 expected_eur,
+                stake_eur,
                 declared_eur_per_kg,
                 per_kg,
                 per_article,
@@ -268,8 +296,14 @@ impl FeatureSet {
             address: history.address(keys),
             ioss: history.ioss(keys),
             declarant: history.declarant(keys),
-            address_names: history.address_names(keys),
-            ioss_exporters: history.ioss_exporters(keys),
+            // The frozen history knows the long past; the online window
+            // knows what happened since the model was trained.
+            address_names: history
+                .address_names(keys)
+                .max(split.address_names as usize),
+            ioss_exporters: history
+                .ioss_exporters(keys)
+                .max(split.ioss_sellers as usize),
             split,
         }
     }
@@ -447,10 +481,47 @@ impl FeatureSet {
                 eur_per_kg: per_kg.build(),
                 eur_per_article: per_article.build(),
                 grams_per_article: grams.build(),
+                found_eur_per_kg: ReferenceTable::default(),
             },
             text,
             attributes,
         })
+    }
+
+    /// Learns what controls found: the true EUR per kg of items in random
+    /// controls (the corrected value where one was found undervalued, the
+    /// declared value otherwise), by declared HS6 × origin. Random controls
+    /// only: risk- and rule-selected ones over-represent fraud.
+    pub fn learn_found_values<'a>(
+        &mut self,
+        inspected: impl Iterator<Item = (&'a Declaration, &'a InspectionResult)>,
+        rates: &RateTable,
+    ) {
+        let mut found = reference::ReferenceBuilder::new(true);
+        for (d, result) in inspected {
+            if result.selection_reason != SelectionReason::Random {
+                continue;
+            }
+            let seller_country = d.exporter.country();
+            for item in d.items.iter().filter(|i| i.gross_mass_g > 0) {
+                let finding = result
+                    .findings
+                    .iter()
+                    .find(|f| f.goods_item_number == item.goods_item_number);
+                let value = finding
+                    .and_then(|f| f.corrected_intrinsic_value)
+                    .unwrap_or(item.intrinsic_value);
+                let Some(eur) = rates.to_eur(value) else {
+                    continue;
+                };
+                found.add(
+                    item.hs6,
+                    item.country_of_origin.or(seller_country),
+                    (eur.max(1e-4) / (item.gross_mass_g as f64 / 1000.0)).ln(),
+                );
+            }
+        }
+        self.references.found_eur_per_kg = found.build();
     }
 
     /// Rebuilds indexes after deserialising and checks the fitted tables.

@@ -1,7 +1,12 @@
-//! Split-consignment signals over a sliding window: the parcels the same buyer
-//! (name and address) received in the last 24 hours, and how many came from
-//! the same seller. Memory is bounded: entries expire with the window, each
-//! buyer keeps at most `MAX_PER_BUYER` parcels, and a sweep drops idle buyers.
+//! Signals across declarations over sliding windows, kept online:
+//! - split consignments: the parcels the same buyer (name and address)
+//!   received in the last 24 hours, and how many came from the same seller;
+//! - drop addresses: distinct recipient names at a delivery address, and
+//!   shared IOSS numbers: distinct sellers using one number, both over 30 days.
+//!
+//! Memory is bounded: entries expire with their window, each buyer keeps at
+//! most `MAX_PER_BUYER` parcels, each address or IOSS number at most
+//! `MAX_DISTINCT` values, and sweeps drop idle keys.
 
 use std::collections::VecDeque;
 
@@ -25,7 +30,7 @@ struct Recent {
     exporter: u64,
 }
 
-/// What the window says about one declaration.
+/// What the windows say about one declaration.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SplitSignal {
     /// Earlier parcels to the same buyer within the window.
@@ -34,17 +39,94 @@ pub struct SplitSignal {
     pub same_seller_parcels: u32,
     /// Declared value of those parcels plus this one, EUR cents.
     pub combined_value_eur_cents: i64,
+    /// Distinct recipient names at the delivery address over the last
+    /// `PARTY_WINDOW` (this one included; counting stops at `MAX_DISTINCT`).
+    pub address_names: u32,
+    /// Distinct sellers using the IOSS number over the last `PARTY_WINDOW`
+    /// (this one included; 0 without an IOSS number).
+    pub ioss_sellers: u32,
 }
 
-/// The sliding window. Not shared: the service wraps it in shards.
+/// Memory of the party signals (drop addresses, shared IOSS numbers).
+pub const PARTY_WINDOW: Duration = Duration::days(30);
+/// Distinct values remembered per key: enough to tell "many" from "few".
+const MAX_DISTINCT: usize = 32;
+/// Keys a [`DistinctWindow`] holds before it evicts the least recently active.
+const MAX_KEYS: usize = 1 << 17;
+
+/// Distinct values seen with each key over a sliding window, in bounded
+/// memory: at most `MAX_DISTINCT` values per key and `MAX_KEYS` keys (the
+/// keys idle longest go first): about 15 MB per window at most, whatever
+/// the volume; keys that recur rarely may be forgotten under heavy traffic.
+#[derive(Debug, Default)]
+pub struct DistinctWindow {
+    keys: HashMap<u64, Vec<(u64, DateTime<Utc>)>>,
+}
+
+impl DistinctWindow {
+    /// Adds `value` under `key` at `at`; answers how many distinct values the
+    /// key has within the window, this one included.
+    pub fn observe(&mut self, key: u64, value: u64, at: DateTime<Utc>) -> u32 {
+        if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(&key) {
+            self.evict(at);
+        }
+        let seen = self.keys.entry(key).or_default();
+        seen.retain(|(_, t)| at - *t <= PARTY_WINDOW);
+        if let Some(entry) = seen.iter_mut().find(|(v, _)| *v == value) {
+            entry.1 = entry.1.max(at);
+        } else if seen.len() < MAX_DISTINCT {
+            seen.push((value, at));
+        } else if let Some(oldest) = seen.iter_mut().min_by_key(|(_, t)| *t) {
+            // Full: the value seen longest ago makes room.
+            *oldest = (value, at);
+        }
+        seen.len() as u32
+    }
+
+    /// Drops expired keys, then the least recently active quarter if still full.
+    fn evict(&mut self, now: DateTime<Utc>) {
+        let newest = |seen: &Vec<(u64, DateTime<Utc>)>| seen.iter().map(|(_, t)| *t).max();
+        self.keys
+            .retain(|_, seen| newest(seen).is_some_and(|t| now - t <= PARTY_WINDOW));
+        if self.keys.len() < MAX_KEYS * 3 / 4 {
+            return;
+        }
+        let mut times: Vec<DateTime<Utc>> = self.keys.values().filter_map(newest).collect();
+        let cut = times.len() / 4;
+        let (_, threshold, _) = times.select_nth_unstable(cut);
+        let threshold = *threshold;
+        self.keys
+            .retain(|_, seen| newest(seen).is_some_and(|t| t > threshold));
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The sliding windows of one shard. Not shared: the service wraps them in
+/// shards, buyers and addresses by address, IOSS numbers by number.
 #[derive(Debug, Default)]
 pub struct SplitWindow {
     buyers: HashMap<u64, VecDeque<Recent>>,
     observed: u64,
     latest: Option<DateTime<Utc>>,
+    address_names: DistinctWindow,
+    ioss_sellers: DistinctWindow,
 }
 
 impl SplitWindow {
+    /// The distinct sellers of a declaration's IOSS number (0 without one);
+    /// the service calls it on the shard of the number.
+    pub fn observe_ioss(&mut self, keys: &PartyKeys, at: DateTime<Utc>) -> u32 {
+        keys.ioss
+            .map_or(0, |ioss| self.ioss_sellers.observe(ioss, keys.exporter, at))
+    }
+
     /// Reads the window for a declaration, then adds it.
     pub fn observe(
         &mut self,
@@ -59,6 +141,9 @@ impl SplitWindow {
         }
         let mut signal = SplitSignal {
             combined_value_eur_cents: value_eur_cents,
+            address_names: self
+                .address_names
+                .observe(keys.address, keys.importer_name, at),
             ..SplitSignal::default()
         };
         for r in recent.iter().filter(|r| (at - r.at).abs() <= WINDOW) {
@@ -82,20 +167,18 @@ impl SplitWindow {
         signal
     }
 
-    /// [`SplitWindow::observe`] for a declaration: its lodging time and its
-    /// declared value in EUR cents.
+    /// Every window for a declaration: buyer and address
+    /// ([`SplitWindow::observe`]) and IOSS number.
     pub fn observe_declaration(
         &mut self,
         keys: &PartyKeys,
         d: &Declaration,
         rates: &RateTable,
     ) -> SplitSignal {
-        let declared_cents = d
-            .items
-            .iter()
-            .filter_map(|i| rates.to_eur_cents(i.intrinsic_value))
-            .sum();
-        self.observe(keys, d.lodged_at, declared_cents)
+        SplitSignal {
+            ioss_sellers: self.observe_ioss(keys, d.lodged_at),
+            ..self.observe(keys, d.lodged_at, declared_cents(d, rates))
+        }
     }
 
     /// Drops buyers whose newest parcel left the window.
@@ -113,6 +196,14 @@ impl SplitWindow {
     pub fn is_empty(&self) -> bool {
         self.buyers.is_empty()
     }
+}
+
+/// A declaration's declared value in EUR cents.
+pub fn declared_cents(d: &Declaration, rates: &RateTable) -> i64 {
+    d.items
+        .iter()
+        .filter_map(|i| rates.to_eur_cents(i.intrinsic_value))
+        .sum()
 }
 
 #[cfg(test)]
@@ -159,5 +250,49 @@ mod tests {
         );
         w.sweep();
         assert_eq!(w.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod party_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn distinct_values_are_counted_within_the_window_and_capped() {
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+        let mut w = DistinctWindow::default();
+        assert_eq!(w.observe(1, 10, t0), 1);
+        assert_eq!(w.observe(1, 10, t0 + Duration::hours(1)), 1);
+        assert_eq!(w.observe(1, 11, t0 + Duration::hours(2)), 2);
+        assert_eq!(w.observe(2, 10, t0 + Duration::hours(2)), 1);
+        // Forty days on, the first values have expired.
+        assert_eq!(w.observe(1, 12, t0 + Duration::days(40)), 1);
+        for v in 0..100 {
+            w.observe(3, v, t0 + Duration::days(40) + Duration::seconds(v as i64));
+        }
+        assert_eq!(
+            w.observe(3, 1000, t0 + Duration::days(41)),
+            MAX_DISTINCT as u32
+        );
+    }
+
+    #[test]
+    fn one_ioss_number_used_by_many_sellers_and_one_address_by_many_names() {
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+        let mut w = SplitWindow::default();
+        let mut last = SplitSignal::default();
+        for seller in 0..6u64 {
+            let keys = PartyKeys {
+                exporter: seller,
+                address: 77,
+                importer_name: 100 + seller,
+                ioss: Some(5),
+                declarant: 1,
+            };
+            last = w.observe(&keys, t0 + Duration::hours(seller as i64 * 30), 1_000);
+            last.ioss_sellers = w.observe_ioss(&keys, t0 + Duration::hours(seller as i64 * 30));
+        }
+        assert_eq!((last.address_names, last.ioss_sellers), (6, 6));
     }
 }

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use crate::domain::Channel;
 use crate::domain::{Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
-use crate::features::window::{SplitSignal, SplitWindow};
+use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
 use crate::model::ModelArtifact;
 use crate::model::artifact::ArtifactError;
 use crate::scoring::{Assessment, CHANNEL_HALF_LIFE, ChannelAllocator, PriorityConfig, Scorer};
@@ -36,14 +36,25 @@ impl Default for SharedWindow {
 }
 
 impl SharedWindow {
+    /// Buyers and addresses live in the shard of the address, IOSS numbers in
+    /// the shard of the number, so one key always meets its own history.
     pub fn observe(&self, keys: &PartyKeys, d: &Declaration, rates: &RateTable) -> SplitSignal {
-        let shard = &self.shards[(keys.address % SHARDS as u64) as usize];
         // A poisoned shard only means another request panicked mid-update;
         // the window stays usable.
-        let mut window = shard
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        window.observe_declaration(keys, d, rates)
+        let lock = |key: u64| {
+            self.shards[(key % SHARDS as u64) as usize]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let split = lock(keys.address).observe(keys, d.lodged_at, declared_cents(d, rates));
+        let ioss_sellers = match keys.ioss {
+            Some(ioss) => lock(ioss).observe_ioss(keys, d.lodged_at),
+            None => 0,
+        };
+        SplitSignal {
+            ioss_sellers,
+            ..split
+        }
     }
 }
 

@@ -248,8 +248,14 @@ pub fn train(
     let rates = RateTable::built_in();
     let declarations: Vec<&crate::domain::Declaration> =
         examples.iter().map(|e| &e.declaration).collect();
-    let features = FeatureSet::fit(&declarations, rates, params.text)?;
+    let mut features = FeatureSet::fit(&declarations, rates, params.text)?;
     drop(declarations);
+    features.learn_found_values(
+        examples
+            .iter()
+            .filter_map(|e| e.result.as_ref().map(|r| (&e.declaration, r))),
+        rates,
+    );
     let schema = features.schema();
     tracing::info!(features = schema.len(), "features fitted");
 

@@ -169,7 +169,13 @@ impl Scorer {
             undervaluation_score: uv,
             misdescription_score: md,
             declared_value_eur_cents: cents(signals.declared_eur),
-            expected_value_eur_cents: cents(signals.expected_eur.max(signals.declared_eur)),
+            expected_value_eur_cents: cents(
+                signals
+                    .items
+                    .iter()
+                    .map(|i| i.stake_eur.max(i.declared_eur))
+                    .sum(),
+            ),
             revenue_at_risk_eur_cents: cents(revenue),
             priority_value: self.priority.priority(
                 any,
@@ -209,7 +215,7 @@ impl Scorer {
                     Some((hs6, p)) if md > 0.5 && *p > 0.5 => *hs6,
                     _ => i.hs6,
                 },
-                value_eur: i.expected_eur.max(i.declared_eur),
+                value_eur: i.stake_eur.max(i.declared_eur),
             })
             .collect();
         let owed = |lines: &[DutiableLine]| {
@@ -266,7 +272,7 @@ fn items(s: &Signals, uv: f64, md: f64) -> Vec<ItemAssessment> {
             goods_item_number: i.goods_item_number,
             undervaluation_score: uv * uv_weight(i) / max_uv,
             misdescription_score: md * md_weight(i) / max_md,
-            expected_value_eur_cents: cents(i.expected_eur.max(i.declared_eur)),
+            expected_value_eur_cents: cents(i.stake_eur.max(i.declared_eur)),
             predicted_hs6: i.predicted.clone(),
         })
         .collect()
