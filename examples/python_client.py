@@ -1,4 +1,4 @@
-"""Calls parcel-risk from Python (grpcio): one unary call, then a stream.
+"""Calls parcel-risk from Python (grpcio): one unary call, a stream, and an inspection result.
 
     pip install grpcio grpcio-tools
     python -m grpc_tools.protoc -I proto --python_out=examples --grpc_python_out=examples proto/parcelrisk/v1/*.proto
@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 sys.path.insert(0, "examples")
-from parcelrisk.v1 import declaration_pb2, risk_service_pb2, risk_service_pb2_grpc  # noqa: E402
+from parcelrisk.v1 import assessment_pb2, declaration_pb2, inspection_pb2, risk_service_pb2, risk_service_pb2_grpc  # noqa: E402
 
 
 def declaration(declaration_id: str, description: str, hs6: str, value_cents: int, grams: int):
@@ -79,6 +79,25 @@ def main() -> None:
             else:
                 violations = "; ".join(f"{v.field}: {v.description}" for v in response.error.field_violations)
                 print(response.declaration_id, response.error.code, violations)
+
+        # What the officer found: idempotent per (declaration, inspection),
+        # acknowledged once it is on disk. A retry answers newly_recorded=False.
+        found = inspection_pb2.InspectionResult(
+            declaration_id="PY-1",
+            inspection_id="INSP-PY-1",
+            selection_reason=assessment_pb2.SELECTION_REASON_RISK_SCORE,
+            control_type=assessment_pb2.CHANNEL_RED,
+            outcome=inspection_pb2.INSPECTION_OUTCOME_NON_COMPLIANT,
+            fraud_kinds=[inspection_pb2.FRAUD_KIND_MISDESCRIPTION],
+            findings=[inspection_pb2.ItemFinding(
+                goods_item_number=1, misdescribed=True,
+                corrected_description="Smartphone", corrected_hs6="851713",
+            )],
+            officer_notes="a phone, not a lighter",
+        )
+        for attempt in (1, 2):
+            ack = stub.ReportInspectionResult(risk_service_pb2.ReportInspectionResultRequest(result=found))
+            print(f"result report {attempt}: newly recorded {ack.newly_recorded}")
 
 
 if __name__ == "__main__":
