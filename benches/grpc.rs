@@ -10,6 +10,10 @@
 //! `cargo bench --bench grpc` (env: BENCH_DECLARATIONS, BENCH_CONNECTIONS,
 //! BENCH_STREAMS, BENCH_WINDOW, BENCH_ROUNDS, PARCEL_RISK_MODEL).
 
+// The allocator of the shipped binary (src/main.rs), so the figures are its figures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;

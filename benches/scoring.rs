@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench scoring` (set PARCEL_RISK_MODEL to bench another model).
 
+// The allocator of the shipped binary (src/main.rs), so the figures are its figures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -189,14 +189,17 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
         if let Some((ratio, r)) = i.per_kg {
             let median = r.stats.median.exp();
             let declared = i.declared_eur_per_kg.unwrap_or(0.0);
-            let evidence = vec![
-                ("declared_eur_per_kg", money(declared)),
-                ("ref_median_eur_per_kg", money(median)),
-                ("ref_p05_eur_per_kg", money(r.stats.p05.exp())),
-                ("ref_cell", r.cell.describe()),
-                ("ref_sample_size", r.stats.n.to_string()),
-                ("expected_value_eur", money(i.expected_eur)),
-            ];
+            // Built only for an item that gets a reason: most items get none.
+            let evidence = || {
+                vec![
+                    ("declared_eur_per_kg", money(declared)),
+                    ("ref_median_eur_per_kg", money(median)),
+                    ("ref_p05_eur_per_kg", money(r.stats.p05.exp())),
+                    ("ref_cell", r.cell.describe()),
+                    ("ref_sample_size", r.stats.n.to_string()),
+                    ("expected_value_eur", money(i.expected_eur)),
+                ]
+            };
             if declared < 0.5 * median {
                 push(
                     "VAL_BELOW_LAP_LIKE_BOUND",
@@ -208,7 +211,7 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
                         declared,
                         r.cell.describe()
                     ),
-                    evidence,
+                    evidence(),
                 );
             } else if ratio < r.stats.p05 - r.stats.median {
                 push(
@@ -220,7 +223,7 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
                         "Declared EUR {declared:.2}/kg is below the 5th percentile for {}",
                         r.cell.describe()
                     ),
-                    evidence,
+                    evidence(),
                 );
             }
         }
