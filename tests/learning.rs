@@ -344,3 +344,69 @@ async fn every_acknowledged_result_survives_sigkill_exactly_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_controls_are_recorded_and_a_shared_ioss_number_is_seen_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_with_store(dir.path(), PriorityConfig::default());
+    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    let mut client = server.client().await;
+
+    // A manifest of five with capacity two: two RED and two YELLOW are
+    // controls, recorded so that their results join.
+    let manifest: Vec<pb::Declaration> =
+        (0..5).map(|i| full_declaration(&format!("M{i}"))).collect();
+    client
+        .plan_inspections(pb::PlanInspectionsRequest {
+            declarations: manifest,
+            capacity: 2,
+        })
+        .await
+        .unwrap();
+    let mut routed = 0;
+    for _ in 0..100 {
+        routed = store::counts(dir.path()).unwrap().0;
+        if routed == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(routed, 4);
+
+    // Six sellers start using one IOSS number after the model was trained:
+    // the service counts them as they come.
+    let requests: Vec<pb::ScoreDeclarationsRequest> = (0..6)
+        .map(|i| {
+            let mut d = full_declaration(&format!("I{i}"));
+            d.ioss_number = "IM2509999999".into();
+            d.exporter.as_mut().unwrap().name = format!("New Seller {i} Trading Co., Ltd");
+            pb::ScoreDeclarationsRequest {
+                declaration: Some(d),
+            }
+        })
+        .collect();
+    let responses: Vec<pb::ScoreDeclarationsResponse> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let shared = |r: &pb::ScoreDeclarationsResponse| -> Option<String> {
+        let Some(Outcome::Assessment(a)) = &r.outcome else {
+            panic!("{r:?}")
+        };
+        let reason = a
+            .reasons
+            .iter()
+            .find(|x| x.code == "FIS_IOSS_SHARED_ACROSS_SELLERS")?;
+        reason
+            .evidence
+            .iter()
+            .find(|e| e.key == "distinct_sellers")
+            .map(|e| e.value.clone())
+    };
+    assert_eq!(shared(&responses[0]), None);
+    assert_eq!(shared(&responses[5]).as_deref(), Some("6"));
+}

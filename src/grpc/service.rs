@@ -220,6 +220,7 @@ fn plan_batch(
 ) -> Vec<pb::PlannedDeclaration> {
     let scorer = state.scorer();
     let mut assessments = Vec::with_capacity(declarations.len());
+    let mut checked = Vec::with_capacity(declarations.len());
     let mut errors = Vec::new();
     // Split siblings are looked for within the manifest only, so that planning
     // the same batch twice gives the same plan.
@@ -227,7 +228,10 @@ fn plan_batch(
     for declaration in declarations {
         let id = declaration.declaration_id.clone();
         match declaration_from_pb(declaration, state.reference()) {
-            Ok(d) => assessments.push(state.assess_in(&scorer, &d, &mut window)),
+            Ok(d) => {
+                assessments.push(state.assess_in(&scorer, &d, &mut window));
+                checked.push(d);
+            }
             Err(err) => errors.push(pb::PlannedDeclaration {
                 declaration_id: id,
                 outcome: Some(pb::planned_declaration::Outcome::Error(validation_to_pb(
@@ -237,6 +241,9 @@ fn plan_batch(
         }
     }
     let order = crate::scoring::plan::plan(&mut assessments, capacity, scorer.priority_config());
+    // Planned controls join their results like streamed ones.
+    state.record_routed(&checked, &assessments);
+    drop(checked);
     let mut slots: Vec<Option<crate::scoring::Assessment>> =
         assessments.into_iter().map(Some).collect();
     let now = Utc::now();
