@@ -277,10 +277,10 @@ impl ScoreStage<'_> {
         // stay where decoding put them: moving them costs more than reading.
         let good: Vec<&(u64, Declaration, PartyKeys)> =
             decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let splits: Vec<_> = good
-            .iter()
-            .map(|(_, d, keys)| self.window.observe_declaration(keys, d, self.rates))
-            .collect();
+        let pairs: Vec<(&PartyKeys, &Declaration)> =
+            good.iter().map(|(_, d, keys)| (keys, d)).collect();
+        let splits = self.window.observe_batch(&pairs, self.rates);
+        drop(pairs);
         lap(clock, &mut summary.stages.in_order);
         let scorer = self.scorer;
         let mut assessments: Vec<Assessment> = good

@@ -9,6 +9,7 @@
 //! `MAX_DISTINCT` values, and sweeps drop idle keys.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -108,10 +109,9 @@ impl DistinctWindow {
     }
 }
 
-/// The sliding windows of one shard. Not shared: the service wraps them in
-/// shards, buyers and addresses by address, IOSS numbers by number.
+/// The sliding windows of one shard of a [`SplitWindow`].
 #[derive(Debug, Default)]
-pub struct SplitWindow {
+pub struct WindowShard {
     buyers: HashMap<u64, VecDeque<Recent>>,
     observed: u64,
     latest: Option<DateTime<Utc>>,
@@ -119,7 +119,7 @@ pub struct SplitWindow {
     ioss_sellers: DistinctWindow,
 }
 
-impl SplitWindow {
+impl WindowShard {
     /// The distinct sellers of a declaration's IOSS number (0 without one);
     /// the service calls it on the shard of the number.
     pub fn observe_ioss(&mut self, keys: &PartyKeys, at: DateTime<Utc>) -> u32 {
@@ -167,20 +167,6 @@ impl SplitWindow {
         signal
     }
 
-    /// Every window for a declaration: buyer and address
-    /// ([`SplitWindow::observe`]) and IOSS number.
-    pub fn observe_declaration(
-        &mut self,
-        keys: &PartyKeys,
-        d: &Declaration,
-        rates: &RateTable,
-    ) -> SplitSignal {
-        SplitSignal {
-            ioss_sellers: self.observe_ioss(keys, d.lodged_at),
-            ..self.observe(keys, d.lodged_at, declared_cents(d, rates))
-        }
-    }
-
     /// Drops buyers whose newest parcel left the window.
     pub fn sweep(&mut self) {
         let Some(latest) = self.latest else { return };
@@ -195,6 +181,130 @@ impl SplitWindow {
 
     pub fn is_empty(&self) -> bool {
         self.buyers.is_empty()
+    }
+}
+
+/// Shards of a [`SplitWindow`]: parcels of one buyer or address always land
+/// in one shard, those of one IOSS number in one shard.
+pub const SHARDS: usize = 16;
+
+/// Every window, in shards: buyers and addresses by address, IOSS numbers by
+/// number. Each key only ever meets its own history, so the shards give the
+/// same signals as one window would, and the service, batch rescoring and
+/// training share this one type so that they agree exactly (capacities
+/// included).
+#[derive(Debug)]
+pub struct SplitWindow {
+    shards: Vec<Mutex<WindowShard>>,
+}
+
+impl Default for SplitWindow {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+fn shard_of(key: u64) -> usize {
+    (key % SHARDS as u64) as usize
+}
+
+/// A shard, whether another request panicked while holding it or not: the
+/// window stays usable.
+fn lock(shard: &Mutex<WindowShard>) -> std::sync::MutexGuard<'_, WindowShard> {
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SplitWindow {
+    /// Reads every window for a declaration, then adds it (sequential use).
+    pub fn observe_declaration(
+        &mut self,
+        keys: &PartyKeys,
+        d: &Declaration,
+        rates: &RateTable,
+    ) -> SplitSignal {
+        self.observe_shared(keys, d, rates)
+    }
+
+    /// As [`SplitWindow::observe_declaration`], shared between threads.
+    pub fn observe_shared(
+        &self,
+        keys: &PartyKeys,
+        d: &Declaration,
+        rates: &RateTable,
+    ) -> SplitSignal {
+        let split = lock(&self.shards[shard_of(keys.address)]).observe(
+            keys,
+            d.lodged_at,
+            declared_cents(d, rates),
+        );
+        let ioss_sellers = match keys.ioss {
+            Some(ioss) => lock(&self.shards[shard_of(ioss)]).observe_ioss(keys, d.lodged_at),
+            None => 0,
+        };
+        SplitSignal {
+            ioss_sellers,
+            ..split
+        }
+    }
+
+    /// Observes a batch in input order and gives its signals, working on the
+    /// shards in parallel: each shard still sees its declarations in input
+    /// order, so the answer is the one sequential observation would give.
+    pub fn observe_batch(
+        &mut self,
+        batch: &[(&PartyKeys, &Declaration)],
+        rates: &RateTable,
+    ) -> Vec<SplitSignal> {
+        use rayon::prelude::*;
+        let mut signals = vec![SplitSignal::default(); batch.len()];
+        let buyers: Vec<Vec<(usize, SplitSignal)>> = self
+            .shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(k, shard)| {
+                let shard = shard
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (keys, _))| shard_of(keys.address) == k)
+                    .map(|(i, (keys, d))| {
+                        (
+                            i,
+                            shard.observe(keys, d.lodged_at, declared_cents(d, rates)),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        for (i, signal) in buyers.into_iter().flatten() {
+            signals[i] = signal;
+        }
+        let ioss: Vec<Vec<(usize, u32)>> = self
+            .shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(k, shard)| {
+                let shard = shard
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (keys, _))| keys.ioss.is_some_and(|ioss| shard_of(ioss) == k))
+                    .map(|(i, (keys, d))| (i, shard.observe_ioss(keys, d.lodged_at)))
+                    .collect()
+            })
+            .collect();
+        for (i, sellers) in ioss.into_iter().flatten() {
+            signals[i].ioss_sellers = sellers;
+        }
+        signals
     }
 }
 
@@ -224,7 +334,7 @@ mod tests {
     #[test]
     fn counts_parcels_of_the_same_buyer_within_a_day() {
         let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
-        let mut w = SplitWindow::default();
+        let mut w = WindowShard::default();
         assert_eq!(w.observe(&keys(1), t0, 9_000).buyer_parcels, 0);
         let s = w.observe(&keys(1), t0 + Duration::hours(2), 8_000);
         assert_eq!(
@@ -280,7 +390,7 @@ mod party_tests {
     #[test]
     fn one_ioss_number_used_by_many_sellers_and_one_address_by_many_names() {
         let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
-        let mut w = SplitWindow::default();
+        let mut w = WindowShard::default();
         let mut last = SplitSignal::default();
         for seller in 0..6u64 {
             let keys = PartyKeys {
@@ -294,5 +404,46 @@ mod party_tests {
             last.ioss_sellers = w.observe_ioss(&keys, t0 + Duration::hours(seller as i64 * 30));
         }
         assert_eq!((last.address_names, last.ioss_sellers), (6, 6));
+    }
+}
+
+#[cfg(test)]
+mod sharded_tests {
+    use super::*;
+    use crate::domain::ReferenceData;
+
+    #[test]
+    fn a_batch_observed_in_parallel_equals_one_by_one() {
+        let generator = crate::generate::Generator::new(crate::generate::GeneratorConfig {
+            parcels: 3_000,
+            seed: 8,
+            days: 1,
+            ..crate::generate::GeneratorConfig::default()
+        })
+        .unwrap();
+        let declarations: Vec<Declaration> = (0..generator.chunk_count())
+            .flat_map(|c| generator.chunk(c).0)
+            .map(|e| {
+                crate::wire::declaration_from_pb(e.declaration.unwrap(), &ReferenceData::built_in())
+                    .unwrap()
+            })
+            .collect();
+        let keys: Vec<PartyKeys> = declarations.iter().map(PartyKeys::of).collect();
+        let rates = RateTable::built_in();
+        let mut one_by_one = SplitWindow::default();
+        let expected: Vec<SplitSignal> = keys
+            .iter()
+            .zip(&declarations)
+            .map(|(k, d)| one_by_one.observe_declaration(k, d, rates))
+            .collect();
+        let mut batched = SplitWindow::default();
+        let pairs: Vec<(&PartyKeys, &Declaration)> = keys.iter().zip(&declarations).collect();
+        let mut got = Vec::new();
+        for chunk in pairs.chunks(700) {
+            got.extend(batched.observe_batch(chunk, rates));
+        }
+        assert_eq!(got, expected);
+        assert!(expected.iter().any(|s| s.buyer_parcels > 0));
+        assert!(expected.iter().any(|s| s.ioss_sellers > 1));
     }
 }

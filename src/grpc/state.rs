@@ -9,54 +9,11 @@ use arc_swap::ArcSwap;
 use crate::domain::Channel;
 use crate::domain::{Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
-use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
+use crate::features::window::SplitWindow;
 use crate::model::ModelArtifact;
 use crate::model::artifact::ArtifactError;
 use crate::scoring::{Assessment, CHANNEL_HALF_LIFE, ChannelAllocator, PriorityConfig, Scorer};
 use crate::store::{RoutedRecord, Store};
-
-/// Shards of the split window: parcels of one buyer always land in one shard.
-const SHARDS: usize = 16;
-
-/// The split window shared by every stream, in shards so that streams rarely
-/// wait for each other.
-#[derive(Debug)]
-pub struct SharedWindow {
-    shards: Vec<Mutex<SplitWindow>>,
-}
-
-impl Default for SharedWindow {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(SplitWindow::default()))
-                .collect(),
-        }
-    }
-}
-
-impl SharedWindow {
-    /// Buyers and addresses live in the shard of the address, IOSS numbers in
-    /// the shard of the number, so one key always meets its own history.
-    pub fn observe(&self, keys: &PartyKeys, d: &Declaration, rates: &RateTable) -> SplitSignal {
-        // A poisoned shard only means another request panicked mid-update;
-        // the window stays usable.
-        let lock = |key: u64| {
-            self.shards[(key % SHARDS as u64) as usize]
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        let split = lock(keys.address).observe(keys, d.lodged_at, declared_cents(d, rates));
-        let ioss_sellers = match keys.ioss {
-            Some(ioss) => lock(ioss).observe_ioss(keys, d.lodged_at),
-            None => 0,
-        };
-        SplitSignal {
-            ioss_sellers,
-            ..split
-        }
-    }
-}
 
 /// Metric handles, registered once: looking a labelled metric up by name on
 /// every declaration costs more than scoring parts of it.
@@ -94,7 +51,8 @@ impl Meters {
 #[derive(Debug)]
 pub struct ServiceState {
     scorer: ArcSwap<Scorer>,
-    window: SharedWindow,
+    /// The split and party windows of all streams.
+    window: SplitWindow,
     reference: ReferenceData<'static>,
     priority: PriorityConfig,
     /// One allocator for all streams: the RED share is a property of the
@@ -127,7 +85,7 @@ impl ServiceState {
     ) -> Self {
         Self {
             scorer: ArcSwap::from_pointee(Scorer::with_priority(Arc::new(model), priority.clone())),
-            window: SharedWindow::default(),
+            window: SplitWindow::default(),
             reference,
             channels: Mutex::new(ChannelAllocator::new(priority.clone(), CHANNEL_HALF_LIFE)),
             priority,
@@ -220,7 +178,7 @@ impl ServiceState {
     /// updating the split window.
     pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
         let keys = PartyKeys::of(d);
-        let split = self.window.observe(&keys, d, self.reference.rates);
+        let split = self.window.observe_shared(&keys, d, self.reference.rates);
         scorer.score_with_keys(d, &keys, split)
     }
 
