@@ -259,52 +259,56 @@ impl SplitWindow {
         batch: &[(&PartyKeys, &Declaration)],
         rates: &RateTable,
     ) -> Vec<SplitSignal> {
-        use rayon::prelude::*;
         let mut signals = vec![SplitSignal::default(); batch.len()];
-        let buyers: Vec<Vec<(usize, SplitSignal)>> = self
-            .shards
-            .par_iter_mut()
-            .enumerate()
-            .map(|(k, shard)| {
-                let shard = shard
-                    .get_mut()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                batch
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (keys, _))| shard_of(keys.address) == k)
-                    .map(|(i, (keys, d))| {
-                        (
-                            i,
-                            shard.observe(keys, d.lodged_at, declared_cents(d, rates)),
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
-        for (i, signal) in buyers.into_iter().flatten() {
+        let buyers = self.per_shard(
+            batch,
+            |keys| Some(keys.address),
+            |shard, keys, d| shard.observe(keys, d.lodged_at, declared_cents(d, rates)),
+        );
+        for (i, signal) in buyers {
             signals[i] = signal;
         }
-        let ioss: Vec<Vec<(usize, u32)>> = self
-            .shards
-            .par_iter_mut()
-            .enumerate()
-            .map(|(k, shard)| {
-                let shard = shard
-                    .get_mut()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                batch
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (keys, _))| keys.ioss.is_some_and(|ioss| shard_of(ioss) == k))
-                    .map(|(i, (keys, d))| (i, shard.observe_ioss(keys, d.lodged_at)))
-                    .collect()
-            })
-            .collect();
-        for (i, sellers) in ioss.into_iter().flatten() {
+        let ioss = self.per_shard(
+            batch,
+            |keys| keys.ioss,
+            |shard, keys, d| shard.observe_ioss(keys, d.lodged_at),
+        );
+        for (i, sellers) in ioss {
             signals[i].ioss_sellers = sellers;
         }
         signals
+    }
+}
+
+impl SplitWindow {
+    /// Runs `observe` on each declaration in the shard of its `key` (none:
+    /// skipped), the shards in parallel, each in input order; answers with
+    /// the batch index of each result.
+    fn per_shard<T: Send>(
+        &mut self,
+        batch: &[(&PartyKeys, &Declaration)],
+        key: impl Fn(&PartyKeys) -> Option<u64> + Sync,
+        observe: impl Fn(&mut WindowShard, &PartyKeys, &Declaration) -> T + Sync,
+    ) -> Vec<(usize, T)> {
+        use rayon::prelude::*;
+        self.shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(k, shard)| {
+                let shard = shard
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (keys, _))| key(keys).is_some_and(|key| shard_of(key) == k))
+                    .map(|(i, (keys, d))| (i, observe(shard, keys, d)))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
