@@ -14,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 use crate::io::{Format, IoError};
 use crate::pb;
 use crate::scoring::Assessment;
+use crate::wire::assessment::{priority_to_pb, reason_to_pb};
 use crate::wire::assessment_to_pb;
 
 /// The type of a flat column.
@@ -63,6 +64,8 @@ pub enum Part {
 pub struct Encoder {
     format: Format,
     assessed_at: DateTime<Utc>,
+    /// `assessed_at` in RFC 3339, formatted once for the flat formats.
+    assessed_at_text: String,
     schema: Arc<Schema>,
 }
 
@@ -72,19 +75,17 @@ impl Encoder {
         Self {
             format,
             assessed_at,
+            assessed_at_text: assessed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             schema: schema(),
         }
     }
 
     pub fn encode(&self, assessments: Vec<Assessment>) -> Result<Part, IoError> {
-        let messages = assessments
-            .into_iter()
-            .map(|a| assessment_to_pb(a, self.assessed_at));
         match self.format {
             Format::Jsonl => {
-                let mut out = Vec::with_capacity(messages.len() * 1024);
-                for m in messages {
-                    serde_json::to_writer(&mut out, &m)?;
+                let mut out = Vec::with_capacity(assessments.len() * 1024);
+                for a in assessments {
+                    serde_json::to_writer(&mut out, &assessment_to_pb(a, self.assessed_at))?;
                     out.push(b'\n');
                 }
                 Ok(Part::Bytes(out))
@@ -92,22 +93,30 @@ impl Encoder {
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(false)
-                    .from_writer(Vec::with_capacity(messages.len() * 512));
-                for m in messages {
-                    let cells = flat(&m)?;
-                    w.write_record(cells.iter().map(|c| match c {
-                        Cell::Text(s) => s.clone(),
-                        Cell::Float(v) => v.to_string(),
-                        Cell::Integer(v) => v.to_string(),
-                    }))
-                    .map_err(|e| IoError::Csv(e.to_string()))?;
+                    .from_writer(Vec::with_capacity(assessments.len() * 512));
+                for a in assessments {
+                    let cells = flat(a, &self.assessed_at_text)?;
+                    let csv_err = |e: csv::Error| IoError::Csv(e.to_string());
+                    for cell in &cells {
+                        match cell {
+                            Cell::Text(s) => w.write_field(s),
+                            Cell::Float(v) => w.write_field(v.to_string()),
+                            Cell::Integer(v) => w.write_field(v.to_string()),
+                        }
+                        .map_err(csv_err)?;
+                    }
+                    // An empty record ends the row.
+                    w.write_record(None::<&[u8]>).map_err(csv_err)?;
                 }
                 Ok(Part::Bytes(
                     w.into_inner().map_err(|e| IoError::Csv(e.to_string()))?,
                 ))
             }
             Format::Parquet => {
-                let rows = messages.map(|m| flat(&m)).collect::<Result<Vec<_>, _>>()?;
+                let rows = assessments
+                    .into_iter()
+                    .map(|a| flat(a, &self.assessed_at_text))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let columns = ASSESSMENT_COLUMNS
                     .iter()
                     .enumerate()
@@ -155,9 +164,28 @@ fn column(rows: &[Vec<Cell>], index: usize, kind: ColumnType) -> ArrayRef {
     }
 }
 
-/// The flat row of an assessment, in [`ASSESSMENT_COLUMNS`] order.
-fn flat(m: &pb::RiskAssessment) -> Result<Vec<Cell>, IoError> {
-    let priority = m.priority.unwrap_or_default();
+/// The flat row of an assessment, in [`ASSESSMENT_COLUMNS`] order: the
+/// service's wire forms for the priority and the reasons, without the item
+/// scores (JSON Lines carries those).
+fn flat(a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
+    let Assessment {
+        declaration_id,
+        model_version,
+        regime_version,
+        overall_score,
+        undervaluation_score,
+        misdescription_score,
+        declared_value_eur_cents,
+        expected_value_eur_cents,
+        revenue_at_risk_eur_cents,
+        priority_value,
+        reasons,
+        items: _,
+        route,
+        top_features: _,
+    } = a;
+    let priority = priority_to_pb(priority_value, route);
+    let reasons: Vec<pb::ReasonCode> = reasons.into_iter().map(reason_to_pb).collect();
     let name = |full: Option<&'static str>, prefix: &str| {
         Cell::Text(
             full.map(|f| f.strip_prefix(prefix).unwrap_or(f))
@@ -165,14 +193,13 @@ fn flat(m: &pb::RiskAssessment) -> Result<Vec<Cell>, IoError> {
                 .to_owned(),
         )
     };
-    let assessed_at = m
-        .assessed_at
-        .as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_default();
+    let reasons_json = if reasons.is_empty() {
+        "[]".to_owned()
+    } else {
+        serde_json::to_string(&reasons)?
+    };
     Ok(vec![
-        Cell::Text(m.declaration_id.clone()),
+        Cell::Text(declaration_id),
         name(
             pb::Channel::try_from(priority.channel)
                 .ok()
@@ -191,24 +218,24 @@ fn flat(m: &pb::RiskAssessment) -> Result<Vec<Cell>, IoError> {
                 .map(|c| c.as_str_name()),
             "RECOMMENDED_ACTION_",
         ),
-        Cell::Float(m.overall_score),
-        Cell::Float(m.undervaluation_score),
-        Cell::Float(m.misdescription_score),
+        Cell::Float(overall_score),
+        Cell::Float(undervaluation_score),
+        Cell::Float(misdescription_score),
         Cell::Float(priority.priority_value),
-        Cell::Integer(m.declared_value_eur_cents),
-        Cell::Integer(m.expected_value_eur_cents),
-        Cell::Integer(m.revenue_at_risk_eur_cents),
+        Cell::Integer(declared_value_eur_cents),
+        Cell::Integer(expected_value_eur_cents),
+        Cell::Integer(revenue_at_risk_eur_cents),
         Cell::Text(
-            m.reasons
+            reasons
                 .iter()
                 .map(|r| r.code.as_str())
                 .collect::<Vec<_>>()
                 .join(";"),
         ),
-        Cell::Text(serde_json::to_string(&m.reasons)?),
-        Cell::Text(m.model_version.clone()),
-        Cell::Text(m.regime_version.clone()),
-        Cell::Text(assessed_at),
+        Cell::Text(reasons_json),
+        Cell::Text(model_version),
+        Cell::Text(regime_version),
+        Cell::Text(assessed_at.to_owned()),
     ])
 }
 

@@ -23,7 +23,8 @@ fn category(c: ReasonCategory) -> pb::ReasonCategory {
     }
 }
 
-fn reason(r: Reason) -> pb::ReasonCode {
+/// The wire form of a reason code.
+pub fn reason_to_pb(r: Reason) -> pb::ReasonCode {
     let Reason {
         code,
         category: c,
@@ -48,7 +49,8 @@ fn reason(r: Reason) -> pb::ReasonCode {
     }
 }
 
-fn priority(priority_value: f64, route: Option<Route>) -> pb::Priority {
+/// The wire form of a priority and its channel decision.
+pub fn priority_to_pb(priority_value: f64, route: Option<Route>) -> pb::Priority {
     let Some(Route {
         channel,
         selection_reason,
@@ -105,8 +107,8 @@ pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAs
         declared_value_eur_cents,
         expected_value_eur_cents,
         revenue_at_risk_eur_cents,
-        priority: Some(priority(priority_value, route)),
-        reasons: reasons.into_iter().map(reason).collect(),
+        priority: Some(priority_to_pb(priority_value, route)),
+        reasons: reasons.into_iter().map(reason_to_pb).collect(),
         items: items
             .into_iter()
             .map(|i| pb::ItemAssessment {
