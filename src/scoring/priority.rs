@@ -90,11 +90,27 @@ impl PriorityConfig {
 
     /// A uniform number in [0, 1) fixed by the declaration id and the secret.
     pub fn lottery(&self, declaration_id: &str) -> f64 {
-        let h = key_hash(&[declaration_id, &self.secret_seed.to_string()]);
+        // The secret in decimal, as text, without an allocation per call.
+        let mut digits = [0u8; 20];
+        let h = key_hash(&[declaration_id, decimal(self.secret_seed, &mut digits)]);
         // Mix once more: key_hash's last step leaves low bits weaker.
         let h = (h ^ (h >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (h >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[start..]).unwrap_or("0")
 }
 
 /// Log-binned histogram of priorities whose weights decay, so quantiles
@@ -321,6 +337,14 @@ mod tests {
             }
         }
         (red, total)
+    }
+
+    #[test]
+    fn decimal_writes_the_same_text_as_to_string() {
+        for n in [0, 7, 10, 12_345, u64::MAX] {
+            let mut buf = [0u8; 20];
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
     }
 
     #[test]
