@@ -31,18 +31,34 @@ struct Run {
 /// Rescores `input` with the fixture's model into JSON Lines, in small
 /// batches so that records cross batch boundaries.
 fn rescore(input: &Path, format: Option<Format>) -> Run {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let (rejected_lines, summary) = rescore_into(input, format, out.path(), Format::Jsonl);
+    let assessments = std::fs::read_to_string(out.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    Run {
+        assessments,
+        rejected_lines,
+        summary,
+    }
+}
+
+fn rescore_into(
+    input: &Path,
+    format: Option<Format>,
+    out: &Path,
+    output_format: Format,
+) -> (Vec<u64>, Summary) {
     let (model, _) = trained();
     let scorer = Scorer::new(model.clone());
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let output = OutputWriter::new(
-        Format::Jsonl,
-        Box::new(std::fs::File::create(out.path()).unwrap()),
-    )
-    .unwrap();
+    let output =
+        OutputWriter::new(output_format, Box::new(std::fs::File::create(out).unwrap())).unwrap();
     let work = Work::Score(Box::new(Scoring {
         scorer: &scorer,
         allocator: ChannelAllocator::new(PriorityConfig::default(), CHANNEL_HALF_LIFE),
-        encoder: Encoder::new(Format::Jsonl, chrono::Utc::now()),
+        encoder: Encoder::new(output_format, chrono::Utc::now()),
         output,
     }));
     let mut rejected_lines = Vec::new();
@@ -61,16 +77,45 @@ fn rescore(input: &Path, format: Option<Format>) -> Run {
         &mut |_| {},
     )
     .unwrap();
-    let assessments = std::fs::read_to_string(out.path())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    Run {
-        assessments,
-        rejected_lines,
-        summary,
+    (rejected_lines, summary)
+}
+
+#[test]
+fn the_flat_csv_output_says_what_the_full_json_output_says() {
+    let lines = declaration_lines(300);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "in.jsonl", lines.join("\n").as_bytes());
+    let full = rescore(&path, None).assessments;
+    let csv_path = dir.path().join("out.csv");
+    rescore_into(&path, None, &csv_path, Format::Csv);
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), full.len());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (row, a) in rows.iter().zip(&full) {
+        let p = a.priority.unwrap();
+        assert_eq!(&row[col("declaration_id")], a.declaration_id);
+        assert_eq!(
+            format!("CHANNEL_{}", &row[col("channel")]),
+            pb::Channel::try_from(p.channel).unwrap().as_str_name()
+        );
+        assert_eq!(
+            row[col("overall_score")].parse::<f64>().unwrap(),
+            a.overall_score
+        );
+        assert_eq!(
+            row[col("revenue_at_risk_eur_cents")]
+                .parse::<i64>()
+                .unwrap(),
+            a.revenue_at_risk_eur_cents
+        );
+        let codes: Vec<&str> = a.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(&row[col("reason_codes")], codes.join(";"));
+        let reasons: Vec<pb::ReasonCode> = serde_json::from_str(&row[col("reasons")]).unwrap();
+        assert_eq!(reasons, a.reasons);
     }
+    assert!(full.iter().any(|a| !a.reasons.is_empty()));
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

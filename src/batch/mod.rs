@@ -133,10 +133,7 @@ pub fn run(
             Work::DecodeOnly => {
                 let mut clock = Instant::now();
                 for batch in &raw_rx {
-                    lap(&mut clock, &mut summary.stages.waiting_for_input);
-                    let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
-                    tally(&decoded, &mut summary, reject)?;
-                    lap(&mut clock, &mut summary.stages.decode);
+                    decode_step(batch, reference, options, &mut summary, reject, &mut clock)?;
                     summary.elapsed = started.elapsed();
                     progress(&summary);
                 }
@@ -162,10 +159,14 @@ pub fn run(
                 let scored: Result<(), BatchError> = (|| {
                     let mut clock = Instant::now();
                     for batch in &raw_rx {
-                        lap(&mut clock, &mut summary.stages.waiting_for_input);
-                        let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
-                        tally(&decoded, &mut summary, reject)?;
-                        lap(&mut clock, &mut summary.stages.decode);
+                        let decoded = decode_step(
+                            batch,
+                            reference,
+                            options,
+                            &mut summary,
+                            reject,
+                            &mut clock,
+                        )?;
                         let parts = stage.score(decoded, &mut summary, &mut clock)?;
                         if part_tx.send(parts).is_err() {
                             // The writer stopped: its error is reported below.
@@ -238,6 +239,23 @@ fn decode(
             Ok((line, example.declaration, keys))
         })
         .collect()
+}
+
+/// One batch of stage 2's first step: decoded, counted, its bad records
+/// reported, the time spent waiting for it and decoding it recorded.
+fn decode_step(
+    batch: Result<Vec<RawRecord>, IoError>,
+    reference: &ReferenceData<'static>,
+    options: Options,
+    summary: &mut Summary,
+    reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
+    clock: &mut Instant,
+) -> Result<Vec<Decoded>, BatchError> {
+    lap(clock, &mut summary.stages.waiting_for_input);
+    let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
+    tally(&decoded, summary, reject)?;
+    lap(clock, &mut summary.stages.decode);
+    Ok(decoded)
 }
 
 /// Counts a decoded batch and reports its bad records in order.

@@ -14,7 +14,6 @@ use parquet::arrow::ArrowWriter;
 use crate::io::{Format, IoError};
 use crate::pb;
 use crate::scoring::Assessment;
-use crate::wire::assessment::{priority_to_pb, reason_to_pb};
 use crate::wire::assessment_to_pb;
 
 /// The type of a flat column.
@@ -165,27 +164,12 @@ fn column(rows: &[Vec<Cell>], index: usize, kind: ColumnType) -> ArrayRef {
 }
 
 /// The flat row of an assessment, in [`ASSESSMENT_COLUMNS`] order: the
-/// service's wire forms for the priority and the reasons, without the item
-/// scores (JSON Lines carries those).
-fn flat(a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
-    let Assessment {
-        declaration_id,
-        model_version,
-        regime_version,
-        overall_score,
-        undervaluation_score,
-        misdescription_score,
-        declared_value_eur_cents,
-        expected_value_eur_cents,
-        revenue_at_risk_eur_cents,
-        priority_value,
-        reasons,
-        items: _,
-        route,
-        top_features: _,
-    } = a;
-    let priority = priority_to_pb(priority_value, route);
-    let reasons: Vec<pb::ReasonCode> = reasons.into_iter().map(reason_to_pb).collect();
+/// service's wire form without the item scores (JSON Lines carries those).
+fn flat(mut a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
+    // Items are not in the flat row: do not convert them.
+    a.items.clear();
+    let m = assessment_to_pb(a, DateTime::<Utc>::UNIX_EPOCH);
+    let priority = m.priority.unwrap_or_default();
     let name = |full: Option<&'static str>, prefix: &str| {
         Cell::Text(
             full.map(|f| f.strip_prefix(prefix).unwrap_or(f))
@@ -193,13 +177,19 @@ fn flat(a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
                 .to_owned(),
         )
     };
-    let reasons_json = if reasons.is_empty() {
+    let reasons_json = if m.reasons.is_empty() {
         "[]".to_owned()
     } else {
-        serde_json::to_string(&reasons)?
+        serde_json::to_string(&m.reasons)?
     };
+    let reason_codes = m
+        .reasons
+        .iter()
+        .map(|r| r.code.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
     Ok(vec![
-        Cell::Text(declaration_id),
+        Cell::Text(m.declaration_id),
         name(
             pb::Channel::try_from(priority.channel)
                 .ok()
@@ -218,23 +208,18 @@ fn flat(a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
                 .map(|c| c.as_str_name()),
             "RECOMMENDED_ACTION_",
         ),
-        Cell::Float(overall_score),
-        Cell::Float(undervaluation_score),
-        Cell::Float(misdescription_score),
+        Cell::Float(m.overall_score),
+        Cell::Float(m.undervaluation_score),
+        Cell::Float(m.misdescription_score),
         Cell::Float(priority.priority_value),
-        Cell::Integer(declared_value_eur_cents),
-        Cell::Integer(expected_value_eur_cents),
-        Cell::Integer(revenue_at_risk_eur_cents),
-        Cell::Text(
-            reasons
-                .iter()
-                .map(|r| r.code.as_str())
-                .collect::<Vec<_>>()
-                .join(";"),
-        ),
+        Cell::Integer(m.declared_value_eur_cents),
+        Cell::Integer(m.expected_value_eur_cents),
+        Cell::Integer(m.revenue_at_risk_eur_cents),
+        Cell::Text(reason_codes),
         Cell::Text(reasons_json),
-        Cell::Text(model_version),
-        Cell::Text(regime_version),
+        Cell::Text(m.model_version),
+        Cell::Text(m.regime_version),
+        // Formatted once per run, not per row.
         Cell::Text(assessed_at.to_owned()),
     ])
 }

@@ -23,8 +23,7 @@ fn category(c: ReasonCategory) -> pb::ReasonCategory {
     }
 }
 
-/// The wire form of a reason code.
-pub fn reason_to_pb(r: Reason) -> pb::ReasonCode {
+fn reason_to_pb(r: Reason) -> pb::ReasonCode {
     let Reason {
         code,
         category: c,
@@ -49,8 +48,7 @@ pub fn reason_to_pb(r: Reason) -> pb::ReasonCode {
     }
 }
 
-/// The wire form of a priority and its channel decision.
-pub fn priority_to_pb(priority_value: f64, route: Option<Route>) -> pb::Priority {
+fn priority_to_pb(priority_value: f64, route: Option<Route>) -> pb::Priority {
     let Some(Route {
         channel,
         selection_reason,
