@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::domain::{Channel, Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
-use crate::features::window::SplitWindow;
+use crate::features::window::{SplitSignal, SplitWindow};
 use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
 use crate::scoring::{Assessment, ChannelAllocator, Scorer};
 
@@ -70,8 +70,11 @@ pub struct Stages {
     /// Waiting for the reader.
     pub waiting_for_input: Duration,
     pub decode: Duration,
-    /// Split window and channel routing (sequential).
-    pub in_order: Duration,
+    /// Waiting for the split window's thread (which observes a batch while
+    /// the next one is decoded).
+    pub waiting_for_window: Duration,
+    /// Channel routing (sequential, input order).
+    pub route: Duration,
     pub score: Duration,
     pub encode: Duration,
     /// Waiting for the writer.
@@ -148,16 +151,32 @@ pub fn run(
                 } = *scoring;
                 let (part_tx, part_rx) = mpsc::sync_channel::<Vec<Part>>(QUEUE);
                 let writer = scope.spawn(move || write_parts(output, &part_rx));
+                // The split window runs on its own thread, one batch behind
+                // decoding: it is sequential by nature, and a short parallel
+                // step leaves the other cores idle while they wake up.
+                let (window_tx, window_rx) = mpsc::sync_channel::<Vec<Decoded>>(1);
+                let (signals_tx, signals_rx) = mpsc::sync_channel::<Observed>(1);
+                let rates = reference.rates;
+                let window = scope.spawn(move || observe_batches(rates, &window_rx, &signals_tx));
                 let mut stage = ScoreStage {
                     scorer,
                     allocator,
                     encoder,
-                    window: SplitWindow::default(),
-                    rates: reference.rates,
                     options,
                 };
                 let scored: Result<(), BatchError> = (|| {
                     let mut clock = Instant::now();
+                    let mut observing = 0usize;
+                    let mut score_next = |summary: &mut Summary, clock: &mut Instant| {
+                        let observed = signals_rx.recv().map_err(|_| BatchError::Thread("window"));
+                        lap(clock, &mut summary.stages.waiting_for_window);
+                        let parts = stage.score(observed?, summary, clock)?;
+                        // A closed writer reports its error below.
+                        let sent = part_tx.send(parts).is_ok();
+                        lap(clock, &mut summary.stages.waiting_for_output);
+                        summary.elapsed = started.elapsed();
+                        Ok::<bool, BatchError>(sent)
+                    };
                     for batch in &raw_rx {
                         let decoded = decode_step(
                             batch,
@@ -167,20 +186,32 @@ pub fn run(
                             reject,
                             &mut clock,
                         )?;
-                        let parts = stage.score(decoded, &mut summary, &mut clock)?;
-                        if part_tx.send(parts).is_err() {
-                            // The writer stopped: its error is reported below.
-                            break;
+                        window_tx
+                            .send(decoded)
+                            .map_err(|_| BatchError::Thread("window"))?;
+                        observing += 1;
+                        if observing > 1 {
+                            observing -= 1;
+                            if !score_next(&mut summary, &mut clock)? {
+                                return Ok(());
+                            }
+                            progress(&summary);
                         }
-                        lap(&mut clock, &mut summary.stages.waiting_for_output);
-                        summary.elapsed = started.elapsed();
+                    }
+                    drop(window_tx);
+                    for _ in 0..observing {
+                        if !score_next(&mut summary, &mut clock)? {
+                            return Ok(());
+                        }
                         progress(&summary);
                     }
                     Ok(())
                 })();
+                drop(signals_rx);
+                let observed = window.join().map_err(|_| BatchError::Thread("window"));
                 drop(part_tx);
                 let written = writer.join().map_err(|_| BatchError::Thread("writer"))?;
-                scored.and(written)
+                scored.and(observed).and(written)
             }
         };
         // Unblock the reader if this stage stopped early, then collect it.
@@ -274,32 +305,49 @@ fn tally(
     Ok(())
 }
 
+/// A decoded batch and what the split window says about its good records,
+/// in order.
+type Observed = (Vec<Decoded>, Vec<SplitSignal>);
+
+/// The split window's thread: observes each batch's good declarations in
+/// input order (its signals depend on order) and passes the batch on.
+fn observe_batches(
+    rates: &RateTable,
+    rx: &mpsc::Receiver<Vec<Decoded>>,
+    tx: &mpsc::SyncSender<Observed>,
+) {
+    let mut window = SplitWindow::default();
+    for decoded in rx {
+        let signals = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|(_, d, keys)| window.observe_declaration(keys, d, rates))
+            .collect();
+        if tx.send((decoded, signals)).is_err() {
+            return;
+        }
+    }
+}
+
 /// Stage 2 when scoring: holds the order-dependent state.
 struct ScoreStage<'a> {
     scorer: &'a Scorer,
     allocator: ChannelAllocator,
     encoder: Encoder,
-    window: SplitWindow,
-    rates: &'static RateTable,
     options: Options,
 }
 
 impl ScoreStage<'_> {
     fn score(
         &mut self,
-        decoded: Vec<Decoded>,
+        (decoded, splits): Observed,
         summary: &mut Summary,
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
-        // The split window sees declarations in input order. Declarations
-        // stay where decoding put them: moving them costs more than reading.
+        // Declarations stay where decoding put them: moving them costs more
+        // than reading.
         let good: Vec<&(u64, Declaration, PartyKeys)> =
             decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let pairs: Vec<(&PartyKeys, &Declaration)> =
-            good.iter().map(|(_, d, keys)| (keys, d)).collect();
-        let splits = self.window.observe_batch(&pairs, self.rates);
-        drop(pairs);
-        lap(clock, &mut summary.stages.in_order);
         let scorer = self.scorer;
         let mut assessments: Vec<Assessment> = good
             .par_iter()
@@ -308,7 +356,7 @@ impl ScoreStage<'_> {
             .map(|((_, d, keys), split)| scorer.score_with_keys(d, keys, *split))
             .collect();
         lap(clock, &mut summary.stages.score);
-        // So does the channel allocator.
+        // The channel allocator's cut-offs depend on order too.
         for (assessment, (_, d, _)) in assessments.iter_mut().zip(&good) {
             let decision =
                 self.allocator
@@ -318,7 +366,7 @@ impl ScoreStage<'_> {
         }
         summary.scored += assessments.len() as u64;
         drop(good);
-        lap(clock, &mut summary.stages.in_order);
+        lap(clock, &mut summary.stages.route);
         let encoder = &self.encoder;
         let parts = assessments
             .into_par_iter()

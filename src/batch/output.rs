@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
@@ -14,6 +15,7 @@ use parquet::arrow::ArrowWriter;
 use crate::io::{Format, IoError};
 use crate::pb;
 use crate::scoring::Assessment;
+use crate::wire::assessment::{ReasonsJson, priority_to_pb};
 use crate::wire::assessment_to_pb;
 
 /// The type of a flat column.
@@ -44,12 +46,19 @@ pub const ASSESSMENT_COLUMNS: &[(&str, ColumnType)] = &[
     ("assessed_at", ColumnType::Text),
 ];
 
-/// One flat cell.
-#[derive(Debug, Clone, PartialEq)]
-enum Cell {
-    Text(String),
+/// One flat cell, borrowed from the assessment or from a row's scratch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell<'a> {
+    Text(&'a str),
     Float(f64),
     Integer(i64),
+}
+
+/// Buffers a flat row's computed text lives in, reused from row to row.
+#[derive(Debug, Default)]
+struct Scratch {
+    reason_codes: String,
+    reasons_json: Vec<u8>,
 }
 
 /// A serialised part of the output, made on any thread.
@@ -90,43 +99,67 @@ impl Encoder {
                 Ok(Part::Bytes(out))
             }
             Format::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .has_headers(false)
-                    .from_writer(Vec::with_capacity(assessments.len() * 512));
-                for a in assessments {
-                    let cells = flat(a, &self.assessed_at_text)?;
-                    let csv_err = |e: csv::Error| IoError::Csv(e.to_string());
-                    for cell in &cells {
-                        match cell {
-                            Cell::Text(s) => w.write_field(s),
-                            Cell::Float(v) => w.write_field(v.to_string()),
-                            Cell::Integer(v) => w.write_field(v.to_string()),
+                let mut out = Vec::with_capacity(assessments.len() * 512);
+                let mut scratch = Scratch::default();
+                let (mut float, mut integer) = (ryu::Buffer::new(), itoa::Buffer::new());
+                for a in &assessments {
+                    let row = flat(a, &mut scratch, &self.assessed_at_text)?;
+                    for (i, cell) in row.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
                         }
-                        .map_err(csv_err)?;
+                        match cell {
+                            Cell::Text(s) => push_csv_field(&mut out, s.as_bytes()),
+                            Cell::Float(v) => out.extend_from_slice(float.format(v).as_bytes()),
+                            Cell::Integer(v) => {
+                                out.extend_from_slice(integer.format(v).as_bytes());
+                            }
+                        }
                     }
-                    // An empty record ends the row.
-                    w.write_record(None::<&[u8]>).map_err(csv_err)?;
+                    out.push(b'\n');
                 }
-                Ok(Part::Bytes(
-                    w.into_inner().map_err(|e| IoError::Csv(e.to_string()))?,
-                ))
+                Ok(Part::Bytes(out))
             }
             Format::Parquet => {
-                let rows = assessments
-                    .into_iter()
-                    .map(|a| flat(a, &self.assessed_at_text))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let columns = ASSESSMENT_COLUMNS
+                let mut columns: Vec<Column> = ASSESSMENT_COLUMNS
                     .iter()
-                    .enumerate()
-                    .map(|(i, (_, kind))| column(&rows, i, *kind))
+                    .map(|(_, kind)| Column::new(*kind, assessments.len()))
                     .collect();
+                let mut scratch = Scratch::default();
+                for a in &assessments {
+                    let row = flat(a, &mut scratch, &self.assessed_at_text)?;
+                    for (column, cell) in columns.iter_mut().zip(row) {
+                        column.push(cell);
+                    }
+                }
+                let columns = columns.into_iter().map(Column::finish).collect();
                 RecordBatch::try_new(Arc::clone(&self.schema), columns)
                     .map(Part::Batch)
                     .map_err(|e| IoError::Parquet(e.to_string()))
             }
         }
     }
+}
+
+/// Appends one CSV field as the csv crate writes it (the header is written
+/// by it): quoted only when it holds a comma, a quote or a line break, quotes
+/// doubled. Numbers never need quoting and are appended directly.
+fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
+    let needs_quotes = memchr::memchr3(b',', b'"', b'\n', field).is_some()
+        || memchr::memchr(b'\r', field).is_some();
+    if !needs_quotes {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = field;
+    while let Some(at) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=at]);
+        out.push(b'"');
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 fn schema() -> Arc<Schema> {
@@ -145,51 +178,69 @@ fn schema() -> Arc<Schema> {
     ))
 }
 
-fn column(rows: &[Vec<Cell>], index: usize, kind: ColumnType) -> ArrayRef {
-    let cells = rows.iter().map(|r| &r[index]);
-    match kind {
-        ColumnType::Text => Arc::new(StringArray::from_iter_values(cells.map(|c| match c {
-            Cell::Text(s) => s.as_str(),
-            Cell::Float(_) | Cell::Integer(_) => "",
-        }))),
-        ColumnType::Float => Arc::new(Float64Array::from_iter_values(cells.map(|c| match c {
-            Cell::Float(v) => *v,
-            Cell::Text(_) | Cell::Integer(_) => f64::NAN,
-        }))),
-        ColumnType::Integer => Arc::new(Int64Array::from_iter_values(cells.map(|c| match c {
-            Cell::Integer(v) => *v,
-            Cell::Text(_) | Cell::Float(_) => 0,
-        }))),
+/// A Parquet column being filled, row by row.
+enum Column {
+    Text(StringBuilder),
+    Float(Float64Builder),
+    Integer(Int64Builder),
+}
+
+impl Column {
+    fn new(kind: ColumnType, rows: usize) -> Self {
+        match kind {
+            ColumnType::Text => Column::Text(StringBuilder::with_capacity(rows, rows * 16)),
+            ColumnType::Float => Column::Float(Float64Builder::with_capacity(rows)),
+            ColumnType::Integer => Column::Integer(Int64Builder::with_capacity(rows)),
+        }
+    }
+
+    /// Appends a cell; a cell of another type than the column's (which
+    /// `flat` never makes) is written as the column's null-like value.
+    fn push(&mut self, cell: Cell<'_>) {
+        match (self, cell) {
+            (Column::Text(b), Cell::Text(s)) => b.append_value(s),
+            (Column::Text(b), Cell::Float(_) | Cell::Integer(_)) => b.append_value(""),
+            (Column::Float(b), Cell::Float(v)) => b.append_value(v),
+            (Column::Float(b), Cell::Text(_) | Cell::Integer(_)) => b.append_value(f64::NAN),
+            (Column::Integer(b), Cell::Integer(v)) => b.append_value(v),
+            (Column::Integer(b), Cell::Text(_) | Cell::Float(_)) => b.append_value(0),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Column::Text(mut b) => Arc::new(b.finish()),
+            Column::Float(mut b) => Arc::new(b.finish()),
+            Column::Integer(mut b) => Arc::new(b.finish()),
+        }
     }
 }
 
 /// The flat row of an assessment, in [`ASSESSMENT_COLUMNS`] order: the
 /// service's wire form without the item scores (JSON Lines carries those).
-fn flat(mut a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
-    // Items are not in the flat row: do not convert them.
-    a.items.clear();
-    let m = assessment_to_pb(a, DateTime::<Utc>::UNIX_EPOCH);
-    let priority = m.priority.unwrap_or_default();
-    let name = |full: Option<&'static str>, prefix: &str| {
-        Cell::Text(
-            full.map(|f| f.strip_prefix(prefix).unwrap_or(f))
-                .unwrap_or("")
-                .to_owned(),
-        )
+/// Its computed text lives in `scratch`; everything else is borrowed.
+fn flat<'a>(
+    a: &'a Assessment,
+    scratch: &'a mut Scratch,
+    assessed_at: &'a str,
+) -> Result<[Cell<'a>; 16], IoError> {
+    scratch.reason_codes.clear();
+    for (i, r) in a.reasons.iter().enumerate() {
+        if i > 0 {
+            scratch.reason_codes.push(';');
+        }
+        scratch.reason_codes.push_str(r.code);
+    }
+    scratch.reasons_json.clear();
+    // The wire form of the reasons, as the JSON Lines output has them.
+    serde_json::to_writer(&mut scratch.reasons_json, &ReasonsJson(&a.reasons))?;
+    let priority = priority_to_pb(a.priority_value, a.route);
+    let name = |full: Option<&'static str>, prefix: &str| -> Cell<'a> {
+        Cell::Text(full.map_or("", |f| f.strip_prefix(prefix).unwrap_or(f)))
     };
-    let reasons_json = if m.reasons.is_empty() {
-        "[]".to_owned()
-    } else {
-        serde_json::to_string(&m.reasons)?
-    };
-    let reason_codes = m
-        .reasons
-        .iter()
-        .map(|r| r.code.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    Ok(vec![
-        Cell::Text(m.declaration_id),
+    let scratch = &*scratch;
+    Ok([
+        Cell::Text(&a.declaration_id),
         name(
             pb::Channel::try_from(priority.channel)
                 .ok()
@@ -208,19 +259,20 @@ fn flat(mut a: Assessment, assessed_at: &str) -> Result<Vec<Cell>, IoError> {
                 .map(|c| c.as_str_name()),
             "RECOMMENDED_ACTION_",
         ),
-        Cell::Float(m.overall_score),
-        Cell::Float(m.undervaluation_score),
-        Cell::Float(m.misdescription_score),
+        Cell::Float(a.overall_score),
+        Cell::Float(a.undervaluation_score),
+        Cell::Float(a.misdescription_score),
         Cell::Float(priority.priority_value),
-        Cell::Integer(m.declared_value_eur_cents),
-        Cell::Integer(m.expected_value_eur_cents),
-        Cell::Integer(m.revenue_at_risk_eur_cents),
-        Cell::Text(reason_codes),
-        Cell::Text(reasons_json),
-        Cell::Text(m.model_version),
-        Cell::Text(m.regime_version),
+        Cell::Integer(a.declared_value_eur_cents),
+        Cell::Integer(a.expected_value_eur_cents),
+        Cell::Integer(a.revenue_at_risk_eur_cents),
+        Cell::Text(&scratch.reason_codes),
+        // serde_json writes UTF-8.
+        Cell::Text(std::str::from_utf8(&scratch.reasons_json).unwrap_or("[]")),
+        Cell::Text(&a.model_version),
+        Cell::Text(a.regime_version),
         // Formatted once per run, not per row.
-        Cell::Text(assessed_at.to_owned()),
+        Cell::Text(assessed_at),
     ])
 }
 
@@ -278,5 +330,41 @@ impl OutputWriter {
                 Ok(out.flush()?)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_written_as_the_csv_crate_writes_them() {
+        let fields = [
+            "",
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "\"",
+            "line\nbreak",
+            "carriage\rreturn",
+            "[{\"code\":\"X\",\"message\":\"Description \\\"Parts\\\"\"}]",
+            "ünïcödé, 中文",
+        ];
+        let mut ours = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                ours.push(b',');
+            }
+            push_csv_field(&mut ours, f.as_bytes());
+        }
+        ours.push(b'\n');
+        let mut theirs = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        theirs.write_record(fields).unwrap();
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(theirs.into_inner().unwrap()).unwrap()
+        );
     }
 }

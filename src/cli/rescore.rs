@@ -263,11 +263,12 @@ fn describe(s: &Summary, decode_only: bool) -> String {
     }
     let t = &s.stages;
     text.push_str(&format!(
-        "\nstage seconds: waiting for input {:.2}, decode {:.2}, in order {:.2}, score {:.2}, encode {:.2}, waiting for output {:.2}",
+        "\nstage seconds: waiting for input {:.2}, decode {:.2}, waiting for window {:.2}, score {:.2}, route {:.2}, encode {:.2}, waiting for output {:.2}",
         t.waiting_for_input.as_secs_f64(),
         t.decode.as_secs_f64(),
-        t.in_order.as_secs_f64(),
+        t.waiting_for_window.as_secs_f64(),
         t.score.as_secs_f64(),
+        t.route.as_secs_f64(),
         t.encode.as_secs_f64(),
         t.waiting_for_output.as_secs_f64(),
     ));

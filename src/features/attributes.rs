@@ -71,12 +71,9 @@ impl AttributeEncoder {
     pub fn encode(&self, attributes: &BTreeMap<String, String>, out: &mut Vec<f64>) {
         for (key, values) in &self.keys {
             let given = attributes.get(key);
-            for value in values {
-                out.push(f64::from(u8::from(given == Some(value))));
-            }
-            out.push(f64::from(u8::from(
-                given.is_some_and(|g| !values.contains(g)),
-            )));
+            let hit = given.and_then(|g| values.iter().position(|v| v == g));
+            out.extend((0..values.len()).map(|i| f64::from(u8::from(hit == Some(i)))));
+            out.push(f64::from(u8::from(given.is_some() && hit.is_none())));
         }
     }
 }

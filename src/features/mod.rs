@@ -16,7 +16,7 @@ pub mod window;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::regime::Regime;
-use crate::domain::validation::{H7_THRESHOLD_EUR_CENTS, is_vague_description};
+use crate::domain::validation::H7_THRESHOLD_EUR_CENTS;
 use crate::domain::{
     CarrierChannel, DataFlag, Declaration, Hs6, InspectionResult, RateTable, SelectionReason,
 };
@@ -24,7 +24,7 @@ use crate::domain::{
 use attributes::AttributeEncoder;
 use history::{PartyHistory, PartyKeys, PartySignal, fnv1a};
 use reference::{Reference, ReferenceTable};
-use text::{Posterior, TextClassifier};
+use text::TextClassifier;
 use window::SplitSignal;
 
 /// The base features, in row order. Attribute indicators follow them.
@@ -144,7 +144,7 @@ pub struct ItemSignals {
     pub p_declared: Option<f64>,
     pub p_heading: f64,
     /// The classifier's best candidates.
-    pub predicted: Vec<(Hs6, f64)>,
+    pub predicted: std::sync::Arc<[(Hs6, f64)]>,
     pub vague: bool,
     pub missing_description: bool,
     /// MFN duty of the best candidate minus that of the declared code, points.
@@ -169,9 +169,22 @@ pub struct Signals {
     pub split: SplitSignal,
 }
 
-thread_local! {
-    /// The classifier's scratch buffer, reused across declarations.
-    static POSTERIOR: std::cell::RefCell<Posterior> = std::cell::RefCell::new(Posterior::default());
+/// Distinct declared codes: compared pairwise for the usual few items,
+/// through a set for long declarations.
+fn distinct_hs6(items: &[ItemSignals]) -> usize {
+    if items.len() <= 32 {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(k, i)| !items[..*k].iter().any(|j| j.hs6 == i.hs6))
+            .count()
+    } else {
+        items
+            .iter()
+            .map(|i| i.hs6)
+            .collect::<std::collections::BTreeSet<Hs6>>()
+            .len()
+    }
 }
 
 fn clip(x: f64, lo: f64, hi: f64) -> f64 {
@@ -202,7 +215,6 @@ impl FeatureSet {
         regime: &Regime,
     ) -> Signals {
         let seller_country = d.exporter.country();
-        let mut posterior = POSTERIOR.with(|p| std::mem::take(&mut *p.borrow_mut()));
         let mut items = Vec::with_capacity(d.items.len());
         for item in &d.items {
             let declared_eur = rates.to_eur(item.intrinsic_value).unwrap_or(0.0);
@@ -248,10 +260,11 @@ impl FeatureSet {
                 (_, _) => expected_eur,
             };
 
-            self.text.posterior(&item.description, &mut posterior);
-            let p_declared = self.text.probability_of(&posterior, item.hs6);
-            let p_heading = self.text.heading_probability(&posterior, item.hs6);
-            let predicted = self.text.top(&posterior, 3);
+            let text::Reading {
+                p_declared,
+                p_heading,
+                predicted,
+            } = self.text.read(&item.description, item.hs6);
             let duty_delta_pct = predicted.first().map_or(0.0, |(best, _)| {
                 regime.mfn_duty_pct(*best) - regime.mfn_duty_pct(item.hs6)
             });
@@ -274,7 +287,9 @@ impl FeatureSet {
                 p_declared,
                 p_heading,
                 predicted,
-                vague: !missing_description && is_vague_description(&item.description),
+                // Validation checked the description against the stop words
+                // (a missing one is not vague); its flag is the answer.
+                vague: d.flags.iter().any(|f| matches!(f, DataFlag::VagueDescription { goods_item_number } if *goods_item_number == item.goods_item_number)),
                 missing_description,
                 duty_delta_pct,
                 unknown_hs6: d
@@ -286,7 +301,6 @@ impl FeatureSet {
                     && item.intrinsic_value.amount_minor % minor_per_major == 0,
             });
         }
-        POSTERIOR.with(|p| *p.borrow_mut() = posterior);
         Signals {
             declared_eur: items.iter().map(|i| i.declared_eur).sum(),
             expected_eur: items.iter().map(|i| i.expected_eur).sum(),
@@ -331,7 +345,7 @@ impl FeatureSet {
                     Some(acc.map_or(x, |a| a.max(x)))
                 })
         };
-        let distinct: std::collections::BTreeSet<Hs6> = s.items.iter().map(|i| i.hs6).collect();
+        let distinct = distinct_hs6(&s.items);
         let weighted_ratio = {
             let (mut num, mut den) = (0.0, 0.0);
             for i in &s.items {
@@ -366,7 +380,7 @@ impl FeatureSet {
         out.extend_from_slice(&[
             total.ln_1p(),
             n.ln(),
-            distinct.len() as f64 / n,
+            distinct as f64 / n,
             s.total_mass_kg.ln_1p(),
             clip(min(&|i| i.per_kg.map(|p| p.0)).unwrap_or(0.0), -8.0, 8.0),
             clip(weighted_ratio, -8.0, 8.0),

@@ -12,6 +12,11 @@
 //! `NaiveBayes::joint_log_likelihood` on unit rows and stored per token, so
 //! scoring a description costs a few table look-ups, not a dense product.
 
+use std::cell::RefCell;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rustc_hash::FxHashMap as HashMap;
 
 use linfa::prelude::*;
@@ -82,6 +87,54 @@ pub struct TextClassifier {
     naive_bayes: MultinomialNb<f64, usize>,
     #[serde(skip)]
     index: HashMap<String, u32>,
+    /// Identifies these tables in the per-thread caches of readings
+    /// ([`TextClassifier::read`]); 0 until fitted or prepared.
+    #[serde(skip)]
+    id: u64,
+}
+
+/// Ids of fitted or prepared classifiers: a cache filled by one is never
+/// read for another.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the classifier reads in a description, given the declared code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// P(declared HS6 | description), when the code is a class.
+    pub p_declared: Option<f64>,
+    /// P(the declared heading | description).
+    pub p_heading: f64,
+    /// The best three candidates, best first.
+    pub predicted: Arc<[(Hs6, f64)]>,
+}
+
+/// Readings per thread, by (description, declared HS6). Traffic repeats
+/// itself (the same listings ship thousands of times), so most descriptions
+/// are read once per thread rather than once per item. Bounded: emptied when
+/// full.
+#[derive(Default)]
+struct ReadingCache {
+    owner: u64,
+    entries: HashMap<u64, (Box<str>, Hs6, Reading)>,
+    posterior: Posterior,
+}
+
+/// Readings a thread keeps: ~64 K descriptions, a few MB.
+const READING_CACHE_ENTRIES: usize = 1 << 16;
+
+thread_local! {
+    static READINGS: RefCell<ReadingCache> = RefCell::new(ReadingCache::default());
+}
+
+fn reading_key(description: &str, hs6: Hs6) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    description.hash(&mut h);
+    hs6.hash(&mut h);
+    h.finish()
 }
 
 /// HS6 as it is stored in artifacts.
@@ -197,6 +250,7 @@ impl TextClassifier {
             token_log_prob,
             naive_bayes,
             index,
+            id: next_id(),
         })
     }
 
@@ -231,7 +285,49 @@ impl TextClassifier {
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
             .collect();
+        self.id = next_id();
         Ok(())
+    }
+
+    /// What the description says about the declared code: the same answer as
+    /// [`TextClassifier::posterior`] followed by `probability_of`,
+    /// `heading_probability` and `top(3)`, remembered per thread.
+    pub fn read(&self, description: &str, hs6: Hs6) -> Reading {
+        READINGS.with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                // Re-entered on this thread (cannot happen today): no cache.
+                return self.read_uncached(description, hs6, &mut Posterior::default());
+            };
+            let cache = &mut *cache;
+            if cache.owner != self.id || self.id == 0 {
+                cache.entries.clear();
+                cache.owner = self.id;
+            }
+            let key = reading_key(description, hs6);
+            if let Some((text, code, reading)) = cache.entries.get(&key)
+                && *code == hs6
+                && **text == *description
+            {
+                return reading.clone();
+            }
+            let reading = self.read_uncached(description, hs6, &mut cache.posterior);
+            if cache.entries.len() >= READING_CACHE_ENTRIES {
+                cache.entries.clear();
+            }
+            cache
+                .entries
+                .insert(key, (description.into(), hs6, reading.clone()));
+            reading
+        })
+    }
+
+    fn read_uncached(&self, description: &str, hs6: Hs6, posterior: &mut Posterior) -> Reading {
+        self.posterior(description, posterior);
+        Reading {
+            p_declared: self.probability_of(posterior, hs6),
+            p_heading: self.heading_probability(posterior, hs6),
+            predicted: self.top(posterior, 3).into(),
+        }
     }
 
     pub fn classes(&self) -> impl Iterator<Item = Hs6> + '_ {

@@ -24,9 +24,22 @@ const MAX_PER_BUYER: usize = 64;
 /// Observations between sweeps of idle buyers.
 const SWEEP_EVERY: u64 = 65_536;
 
+/// Instants inside the windows: microseconds since the Unix epoch, so that
+/// the scans over a key's entries compare integers (chrono's date arithmetic
+/// cost more than everything else here).
+type Micros = i64;
+
+fn micros(at: DateTime<Utc>) -> Micros {
+    at.timestamp_micros()
+}
+
+fn span(d: Duration) -> Micros {
+    d.num_microseconds().unwrap_or(i64::MAX)
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Recent {
-    at: DateTime<Utc>,
+    at: Micros,
     value_eur_cents: i64,
     exporter: u64,
 }
@@ -61,38 +74,62 @@ const MAX_KEYS: usize = 1 << 17;
 /// the volume; keys that recur rarely may be forgotten under heavy traffic.
 #[derive(Debug, Default)]
 pub struct DistinctWindow {
-    keys: HashMap<u64, Vec<(u64, DateTime<Utc>)>>,
+    keys: HashMap<u64, Vec<(u64, Micros)>>,
 }
 
 impl DistinctWindow {
     /// Adds `value` under `key` at `at`; answers how many distinct values the
     /// key has within the window, this one included.
     pub fn observe(&mut self, key: u64, value: u64, at: DateTime<Utc>) -> u32 {
+        self.observe_micros(key, value, micros(at))
+    }
+
+    fn observe_micros(&mut self, key: u64, value: u64, at: Micros) -> u32 {
         if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(&key) {
             self.evict(at);
         }
         let seen = self.keys.entry(key).or_default();
-        seen.retain(|(_, t)| at - *t <= PARTY_WINDOW);
-        if let Some(entry) = seen.iter_mut().find(|(v, _)| *v == value) {
-            entry.1 = entry.1.max(at);
+        let window = span(PARTY_WINDOW);
+        // One pass: drop what left the window, find the value and the oldest.
+        let mut found = None;
+        let mut oldest: Option<(usize, Micros)> = None;
+        let mut kept = 0;
+        for i in 0..seen.len() {
+            let (v, t) = seen[i];
+            if at.saturating_sub(t) > window {
+                continue;
+            }
+            seen[kept] = (v, t);
+            if v == value {
+                found = Some(kept);
+            }
+            if oldest.is_none_or(|(_, o)| t < o) {
+                oldest = Some((kept, t));
+            }
+            kept += 1;
+        }
+        seen.truncate(kept);
+        if let Some(i) = found {
+            seen[i].1 = seen[i].1.max(at);
         } else if seen.len() < MAX_DISTINCT {
             seen.push((value, at));
-        } else if let Some(oldest) = seen.iter_mut().min_by_key(|(_, t)| *t) {
+        } else if let Some((i, _)) = oldest {
             // Full: the value seen longest ago makes room.
-            *oldest = (value, at);
+            seen[i] = (value, at);
         }
         seen.len() as u32
     }
 
     /// Drops expired keys, then the least recently active quarter if still full.
-    fn evict(&mut self, now: DateTime<Utc>) {
-        let newest = |seen: &Vec<(u64, DateTime<Utc>)>| seen.iter().map(|(_, t)| *t).max();
+    fn evict(&mut self, now: Micros) {
+        let newest = |seen: &Vec<(u64, Micros)>| seen.iter().map(|(_, t)| *t).max();
+        let window = span(PARTY_WINDOW);
         self.keys
-            .retain(|_, seen| newest(seen).is_some_and(|t| now - t <= PARTY_WINDOW));
+            .retain(|_, seen| newest(seen).is_some_and(|t| now.saturating_sub(t) <= window));
         if self.keys.len() < MAX_KEYS * 3 / 4 {
             return;
         }
-        let mut times: Vec<DateTime<Utc>> = self.keys.values().filter_map(newest).collect();
+        let mut times: Vec<Micros> = self.keys.values().filter_map(newest).collect();
         let cut = times.len() / 4;
         let (_, threshold, _) = times.select_nth_unstable(cut);
         let threshold = *threshold;
@@ -114,7 +151,7 @@ impl DistinctWindow {
 pub struct WindowShard {
     buyers: HashMap<u64, VecDeque<Recent>>,
     observed: u64,
-    latest: Option<DateTime<Utc>>,
+    latest: Option<Micros>,
     address_names: DistinctWindow,
     ioss_sellers: DistinctWindow,
 }
@@ -123,8 +160,10 @@ impl WindowShard {
     /// The distinct sellers of a declaration's IOSS number (0 without one);
     /// the service calls it on the shard of the number.
     pub fn observe_ioss(&mut self, keys: &PartyKeys, at: DateTime<Utc>) -> u32 {
-        keys.ioss
-            .map_or(0, |ioss| self.ioss_sellers.observe(ioss, keys.exporter, at))
+        keys.ioss.map_or(0, |ioss| {
+            self.ioss_sellers
+                .observe_micros(ioss, keys.exporter, micros(at))
+        })
     }
 
     /// Reads the window for a declaration, then adds it.
@@ -134,19 +173,27 @@ impl WindowShard {
         at: DateTime<Utc>,
         value_eur_cents: i64,
     ) -> SplitSignal {
+        let at = micros(at);
+        let window = span(WINDOW);
         let buyer = keys.address ^ keys.importer_name.rotate_left(17);
         let recent = self.buyers.entry(buyer).or_default();
-        while recent.front().is_some_and(|r| at - r.at > WINDOW) {
+        while recent
+            .front()
+            .is_some_and(|r| at.saturating_sub(r.at) > window)
+        {
             recent.pop_front();
         }
         let mut signal = SplitSignal {
             combined_value_eur_cents: value_eur_cents,
             address_names: self
                 .address_names
-                .observe(keys.address, keys.importer_name, at),
+                .observe_micros(keys.address, keys.importer_name, at),
             ..SplitSignal::default()
         };
-        for r in recent.iter().filter(|r| (at - r.at).abs() <= WINDOW) {
+        for r in recent
+            .iter()
+            .filter(|r| at.saturating_sub(r.at).saturating_abs() <= window)
+        {
             signal.buyer_parcels += 1;
             signal.same_seller_parcels += u32::from(r.exporter == keys.exporter);
             signal.combined_value_eur_cents += r.value_eur_cents;
@@ -170,8 +217,12 @@ impl WindowShard {
     /// Drops buyers whose newest parcel left the window.
     pub fn sweep(&mut self) {
         let Some(latest) = self.latest else { return };
-        self.buyers
-            .retain(|_, recent| recent.back().is_some_and(|r| latest - r.at <= WINDOW));
+        let window = span(WINDOW);
+        self.buyers.retain(|_, recent| {
+            recent
+                .back()
+                .is_some_and(|r| latest.saturating_sub(r.at) <= window)
+        });
     }
 
     /// Buyers currently tracked.
@@ -249,66 +300,6 @@ impl SplitWindow {
             ioss_sellers,
             ..split
         }
-    }
-
-    /// Observes a batch in input order and gives its signals, working on the
-    /// shards in parallel: each shard still sees its declarations in input
-    /// order, so the answer is the one sequential observation would give.
-    pub fn observe_batch(
-        &mut self,
-        batch: &[(&PartyKeys, &Declaration)],
-        rates: &RateTable,
-    ) -> Vec<SplitSignal> {
-        let mut signals = vec![SplitSignal::default(); batch.len()];
-        let buyers = self.per_shard(
-            batch,
-            |keys| Some(keys.address),
-            |shard, keys, d| shard.observe(keys, d.lodged_at, declared_cents(d, rates)),
-        );
-        for (i, signal) in buyers {
-            signals[i] = signal;
-        }
-        let ioss = self.per_shard(
-            batch,
-            |keys| keys.ioss,
-            |shard, keys, d| shard.observe_ioss(keys, d.lodged_at),
-        );
-        for (i, sellers) in ioss {
-            signals[i].ioss_sellers = sellers;
-        }
-        signals
-    }
-}
-
-impl SplitWindow {
-    /// Runs `observe` on each declaration in the shard of its `key` (none:
-    /// skipped), the shards in parallel, each in input order; answers with
-    /// the batch index of each result.
-    fn per_shard<T: Send>(
-        &mut self,
-        batch: &[(&PartyKeys, &Declaration)],
-        key: impl Fn(&PartyKeys) -> Option<u64> + Sync,
-        observe: impl Fn(&mut WindowShard, &PartyKeys, &Declaration) -> T + Sync,
-    ) -> Vec<(usize, T)> {
-        use rayon::prelude::*;
-        self.shards
-            .par_iter_mut()
-            .enumerate()
-            .map(|(k, shard)| {
-                let shard = shard
-                    .get_mut()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                batch
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (keys, _))| key(keys).is_some_and(|key| shard_of(key) == k))
-                    .map(|(i, (keys, d))| (i, observe(shard, keys, d)))
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .flatten()
-            .collect()
     }
 }
 
@@ -408,46 +399,5 @@ mod party_tests {
             last.ioss_sellers = w.observe_ioss(&keys, t0 + Duration::hours(seller as i64 * 30));
         }
         assert_eq!((last.address_names, last.ioss_sellers), (6, 6));
-    }
-}
-
-#[cfg(test)]
-mod sharded_tests {
-    use super::*;
-    use crate::domain::ReferenceData;
-
-    #[test]
-    fn a_batch_observed_in_parallel_equals_one_by_one() {
-        let generator = crate::generate::Generator::new(crate::generate::GeneratorConfig {
-            parcels: 3_000,
-            seed: 8,
-            days: 1,
-            ..crate::generate::GeneratorConfig::default()
-        })
-        .unwrap();
-        let declarations: Vec<Declaration> = (0..generator.chunk_count())
-            .flat_map(|c| generator.chunk(c).0)
-            .map(|e| {
-                crate::wire::declaration_from_pb(e.declaration.unwrap(), &ReferenceData::built_in())
-                    .unwrap()
-            })
-            .collect();
-        let keys: Vec<PartyKeys> = declarations.iter().map(PartyKeys::of).collect();
-        let rates = RateTable::built_in();
-        let mut one_by_one = SplitWindow::default();
-        let expected: Vec<SplitSignal> = keys
-            .iter()
-            .zip(&declarations)
-            .map(|(k, d)| one_by_one.observe_declaration(k, d, rates))
-            .collect();
-        let mut batched = SplitWindow::default();
-        let pairs: Vec<(&PartyKeys, &Declaration)> = keys.iter().zip(&declarations).collect();
-        let mut got = Vec::new();
-        for chunk in pairs.chunks(700) {
-            got.extend(batched.observe_batch(chunk, rates));
-        }
-        assert_eq!(got, expected);
-        assert!(expected.iter().any(|s| s.buyer_parcels > 0));
-        assert!(expected.iter().any(|s| s.ioss_sellers > 1));
     }
 }

@@ -29,15 +29,16 @@ pub struct ItemAssessment {
     pub undervaluation_score: f64,
     pub misdescription_score: f64,
     pub expected_value_eur_cents: i64,
-    pub predicted_hs6: Vec<(Hs6, f64)>,
+    pub predicted_hs6: Arc<[(Hs6, f64)]>,
 }
 
 /// The assessment of one declaration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     pub declaration_id: String,
-    pub model_version: String,
-    pub regime_version: String,
+    /// Shared with the scorer: one allocation per model, not per assessment.
+    pub model_version: Arc<str>,
+    pub regime_version: &'static str,
     pub overall_score: f64,
     pub undervaluation_score: f64,
     pub misdescription_score: f64,
@@ -109,6 +110,7 @@ impl Assessment {
 #[derive(Debug, Clone)]
 pub struct Scorer {
     model: Arc<ModelArtifact>,
+    model_version: Arc<str>,
     rates: &'static RateTable,
     regime: &'static Regime,
     priority: PriorityConfig,
@@ -122,6 +124,7 @@ impl Scorer {
     /// A scorer whose priority uses `priority`'s category weights.
     pub fn with_priority(model: Arc<ModelArtifact>, priority: PriorityConfig) -> Self {
         Self {
+            model_version: model.model_version.as_str().into(),
             model,
             rates: RateTable::built_in(),
             regime: Regime::built_in(),
@@ -163,8 +166,8 @@ impl Scorer {
         let reasons = reasons::explain(d, &signals, contributions.as_deref());
         Assessment {
             declaration_id: d.declaration_id.clone(),
-            model_version: m.model_version.clone(),
-            regime_version: self.regime.version().to_owned(),
+            model_version: Arc::clone(&self.model_version),
+            regime_version: self.regime.version(),
             overall_score: any,
             undervaluation_score: uv,
             misdescription_score: md,

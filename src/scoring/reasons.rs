@@ -80,8 +80,25 @@ fn features_of(code: &str) -> &'static [&'static str] {
     }
 }
 
+/// EUR with two decimals, as `{:.2}` writes them (half away from zero on
+/// the cent; `{:.2}` rounds the binary value, which differs only on exact
+/// half-cent ties), without the cost of exact float formatting.
 fn money(eur: f64) -> String {
-    format!("{eur:.2}")
+    let cents = (eur * 100.0).round();
+    if !cents.is_finite() || cents.abs() >= 1e15 {
+        return format!("{eur:.2}");
+    }
+    let cents = cents as i64;
+    let mut out = String::with_capacity(12);
+    if cents < 0 {
+        out.push('-');
+    }
+    let (whole, rest) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+    out.push_str(itoa::Buffer::new().format(whole));
+    out.push('.');
+    out.push(char::from(b'0' + (rest / 10) as u8));
+    out.push(char::from(b'0' + (rest % 10) as u8));
+    out
 }
 
 /// Builds the reasons of an assessment.
@@ -189,41 +206,38 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
         if let Some((ratio, r)) = i.per_kg {
             let median = r.stats.median.exp();
             let declared = i.declared_eur_per_kg.unwrap_or(0.0);
-            // Built only for an item that gets a reason: most items get none.
-            let evidence = || {
-                vec![
-                    ("declared_eur_per_kg", money(declared)),
-                    ("ref_median_eur_per_kg", money(median)),
-                    ("ref_p05_eur_per_kg", money(r.stats.p05.exp())),
-                    ("ref_cell", r.cell.describe()),
-                    ("ref_sample_size", r.stats.n.to_string()),
-                    ("expected_value_eur", money(i.expected_eur)),
-                ]
-            };
-            if declared < 0.5 * median {
+            let below_half = declared < 0.5 * median;
+            // Built only for an item that gets a reason (most get none), each
+            // figure formatted once for the message and the evidence.
+            if below_half || ratio < r.stats.p05 - r.stats.median {
+                let declared_text = money(declared);
+                let cell = r.cell.describe();
+                let (code, weight, message, median_text) = if below_half {
+                    let median_text = money(median);
+                    let message = format!(
+                        "Declared EUR {declared_text}/kg is under half the reference median of EUR {median_text}/kg for {cell}"
+                    );
+                    ("VAL_BELOW_LAP_LIKE_BOUND", 2.0, message, median_text)
+                } else {
+                    let message = format!(
+                        "Declared EUR {declared_text}/kg is below the 5th percentile for {cell}"
+                    );
+                    ("VAL_UNIT_VALUE_BELOW_REF_P05", 1.5, message, money(median))
+                };
                 push(
-                    "VAL_BELOW_LAP_LIKE_BOUND",
+                    code,
                     ReasonCategory::Valuation,
                     i.goods_item_number,
-                    2.0,
-                    format!(
-                        "Declared EUR {:.2}/kg is under half the reference median of EUR {median:.2}/kg for {}",
-                        declared,
-                        r.cell.describe()
-                    ),
-                    evidence(),
-                );
-            } else if ratio < r.stats.p05 - r.stats.median {
-                push(
-                    "VAL_UNIT_VALUE_BELOW_REF_P05",
-                    ReasonCategory::Valuation,
-                    i.goods_item_number,
-                    1.5,
-                    format!(
-                        "Declared EUR {declared:.2}/kg is below the 5th percentile for {}",
-                        r.cell.describe()
-                    ),
-                    evidence(),
+                    weight,
+                    message,
+                    vec![
+                        ("declared_eur_per_kg", declared_text),
+                        ("ref_median_eur_per_kg", median_text),
+                        ("ref_p05_eur_per_kg", money(r.stats.p05.exp())),
+                        ("ref_cell", cell),
+                        ("ref_sample_size", r.stats.n.to_string()),
+                        ("expected_value_eur", money(i.expected_eur)),
+                    ],
                 );
             }
         }
@@ -485,6 +499,29 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_writes_what_two_decimal_formatting_writes() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Values from 0.001 to 1e7, both signs; random mantissas are never
+            // exact half-cent ties.
+            let magnitude = 10f64.powf((x % 10_000) as f64 / 1000.0 - 3.0);
+            let v = if x & 1 == 0 { magnitude } else { -magnitude };
+            let expected = format!("{v:.2}");
+            let expected = if expected == "-0.00" {
+                "0.00".to_owned()
+            } else {
+                expected
+            };
+            assert_eq!(money(v), expected, "{v}");
+        }
+        assert_eq!(money(1234.5), "1234.50");
+        assert_eq!(money(f64::NAN), "NaN");
+    }
 
     #[test]
     fn every_reason_maps_to_base_features() {

@@ -94,7 +94,7 @@ impl RoutedRecord {
             routed_at: routed_at.timestamp(),
             channel: route.map_or("", |r| channel_name(r.channel)),
             selection_reason: route.map_or("", |r| selection_name(r.selection_reason)),
-            model_version: assessment.model_version.clone(),
+            model_version: assessment.model_version.to_string(),
             declaration: pb::Declaration::from(d).encode_to_vec(),
             assessment: assessment_to_pb(assessment.clone(), routed_at).encode_to_vec(),
         }
