@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::domain::{Channel, Declaration, RateTable, ReferenceData};
 use crate::features::history::PartyKeys;
-use crate::features::window::{SplitSignal, SplitWindow};
+use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
 use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
 use crate::scoring::{Assessment, ChannelAllocator, Scorer};
 
@@ -136,7 +136,16 @@ pub fn run(
             Work::DecodeOnly => {
                 let mut clock = Instant::now();
                 for batch in &raw_rx {
-                    decode_step(batch, reference, options, &mut summary, reject, &mut clock)?;
+                    // The baseline decodes and validates, nothing more.
+                    decode_step(
+                        batch,
+                        reference,
+                        options,
+                        |_| (),
+                        &mut summary,
+                        reject,
+                        &mut clock,
+                    )?;
                     summary.elapsed = started.elapsed();
                     progress(&summary);
                 }
@@ -156,8 +165,7 @@ pub fn run(
                 // step leaves the other cores idle while they wake up.
                 let (window_tx, window_rx) = mpsc::sync_channel::<Vec<Decoded>>(1);
                 let (signals_tx, signals_rx) = mpsc::sync_channel::<Observed>(1);
-                let rates = reference.rates;
-                let window = scope.spawn(move || observe_batches(rates, &window_rx, &signals_tx));
+                let window = scope.spawn(move || observe_batches(&window_rx, &signals_tx));
                 let mut stage = ScoreStage {
                     scorer,
                     allocator,
@@ -182,6 +190,7 @@ pub fn run(
                             batch,
                             reference,
                             options,
+                            |d| WindowInput::of(d, reference.rates),
                             &mut summary,
                             reject,
                             &mut clock,
@@ -253,45 +262,57 @@ fn read_batches(
     Ok(())
 }
 
-/// A decoded record: its first line, the declaration and its party keys.
-type Decoded = Result<(u64, Declaration, PartyKeys), RecordError>;
+/// A decoded record: its first line, the declaration, and what the run
+/// derives from it while it is hot in cache (nothing for a decode-only run).
+type Decoded<T = WindowInput> = Result<(u64, Declaration, T), RecordError>;
 
-fn decode(
-    batch: Vec<RawRecord>,
+/// What the split window needs of a declaration: its party keys and declared
+/// value (EUR cents).
+struct WindowInput {
+    keys: PartyKeys,
+    declared_cents: i64,
+}
+
+impl WindowInput {
+    fn of(d: &Declaration, rates: &RateTable) -> Self {
+        Self {
+            keys: PartyKeys::of(d),
+            declared_cents: declared_cents(d, rates),
+        }
+    }
+}
+
+/// One batch of stage 2's first step: decoded and validated in parallel,
+/// `derive` applied to each good declaration, counted, its bad records
+/// reported, the time spent waiting for it and decoding it recorded.
+fn decode_step<T: Send>(
+    batch: Result<Vec<RawRecord>, IoError>,
     reference: &ReferenceData<'static>,
     options: Options,
-) -> Vec<Decoded> {
-    batch
+    derive: impl Fn(&Declaration) -> T + Sync + Send,
+    summary: &mut Summary,
+    reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
+    clock: &mut Instant,
+) -> Result<Vec<Decoded<T>>, BatchError> {
+    lap(clock, &mut summary.stages.waiting_for_input);
+    let decoded: Vec<Decoded<T>> = batch
+        .map_err(BatchError::Read)?
         .into_par_iter()
         .with_min_len(options.chunk_records)
         .map(|raw| {
             let (line, example) = raw.decode(reference)?;
-            let keys = PartyKeys::of(&example.declaration);
-            Ok((line, example.declaration, keys))
+            let derived = derive(&example.declaration);
+            Ok((line, example.declaration, derived))
         })
-        .collect()
-}
-
-/// One batch of stage 2's first step: decoded, counted, its bad records
-/// reported, the time spent waiting for it and decoding it recorded.
-fn decode_step(
-    batch: Result<Vec<RawRecord>, IoError>,
-    reference: &ReferenceData<'static>,
-    options: Options,
-    summary: &mut Summary,
-    reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
-    clock: &mut Instant,
-) -> Result<Vec<Decoded>, BatchError> {
-    lap(clock, &mut summary.stages.waiting_for_input);
-    let decoded = decode(batch.map_err(BatchError::Read)?, reference, options);
+        .collect();
     tally(&decoded, summary, reject)?;
     lap(clock, &mut summary.stages.decode);
     Ok(decoded)
 }
 
 /// Counts a decoded batch and reports its bad records in order.
-fn tally(
-    decoded: &[Decoded],
+fn tally<T>(
+    decoded: &[Decoded<T>],
     summary: &mut Summary,
     reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
 ) -> Result<(), BatchError> {
@@ -311,17 +332,15 @@ type Observed = (Vec<Decoded>, Vec<SplitSignal>);
 
 /// The split window's thread: observes each batch's good declarations in
 /// input order (its signals depend on order) and passes the batch on.
-fn observe_batches(
-    rates: &RateTable,
-    rx: &mpsc::Receiver<Vec<Decoded>>,
-    tx: &mpsc::SyncSender<Observed>,
-) {
-    let mut window = SplitWindow::default();
+fn observe_batches(rx: &mpsc::Receiver<Vec<Decoded>>, tx: &mpsc::SyncSender<Observed>) {
+    let window = SplitWindow::default();
     for decoded in rx {
         let signals = decoded
             .iter()
             .filter_map(|r| r.as_ref().ok())
-            .map(|(_, d, keys)| window.observe_declaration(keys, d, rates))
+            .map(|(_, d, input)| {
+                window.observe_parcel(&input.keys, d.lodged_at, input.declared_cents)
+            })
             .collect();
         if tx.send((decoded, signals)).is_err() {
             return;
@@ -346,14 +365,14 @@ impl ScoreStage<'_> {
     ) -> Result<Vec<Part>, BatchError> {
         // Declarations stay where decoding put them: moving them costs more
         // than reading.
-        let good: Vec<&(u64, Declaration, PartyKeys)> =
+        let good: Vec<&(u64, Declaration, WindowInput)> =
             decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
         let scorer = self.scorer;
         let mut assessments: Vec<Assessment> = good
             .par_iter()
             .zip(&splits)
             .with_min_len(self.options.chunk_records)
-            .map(|((_, d, keys), split)| scorer.score_with_keys(d, keys, *split))
+            .map(|((_, d, input), split)| scorer.score_with_keys(d, &input.keys, *split))
             .collect();
         lap(clock, &mut summary.stages.score);
         // The channel allocator's cut-offs depend on order too.

@@ -10,6 +10,9 @@ use std::fmt;
 pub struct Hs6([u8; 6]);
 
 impl Hs6 {
+    /// Fills unused slots of fixed-size arrays; never shown or scored.
+    pub const PADDING: Hs6 = Hs6(*b"000000");
+
     /// Parses exactly six ASCII digits.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
         let bytes = s.as_bytes();

@@ -1,7 +1,8 @@
 //! Money in integer minor units and its conversion to EUR through a versioned
 //! table of reference rates.
 
-use std::collections::HashMap;
+// Looked up for every goods item: FxHash, not SipHash (keys are ours).
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::LazyLock;
 
 use super::codes::Currency;
@@ -69,7 +70,7 @@ impl RateTable {
     /// comments, one of which must carry `version=...`.
     pub fn parse(text: &str) -> Result<Self, RateTableError> {
         let mut version = None;
-        let mut rates = HashMap::new();
+        let mut rates = HashMap::default();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let raw = raw.trim();

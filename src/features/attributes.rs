@@ -69,11 +69,25 @@ impl AttributeEncoder {
 
     /// Appends the indicators of one declaration.
     pub fn encode(&self, attributes: &BTreeMap<String, String>, out: &mut Vec<f64>) {
-        for (key, values) in &self.keys {
-            let given = attributes.get(key);
-            let hit = given.and_then(|g| values.iter().position(|v| v == g));
-            out.extend((0..values.len()).map(|i| f64::from(u8::from(hit == Some(i)))));
-            out.push(f64::from(u8::from(given.is_some() && hit.is_none())));
+        // All indicators off, then one pass over the declaration's few
+        // attributes turns on the ones it has (cheaper than a map search
+        // per known key).
+        let start = out.len();
+        let width: usize = self.keys.iter().map(|(_, values)| values.len() + 1).sum();
+        out.resize(start + width, 0.0);
+        for (key, value) in attributes {
+            let mut offset = start;
+            for (known, values) in &self.keys {
+                if known == key {
+                    let at = values
+                        .iter()
+                        .position(|v| v == value)
+                        .unwrap_or(values.len());
+                    out[offset + at] = 1.0;
+                    break;
+                }
+                offset += values.len() + 1;
+            }
         }
     }
 }
@@ -107,5 +121,42 @@ mod tests {
         );
         enc.encode(&BTreeMap::new(), &mut out);
         assert_eq!(out, vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn each_key_fills_its_own_columns() {
+        let maps: Vec<BTreeMap<String, String>> = (0..100)
+            .map(|i| {
+                BTreeMap::from([
+                    ("platform".to_owned(), ["a", "b"][i % 2].to_owned()),
+                    (
+                        "payment".to_owned(),
+                        ["card", "wallet", "cash"][i % 3].to_owned(),
+                    ),
+                ])
+            })
+            .collect();
+        let enc = AttributeEncoder::fit(maps.iter());
+        let names = enc.names();
+        let declaration = BTreeMap::from([
+            ("payment".to_owned(), "crypto".to_owned()),
+            ("platform".to_owned(), "b".to_owned()),
+            ("unknown".to_owned(), "x".to_owned()),
+        ]);
+        let mut out = vec![7.0];
+        enc.encode(&declaration, &mut out);
+        assert_eq!(out[0], 7.0);
+        let on: Vec<&str> = names
+            .iter()
+            .zip(&out[1..])
+            .filter(|(_, v)| **v == 1.0)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(
+            on,
+            vec!["attr.payment.other", "attr.platform=b"],
+            "{names:?}"
+        );
+        assert_eq!(out.len(), names.len() + 1);
     }
 }

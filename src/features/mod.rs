@@ -144,7 +144,7 @@ pub struct ItemSignals {
     pub p_declared: Option<f64>,
     pub p_heading: f64,
     /// The classifier's best candidates.
-    pub predicted: std::sync::Arc<[(Hs6, f64)]>,
+    pub predicted: text::Candidates,
     pub vague: bool,
     pub missing_description: bool,
     /// MFN duty of the best candidate minus that of the declared code, points.

@@ -14,7 +14,6 @@
 
 use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap as HashMap;
@@ -101,15 +100,43 @@ fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The classifier's best candidates, best first: at most three, kept inline
+/// (no allocation, no shared counter to bump from several threads).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidates {
+    best: [(Hs6, f64); 3],
+    len: u8,
+}
+
+impl Candidates {
+    /// The first three of `ranked`.
+    pub fn new(ranked: &[(Hs6, f64)]) -> Self {
+        let mut best = [(Hs6::PADDING, 0.0); 3];
+        let len = ranked.len().min(3);
+        best[..len].copy_from_slice(&ranked[..len]);
+        Self {
+            best,
+            len: len as u8,
+        }
+    }
+}
+
+impl std::ops::Deref for Candidates {
+    type Target = [(Hs6, f64)];
+    fn deref(&self) -> &[(Hs6, f64)] {
+        &self.best[..usize::from(self.len)]
+    }
+}
+
 /// What the classifier reads in a description, given the declared code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
     /// P(declared HS6 | description), when the code is a class.
     pub p_declared: Option<f64>,
     /// P(the declared heading | description).
     pub p_heading: f64,
     /// The best three candidates, best first.
-    pub predicted: Arc<[(Hs6, f64)]>,
+    pub predicted: Candidates,
 }
 
 /// Readings per thread, by (description, declared HS6). Traffic repeats
@@ -308,7 +335,7 @@ impl TextClassifier {
                 && *code == hs6
                 && **text == *description
             {
-                return reading.clone();
+                return *reading;
             }
             let reading = self.read_uncached(description, hs6, &mut cache.posterior);
             if cache.entries.len() >= READING_CACHE_ENTRIES {
@@ -316,7 +343,7 @@ impl TextClassifier {
             }
             cache
                 .entries
-                .insert(key, (description.into(), hs6, reading.clone()));
+                .insert(key, (description.into(), hs6, reading));
             reading
         })
     }
@@ -326,7 +353,7 @@ impl TextClassifier {
         Reading {
             p_declared: self.probability_of(posterior, hs6),
             p_heading: self.heading_probability(posterior, hs6),
-            predicted: self.top(posterior, 3).into(),
+            predicted: Candidates::new(&self.top(posterior, 3)),
         }
     }
 

@@ -8,7 +8,7 @@
 //! most `MAX_PER_BUYER` parcels, each address or IOSS number at most
 //! `MAX_DISTINCT` values, and sweeps drop idle keys.
 
-use std::collections::VecDeque;
+use smallvec::SmallVec;
 use std::sync::Mutex;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -72,9 +72,14 @@ const MAX_KEYS: usize = 1 << 17;
 /// memory: at most `MAX_DISTINCT` values per key and `MAX_KEYS` keys (the
 /// keys idle longest go first): about 15 MB per window at most, whatever
 /// the volume; keys that recur rarely may be forgotten under heavy traffic.
+/// The values of one key with when each was last seen. Most keys (an
+/// address, a buyer) have one or two: they are stored in the map's own slot,
+/// without an allocation of their own.
+type Values = SmallVec<[(u64, Micros); 2]>;
+
 #[derive(Debug, Default)]
 pub struct DistinctWindow {
-    keys: HashMap<u64, Vec<(u64, Micros)>>,
+    keys: HashMap<u64, Values>,
 }
 
 impl DistinctWindow {
@@ -122,7 +127,7 @@ impl DistinctWindow {
 
     /// Drops expired keys, then the least recently active quarter if still full.
     fn evict(&mut self, now: Micros) {
-        let newest = |seen: &Vec<(u64, Micros)>| seen.iter().map(|(_, t)| *t).max();
+        let newest = |seen: &Values| seen.iter().map(|(_, t)| *t).max();
         let window = span(PARTY_WINDOW);
         self.keys
             .retain(|_, seen| newest(seen).is_some_and(|t| now.saturating_sub(t) <= window));
@@ -149,7 +154,7 @@ impl DistinctWindow {
 /// The sliding windows of one shard of a [`SplitWindow`].
 #[derive(Debug, Default)]
 pub struct WindowShard {
-    buyers: HashMap<u64, VecDeque<Recent>>,
+    buyers: HashMap<u64, SmallVec<[Recent; 2]>>,
     observed: u64,
     latest: Option<Micros>,
     address_names: DistinctWindow,
@@ -177,12 +182,12 @@ impl WindowShard {
         let window = span(WINDOW);
         let buyer = keys.address ^ keys.importer_name.rotate_left(17);
         let recent = self.buyers.entry(buyer).or_default();
-        while recent
-            .front()
-            .is_some_and(|r| at.saturating_sub(r.at) > window)
-        {
-            recent.pop_front();
-        }
+        // Oldest first: drop the parcels that left the window.
+        let expired = recent
+            .iter()
+            .take_while(|r| at.saturating_sub(r.at) > window)
+            .count();
+        recent.drain(..expired);
         let mut signal = SplitSignal {
             combined_value_eur_cents: value_eur_cents,
             address_names: self
@@ -199,9 +204,9 @@ impl WindowShard {
             signal.combined_value_eur_cents += r.value_eur_cents;
         }
         if recent.len() == MAX_PER_BUYER {
-            recent.pop_front();
+            recent.remove(0);
         }
-        recent.push_back(Recent {
+        recent.push(Recent {
             at,
             value_eur_cents,
             exporter: keys.exporter,
@@ -220,7 +225,7 @@ impl WindowShard {
         let window = span(WINDOW);
         self.buyers.retain(|_, recent| {
             recent
-                .back()
+                .last()
                 .is_some_and(|r| latest.saturating_sub(r.at) <= window)
         });
     }
@@ -287,13 +292,21 @@ impl SplitWindow {
         d: &Declaration,
         rates: &RateTable,
     ) -> SplitSignal {
-        let split = lock(&self.shards[shard_of(keys.address)]).observe(
-            keys,
-            d.lodged_at,
-            declared_cents(d, rates),
-        );
+        self.observe_parcel(keys, d.lodged_at, declared_cents(d, rates))
+    }
+
+    /// Reads every window for a parcel lodged `at` with this declared value
+    /// (EUR cents, [`declared_cents`]), then adds it: what
+    /// [`SplitWindow::observe_shared`] does once the value is known.
+    pub fn observe_parcel(
+        &self,
+        keys: &PartyKeys,
+        at: DateTime<Utc>,
+        value_eur_cents: i64,
+    ) -> SplitSignal {
+        let split = lock(&self.shards[shard_of(keys.address)]).observe(keys, at, value_eur_cents);
         let ioss_sellers = match keys.ioss {
-            Some(ioss) => lock(&self.shards[shard_of(ioss)]).observe_ioss(keys, d.lodged_at),
+            Some(ioss) => lock(&self.shards[shard_of(ioss)]).observe_ioss(keys, at),
             None => 0,
         };
         SplitSignal {

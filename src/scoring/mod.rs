@@ -12,7 +12,7 @@ pub mod reasons;
 use std::sync::Arc;
 
 use crate::domain::regime::{DutiableLine, Regime};
-use crate::domain::{Channel, Declaration, Hs6, RateTable, SelectionReason};
+use crate::domain::{Channel, Declaration, RateTable, SelectionReason};
 use crate::features::history::PartyKeys;
 use crate::features::window::{SplitSignal, SplitWindow};
 use crate::features::{ItemSignals, Signals};
@@ -29,7 +29,7 @@ pub struct ItemAssessment {
     pub undervaluation_score: f64,
     pub misdescription_score: f64,
     pub expected_value_eur_cents: i64,
-    pub predicted_hs6: Arc<[(Hs6, f64)]>,
+    pub predicted_hs6: crate::features::text::Candidates,
 }
 
 /// The assessment of one declaration.
@@ -276,7 +276,7 @@ fn items(s: &Signals, uv: f64, md: f64) -> Vec<ItemAssessment> {
             undervaluation_score: uv * uv_weight(i) / max_uv,
             misdescription_score: md * md_weight(i) / max_md,
             expected_value_eur_cents: cents(i.stake_eur.max(i.declared_eur)),
-            predicted_hs6: i.predicted.clone(),
+            predicted_hs6: i.predicted,
         })
         .collect()
 }
