@@ -70,6 +70,13 @@ impl Default for PriorityConfig {
     }
 }
 
+/// `code` starts with `prefix`, compared byte by byte: prefixes are a few
+/// digits, and a library call per (item, weight) pair cost more than this.
+fn has_prefix(code: &str, prefix: &str) -> bool {
+    let (code, prefix) = (code.as_bytes(), prefix.as_bytes());
+    prefix.len() <= code.len() && prefix.iter().zip(code).all(|(p, c)| p == c)
+}
+
 impl PriorityConfig {
     /// The heaviest category weight among the items' HS6 codes.
     pub fn category_weight(&self, codes: impl Iterator<Item = Hs6>) -> f64 {
@@ -77,7 +84,7 @@ impl PriorityConfig {
             .flat_map(|hs6| {
                 self.category_weights
                     .iter()
-                    .filter(move |w| hs6.as_str().starts_with(&w.hs_prefix))
+                    .filter(move |w| has_prefix(hs6.as_str(), &w.hs_prefix))
                     .map(|w| w.eur)
             })
             .fold(0.0, f64::max)
