@@ -68,15 +68,16 @@ const MAX_DISTINCT: usize = 32;
 /// Keys a [`DistinctWindow`] holds before it evicts the least recently active.
 const MAX_KEYS: usize = 1 << 17;
 
-/// Distinct values seen with each key over a sliding window, in bounded
-/// memory: at most `MAX_DISTINCT` values per key and `MAX_KEYS` keys (the
-/// keys idle longest go first): about 15 MB per window at most, whatever
-/// the volume; keys that recur rarely may be forgotten under heavy traffic.
 /// The values of one key with when each was last seen. Most keys (an
 /// address, a buyer) have one or two: they are stored in the map's own slot,
 /// without an allocation of their own.
 type Values = SmallVec<[(u64, Micros); 2]>;
 
+/// Distinct values seen with each key over a sliding window, in bounded
+/// memory: at most `MAX_DISTINCT` values per key and `MAX_KEYS` keys (the
+/// keys idle longest go first): about 13 MB of table per window, plus
+/// 512 bytes for each key holding more than two values, whatever the
+/// volume; keys that recur rarely may be forgotten under heavy traffic.
 #[derive(Debug, Default)]
 pub struct DistinctWindow {
     keys: HashMap<u64, Values>,
