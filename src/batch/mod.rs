@@ -1,18 +1,21 @@
 //! Batch rescoring: a file of declarations in, one assessment per
 //! declaration out, in input order, on every core, in bounded memory.
 //!
-//! A pipeline of three stages joined by bounded channels:
+//! A pipeline of threads joined by bounded channels:
 //! 1. a reader thread cuts the input into raw records (cheap, sequential);
 //! 2. this thread takes a batch at a time and, on the rayon pool, decodes and
-//!    validates it in parallel; feeds the split window in input order (its
-//!    signals depend on order); scores in parallel; routes channels in input
-//!    order (the allocator's cut-offs depend on order); serialises in parallel;
-//! 3. a writer thread writes the serialised parts in order.
+//!    validates it in parallel (deriving the party keys and declared value
+//!    the split window needs while each declaration is in cache);
+//! 3. a window thread observes the batch in input order (its signals depend
+//!    on order) while this thread decodes the next one;
+//! 4. back on this thread: scored in parallel; channels routed in input order
+//!    (the allocator's cut-offs depend on order); serialised in parallel;
+//! 5. a writer thread writes the serialised parts in order.
 //!
 //! The order-dependent steps run in input order, so a file rescored here gets
 //! what a fresh service would answer to the same declarations streamed in the
-//! same order. At most `QUEUE + 2` batches are alive on each side of stage 2,
-//! whatever the file size.
+//! same order. At most `QUEUE + 2` batches wait on the reader's side, two in
+//! the window's hands and `QUEUE` on the writer's, whatever the file size.
 
 pub mod output;
 
@@ -161,8 +164,10 @@ pub fn run(
                 let (part_tx, part_rx) = mpsc::sync_channel::<Vec<Part>>(QUEUE);
                 let writer = scope.spawn(move || write_parts(output, &part_rx));
                 // The split window runs on its own thread, one batch behind
-                // decoding: it is sequential by nature, and a short parallel
-                // step leaves the other cores idle while they wake up.
+                // decoding: it is sequential by nature (a shard-parallel step
+                // here measured no faster: the pool's other thread rarely
+                // woke up in time to take part), and this way it overlaps
+                // with decoding instead of stopping the pool.
                 let (window_tx, window_rx) = mpsc::sync_channel::<Vec<Decoded>>(1);
                 let (signals_tx, signals_rx) = mpsc::sync_channel::<Observed>(1);
                 let window = scope.spawn(move || observe_batches(&window_rx, &signals_tx));
