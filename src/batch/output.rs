@@ -269,7 +269,7 @@ fn flat<'a>(
         Cell::Text(&scratch.reason_codes),
         // serde_json writes UTF-8.
         Cell::Text(std::str::from_utf8(&scratch.reasons_json).unwrap_or("[]")),
-        Cell::Text(&a.model_version),
+        Cell::Text(a.model_version),
         Cell::Text(a.regime_version),
         // Formatted once per run, not per row.
         Cell::Text(assessed_at),

@@ -9,6 +9,20 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hs6([u8; 6]);
 
+/// How many distinct codes there are: compared pairwise for the usual few
+/// (no allocation), through a set for long lists.
+pub fn distinct_hs6(codes: impl ExactSizeIterator<Item = Hs6> + Clone) -> usize {
+    if codes.len() <= 32 {
+        codes
+            .clone()
+            .enumerate()
+            .filter(|(k, code)| !codes.clone().take(*k).any(|earlier| earlier == *code))
+            .count()
+    } else {
+        codes.collect::<std::collections::BTreeSet<Hs6>>().len()
+    }
+}
+
 impl Hs6 {
     /// Fills unused slots of fixed-size arrays; never shown or scored.
     pub const PADDING: Hs6 = Hs6(*b"000000");
@@ -138,6 +152,19 @@ impl fmt::Display for Currency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_codes_are_counted_for_short_and_long_lists() {
+        let codes = |n: usize| -> Vec<Hs6> {
+            (0..n)
+                .map(|i| Hs6::parse(&format!("{:06}", 610000 + i % 7)).unwrap())
+                .collect()
+        };
+        assert_eq!(distinct_hs6(codes(0).into_iter()), 0);
+        assert_eq!(distinct_hs6(codes(5).into_iter()), 5);
+        assert_eq!(distinct_hs6(codes(20).into_iter()), 7);
+        assert_eq!(distinct_hs6(codes(40).into_iter()), 7);
+    }
 
     #[test]
     fn hs6_keeps_leading_zeros_and_splits_levels() {

@@ -6,13 +6,13 @@
 //! duty. VAT is due at the destination member state's standard rate either way
 //! (through IOSS at the sale, or at import).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::codes::{CountryCode, Hs6};
+use super::codes::{CountryCode, Hs6, distinct_hs6};
 use super::validation::H7_THRESHOLD_EUR_CENTS;
 
 /// How duty is assessed in a period.
@@ -165,8 +165,7 @@ impl Regime {
             DutyRule::ReliefUpTo150 => 0.0,
             DutyRule::FlatPerSubheading { .. } if over_threshold => mfn(),
             DutyRule::FlatPerSubheading { eur_per_subheading } => {
-                let distinct: BTreeSet<Hs6> = lines.iter().map(|l| l.hs6).collect();
-                eur_per_subheading * distinct.len() as f64
+                eur_per_subheading * distinct_hs6(lines.iter().map(|l| l.hs6)) as f64
             }
             DutyRule::Mfn => mfn(),
         }

@@ -15,6 +15,7 @@ pub mod window;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::codes::distinct_hs6;
 use crate::domain::regime::Regime;
 use crate::domain::validation::H7_THRESHOLD_EUR_CENTS;
 use crate::domain::{
@@ -167,24 +168,6 @@ pub struct Signals {
     pub address_names: usize,
     pub ioss_exporters: usize,
     pub split: SplitSignal,
-}
-
-/// Distinct declared codes: compared pairwise for the usual few items,
-/// through a set for long declarations.
-fn distinct_hs6(items: &[ItemSignals]) -> usize {
-    if items.len() <= 32 {
-        items
-            .iter()
-            .enumerate()
-            .filter(|(k, i)| !items[..*k].iter().any(|j| j.hs6 == i.hs6))
-            .count()
-    } else {
-        items
-            .iter()
-            .map(|i| i.hs6)
-            .collect::<std::collections::BTreeSet<Hs6>>()
-            .len()
-    }
 }
 
 fn clip(x: f64, lo: f64, hi: f64) -> f64 {
@@ -345,7 +328,7 @@ impl FeatureSet {
                     Some(acc.map_or(x, |a| a.max(x)))
                 })
         };
-        let distinct = distinct_hs6(&s.items);
+        let distinct = distinct_hs6(s.items.iter().map(|i| i.hs6));
         let weighted_ratio = {
             let (mut num, mut den) = (0.0, 0.0);
             for i in &s.items {

@@ -427,24 +427,28 @@ impl Classifier {
     }
 
     /// Per-feature contributions to the log-odds of a logistic model (weight ×
-    /// standardised value); `None` for other kinds.
-    pub fn contributions(&self, row: &[f64]) -> Option<Vec<f64>> {
+    /// standardised value), written into `out` (replaced, so that scoring
+    /// reuses one buffer); false, and `out` empty, for other kinds.
+    pub fn contributions(&self, row: &[f64], out: &mut Vec<f64>) -> bool {
+        out.clear();
         match self {
             Classifier::Logistic {
                 compiled: Some((w, _)),
                 scaler,
                 ..
-            } => Some(
-                w.iter()
-                    .zip(row)
-                    .zip(&scaler.mean)
-                    .map(|((w, x), m)| w * (x - m))
-                    .collect(),
-            ),
+            } => {
+                out.extend(
+                    w.iter()
+                        .zip(row)
+                        .zip(&scaler.mean)
+                        .map(|((w, x), m)| w * (x - m)),
+                );
+                true
+            }
             Classifier::Logistic { compiled: None, .. }
             | Classifier::DecisionTree { .. }
             | Classifier::RandomForest { .. }
-            | Classifier::GaussianNb { .. } => None,
+            | Classifier::GaussianNb { .. } => false,
         }
     }
 }

@@ -36,8 +36,9 @@ pub struct ItemAssessment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     pub declaration_id: String,
-    /// Shared with the scorer: one allocation per model, not per assessment.
-    pub model_version: Arc<str>,
+    /// Interned ([`intern_version`]): no allocation or shared counter per
+    /// assessment.
+    pub model_version: &'static str,
     pub regime_version: &'static str,
     pub overall_score: f64,
     pub undervaluation_score: f64,
@@ -55,7 +56,7 @@ pub struct Assessment {
     pub route: Option<Route>,
     /// The features that raised the fraud log-odds most (logistic models),
     /// for the fallback reason of a risk-selected declaration.
-    pub top_features: Vec<(&'static str, f64)>,
+    pub top_features: TopFeatures,
 }
 
 /// What to do with a declaration.
@@ -106,11 +107,45 @@ impl Assessment {
     }
 }
 
+/// A declaration's dutiable lines, inline for the usual few items.
+type Lines = smallvec::SmallVec<[DutiableLine; 8]>;
+
+/// The features that raised the fraud log-odds most, kept inline.
+pub type TopFeatures = smallvec::SmallVec<[(&'static str, f64); 3]>;
+
+/// Per-thread buffers of [`Scorer::score_with_keys`].
+#[derive(Default)]
+struct Scratch {
+    row: Vec<f64>,
+    contributions: Vec<f64>,
+}
+
+thread_local! {
+    static ROW: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The one `'static` copy of a model version. A process meets a handful of
+/// versions in its life (one per model loaded), each kept once, so
+/// assessments carry a plain reference: an `Arc` would have every scoring
+/// thread bump one shared counter per declaration.
+pub fn intern_version(version: &str) -> &'static str {
+    static VERSIONS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut versions = VERSIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = versions.iter().find(|v| **v == version) {
+        return known;
+    }
+    let interned: &'static str = Box::leak(version.to_owned().into_boxed_str());
+    versions.push(interned);
+    interned
+}
+
 /// Scores declarations with one model.
 #[derive(Debug, Clone)]
 pub struct Scorer {
     model: Arc<ModelArtifact>,
-    model_version: Arc<str>,
+    model_version: &'static str,
     rates: &'static RateTable,
     regime: &'static Regime,
     priority: PriorityConfig,
@@ -124,7 +159,7 @@ impl Scorer {
     /// A scorer whose priority uses `priority`'s category weights.
     pub fn with_priority(model: Arc<ModelArtifact>, priority: PriorityConfig) -> Self {
         Self {
-            model_version: model.model_version.as_str().into(),
+            model_version: intern_version(&model.model_version),
             model,
             rates: RateTable::built_in(),
             regime: Regime::built_in(),
@@ -156,17 +191,27 @@ impl Scorer {
         let signals = m
             .features
             .signals(d, &m.history, keys, split, self.rates, self.regime);
-        let mut row = Vec::with_capacity(m.schema.len());
-        m.features.row(d, &signals, &mut row);
-        let uv = m.classifiers.get(Target::Undervaluation).score(&row);
-        let md = m.classifiers.get(Target::Misdescription).score(&row);
-        let any = m.classifiers.get(Target::Any).score(&row);
+        let (uv, md, any, reasons, top_features) = ROW.with(|scratch| {
+            // The row and its contributions live in per-thread buffers:
+            // two allocations less per declaration.
+            let mut scratch = scratch.borrow_mut();
+            let Scratch { row, contributions } = &mut *scratch;
+            m.features.row(d, &signals, row);
+            let uv = m.classifiers.get(Target::Undervaluation).score(row);
+            let md = m.classifiers.get(Target::Misdescription).score(row);
+            let any = m.classifiers.get(Target::Any).score(row);
+            let contributions = m
+                .classifiers
+                .get(Target::Any)
+                .contributions(row, contributions)
+                .then_some(contributions.as_slice());
+            let reasons = reasons::explain(d, &signals, contributions);
+            (uv, md, any, reasons, top_features(contributions))
+        });
         let revenue = self.revenue_at_risk(d, &signals, md);
-        let contributions = m.classifiers.get(Target::Any).contributions(&row);
-        let reasons = reasons::explain(d, &signals, contributions.as_deref());
         Assessment {
             declaration_id: d.declaration_id.clone(),
-            model_version: Arc::clone(&self.model_version),
+            model_version: self.model_version,
             regime_version: self.regime.version(),
             overall_score: any,
             undervaluation_score: uv,
@@ -188,7 +233,7 @@ impl Scorer {
             items: items(&signals, uv, md),
             reasons,
             route: None,
-            top_features: top_features(contributions.as_deref()),
+            top_features,
         }
     }
 
@@ -202,7 +247,7 @@ impl Scorer {
             .transport_and_insurance_costs
             .and_then(|m| self.rates.to_eur(m))
             .unwrap_or(0.0);
-        let declared: Vec<DutiableLine> = s
+        let declared: Lines = s
             .items
             .iter()
             .map(|i| DutiableLine {
@@ -210,7 +255,7 @@ impl Scorer {
                 value_eur: i.declared_eur,
             })
             .collect();
-        let expected: Vec<DutiableLine> = s
+        let expected: Lines = s
             .items
             .iter()
             .map(|i| DutiableLine {
@@ -230,9 +275,9 @@ impl Scorer {
 }
 
 /// The three features that raised the log-odds most (one pass, no sort).
-fn top_features(contributions: Option<&[f64]>) -> Vec<(&'static str, f64)> {
+fn top_features(contributions: Option<&[f64]>) -> TopFeatures {
     let Some(c) = contributions else {
-        return Vec::new();
+        return TopFeatures::new();
     };
     let mut top: [Option<(&'static str, f64)>; 3] = [None; 3];
     for (name, &v) in crate::features::BASE_FEATURES.iter().zip(c) {
@@ -321,7 +366,7 @@ mod tests {
             (BASE_FEATURES[30], 1.0),
             (BASE_FEATURES[40], 0.7),
         ];
-        assert_eq!(top, expected);
+        assert_eq!(top.as_slice(), expected);
         assert!(top_features(None).is_empty());
     }
 }
