@@ -6,7 +6,8 @@
 
 use crate::domain::validation::{H7_THRESHOLD_EUR_CENTS, matched_stop_words};
 use crate::domain::{DataFlag, Declaration};
-use std::collections::HashMap;
+// Looked up for every reason given: FxHash, the codes are ours.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::LazyLock;
 
 use crate::features::{BASE_FEATURES, Signals};
@@ -101,7 +102,6 @@ fn money(eur: f64) -> String {
     out
 }
 
-/// Builds the reasons of an assessment.
 /// Columns of the features each reason stands for. Reasons only use base
 /// features, whose positions are fixed, so this is computed once.
 fn feature_columns(code: &str) -> &'static [usize] {
