@@ -537,6 +537,45 @@ mod tests {
     }
 
     #[test]
+    fn cached_readings_equal_fresh_ones_and_never_cross_models() {
+        let params = TextParams {
+            min_class_examples: 5,
+            ..TextParams::default()
+        };
+        let one = TextClassifier::fit(pairs().iter().copied(), params).unwrap();
+        // A second model that reads phones as cases.
+        let swapped: Vec<(&str, Hs6)> = pairs()
+            .into_iter()
+            .map(|(d, c)| match c.as_str() {
+                "851713" => (d, Hs6::parse("392690").unwrap()),
+                "392690" => (d, Hs6::parse("851713").unwrap()),
+                _ => (d, c),
+            })
+            .collect();
+        let two = TextClassifier::fit(swapped.iter().copied(), params).unwrap();
+        let phone = Hs6::parse("851713").unwrap();
+        let descriptions = [
+            "Android mobile phone",
+            "TPU phone cover",
+            "cotton tee",
+            "",
+            "??",
+        ];
+        for _ in 0..3 {
+            for model in [&one, &two] {
+                for d in descriptions {
+                    let fresh = model.read_uncached(d, phone, &mut Posterior::default());
+                    assert_eq!(model.read(d, phone), fresh, "{d:?}");
+                }
+            }
+        }
+        assert_ne!(
+            one.read("Android mobile phone", phone).predicted[0].0,
+            two.read("Android mobile phone", phone).predicted[0].0
+        );
+    }
+
+    #[test]
     fn tampered_tables_are_refused() {
         let params = TextParams {
             min_class_examples: 5,

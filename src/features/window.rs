@@ -341,6 +341,25 @@ mod tests {
     }
 
     #[test]
+    fn window_edges_are_inclusive_to_the_second() {
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+        let mut w = WindowShard::default();
+        w.observe(&keys(1), t0, 100);
+        // Exactly 24 h later the first parcel still counts; one second more
+        // and it has left the window.
+        assert_eq!(w.observe(&keys(1), t0 + WINDOW, 100).buyer_parcels, 1);
+        let mut w = WindowShard::default();
+        w.observe(&keys(1), t0, 100);
+        let late = t0 + WINDOW + Duration::seconds(1);
+        assert_eq!(w.observe(&keys(1), late, 100).buyer_parcels, 0);
+        // The same for distinct values over the party window.
+        let mut d = DistinctWindow::default();
+        d.observe(7, 1, t0);
+        assert_eq!(d.observe(7, 2, t0 + PARTY_WINDOW), 2);
+        assert_eq!(d.observe(7, 3, t0 + PARTY_WINDOW + Duration::seconds(1)), 2);
+    }
+
+    #[test]
     fn counts_parcels_of_the_same_buyer_within_a_day() {
         let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
         let mut w = WindowShard::default();
