@@ -81,9 +81,11 @@ fn features_of(code: &str) -> &'static [&'static str] {
     }
 }
 
-/// EUR with two decimals, as `{:.2}` writes them (half away from zero on
-/// the cent; `{:.2}` rounds the binary value, which differs only on exact
-/// half-cent ties), without the cost of exact float formatting.
+/// EUR with two decimals, without the cost of exact float formatting. The
+/// same text as `{:.2}` except on half-cent ties, which are rounded away
+/// from zero as money usually is (`{:.2}` rounds them to even): 69 cents
+/// for 80 g is EUR 8.63/kg here. Ratios of round amounts make such ties
+/// (2 rows in 2,000 generated declarations).
 fn money(eur: f64) -> String {
     let cents = (eur * 100.0).round();
     if !cents.is_finite() || cents.abs() >= 1e15 {
@@ -520,6 +522,8 @@ mod tests {
             assert_eq!(money(v), expected, "{v}");
         }
         assert_eq!(money(1234.5), "1234.50");
+        assert_eq!(money(0.69 / 0.08), "8.63");
+        assert_eq!(money(-0.125), "-0.13");
         assert_eq!(money(f64::NAN), "NaN");
     }
 
