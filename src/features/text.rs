@@ -490,6 +490,14 @@ fn read_rows(
 mod tests {
     use super::*;
 
+    /// Settings for the few examples of `pairs`.
+    fn small_params() -> TextParams {
+        TextParams {
+            min_class_examples: 5,
+            ..TextParams::default()
+        }
+    }
+
     fn pairs() -> Vec<(&'static str, Hs6)> {
         let phone = Hs6::parse("851713").unwrap();
         let case = Hs6::parse("392690").unwrap();
@@ -509,10 +517,7 @@ mod tests {
     #[test]
     fn classifies_descriptions_and_round_trips() {
         let data = pairs();
-        let params = TextParams {
-            min_class_examples: 5,
-            ..TextParams::default()
-        };
+        let params = small_params();
         let model = TextClassifier::fit(data.iter().copied(), params).unwrap();
         let mut post = Posterior::default();
         model.posterior("silicone case for phone", &mut post);
@@ -538,10 +543,7 @@ mod tests {
 
     #[test]
     fn cached_readings_equal_fresh_ones_and_never_cross_models() {
-        let params = TextParams {
-            min_class_examples: 5,
-            ..TextParams::default()
-        };
+        let params = small_params();
         let one = TextClassifier::fit(pairs().iter().copied(), params).unwrap();
         // A second model that reads phones as cases.
         let swapped: Vec<(&str, Hs6)> = pairs()
@@ -577,10 +579,7 @@ mod tests {
 
     #[test]
     fn tampered_tables_are_refused() {
-        let params = TextParams {
-            min_class_examples: 5,
-            ..TextParams::default()
-        };
+        let params = small_params();
         let model = TextClassifier::fit(pairs().iter().copied(), params).unwrap();
         let mut bad = model.clone();
         bad.token_log_prob[0] += 1.0;

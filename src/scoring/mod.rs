@@ -121,7 +121,7 @@ struct Scratch {
 }
 
 thread_local! {
-    static ROW: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// The one `'static` copy of a model version. A process meets a handful of
@@ -191,7 +191,7 @@ impl Scorer {
         let signals = m
             .features
             .signals(d, &m.history, keys, split, self.rates, self.regime);
-        let (uv, md, any, reasons, top_features) = ROW.with(|scratch| {
+        let (uv, md, any, reasons, top_features) = SCRATCH.with(|scratch| {
             // The row and its contributions live in per-thread buffers:
             // two allocations less per declaration.
             let mut scratch = scratch.borrow_mut();
