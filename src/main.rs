@@ -12,14 +12,54 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = parcel_risk::telemetry::init(cli.log_format) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {err}");
         return ExitCode::from(2);
     }
     match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes on one line. The library's errors name their
+/// cause in their own message (so logs that print only the outer error lose
+/// nothing); a cause already told is not repeated.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("models/x: {source}")]
+    struct Telling {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_told_once() {
+        let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A cause the outer message already names is not repeated...
+        let told = anyhow::Error::new(Telling { source: missing() }).context("cannot load");
+        assert_eq!(describe(&told), "cannot load: models/x: no such file");
+        // ...one it does not name is added.
+        let untold = anyhow::Error::new(missing()).context("cannot read");
+        assert_eq!(describe(&untold), "cannot read: no such file");
     }
 }

@@ -22,6 +22,8 @@ pub mod output;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use rayon::prelude::*;
 
 use crate::domain::{Channel, Declaration, RateTable, ReferenceData};
@@ -331,9 +333,9 @@ fn tally<T>(
     Ok(())
 }
 
-/// A decoded batch and what the split window says about its good records,
-/// in order.
-type Observed = (Vec<Decoded>, Vec<SplitSignal>);
+/// A decoded batch and what the split window says about each of its records,
+/// in order (`None` for a bad record).
+type Observed = (Vec<Decoded>, Vec<Option<SplitSignal>>);
 
 /// The split window's thread: observes each batch's good declarations in
 /// input order (its signals depend on order) and passes the batch on.
@@ -342,9 +344,9 @@ fn observe_batches(rx: &mpsc::Receiver<Vec<Decoded>>, tx: &mpsc::SyncSender<Obse
     for decoded in rx {
         let signals = decoded
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .map(|(_, d, input)| {
-                window.observe_parcel(&input.keys, d.lodged_at, input.declared_cents)
+            .map(|r| {
+                let (_, d, input) = r.as_ref().ok()?;
+                Some(window.observe_parcel(&input.keys, d.lodged_at, input.declared_cents))
             })
             .collect();
         if tx.send((decoded, signals)).is_err() {
@@ -368,38 +370,41 @@ impl ScoreStage<'_> {
         summary: &mut Summary,
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
-        // Declarations stay where decoding put them: moving them costs more
-        // than reading.
-        let good: Vec<&(u64, Declaration, WindowInput)> =
-            decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
+        // Each declaration is scored once and freed by the task that scored
+        // it, while it is in cache; its id moves into the assessment. Only
+        // the lodging time stays behind, for routing.
         let scorer = self.scorer;
-        let mut assessments: Vec<Assessment> = good
-            .par_iter()
-            .zip(&splits)
+        let mut assessments: Vec<(Assessment, DateTime<Utc>)> = decoded
+            .into_par_iter()
+            .zip(splits)
             .with_min_len(self.options.chunk_records)
-            .map(|((_, d, input), split)| scorer.score_with_keys(d, &input.keys, *split))
+            .filter_map(|(record, split)| {
+                let ((_, d, input), split) = (record.ok()?, split?);
+                let lodged_at = d.lodged_at;
+                Some((scorer.score_owned(d, &input.keys, split), lodged_at))
+            })
             .collect();
         lap(clock, &mut summary.stages.score);
         // The channel allocator's cut-offs depend on order too.
-        for (assessment, (_, d, _)) in assessments.iter_mut().zip(&good) {
-            let decision =
-                self.allocator
-                    .decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
+        for (assessment, lodged_at) in &mut assessments {
+            let decision = self.allocator.decide(
+                &assessment.declaration_id,
+                *lodged_at,
+                assessment.priority_value,
+            );
             summary.channels[channel_index(decision.channel)] += 1;
             assessment.route(decision, 0);
         }
         summary.scored += assessments.len() as u64;
-        drop(good);
         lap(clock, &mut summary.stages.route);
         let encoder = &self.encoder;
         let parts = assessments
             .into_par_iter()
+            .map(|(assessment, _)| assessment)
             .chunks(self.options.chunk_records.max(1))
             .map(|chunk| encoder.encode(chunk))
             .collect::<Result<Vec<Part>, IoError>>()
             .map_err(BatchError::Write);
-        // Freeing thousands of declarations is work too; share it.
-        decoded.into_par_iter().for_each(drop);
         lap(clock, &mut summary.stages.encode);
         parts
     }

@@ -187,6 +187,29 @@ impl Scorer {
         keys: &PartyKeys,
         split: SplitSignal,
     ) -> Assessment {
+        self.assess(d, keys, split, d.declaration_id.clone())
+    }
+
+    /// As [`Scorer::score_with_keys`], consuming the declaration: its id
+    /// moves into the assessment and the rest is freed here, while it is
+    /// still in cache (batch runs score each declaration once).
+    pub fn score_owned(
+        &self,
+        mut d: Declaration,
+        keys: &PartyKeys,
+        split: SplitSignal,
+    ) -> Assessment {
+        let declaration_id = std::mem::take(&mut d.declaration_id);
+        self.assess(&d, keys, split, declaration_id)
+    }
+
+    fn assess(
+        &self,
+        d: &Declaration,
+        keys: &PartyKeys,
+        split: SplitSignal,
+        declaration_id: String,
+    ) -> Assessment {
         let m = &self.model;
         let signals = m
             .features
@@ -210,7 +233,7 @@ impl Scorer {
         });
         let revenue = self.revenue_at_risk(d, &signals, md);
         Assessment {
-            declaration_id: d.declaration_id.clone(),
+            declaration_id,
             model_version: self.model_version,
             regime_version: self.regime.version(),
             overall_score: any,
