@@ -203,6 +203,8 @@ impl Scorer {
         self.assess(&d, keys, split, declaration_id)
     }
 
+    /// Scores `d` under `declaration_id`. Reads every field of `d` but its
+    /// id, which [`Scorer::score_owned`] has already moved out.
     fn assess(
         &self,
         d: &Declaration,
