@@ -32,5 +32,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
         .build(&[".parcelrisk"])?;
+    read_numbers_directly(&out_dir.join("parcelrisk.v1.serde.rs"))?;
+    Ok(())
+}
+
+/// Points the generated JSON code at `crate::json_number` for numeric
+/// fields: pbjson's reader tries the string form first and builds a serde
+/// error for every field given as a JSON number (see src/json_number.rs).
+fn read_numbers_directly(serde_rs: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    const PBJSON: &str = "::pbjson::private::NumberDeserialize";
+    const OURS: &str = "crate::json_number::NumberDeserialize";
+    let code = std::fs::read_to_string(serde_rs)?;
+    if !code.contains(PBJSON) {
+        // A pbjson release that names it otherwise: fail loudly rather than
+        // silently keep the slow path.
+        return Err(format!("{} no longer uses {PBJSON}", serde_rs.display()).into());
+    }
+    std::fs::write(serde_rs, code.replace(PBJSON, OURS))?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - [`evaluate`]: the model against baselines; inspection simulation.
 //! - [`grpc`]: the tonic service, health, reflection, graceful shutdown.
 //! - [`pb`]: generated protobuf/gRPC types; only the edge modules use them.
+//!   [`json_number`]: how their JSON code reads numbers (see `build.rs`).
 //! - [`wire`]: `pb` ⇄ `domain` conversions with field-path validation.
 //! - [`io`]: JSON Lines (proto3 JSON mapping), CSV and Parquet data files,
 //!   plain or gzip/zstd, streaming.
@@ -29,6 +30,7 @@ pub mod features;
 pub mod generate;
 pub mod grpc;
 pub mod io;
+pub mod json_number;
 pub mod model;
 pub mod pb;
 pub mod scoring;
