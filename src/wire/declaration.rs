@@ -12,6 +12,10 @@ use crate::domain::{
 };
 use crate::pb;
 
+/// The path of the field being parsed, built only when a violation names it:
+/// formatting every path up front cost a dozen allocations per declaration.
+pub(crate) type Field<'a> = &'a dyn Fn() -> String;
+
 /// Parses and validates a wire declaration against the built-in reference data.
 impl TryFrom<pb::Declaration> for Declaration {
     type Error = ValidationError;
@@ -122,9 +126,9 @@ pub(crate) fn parse_declaration(
     };
     let arrival_at = arrival_at.and_then(|ts| parse_timestamp(ts, || path("arrival_at"), v));
 
-    let exporter = required_party(exporter, &path("exporter"), true, v);
-    let importer = required_party(importer, &path("importer"), true, v);
-    let declarant = required_party(declarant, &path("declarant"), false, v);
+    let exporter = required_party(exporter, &|| path("exporter"), true, v);
+    let importer = required_party(importer, &|| path("importer"), true, v);
+    let declarant = required_party(declarant, &|| path("declarant"), false, v);
 
     if !ioss_number.is_empty() && !is_ioss_number(&ioss_number) {
         v.push(path("ioss_number"), "must be IM followed by 10 digits");
@@ -137,12 +141,12 @@ pub(crate) fn parse_declaration(
         .into_iter()
         .enumerate()
         .filter_map(|(i, doc)| {
-            parse_transport_document(doc, &path(&format!("transport_documents[{i}]")), v)
+            parse_transport_document(doc, &|| path(&format!("transport_documents[{i}]")), v)
         })
         .collect();
 
     let transport_and_insurance_costs = transport_and_insurance_costs
-        .and_then(|m| parse_money(m, &path("transport_and_insurance_costs"), reference, v));
+        .and_then(|m| parse_money(m, &|| path("transport_and_insurance_costs"), reference, v));
 
     if items.is_empty() {
         v.push(path("items"), "at least one goods item is required");
@@ -161,10 +165,10 @@ pub(crate) fn parse_declaration(
         .into_iter()
         .take(reference.limits.max_items)
         .enumerate()
-        .filter_map(|(i, item)| parse_item(item, &path(&format!("items[{i}]")), reference, v))
+        .filter_map(|(i, item)| parse_item(item, &|| path(&format!("items[{i}]")), reference, v))
         .collect();
 
-    let ens = ens.and_then(|e| parse_ens(e, &path("ens"), v));
+    let ens = ens.and_then(|e| parse_ens(e, &|| path("ens"), v));
 
     if attributes.len() > reference.limits.max_attributes {
         v.push(
@@ -249,7 +253,7 @@ pub(crate) fn timestamp_to_pb(at: DateTime<Utc>) -> pbjson_types::Timestamp {
 
 pub(crate) fn parse_money(
     msg: pb::Money,
-    field: &str,
+    field: Field<'_>,
     reference: &ReferenceData<'_>,
     v: &mut Violations,
 ) -> Option<Money> {
@@ -261,7 +265,7 @@ pub(crate) fn parse_money(
         Ok(c) if reference.rates.knows(c) => Some(c),
         Ok(c) => {
             v.push(
-                format!("{field}.currency"),
+                format!("{}.currency", field()),
                 format!(
                     "currency {c} is not in the rate table {}",
                     reference.rates.version()
@@ -270,16 +274,16 @@ pub(crate) fn parse_money(
             None
         }
         Err(reason) => {
-            v.push(format!("{field}.currency"), reason);
+            v.push(format!("{}.currency", field()), reason);
             None
         }
     };
     if amount_minor < 0 {
-        v.push(format!("{field}.amount_minor"), "must not be negative");
+        v.push(format!("{}.amount_minor", field()), "must not be negative");
         return None;
     }
     if amount_minor > reference.limits.max_amount_minor {
-        v.push(format!("{field}.amount_minor"), "exceeds n..16,2");
+        v.push(format!("{}.amount_minor", field()), "exceeds n..16,2");
         return None;
     }
     Some(Money::new(currency?, amount_minor))
@@ -320,14 +324,14 @@ fn optional_country(
 
 fn required_party(
     party: Option<pb::Party>,
-    field: &str,
+    field: Field<'_>,
     address_required: bool,
     v: &mut Violations,
 ) -> Option<Party> {
     match party {
         Some(p) => parse_party(p, field, address_required, v),
         None => {
-            v.push(field, "is required");
+            v.push(field(), "is required");
             None
         }
     }
@@ -335,7 +339,7 @@ fn required_party(
 
 fn parse_party(
     msg: pb::Party,
-    field: &str,
+    field: Field<'_>,
     address_required: bool,
     v: &mut Violations,
 ) -> Option<Party> {
@@ -346,18 +350,18 @@ fn parse_party(
         phone,
         email,
     } = msg;
-    v.check_required(|| format!("{field}.name"), &name, 70);
+    v.check_required(|| format!("{}.name", field()), &name, 70);
     v.check_len(
-        || format!("{field}.identification_number"),
+        || format!("{}.identification_number", field()),
         &identification_number,
         17,
     );
-    v.check_len(|| format!("{field}.phone"), &phone, 50);
-    v.check_len(|| format!("{field}.email"), &email, 256);
+    v.check_len(|| format!("{}.phone", field()), &phone, 50);
+    v.check_len(|| format!("{}.email", field()), &email, 256);
     let address = match address {
-        Some(a) => Some(parse_address(a, &format!("{field}.address"), v)?),
+        Some(a) => Some(parse_address(a, &|| format!("{}.address", field()), v)?),
         None if address_required => {
-            v.push(format!("{field}.address"), "is required");
+            v.push(format!("{}.address", field()), "is required");
             return None;
         }
         None => None,
@@ -371,7 +375,7 @@ fn parse_party(
     })
 }
 
-fn parse_address(msg: pb::Address, field: &str, v: &mut Violations) -> Option<Address> {
+fn parse_address(msg: pb::Address, field: Field<'_>, v: &mut Violations) -> Option<Address> {
     let pb::Address {
         street_and_number,
         postcode,
@@ -379,13 +383,13 @@ fn parse_address(msg: pb::Address, field: &str, v: &mut Violations) -> Option<Ad
         country,
     } = msg;
     v.check_len(
-        || format!("{field}.street_and_number"),
+        || format!("{}.street_and_number", field()),
         &street_and_number,
         70,
     );
-    v.check_len(|| format!("{field}.postcode"), &postcode, 17);
-    v.check_len(|| format!("{field}.city"), &city, 35);
-    let country = parse_country(&country, || format!("{field}.country"), v)?;
+    v.check_len(|| format!("{}.postcode", field()), &postcode, 17);
+    v.check_len(|| format!("{}.city", field()), &city, 35);
+    let country = parse_country(&country, || format!("{}.country", field()), v)?;
     Some(Address {
         street_and_number,
         postcode,
@@ -396,22 +400,22 @@ fn parse_address(msg: pb::Address, field: &str, v: &mut Violations) -> Option<Ad
 
 fn parse_transport_document(
     msg: pb::TransportDocument,
-    field: &str,
+    field: Field<'_>,
     v: &mut Violations,
 ) -> Option<TransportDocument> {
     let pb::TransportDocument { kind, reference } = msg;
-    v.check_required(|| format!("{field}.reference"), &reference, 70);
+    v.check_required(|| format!("{}.reference", field()), &reference, 70);
     let kind = match pb::TransportDocumentKind::try_from(kind) {
         Ok(pb::TransportDocumentKind::HouseAwb) => TransportDocumentKind::HouseAwb,
         Ok(pb::TransportDocumentKind::MasterAwb) => TransportDocumentKind::MasterAwb,
         Ok(pb::TransportDocumentKind::PostalItemId) => TransportDocumentKind::PostalItemId,
         Ok(pb::TransportDocumentKind::Other) => TransportDocumentKind::Other,
         Ok(pb::TransportDocumentKind::Unspecified) => {
-            v.push(format!("{field}.kind"), "is required");
+            v.push(format!("{}.kind", field()), "is required");
             return None;
         }
         Err(_) => {
-            v.push(format!("{field}.kind"), format!("unknown kind {kind}"));
+            v.push(format!("{}.kind", field()), format!("unknown kind {kind}"));
             return None;
         }
     };
@@ -420,7 +424,7 @@ fn parse_transport_document(
 
 fn parse_item(
     msg: pb::GoodsItem,
-    field: &str,
+    field: Field<'_>,
     reference: &ReferenceData<'_>,
     v: &mut Violations,
 ) -> Option<GoodsItem> {
@@ -436,39 +440,42 @@ fn parse_item(
     } = msg;
     let mut ok = true;
     if !(1..=99_999).contains(&goods_item_number) {
-        v.push(format!("{field}.goods_item_number"), "must be 1..=99999");
+        v.push(
+            format!("{}.goods_item_number", field()),
+            "must be 1..=99999",
+        );
         ok = false;
     }
     // A missing description is scored and flagged, not rejected: it is a risk
     // signal, and data from other national systems may not carry it.
-    v.check_len(|| format!("{field}.description"), &description, 512);
+    v.check_len(|| format!("{}.description", field()), &description, 512);
     let hs6 = match Hs6::parse(&hs6) {
         Ok(code) => Some(code),
         Err(reason) => {
-            v.push(format!("{field}.hs6"), reason);
+            v.push(format!("{}.hs6", field()), reason);
             None
         }
     };
     let intrinsic_value = match intrinsic_value {
-        Some(m) => parse_money(m, &format!("{field}.intrinsic_value"), reference, v),
+        Some(m) => parse_money(m, &|| format!("{}.intrinsic_value", field()), reference, v),
         None => {
-            v.push(format!("{field}.intrinsic_value"), "is required");
+            v.push(format!("{}.intrinsic_value", field()), "is required");
             None
         }
     };
     if gross_mass_g < 0 {
-        v.push(format!("{field}.gross_mass_g"), "must not be negative");
+        v.push(format!("{}.gross_mass_g", field()), "must not be negative");
         ok = false;
     } else if gross_mass_g > reference.limits.max_gross_mass_g {
         v.push(
-            format!("{field}.gross_mass_g"),
+            format!("{}.gross_mass_g", field()),
             format!("exceeds {} g", reference.limits.max_gross_mass_g),
         );
         ok = false;
     }
     if additional_procedure_codes.len() > 99 {
         v.push(
-            format!("{field}.additional_procedure_codes"),
+            format!("{}.additional_procedure_codes", field()),
             "at most 99 codes",
         );
         ok = false;
@@ -477,7 +484,7 @@ fn parse_item(
         let b = code.as_bytes();
         if !(b.len() == 3 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)) {
             v.push(
-                format!("{field}.additional_procedure_codes[{i}]"),
+                format!("{}.additional_procedure_codes[{i}]", field()),
                 "must be a letter and two digits, e.g. C07",
             );
             ok = false;
@@ -485,7 +492,7 @@ fn parse_item(
     }
     let country_of_origin = optional_country(
         &country_of_origin,
-        || format!("{field}.country_of_origin"),
+        || format!("{}.country_of_origin", field()),
         v,
     );
     if !ok {
@@ -505,7 +512,7 @@ fn parse_item(
 
 fn parse_ens(
     msg: pb::EnsHouseConsignment,
-    field: &str,
+    field: Field<'_>,
     v: &mut Violations,
 ) -> Option<EnsHouseConsignment> {
     let pb::EnsHouseConsignment {
@@ -516,25 +523,35 @@ fn parse_ens(
         description,
         country_of_origin,
     } = msg;
-    v.check_len(|| format!("{field}.ens_mrn"), &ens_mrn, 18);
-    v.check_len(|| format!("{field}.description"), &description, 512);
+    v.check_len(|| format!("{}.ens_mrn", field()), &ens_mrn, 18);
+    v.check_len(|| format!("{}.description", field()), &description, 512);
     if total_gross_mass_g < 0 {
         v.push(
-            format!("{field}.total_gross_mass_g"),
+            format!("{}.total_gross_mass_g", field()),
             "must not be negative",
         );
     }
     let consignor = match consignor {
-        Some(p) => Some(parse_party(p, &format!("{field}.consignor"), false, v)?),
+        Some(p) => Some(parse_party(
+            p,
+            &|| format!("{}.consignor", field()),
+            false,
+            v,
+        )?),
         None => None,
     };
     let consignee = match consignee {
-        Some(p) => Some(parse_party(p, &format!("{field}.consignee"), false, v)?),
+        Some(p) => Some(parse_party(
+            p,
+            &|| format!("{}.consignee", field()),
+            false,
+            v,
+        )?),
         None => None,
     };
     let country_of_origin = optional_country(
         &country_of_origin,
-        || format!("{field}.country_of_origin"),
+        || format!("{}.country_of_origin", field()),
         v,
     );
     Some(EnsHouseConsignment {

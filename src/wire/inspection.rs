@@ -253,7 +253,7 @@ fn parse_result(
         let corrected_intrinsic_value = corrected_intrinsic_value.and_then(|m| {
             parse_money(
                 m,
-                &format!("{field}.corrected_intrinsic_value"),
+                &|| format!("{field}.corrected_intrinsic_value"),
                 reference,
                 v,
             )
@@ -317,7 +317,7 @@ fn parse_truth(
             .map_err(|reason| v.push(format!("{field}.hs6"), reason))
             .ok();
         let value = match intrinsic_value {
-            Some(m) => parse_money(m, &format!("{field}.intrinsic_value"), reference, v),
+            Some(m) => parse_money(m, &|| format!("{field}.intrinsic_value"), reference, v),
             None => {
                 v.push(format!("{field}.intrinsic_value"), "is required");
                 None
