@@ -4,7 +4,8 @@
 //! holding one (64-bit integers are strings by convention, 32-bit ones
 //! numbers). pbjson reads both through an untagged enum that tries the string
 //! form first, so every number given as a JSON number first builds, formats
-//! and drops a serde error: about 6 % of decoding a JSON Lines declaration.
+//! and drops a serde error: decoding 1 M JSON Lines declarations took 3.95 s
+//! that way and 3.52 s this way.
 //! `build.rs` points the generated code at [`NumberDeserialize`] instead,
 //! which asks the format what it holds and takes either form directly.
 
