@@ -78,9 +78,21 @@ mod tests {
         (ours.map(|n| n.0), theirs.map(|n| n.0))
     }
 
+    /// Asserts that both readers agree on every input.
+    fn agree<T>(inputs: &[&str])
+    where
+        T: FromStr + for<'de> Deserialize<'de> + PartialEq + fmt::Debug,
+        <T as FromStr>::Err: std::error::Error,
+    {
+        for json in inputs {
+            let (ours, theirs) = both::<T>(json);
+            assert_eq!(ours, theirs, "{} from {json}", std::any::type_name::<T>());
+        }
+    }
+
     #[test]
     fn reads_what_pbjson_reads_and_refuses_what_it_refuses() {
-        let int32 = [
+        agree::<i32>(&[
             "1",
             "-7",
             "\"42\"",
@@ -96,26 +108,16 @@ mod tests {
             "[]",
             "\"\"",
             "1e3",
-        ];
-        for json in int32 {
-            let (ours, theirs) = both::<i32>(json);
-            assert_eq!(ours, theirs, "i32 from {json}");
-        }
-        for json in ["0", "4294967295", "4294967296", "-1", "\"17\""] {
-            let (ours, theirs) = both::<u32>(json);
-            assert_eq!(ours, theirs, "u32 from {json}");
-        }
-        for json in [
+        ]);
+        agree::<u32>(&["0", "4294967295", "4294967296", "-1", "\"17\""]);
+        agree::<i64>(&[
             "\"9007199254740993\"",
             "9007199254740993",
             "\"-5\"",
             "-5",
             "\"1e3\"",
-        ] {
-            let (ours, theirs) = both::<i64>(json);
-            assert_eq!(ours, theirs, "i64 from {json}");
-        }
-        for json in [
+        ]);
+        agree::<f64>(&[
             "0.25",
             "3",
             "-2",
@@ -123,10 +125,7 @@ mod tests {
             "\"Infinity\"",
             "\"-Infinity\"",
             "1e308",
-        ] {
-            let (ours, theirs) = both::<f64>(json);
-            assert_eq!(ours, theirs, "f64 from {json}");
-        }
+        ]);
         let (ours, theirs) = both::<f64>("\"NaN\"");
         assert!(ours.is_some_and(f64::is_nan) && theirs.is_some_and(f64::is_nan));
         // Spot checks of the values themselves.
