@@ -7,9 +7,13 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::load_examples;
+use crate::domain::Declaration;
+use crate::features::window::SplitSignal;
 use crate::io::Format;
 use crate::model::ClassifierKind;
+use crate::model::ModelArtifact;
 use crate::model::train::{TrainParams, train};
+use crate::scoring::Scorer;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -64,10 +68,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .version
         .unwrap_or_else(|| format!("{name}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
     let n = examples.len();
+    // The latest declarations, to prove the written artifact on.
+    let proof: Vec<Declaration> = examples
+        .iter()
+        .skip(n.saturating_sub(PROOF_DECLARATIONS))
+        .map(|e| e.declaration.clone())
+        .collect();
     let artifact = train(examples, &params, &args.data.display().to_string(), version)
         .context("training failed")?;
     artifact.save(&args.out)?;
-    eprintln!("{}", artifact.card_markdown());
+    let proved = prove_round_trip(artifact, &args.out, &proof)?;
+    eprintln!("{}", proved.card_markdown());
+    eprintln!(
+        "read {} back: it scores the latest {} declarations identically",
+        args.out.display(),
+        proof.len()
+    );
     eprintln!(
         "trained on {n} declarations ({rejected} rejected) in {:.1} s (reading {:.1} s); wrote {}",
         started.elapsed().as_secs_f64(),
@@ -75,4 +91,49 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Declarations `train` scores with the model it wrote and with the one it
+/// read back.
+const PROOF_DECLARATIONS: usize = 2_000;
+
+/// Loads the artifact written to `dir` and checks that it scores every
+/// declaration exactly as the model in memory does (every score, the
+/// priority, the reason codes): what is served is what was trained. Returns
+/// the model read back.
+pub fn prove_round_trip(
+    trained: ModelArtifact,
+    dir: &std::path::Path,
+    declarations: &[Declaration],
+) -> anyhow::Result<std::sync::Arc<ModelArtifact>> {
+    let loaded = ModelArtifact::load(dir).with_context(|| {
+        format!(
+            "the artifact just written to {} cannot be read back",
+            dir.display()
+        )
+    })?;
+    let original = Scorer::new(std::sync::Arc::new(trained));
+    let reread = Scorer::new(std::sync::Arc::new(loaded));
+    for d in declarations {
+        let a = original.score(d, SplitSignal::default());
+        let b = reread.score(d, SplitSignal::default());
+        let same = a.overall_score.to_bits() == b.overall_score.to_bits()
+            && a.undervaluation_score.to_bits() == b.undervaluation_score.to_bits()
+            && a.misdescription_score.to_bits() == b.misdescription_score.to_bits()
+            && a.priority_value.to_bits() == b.priority_value.to_bits()
+            && a.reasons
+                .iter()
+                .map(|r| r.code)
+                .eq(b.reasons.iter().map(|r| r.code));
+        anyhow::ensure!(
+            same,
+            "the artifact written to {} scores declaration {} differently from the trained model \
+             (overall {} vs {}); it must not be served",
+            dir.display(),
+            d.declaration_id,
+            a.overall_score,
+            b.overall_score
+        );
+    }
+    Ok(reread.model().clone())
 }

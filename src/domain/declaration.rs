@@ -22,6 +22,17 @@ pub enum DatasetType {
     I1,
 }
 
+impl DatasetType {
+    /// H7 and H6 carry low-value parcels; H1 and I1 are full declarations
+    /// of any trade, bulk included.
+    pub fn is_parcel(self) -> bool {
+        match self {
+            DatasetType::H7 | DatasetType::H6 => true,
+            DatasetType::H1 | DatasetType::I1 => false,
+        }
+    }
+}
+
 /// How the parcel reached the EU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CarrierChannel {
@@ -143,6 +154,12 @@ pub enum DataFlag {
     MissingDescription { goods_item_number: u32 },
     /// A description that is only a stop word or generic term.
     VagueDescription { goods_item_number: u32 },
+    /// An H7/H6 goods item heavier than a parcel can be (over the limit of
+    /// `Limits::parcel_max_gross_mass_g`, 1 t by default).
+    ImplausibleMass {
+        goods_item_number: u32,
+        gross_mass_g: i64,
+    },
     /// Additional procedure codes that H7 rules forbid together
     /// (C08 with F48/F49, or an IOSS number with anything but C07/F48).
     InconsistentProcedureCodes { goods_item_number: u32 },

@@ -93,8 +93,12 @@ pub struct Limits {
     pub max_items: usize,
     /// Entries in the `attributes` map.
     pub max_attributes: usize,
-    /// Gross mass of one item, grams (a parcel over 1 t is not a parcel).
+    /// Gross mass of one item, grams: the EUCDM format bound (n..16,6 kg),
+    /// beyond which a number is garbage whatever the declaration type.
     pub max_gross_mass_g: i64,
+    /// Gross mass of one item of an H7/H6 parcel, grams: a heavier one is
+    /// accepted and flagged ([`DataFlag::ImplausibleMass`]), never rejected.
+    pub parcel_max_gross_mass_g: i64,
     /// Intrinsic value of one item, minor units (n..16,2).
     pub max_amount_minor: i64,
 }
@@ -104,7 +108,8 @@ impl Default for Limits {
         Self {
             max_items: 999,
             max_attributes: 64,
-            max_gross_mass_g: 1_000_000,
+            max_gross_mass_g: 10_000_000_000_000,
+            parcel_max_gross_mass_g: 1_000_000,
             max_amount_minor: 9_999_999_999_999_999,
         }
     }
@@ -264,8 +269,10 @@ impl ReferenceData<'static> {
     }
 }
 
-/// Cross-field H7 rules on a declaration whose fields are already parsed.
-/// Adds violations for broken rules and returns the risk flags.
+/// Cross-field rules on a declaration whose fields are already parsed.
+/// Adds violations for broken rules and returns the risk flags. The parcel
+/// checks (EUR 150, mass sanity) apply to H7/H6 only: H1/I1 full
+/// declarations carry bulk trade, tonnes and millions, as normal input.
 pub fn check_declaration(
     declaration: &Declaration,
     reference: &ReferenceData<'_>,
@@ -280,6 +287,14 @@ pub fn check_declaration(
                 format!("items[{index}].goods_item_number"),
                 format!("goods item number {} is used twice", item.goods_item_number),
             );
+        }
+        if declaration.dataset.is_parcel()
+            && item.gross_mass_g > reference.limits.parcel_max_gross_mass_g
+        {
+            flags.push(DataFlag::ImplausibleMass {
+                goods_item_number: item.goods_item_number,
+                gross_mass_g: item.gross_mass_g,
+            });
         }
         if !reference.nomenclature.contains(item.hs6) {
             flags.push(DataFlag::UnknownHs6 {

@@ -128,7 +128,7 @@ impl From<EntityStats> for [u32; 5] {
 
 /// Maps keyed by party hash, stored as lists sorted by key, so that the same
 /// history always writes the same bytes.
-mod sorted {
+pub(crate) mod sorted {
     use rustc_hash::FxHashMap as HashMap;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -184,6 +184,10 @@ pub struct PartyHistory {
     /// Totals over all inspections, for the smoothing prior.
     inspected: u64,
     fraud: u64,
+    /// The past record of every entity and code (see [`super::record`]);
+    /// empty in artifacts made before it existed.
+    #[serde(default)]
+    pub record: super::record::Record,
 }
 
 /// Smoothed rates and volumes of one party, as features.

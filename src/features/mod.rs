@@ -9,6 +9,7 @@
 
 pub mod attributes;
 pub mod history;
+pub mod record;
 pub mod reference;
 pub mod text;
 pub mod window;
@@ -72,6 +73,7 @@ pub const BASE_FEATURES: &[&str] = &[
     "org_exporter_cn",
     "chn_postal",
     "chn_air_cargo",
+    "wgt_implausible_parcel",
 ];
 
 /// The ordered feature names a model expects, and their hash.
@@ -122,6 +124,9 @@ pub struct FeatureSet {
     pub references: References,
     pub text: TextClassifier,
     pub attributes: AttributeEncoder,
+    /// The fields of the past record; its counts are in the history.
+    #[serde(default)]
+    pub record: record::RecordFields,
 }
 
 /// What the features know about one goods item.
@@ -168,6 +173,8 @@ pub struct Signals {
     pub address_names: usize,
     pub ioss_exporters: usize,
     pub split: SplitSignal,
+    /// The past record, field by field (see [`record::RecordFields`]).
+    pub record: record::RecordSignals,
 }
 
 fn clip(x: f64, lo: f64, hi: f64) -> f64 {
@@ -183,6 +190,7 @@ impl FeatureSet {
     pub fn schema(&self) -> FeatureSchema {
         let mut names: Vec<String> = BASE_FEATURES.iter().map(|s| (*s).to_owned()).collect();
         names.extend(self.attributes.names());
+        names.extend(self.record.names());
         FeatureSchema::new(names)
     }
 
@@ -284,7 +292,9 @@ impl FeatureSet {
                     && item.intrinsic_value.amount_minor % minor_per_major == 0,
             });
         }
+        let record_keys = self.record.keys(d);
         Signals {
+            record: history.record.signals(&self.record, &record_keys, d),
             declared_eur: items.iter().map(|i| i.declared_eur).sum(),
             expected_eur: items.iter().map(|i| i.expected_eur).sum(),
             total_mass_kg: d.items.iter().map(|i| i.gross_mass_g as f64).sum::<f64>() / 1000.0,
@@ -420,9 +430,22 @@ impl FeatureSet {
             flag(d.exporter.country().is_some_and(|c| c.as_str() == "CN")),
             flag(d.carrier_channel == Some(CarrierChannel::Postal)),
             flag(d.carrier_channel == Some(CarrierChannel::AirCargo)),
+            flag(
+                d.flags
+                    .iter()
+                    .any(|f| matches!(f, DataFlag::ImplausibleMass { .. })),
+            ),
         ]);
         debug_assert_eq!(out.len(), BASE_FEATURES.len());
         self.attributes.encode(&d.attributes, out);
+        for f in &s.record {
+            out.extend_from_slice(&[
+                f.fraud_rate,
+                f64::from(f.inspected).ln_1p(),
+                f64::from(f.seen).ln_1p(),
+                f.days_since.ln_1p(),
+            ]);
+        }
     }
 }
 
@@ -473,7 +496,9 @@ impl FeatureSet {
             .flat_map(|d| d.items.iter().map(|i| (i.description.as_str(), i.hs6)));
         let text = TextClassifier::fit(pairs, text_params)?;
         let attributes = AttributeEncoder::fit(declarations.iter().map(|d| &d.attributes));
+        let record = record::RecordFields::fit(declarations);
         Ok(Self {
+            record,
             references: References {
                 eur_per_kg: per_kg.build(),
                 eur_per_article: per_article.build(),

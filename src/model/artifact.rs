@@ -23,28 +23,58 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MODEL_FILE: &str = "model.json";
 pub const CARD_FILE: &str = "MODEL_CARD.md";
 
-/// One classifier per target.
+/// One classifier per target that had labels to learn from. A target
+/// without one (an authority whose labels name no fraud kind trains only
+/// `any`) scores with the `any` classifier, or else with any trained one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Classifiers {
-    pub undervaluation: Classifier,
-    pub misdescription: Classifier,
-    pub any: Classifier,
+    #[serde(default)]
+    pub undervaluation: Option<Classifier>,
+    #[serde(default)]
+    pub misdescription: Option<Classifier>,
+    #[serde(default)]
+    pub any: Option<Classifier>,
 }
 
 impl Classifiers {
-    pub fn get(&self, target: Target) -> &Classifier {
+    /// The classifier trained for `target`, if one was.
+    pub fn trained(&self, target: Target) -> Option<&Classifier> {
         match target {
-            Target::Undervaluation => &self.undervaluation,
-            Target::Misdescription => &self.misdescription,
-            Target::Any => &self.any,
+            Target::Undervaluation => self.undervaluation.as_ref(),
+            Target::Misdescription => self.misdescription.as_ref(),
+            Target::Any => self.any.as_ref(),
         }
     }
 
-    fn all_mut(&mut self) -> [(Target, &mut Classifier); 3] {
+    /// The classifier that scores `target`: its own, else the `any`
+    /// classifier, else the first trained one. `prepare` refuses an
+    /// artifact with none, so a prepared model always has one.
+    pub fn get(&self, target: Target) -> &Classifier {
+        self.trained(target)
+            .or(self.any.as_ref())
+            .or(self.undervaluation.as_ref())
+            .or(self.misdescription.as_ref())
+            .expect("a prepared artifact has at least one classifier")
+    }
+
+    /// The target whose classifier scores `target`.
+    pub fn source(&self, target: Target) -> Target {
         [
-            (Target::Undervaluation, &mut self.undervaluation),
-            (Target::Misdescription, &mut self.misdescription),
-            (Target::Any, &mut self.any),
+            target,
+            Target::Any,
+            Target::Undervaluation,
+            Target::Misdescription,
+        ]
+        .into_iter()
+        .find(|t| self.trained(*t).is_some())
+        .unwrap_or(target)
+    }
+
+    fn all_mut(&mut self) -> [(Target, Option<&mut Classifier>); 3] {
+        [
+            (Target::Undervaluation, self.undervaluation.as_mut()),
+            (Target::Misdescription, self.misdescription.as_mut()),
+            (Target::Any, self.any.as_mut()),
         ]
     }
 }
@@ -82,6 +112,12 @@ pub struct ModelCard {
     pub text_vocabulary: usize,
     pub text_classes: usize,
     pub history_sizes: [usize; 4],
+    /// Targets left untrained, with why (too few labels of a class).
+    #[serde(default)]
+    pub skipped: Vec<(Target, String)>,
+    /// Entries kept per entity field of the past record, for the card.
+    #[serde(default)]
+    pub entity_sizes: Vec<(String, usize)>,
 }
 
 /// A trained model, ready to score once prepared.
@@ -131,6 +167,8 @@ pub enum ArtifactError {
         #[source]
         source: ClassifierError,
     },
+    #[error("{path}: no target has a classifier")]
+    NoClassifier { path: PathBuf },
     #[error("{path}: {source}")]
     Features {
         path: PathBuf,
@@ -162,7 +200,18 @@ impl ModelArtifact {
             });
         }
         let width = self.schema.len();
+        if Target::ALL
+            .iter()
+            .all(|t| self.classifiers.trained(*t).is_none())
+        {
+            return Err(ArtifactError::NoClassifier {
+                path: path.to_owned(),
+            });
+        }
         for (target, classifier) in self.classifiers.all_mut() {
+            let Some(classifier) = classifier else {
+                continue;
+            };
             classifier
                 .prepare(width)
                 .map_err(|source| ArtifactError::Classifier {
@@ -280,6 +329,19 @@ impl ModelArtifact {
         md.push_str("\n## Chosen\n\n");
         for (target, kind) in &c.chosen {
             md.push_str(&format!("- {}: {}\n", target.name(), kind.name()));
+        }
+        for (target, why) in &c.skipped {
+            md.push_str(&format!(
+                "- {}: not trained ({why}); scored by the {} classifier\n",
+                target.name(),
+                self.classifiers.source(*target).name()
+            ));
+        }
+        if !c.entity_sizes.is_empty() {
+            md.push_str("\n## Past record kept (entries per field)\n\n");
+            for (field, n) in &c.entity_sizes {
+                md.push_str(&format!("- {field}: {n}\n"));
+            }
         }
         md.push_str(&format!("\n{}\n", c.why));
         md

@@ -6,6 +6,7 @@
 //! keeps the best per target.
 
 pub mod artifact;
+pub mod boost;
 pub mod metrics;
 pub mod train;
 
@@ -115,14 +116,16 @@ pub enum ClassifierKind {
     DecisionTree,
     RandomForest,
     GaussianNb,
+    GradientBoosting,
 }
 
 impl ClassifierKind {
-    pub const ALL: [ClassifierKind; 4] = [
+    pub const ALL: [ClassifierKind; 5] = [
         ClassifierKind::Logistic,
         ClassifierKind::DecisionTree,
         ClassifierKind::RandomForest,
         ClassifierKind::GaussianNb,
+        ClassifierKind::GradientBoosting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +134,7 @@ impl ClassifierKind {
             ClassifierKind::DecisionTree => "decision_tree",
             ClassifierKind::RandomForest => "random_forest",
             ClassifierKind::GaussianNb => "gaussian_nb",
+            ClassifierKind::GradientBoosting => "gradient_boosting",
         }
     }
 }
@@ -164,9 +168,14 @@ pub enum Classifier {
         flat: Vec<Vec<FlatNode>>,
     },
     GaussianNb {
-        model: GaussianNb<f64, bool>,
+        /// Classes 0/1: linfa keeps its per-class tables in a map keyed by
+        /// class, and JSON map keys read back as integers but not as booleans.
+        model: GaussianNb<f64, usize>,
         /// Row width it was fitted on (linfa does not expose it).
         width: usize,
+    },
+    GradientBoosting {
+        model: boost::BoostedTrees,
     },
 }
 
@@ -177,6 +186,8 @@ pub enum ClassifierError {
     Width { expected: usize, actual: usize },
     #[error("the random forest is malformed: {0}")]
     Forest(String),
+    #[error("the boosted trees are malformed: {0}")]
+    Boosting(String),
 }
 
 /// One node of a flattened tree: a split or a leaf.
@@ -264,6 +275,7 @@ impl Classifier {
             Classifier::DecisionTree { .. } => ClassifierKind::DecisionTree,
             Classifier::RandomForest { .. } => ClassifierKind::RandomForest,
             Classifier::GaussianNb { .. } => ClassifierKind::GaussianNb,
+            Classifier::GradientBoosting { .. } => ClassifierKind::GradientBoosting,
         }
     }
 
@@ -352,6 +364,9 @@ impl Classifier {
                 }
                 Ok(())
             }
+            Classifier::GradientBoosting { model } => model
+                .validate(width)
+                .map_err(|e| ClassifierError::Boosting(e.to_string())),
         }
     }
 
@@ -377,6 +392,7 @@ impl Classifier {
                 let votes = flat.iter().filter(|tree| walk(tree, row)).count();
                 votes as f64 / flat.len() as f64
             }
+            Classifier::GradientBoosting { model } => model.score(row),
             Classifier::DecisionTree { .. }
             | Classifier::RandomForest { .. }
             | Classifier::GaussianNb { .. } => {
@@ -416,9 +432,17 @@ impl Classifier {
                 let n = trees.len().max(1) as f64;
                 votes.into_iter().map(|v| v / n).collect()
             }
+            Classifier::GradientBoosting { model } => x
+                .rows()
+                .into_iter()
+                .map(|row| match row.as_slice() {
+                    Some(slice) => model.score(slice),
+                    None => model.score(&row.to_vec()),
+                })
+                .collect(),
             Classifier::GaussianNb { model, .. } => {
                 let (proba, classes) = model.predict_proba(x);
-                match classes.iter().position(|c| **c) {
+                match classes.iter().position(|c| **c == 1) {
                     Some(col) => proba.column(col).to_vec(),
                     None => vec![0.0; x.nrows()],
                 }
@@ -426,9 +450,10 @@ impl Classifier {
         }
     }
 
-    /// Per-feature contributions to the log-odds of a logistic model (weight ×
-    /// standardised value), written into `out` (replaced, so that scoring
-    /// reuses one buffer); false, and `out` empty, for other kinds.
+    /// Per-feature contributions to the log-odds, written into `out`
+    /// (replaced, so that scoring reuses one buffer): weight × standardised
+    /// value for a logistic model, the node-value changes along the row's
+    /// path for boosted trees; false, and `out` empty, for other kinds.
     pub fn contributions(&self, row: &[f64], out: &mut Vec<f64>) -> bool {
         out.clear();
         match self {
@@ -443,6 +468,10 @@ impl Classifier {
                         .zip(&scaler.mean)
                         .map(|((w, x), m)| w * (x - m)),
                 );
+                true
+            }
+            Classifier::GradientBoosting { model } => {
+                model.contributions(row, out);
                 true
             }
             Classifier::Logistic { compiled: None, .. }

@@ -21,11 +21,13 @@ use rand::rngs::SmallRng;
 use rayon::prelude::*;
 
 use super::artifact::{CandidateMetrics, Classifiers, FORMAT_VERSION, ModelArtifact, ModelCard};
+use super::boost::BoostingParams;
 use super::metrics::{auc, average_precision, precision_at, ranking};
 use super::{Classifier, ClassifierKind, Standardizer, Target};
 use crate::domain::regime::Regime;
 use crate::domain::{InspectionResult, RateTable, SelectionReason, TrainingExample};
 use crate::features::history::{PartyHistory, PartyKeys, fnv1a};
+use crate::features::record::Record;
 use crate::features::text::TextParams;
 use crate::features::window::SplitWindow;
 use crate::features::{FeatureError, FeatureSet};
@@ -44,6 +46,8 @@ use crate::features::{FeatureError, FeatureSet};
 /// | `max_comparison_rows` | 200 000 | latest training rows every candidate fits on in the comparison |
 /// | `max_final_rows` | 400 000 | latest labelled rows the chosen kind is refitted on (recent data matters most under drift, and it bounds training time) |
 /// | `label_delay_hours` | 48 | when a result without `inspected_at` becomes known |
+/// | `boosting` | depth 6, rate 0.05, L2 3 | gradient-boosted oblivious trees ([`BoostingParams`]) |
+/// | `boosting_max_trees` | 400 | most boosting rounds; the comparison stops early on its latest training rows, the final fit uses what it kept |
 #[derive(Debug, Clone)]
 pub struct TrainParams {
     pub text: TextParams,
@@ -58,6 +62,10 @@ pub struct TrainParams {
     pub max_final_rows: usize,
     pub label_delay_hours: i64,
     pub seed: u64,
+    /// Gradient boosting's tree shape and shrinkage.
+    pub boosting: BoostingParams,
+    /// Most boosting rounds; the comparison stops earlier on its validation rows.
+    pub boosting_max_trees: usize,
 }
 
 impl Default for TrainParams {
@@ -75,6 +83,8 @@ impl Default for TrainParams {
             max_final_rows: 400_000,
             label_delay_hours: 48,
             seed: 7,
+            boosting: BoostingParams::default(),
+            boosting_max_trees: 400,
         }
     }
 }
@@ -142,6 +152,7 @@ pub fn replay(
     let regime = Regime::built_in();
     let width = features.schema().len();
     let mut history = PartyHistory::default();
+    history.record = Record::new(&features.record);
     let mut window = SplitWindow::default();
     let mut pending: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = BinaryHeap::new();
     let mut flat = Vec::new();
@@ -161,10 +172,7 @@ pub fn replay(
                 break;
             }
             pending.pop();
-            let done = &examples[i];
-            if let Some(result) = &done.result {
-                history.learn(&PartyKeys::of(&done.declaration), result);
-            }
+            learn(&mut history, features, &examples[i]);
         }
         let keys = PartyKeys::of(d);
         let split = window.observe_declaration(&keys, d, rates);
@@ -184,15 +192,13 @@ pub fn replay(
             source.push(index);
         }
         history.observe(&keys);
+        history.record.observe(&features.record.keys(d), d);
         if let Some(result) = &example.result {
             pending.push(Reverse((known(result, d.lodged_at), index)));
         }
     }
     while let Some(Reverse((_, i))) = pending.pop() {
-        let done = &examples[i];
-        if let Some(result) = &done.result {
-            history.learn(&PartyKeys::of(&done.declaration), result);
-        }
+        learn(&mut history, features, &examples[i]);
     }
     let n = source.len();
     Replay {
@@ -201,6 +207,18 @@ pub fn replay(
         random,
         source,
         history,
+    }
+}
+
+/// Applies an example's inspection result to the party history and the record.
+fn learn(history: &mut PartyHistory, features: &FeatureSet, done: &TrainingExample) {
+    if let Some(result) = &done.result {
+        history.learn(&PartyKeys::of(&done.declaration), result);
+        if let Some(fraud) = Target::Any.label(result) {
+            history
+                .record
+                .learn(&features.record.keys(&done.declaration), fraud);
+        }
     }
 }
 
@@ -267,6 +285,7 @@ pub fn train(
     );
     let mut history = replay.history;
     history.prune();
+    history.record.prune();
     tracing::info!(labelled = replay.source.len(), "replay done");
 
     // What the card needs from the examples, so they can be dropped before
@@ -279,29 +298,58 @@ pub fn train(
 
     // Targets fit in parallel: linfa fits each model on one core.
     let width = schema.len();
-    let per_target: Vec<Result<TargetFit, TrainError>> = replay
+    let per_target: Vec<Result<TargetOutcome, TrainError>> = replay
         .labels
         .par_iter()
         .map(|(target, labels)| fit_target(*target, labels, &replay.rows, params, width))
         .collect();
     let mut comparison = Vec::new();
     let mut chosen = Vec::new();
-    let mut fitted = Vec::new();
     let mut positives = Vec::new();
-    for result in per_target {
-        let t = result?;
-        positives.push((t.target, t.positives));
-        comparison.extend(t.comparison);
-        chosen.push((t.target, t.classifier.kind()));
-        fitted.push(t.classifier);
-    }
-    let mut fitted = fitted.into_iter();
-    let mut next = || fitted.next().expect("one classifier per target");
-    let classifiers = Classifiers {
-        undervaluation: next(),
-        misdescription: next(),
-        any: next(),
+    let mut skipped = Vec::new();
+    let mut classifiers = Classifiers {
+        undervaluation: None,
+        misdescription: None,
+        any: None,
     };
+    for result in per_target {
+        match result? {
+            TargetOutcome::Fitted(t) => {
+                positives.push((t.target, t.positives));
+                comparison.extend(t.comparison);
+                chosen.push((t.target, t.classifier.kind()));
+                let slot = match t.target {
+                    Target::Undervaluation => &mut classifiers.undervaluation,
+                    Target::Misdescription => &mut classifiers.misdescription,
+                    Target::Any => &mut classifiers.any,
+                };
+                *slot = Some(t.classifier);
+            }
+            TargetOutcome::Skipped {
+                target,
+                positives: n,
+                reason,
+            } => {
+                tracing::warn!(
+                    target = target.name(),
+                    %reason,
+                    "target not trained; it will be scored by another target's classifier"
+                );
+                positives.push((target, n));
+                skipped.push((target, reason));
+            }
+        }
+    }
+    if skipped.len() == Target::ALL.len() {
+        let why: Vec<String> = skipped
+            .iter()
+            .map(|(t, r)| format!("{}: {r}", t.name()))
+            .collect();
+        return Err(TrainError::Labels {
+            target: "every target",
+            reason: why.join("; "),
+        });
+    }
     let why = explain_choice(&comparison, &chosen);
     let card = ModelCard {
         data_fingerprint,
@@ -319,6 +367,8 @@ pub fn train(
         text_vocabulary: features.text.vocabulary_len(),
         text_classes: features.text.classes().count(),
         history_sizes: history.sizes(),
+        skipped,
+        entity_sizes: history.record.sizes(&features.record),
     };
     let mut artifact = ModelArtifact {
         format_version: FORMAT_VERSION,
@@ -342,6 +392,20 @@ pub fn train(
     Ok(artifact)
 }
 
+/// What training made of one target.
+enum TargetOutcome {
+    Fitted(TargetFit),
+    /// Too few labels of a class: the target is left untrained.
+    Skipped {
+        target: Target,
+        positives: usize,
+        reason: String,
+    },
+}
+
+/// Labels of each class a target needs to be trained.
+pub const MIN_CLASS_LABELS: usize = 10;
+
 /// The comparison and the chosen classifier of one target.
 struct TargetFit {
     target: Target,
@@ -358,7 +422,7 @@ fn fit_target(
     rows: &Array2<f64>,
     params: &TrainParams,
     width: usize,
-) -> Result<TargetFit, TrainError> {
+) -> Result<TargetOutcome, TrainError> {
     let prepared = |mut c: Classifier, kind: ClassifierKind| {
         c.prepare(width).map(|()| c).map_err(|e| TrainError::Fit {
             kind: kind.name(),
@@ -369,11 +433,12 @@ fn fit_target(
     let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
     let y: Vec<bool> = idx.iter().map(|&i| labels[i] == Some(true)).collect();
     let positives = y.iter().filter(|b| **b).count();
-    if positives < 10 || positives + 10 > y.len() {
-        return Err(TrainError::Labels {
-            target: target.name(),
+    if positives < MIN_CLASS_LABELS || positives + MIN_CLASS_LABELS > y.len() {
+        return Ok(TargetOutcome::Skipped {
+            target,
+            positives,
             reason: format!(
-                "{positives} positive of {} labels; need at least 10 of each class",
+                "{positives} positive of {} labels; need at least {MIN_CLASS_LABELS} of each class",
                 y.len()
             ),
         });
@@ -388,6 +453,7 @@ fn fit_target(
     let (y_train, y_valid) = (&y[..cut], &y[cut..]);
     let mut best: Option<(ClassifierKind, f64, f64)> = None;
     let mut warm_start = None;
+    let mut boost_trees = None;
     let mut comparison = Vec::new();
     for &kind in &params.candidates {
         let t = Instant::now();
@@ -396,9 +462,16 @@ fn fit_target(
         if yt.iter().all(|b| *b) || yt.iter().all(|b| !*b) {
             continue;
         }
-        let classifier = prepared(fit(kind, xt, yt, params, target, None)?, kind)?;
-        if let Classifier::Logistic { model, .. } = &classifier {
-            warm_start = Some(model.clone());
+        let classifier = prepared(
+            fit(kind, xt, yt, params, target, &FitHints::default())?,
+            kind,
+        )?;
+        match &classifier {
+            Classifier::Logistic { model, .. } => warm_start = Some(model.clone()),
+            Classifier::GradientBoosting { model } => boost_trees = Some(model.trees()),
+            Classifier::DecisionTree { .. }
+            | Classifier::RandomForest { .. }
+            | Classifier::GaussianNb { .. } => {}
         }
         let fit_seconds = t.elapsed().as_secs_f64();
         let scores = classifier.score_batch(x_valid);
@@ -438,15 +511,27 @@ fn fit_target(
     let (xa, ya) = latest(kind, x.view(), &y, params.max_tree_rows);
     let (xa, ya) = last_rows(xa, ya, params.max_final_rows);
     let classifier = prepared(
-        fit(kind, xa, ya, params, target, warm_start.as_ref())?,
+        fit(
+            kind,
+            xa,
+            ya,
+            params,
+            target,
+            &FitHints {
+                warm_start,
+                // More rows than in the comparison: a few more trees.
+                boost_trees: boost_trees
+                    .map(|n| ((n as f64) / (1.0 - params.validation_share)).ceil() as usize),
+            },
+        )?,
         kind,
     )?;
-    Ok(TargetFit {
+    Ok(TargetOutcome::Fitted(TargetFit {
         target,
         positives,
         comparison,
         classifier,
-    })
+    }))
 }
 
 /// Tree-based kinds fit on the latest `max_rows` rows only.
@@ -480,16 +565,27 @@ fn last_rows<'a>(
     }
 }
 
-/// Fits one classifier. A logistic fit starts from `warm_start` (a model fitted
-/// on a subset) when its classes are oriented the same way.
+/// What an earlier fit of the same target tells the final one.
+#[derive(Default)]
+struct FitHints {
+    /// A logistic model fitted on a subset, to start from.
+    warm_start: Option<linfa_logistic::FittedLogisticRegression<f64, bool>>,
+    /// Trees the boosting comparison kept; `None`: stop early on the latest
+    /// rows of the training part.
+    boost_trees: Option<usize>,
+}
+
+/// Fits one classifier. A logistic fit starts from the hinted warm start
+/// when its classes are oriented the same way.
 fn fit(
     kind: ClassifierKind,
     x: ArrayView2<'_, f64>,
     y: &[bool],
     params: &TrainParams,
     target: Target,
-    warm_start: Option<&linfa_logistic::FittedLogisticRegression<f64, bool>>,
+    hints: &FitHints,
 ) -> Result<Classifier, TrainError> {
+    let warm_start = hints.warm_start.as_ref();
     let err = |e: String| TrainError::Fit {
         kind: kind.name(),
         target: target.name(),
@@ -552,7 +648,7 @@ fn fit(
             }
         }
         ClassifierKind::GaussianNb => {
-            let dataset = Dataset::new(x.to_owned(), targets);
+            let dataset = Dataset::new(x.to_owned(), targets.mapv(usize::from));
             let model = GaussianNb::params()
                 .fit(&dataset)
                 .map_err(|e| err(e.to_string()))?;
@@ -560,6 +656,31 @@ fn fit(
                 model,
                 width: x.ncols(),
             }
+        }
+        ClassifierKind::GradientBoosting => {
+            let boosting = params
+                .boosting
+                .clone()
+                .trees(hints.boost_trees.unwrap_or(params.boosting_max_trees))
+                .seed(params.seed)
+                .check()
+                .map_err(|e| err(e.to_string()))?;
+            let model = match hints.boost_trees {
+                Some(_) => boosting.fit_with_validation(x, y, None),
+                None => {
+                    // Stop on the latest rows: the next window is what counts.
+                    let cut = ((y.len() as f64) * (1.0 - params.validation_share)).round() as usize;
+                    let cut = cut.clamp(1, y.len().saturating_sub(1).max(1));
+                    let (xt, xv) = (
+                        x.slice(ndarray::s![..cut, ..]),
+                        x.slice(ndarray::s![cut.., ..]),
+                    );
+                    let valid = (xv.nrows() > 0).then_some((xv, &y[cut..]));
+                    boosting.fit_with_validation(xt, &y[..cut], valid)
+                }
+            }
+            .map_err(|e| err(e.to_string()))?;
+            Classifier::GradientBoosting { model }
         }
     })
 }

@@ -124,8 +124,9 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// The one `'static` copy of a model version. A process meets a handful of
-/// versions in its life (one per model loaded), each kept once, so
+/// The one `'static` copy of a model version (or feature name). A process
+/// meets a handful of versions in its life (one per model loaded), each kept
+/// once, and the few hundred feature names of their schemas, so
 /// assessments carry a plain reference: an `Arc` would have every scoring
 /// thread bump one shared counter per declaration.
 pub fn intern_version(version: &str) -> &'static str {
@@ -149,6 +150,9 @@ pub struct Scorer {
     rates: &'static RateTable,
     regime: &'static Regime,
     priority: PriorityConfig,
+    /// The schema's feature names, interned once per model, for the
+    /// features a model-score reason lists.
+    feature_names: Arc<[&'static str]>,
 }
 
 impl Scorer {
@@ -160,6 +164,12 @@ impl Scorer {
     pub fn with_priority(model: Arc<ModelArtifact>, priority: PriorityConfig) -> Self {
         Self {
             model_version: intern_version(&model.model_version),
+            feature_names: model
+                .schema
+                .names
+                .iter()
+                .map(|n| intern_version(n))
+                .collect(),
             model,
             rates: RateTable::built_in(),
             regime: Regime::built_in(),
@@ -230,8 +240,14 @@ impl Scorer {
                 .get(Target::Any)
                 .contributions(row, contributions)
                 .then_some(contributions.as_slice());
-            let reasons = reasons::explain(d, &signals, contributions);
-            (uv, md, any, reasons, top_features(contributions))
+            let reasons = reasons::explain(d, &signals, &m.features.record, contributions);
+            (
+                uv,
+                md,
+                any,
+                reasons,
+                top_features(&self.feature_names, contributions),
+            )
         });
         let revenue = self.revenue_at_risk(d, &signals, md);
         Assessment {
@@ -300,12 +316,12 @@ impl Scorer {
 }
 
 /// The three features that raised the log-odds most (one pass, no sort).
-fn top_features(contributions: Option<&[f64]>) -> TopFeatures {
+fn top_features(names: &[&'static str], contributions: Option<&[f64]>) -> TopFeatures {
     let Some(c) = contributions else {
         return TopFeatures::new();
     };
     let mut top: [Option<(&'static str, f64)>; 3] = [None; 3];
-    for (name, &v) in crate::features::BASE_FEATURES.iter().zip(c) {
+    for (name, &v) in names.iter().zip(c) {
         if v <= 0.0 {
             continue;
         }
@@ -385,13 +401,13 @@ mod tests {
         c[20] = -3.0;
         c[30] = 1.0;
         c[40] = 0.7;
-        let top = top_features(Some(&c));
+        let top = top_features(BASE_FEATURES, Some(&c));
         let expected = vec![
             (BASE_FEATURES[10], 2.0),
             (BASE_FEATURES[30], 1.0),
             (BASE_FEATURES[40], 0.7),
         ];
         assert_eq!(top.as_slice(), expected);
-        assert!(top_features(None).is_empty());
+        assert!(top_features(BASE_FEATURES, None).is_empty());
     }
 }

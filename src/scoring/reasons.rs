@@ -10,6 +10,7 @@ use crate::domain::{DataFlag, Declaration};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::LazyLock;
 
+use crate::features::record::RecordFields;
 use crate::features::{BASE_FEATURES, Signals};
 
 /// Reason families (as in the contract).
@@ -173,12 +174,70 @@ const CODES: &[&str] = &[
     "PTY_ADDRESS_HIGH_FAN_IN",
     "FIS_IOSS_SHARED_ACROSS_SELLERS",
     "FIS_IOSS_INVALID_OR_INCONSISTENT",
+    "PTY_PAST_RECORD",
 ];
+
+/// A field's record counts as bad from this many frauds found, at a
+/// smoothed rate at least this many times the overall one.
+const RECORD_MIN_FRAUD: u32 = 2;
+const RECORD_RATE_FACTOR: f64 = 2.0;
 
 /// Builds the reasons of an assessment. `contributions` are the per-feature
 /// log-odds contributions of a logistic model, in schema order.
-pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> Vec<Reason> {
+/// `fields` name the past-record fields of `s.record`, whose four columns
+/// each end the row.
+pub fn explain(
+    d: &Declaration,
+    s: &Signals,
+    fields: &RecordFields,
+    contributions: Option<&[f64]>,
+) -> Vec<Reason> {
     let mut reasons = Vec::new();
+    // The worst past record among the entities and codes named (the
+    // importer's, a seller × HS6 pair's...), with its counts as evidence.
+    let worst = s
+        .record
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            f.present && f.fraud >= RECORD_MIN_FRAUD && f.fraud_rate >= RECORD_RATE_FACTOR * f.prior
+        })
+        .max_by(|a, b| a.1.fraud_rate.total_cmp(&b.1.fraud_rate));
+    if let Some((index, f)) = worst {
+        let name = fields
+            .fields
+            .get(index)
+            .map_or_else(String::new, |f| f.name());
+        let value = fields.describe(index, d);
+        let columns = contributions.map(|c| {
+            let start = c.len().saturating_sub(4 * s.record.len()) + 4 * index;
+            c.get(start..start + 4)
+                .map_or(0.0, |v| v.iter().map(|x| x.max(0.0)).sum())
+        });
+        let weight = 1.0 + f.fraud_rate / f.prior.max(1e-3) / 4.0;
+        reasons.push(Reason {
+            code: "PTY_PAST_RECORD",
+            category: ReasonCategory::Party,
+            goods_item_number: 0,
+            contribution: columns.map_or(weight, |c| c.max(weight * 0.01)),
+            message: format!(
+                "{name} {value}: {} of {} past inspections found fraud (smoothed {:.0} % against {:.0} % overall)",
+                f.fraud,
+                f.inspected,
+                100.0 * f.fraud_rate,
+                100.0 * f.prior
+            ),
+            evidence: vec![
+                ("record_field", name),
+                ("record_value", value),
+                ("past_inspections", f.inspected.to_string()),
+                ("past_frauds", f.fraud.to_string()),
+                ("smoothed_fraud_rate", format!("{:.3}", f.fraud_rate)),
+                ("overall_fraud_rate", format!("{:.3}", f.prior)),
+                ("times_seen", f.seen.to_string()),
+            ],
+        });
+    }
     let mut push = |code: &'static str,
                     category,
                     item: u32,
@@ -401,7 +460,12 @@ pub fn explain(d: &Declaration, s: &Signals, contributions: Option<&[f64]>) -> V
             vec![("declared_value_eur", money(s.declared_eur))],
         );
     }
-    if s.split.buyer_parcels > 0 && s.split.combined_value_eur_cents > H7_THRESHOLD_EUR_CENTS {
+    // Splitting to stay under EUR 150 is a parcel fraud; full declarations
+    // (H1/I1) of one importer on one day are ordinary trade.
+    if d.dataset.is_parcel()
+        && s.split.buyer_parcels > 0
+        && s.split.combined_value_eur_cents > H7_THRESHOLD_EUR_CENTS
+    {
         push(
             "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY",
             ReasonCategory::Threshold,

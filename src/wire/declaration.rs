@@ -126,15 +126,18 @@ pub(crate) fn parse_declaration(
     };
     let arrival_at = arrival_at.and_then(|ts| parse_timestamp(ts, || path("arrival_at"), v));
 
-    let exporter = required_party(exporter, &|| path("exporter"), true, v);
-    let importer = required_party(importer, &|| path("importer"), true, v);
+    // Parcels (H7/H6) name the seller and the buyer with their addresses;
+    // full declarations (H1/I1) of other systems often carry only IDs.
+    let parcel = dataset.is_none_or(DatasetType::is_parcel);
+    let exporter = required_party(exporter, &|| path("exporter"), parcel, v);
+    let importer = required_party(importer, &|| path("importer"), parcel, v);
     let declarant = required_party(declarant, &|| path("declarant"), false, v);
 
     if !ioss_number.is_empty() && !is_ioss_number(&ioss_number) {
         v.push(path("ioss_number"), "must be IM followed by 10 digits");
     }
 
-    if transport_documents.is_empty() {
+    if transport_documents.is_empty() && parcel {
         v.push(path("transport_documents"), "at least one is required");
     }
     let transport_documents: Vec<TransportDocument> = transport_documents
@@ -350,7 +353,15 @@ fn parse_party(
         phone,
         email,
     } = msg;
-    v.check_required(|| format!("{}.name", field()), &name, 70);
+    // A party is named or identified: IDs without names are how many
+    // national systems keep their history.
+    if name.trim().is_empty() && identification_number.trim().is_empty() {
+        v.push(
+            format!("{}.name", field()),
+            "is required (or an identification_number)",
+        );
+    }
+    v.check_len(|| format!("{}.name", field()), &name, 70);
     v.check_len(
         || format!("{}.identification_number", field()),
         &identification_number,
@@ -469,7 +480,10 @@ fn parse_item(
     } else if gross_mass_g > reference.limits.max_gross_mass_g {
         v.push(
             format!("{}.gross_mass_g", field()),
-            format!("exceeds {} g", reference.limits.max_gross_mass_g),
+            format!(
+                "exceeds {} g, the EUCDM format bound (n..16,6 kg)",
+                reference.limits.max_gross_mass_g
+            ),
         );
         ok = false;
     }
