@@ -263,3 +263,197 @@ fn what_random_controls_found_raises_the_stake_of_a_depressed_cell() {
     // The model's own scores do not move: found values are never features.
     assert_eq!(before.overall_score, after.overall_score);
 }
+
+#[test]
+fn the_past_record_never_sees_a_label_before_it_is_known() {
+    use parcel_risk::domain::InspectionOutcome;
+    let (model, examples) = trained();
+    let mut sorted = examples.clone();
+    sort_by_time(&mut sorted);
+    let delay = Duration::hours(48);
+    let rows =
+        |examples: &[TrainingExample]| replay(examples, &model.features, delay, |_| true).rows;
+    let before = rows(&sorted);
+    // Flip every label that becomes known after the middle declaration's
+    // lodging: no row up to that declaration may change.
+    let middle = sorted.len() / 2;
+    let cut = sorted[middle].declaration.lodged_at;
+    let mut flipped = sorted.clone();
+    let mut changed = 0;
+    for e in &mut flipped {
+        let lodged = e.declaration.lodged_at;
+        if let Some(r) = &mut e.result {
+            let known = r.inspected_at.unwrap_or(lodged + delay).max(lodged);
+            if known > cut {
+                r.outcome = match r.outcome {
+                    InspectionOutcome::NonCompliant => InspectionOutcome::Compliant,
+                    _ => InspectionOutcome::NonCompliant,
+                };
+                r.fraud_kinds.clear();
+                changed += 1;
+            }
+        }
+    }
+    assert!(changed > 100, "{changed}");
+    let after = rows(&flipped);
+    let record: Vec<usize> = model
+        .schema
+        .names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.starts_with("rec."))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(record.len() >= 20, "{:?}", model.schema.names);
+    assert_eq!(
+        before.slice(ndarray::s![..=middle, ..]),
+        after.slice(ndarray::s![..=middle, ..])
+    );
+    // ... and the later rows do see the flipped labels.
+    let later = |r: &ndarray::Array2<f64>| {
+        record
+            .iter()
+            .map(|&c| r.column(c).slice(ndarray::s![middle + 1..]).sum())
+            .sum::<f64>()
+    };
+    assert_ne!(later(&before), later(&after));
+}
+
+#[test]
+fn the_record_counts_an_inspection_only_after_it_happened() {
+    let (model, _) = trained();
+    let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+    let at = |hours: i64| pbjson_types::Timestamp {
+        seconds: (t0 + Duration::hours(hours)).timestamp(),
+        nanos: 0,
+    };
+    let make = |id: &str, lodged: i64| {
+        let mut e = full_example(id);
+        e.declaration.as_mut().unwrap().lodged_at = Some(at(lodged));
+        e.truth = None;
+        e.result = None;
+        e
+    };
+    let mut first = make("A", 0);
+    let mut result = full_example("A").result.unwrap();
+    result.inspected_at = Some(at(30));
+    first.result = Some(result);
+    let examples: Vec<TrainingExample> = [first, make("B", 10), make("C", 40)]
+        .into_iter()
+        .map(|e: pb::TrainingExample| TrainingExample::try_from(e).unwrap())
+        .collect();
+    let r = replay(&examples, &model.features, Duration::hours(48), |_| true);
+    let column = |name: &str| {
+        model
+            .schema
+            .names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} not in {:?}", model.schema.names))
+    };
+    let inspected = column("rec.exporter.log_inspected");
+    let seen = column("rec.exporter.log_seen");
+    assert_eq!(r.rows[(0, inspected)], 0.0);
+    assert_eq!(
+        r.rows[(1, inspected)],
+        0.0,
+        "B was lodged before A's inspection"
+    );
+    assert_eq!(
+        r.rows[(2, inspected)],
+        1f64.ln_1p(),
+        "C was lodged after it"
+    );
+    assert_eq!(r.rows[(0, seen)], 0.0);
+    assert_eq!(r.rows[(1, seen)], 1f64.ln_1p());
+}
+
+/// Small traffic whose labels name no fraud kind: only `any` can train.
+fn kindless(parcels: u64) -> Vec<TrainingExample> {
+    let mut examples = crate::common::traffic(parcels, 5);
+    for e in &mut examples {
+        if let Some(r) = &mut e.result {
+            r.fraud_kinds.clear();
+            for f in &mut r.findings {
+                f.undervalued = false;
+                f.misdescribed = false;
+            }
+        }
+    }
+    examples
+}
+
+#[test]
+fn a_target_without_positives_is_skipped_and_the_rest_trains() {
+    use parcel_risk::model::Target;
+    use parcel_risk::model::train::{TrainParams, train};
+    let examples = kindless(3_000);
+    let params = TrainParams {
+        candidates: vec![ClassifierKind::Logistic],
+        ..TrainParams::default()
+    };
+    let model = train(examples.clone(), &params, "test", "kindless".into()).unwrap();
+    assert!(model.classifiers.any.is_some());
+    assert!(model.classifiers.undervaluation.is_none());
+    assert!(model.classifiers.misdescription.is_none());
+    let skipped: Vec<Target> = model.card.skipped.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        skipped,
+        vec![Target::Undervaluation, Target::Misdescription]
+    );
+    assert!(
+        model
+            .card_markdown()
+            .contains("undervaluation: not trained (0 positive")
+    );
+    // It is written, read back, and scores every target with `any`.
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let loaded = ModelArtifact::load(dir.path()).unwrap();
+    let scorer = Scorer::new(Arc::new(loaded));
+    let a = scorer.score(&examples[0].declaration, SplitSignal::default());
+    assert_eq!(a.undervaluation_score, a.overall_score);
+    assert_eq!(a.misdescription_score, a.overall_score);
+
+    // With no usable label at all, training says so instead of writing a model.
+    let unlabelled: Vec<TrainingExample> = examples
+        .into_iter()
+        .map(|mut e| {
+            e.result = None;
+            e
+        })
+        .collect();
+    let err = train(unlabelled, &params, "test", "none".into()).unwrap_err();
+    assert!(err.to_string().contains("every target"), "{err}");
+}
+
+#[test]
+fn every_learner_round_trips_with_identical_scores() {
+    use parcel_risk::cli::train::prove_round_trip;
+    use parcel_risk::model::train::{TrainParams, train};
+    let examples = crate::common::traffic(3_000, 9);
+    let declarations: Vec<_> = examples
+        .iter()
+        .rev()
+        .take(300)
+        .map(|e| e.declaration.clone())
+        .collect();
+    for kind in ClassifierKind::ALL {
+        let params = TrainParams {
+            candidates: vec![kind],
+            forest_trees: 5,
+            boosting_max_trees: 40,
+            ..TrainParams::default()
+        };
+        let model = train(examples.clone(), &params, "test", kind.name().into()).unwrap();
+        assert!(
+            model.card.chosen.iter().all(|(_, k)| *k == kind),
+            "{:?}",
+            model.card.chosen
+        );
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        prove_round_trip(model, dir.path(), &declarations)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", kind.name()));
+    }
+}

@@ -214,3 +214,71 @@ fn a_result_must_belong_to_its_declaration() {
         "{got:?}"
     );
 }
+
+fn id_only(id: &str) -> Option<pb::Party> {
+    Some(pb::Party {
+        identification_number: id.into(),
+        ..pb::Party::default()
+    })
+}
+
+#[test]
+fn a_bulk_full_declaration_is_accepted_with_ids_only() {
+    // A B2B import as another national system records it: 60 t, about
+    // EUR 4 M in won, parties by ID without names or addresses, no
+    // transport document, no description.
+    let mut d = full_declaration("H1-BULK");
+    d.dataset = pb::DatasetType::H1 as i32;
+    d.exporter = id_only("0VKY2BR");
+    d.importer = id_only("QLRUBN9");
+    d.declarant = id_only("ZZR1LT6");
+    d.ioss_number.clear();
+    d.transport_documents.clear();
+    d.ens = None;
+    d.items.truncate(1);
+    let item = &mut d.items[0];
+    item.description.clear();
+    item.gross_mass_g = 60_000_000_000;
+    item.intrinsic_value = money("KRW", 7_045_681_618);
+    item.additional_procedure_codes.clear();
+    let accepted = Declaration::try_from(d.clone()).unwrap();
+    assert!(
+        !accepted.flags.iter().any(|f| matches!(
+            f,
+            DataFlag::H7ValueOver150 { .. } | DataFlag::ImplausibleMass { .. }
+        )),
+        "{:?}",
+        accepted.flags
+    );
+    assert!(accepted.flags.contains(&DataFlag::MissingDescription {
+        goods_item_number: 1
+    }));
+
+    // The same goods as an H7 parcel: accepted, and flagged twice.
+    d.dataset = pb::DatasetType::H7 as i32;
+    d.importer = full_declaration("x").importer;
+    d.exporter = full_declaration("x").exporter;
+    d.transport_documents = full_declaration("x").transport_documents;
+    let parcel = Declaration::try_from(d.clone()).unwrap();
+    assert!(parcel.flags.contains(&DataFlag::ImplausibleMass {
+        goods_item_number: 1,
+        gross_mass_g: 60_000_000_000
+    }));
+    assert!(
+        parcel
+            .flags
+            .iter()
+            .any(|f| matches!(f, DataFlag::H7ValueOver150 { .. }))
+    );
+
+    // A party neither named nor identified, and a mass beyond any format,
+    // are still refused.
+    d.exporter = Some(pb::Party {
+        address: full_declaration("x").exporter.unwrap().address,
+        ..pb::Party::default()
+    });
+    d.items[0].gross_mass_g = i64::MAX;
+    let got = fields(d);
+    assert!(got.contains(&"exporter.name".to_owned()), "{got:?}");
+    assert!(got.contains(&"items[0].gross_mass_g".to_owned()), "{got:?}");
+}

@@ -9,7 +9,7 @@ mod replay;
 mod rescore;
 mod serve;
 mod simulate;
-mod train;
+pub mod train;
 
 use std::path::Path;
 

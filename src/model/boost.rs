@@ -409,8 +409,9 @@ impl BoostingValidParams {
                         }
                         (f, binned.thresholds[f][b as usize])
                     }
-                    // Nothing gains: a split every row passes on the 0 side.
-                    None => (0, f64::INFINITY),
+                    // Nothing gains: a split every finite row passes on the
+                    // 0 side (f64::MAX, as JSON has no infinity).
+                    None => (0, f64::MAX),
                 };
                 model.features.push(feature as u32);
                 model.thresholds.push(threshold);

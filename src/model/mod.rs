@@ -168,8 +168,8 @@ pub enum Classifier {
         flat: Vec<Vec<FlatNode>>,
     },
     GaussianNb {
-        /// Classes 0/1: linfa keeps its per-class tables in a map keyed by
-        /// class, and JSON map keys read back as integers but not as booleans.
+        /// Classes 0/1, kept as embedded JSON (see [`embedded_json`]).
+        #[serde(with = "embedded_json")]
         model: GaussianNb<f64, usize>,
         /// Row width it was fitted on (linfa does not expose it).
         width: usize,
@@ -177,6 +177,28 @@ pub enum Classifier {
     GradientBoosting {
         model: boost::BoostedTrees,
     },
+}
+
+/// linfa's naive Bayes keeps its per-class tables in a map keyed by class.
+/// Inside the internally tagged [`Classifier`], serde buffers the content and
+/// then cannot read a non-string map key back (`invalid type: string "0",
+/// expected usize`), so the model is written as a JSON string of its own and
+/// read by serde_json directly, which parses such keys.
+mod embedded_json {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A model that cannot be used.

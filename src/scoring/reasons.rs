@@ -431,7 +431,7 @@ pub fn explain(
     }
 
     let threshold = H7_THRESHOLD_EUR_CENTS as f64 / 100.0;
-    if (130.0..threshold).contains(&s.declared_eur) {
+    if d.dataset.is_parcel() && (130.0..threshold).contains(&s.declared_eur) {
         push(
             "THR_BUNCHING_BELOW_150",
             ReasonCategory::Threshold,
