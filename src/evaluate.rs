@@ -4,7 +4,9 @@
 //!
 //! Labels: the ground truth when every declaration has it (synthetic data),
 //! otherwise the randomly selected inspections only, which are an unbiased
-//! sample of traffic. Risk-selected labels would flatter whatever selected them.
+//! sample of traffic. Risk-selected labels would flatter whatever selected them;
+//! they are used only when no inspection was random (the KCS history), and the
+//! report says so.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +28,10 @@ pub const SHARES: [f64; 4] = [0.01, 0.02, 0.05, 0.10];
 pub enum LabelSource {
     GroundTruth,
     RandomInspections,
+    /// Every inspection, when none was random (histories such as the KCS's,
+    /// where every row was picked by risk rules): the figures then describe
+    /// the ranking among what the rules picked, not among all traffic.
+    AllInspections,
 }
 
 /// One ranking's figures for one target.
@@ -66,7 +72,7 @@ pub const MODEL_RANKER: &str = "model score";
 pub enum EvalError {
     #[error("no declarations in the evaluation window")]
     Empty,
-    #[error("no ground truth and no randomly selected inspection results to evaluate against")]
+    #[error("no ground truth and no inspection results to evaluate against")]
     NoLabels,
 }
 
@@ -150,8 +156,14 @@ pub fn evaluate(
     }
     let labels = if window.iter().all(|e| e.truth.is_some()) {
         LabelSource::GroundTruth
-    } else {
+    } else if window.iter().any(|e| {
+        e.result
+            .as_ref()
+            .is_some_and(|r| r.selection_reason == SelectionReason::Random)
+    }) {
         LabelSource::RandomInspections
+    } else {
+        LabelSource::AllInspections
     };
 
     let mut model_scores: Vec<[f64; 3]> = Vec::new();
@@ -179,6 +191,10 @@ pub fn evaluate(
                     let l = Target::ALL.map(|target| target.label(r));
                     Some([l[0]?, l[1]?, l[2]?])
                 }),
+            LabelSource::AllInspections => e.result.as_ref().and_then(|r| {
+                let l = Target::ALL.map(|target| target.label(r));
+                Some([l[0]?, l[1]?, l[2]?])
+            }),
         };
         let Some(label) = label else { continue };
         model_scores.push([
@@ -261,6 +277,9 @@ impl fmt::Display for EvalReport {
             match self.labels {
                 LabelSource::GroundTruth => "labels: ground truth",
                 LabelSource::RandomInspections => "labels: random inspections",
+                LabelSource::AllInspections => {
+                    "labels: every inspection (none was random: figures among what was inspected)"
+                }
             },
             self.from.map_or("start".into(), |t| t.to_rfc3339()),
             self.until.map_or("end".into(), |t| t.to_rfc3339()),

@@ -58,6 +58,7 @@ fn summary(report: &EvalReport) -> serde_json::Value {
         "labels": match report.labels {
             LabelSource::GroundTruth => "ground_truth",
             LabelSource::RandomInspections => "random_inspections",
+            LabelSource::AllInspections => "all_inspections",
         },
         "evaluated": report.evaluated,
         "targets": targets,
