@@ -145,11 +145,12 @@ fn learners(examples: &[TrainingExample]) {
                 continue;
             }
         };
-        let detail = match model.classifiers.get(Target::Any) {
-            parcel_risk::model::Classifier::GradientBoosting { model } => {
-                format!(", {} trees of depth {} for any", model.trees(), model.depth)
-            }
-            _ => String::new(),
+        let detail = if let parcel_risk::model::Classifier::GradientBoosting { model } =
+            model.classifiers.get(Target::Any)
+        {
+            format!(", {} trees of depth {} for any", model.trees(), model.depth)
+        } else {
+            String::new()
         };
         println!(
             "{} ({} features{detail}; trained in {:.1} s)",

@@ -97,15 +97,9 @@ fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str
         Part::Exporter => non_empty(party_value(&d.exporter)),
         Part::Declarant => non_empty(party_value(&d.declarant)),
         Part::Ioss => non_empty((d.ioss_number.as_str(), "")),
-        Part::Hs6 | Part::Hs4 | Part::Hs2 => {
-            let code = &d.items.get(item)?.hs6;
-            let text = match part {
-                Part::Hs6 => code.as_str(),
-                Part::Hs4 => code.heading(),
-                _ => code.chapter(),
-            };
-            Some([text, ""])
-        }
+        Part::Hs6 => Some([d.items.get(item)?.hs6.as_str(), ""]),
+        Part::Hs4 => Some([d.items.get(item)?.hs6.heading(), ""]),
+        Part::Hs2 => Some([d.items.get(item)?.hs6.chapter(), ""]),
         Part::Origin => {
             let origin = match &d.items.get(item)?.country_of_origin {
                 Some(c) => c,

@@ -33,6 +33,7 @@ pub struct BoostingValidParams {
     l2: f64,
     bins: usize,
     row_subsample: f64,
+    max_sampled_rows: usize,
     feature_subsample: f64,
     seed: u64,
 }
@@ -47,6 +48,7 @@ pub struct BoostingValidParams {
 /// | `l2` | 3.0 | L2 penalty on leaf values |
 /// | `bins` | 255 | most split points per feature (≤ 255) |
 /// | `row_subsample` | 0.8 | share of rows each tree's histograms read |
+/// | `max_sampled_rows` | 60 000 | most rows a tree's histograms read (a smaller share on more rows) |
 /// | `feature_subsample` | 0.8 | share of features each tree may split on |
 /// | `seed` | 7 | subsampling seed |
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +63,7 @@ impl Default for BoostingParams {
             l2: 3.0,
             bins: 255,
             row_subsample: 0.8,
+            max_sampled_rows: 60_000,
             feature_subsample: 0.8,
             seed: 7,
         })
@@ -90,6 +93,10 @@ impl BoostingParams {
     }
     pub fn row_subsample(mut self, share: f64) -> Self {
         self.0.row_subsample = share;
+        self
+    }
+    pub fn max_sampled_rows(mut self, rows: usize) -> Self {
+        self.0.max_sampled_rows = rows;
         self
     }
     pub fn feature_subsample(mut self, share: f64) -> Self {
@@ -131,6 +138,9 @@ impl ParamGuard for BoostingParams {
         }
         if !(p.l2 >= 0.0 && p.l2.is_finite()) {
             return bad("l2 must be a finite number ≥ 0");
+        }
+        if p.max_sampled_rows == 0 {
+            return bad("max_sampled_rows must be at least 1");
         }
         if !(2..=255).contains(&p.bins) {
             return bad("bins must be 2..=255");
@@ -380,6 +390,12 @@ impl BoostingValidParams {
         let mut grad = vec![0.0; n];
         let mut hess = vec![0.0; n];
         let mut leaf_of = vec![0u32; n];
+        // Stochastic boosting: each tree's histograms read a share of the
+        // rows, at most `max_sampled_rows` of them (on a million labels, a
+        // few per cent per tree is plenty and bounds the time).
+        let share = self
+            .row_subsample
+            .min(self.max_sampled_rows as f64 / n as f64);
         for tree in 0..self.trees {
             for i in 0..n {
                 let p = sigmoid(raw[i]);
@@ -387,7 +403,7 @@ impl BoostingValidParams {
                 hess[i] = (p * (1.0 - p)).max(1e-12);
             }
             let rows: Vec<u32> = (0..n as u32)
-                .filter(|_| self.row_subsample >= 1.0 || rng.r#gen::<f64>() < self.row_subsample)
+                .filter(|_| share >= 1.0 || rng.r#gen::<f64>() < share)
                 .collect();
             let allowed: Vec<usize> = (0..width)
                 .filter(|f| {
@@ -635,7 +651,7 @@ mod tests {
         let total: f64 = c.iter().sum::<f64>() + mean;
         assert!((total - model.raw_score(&row)).abs() < 1e-9);
         // The interaction's features carry it.
-        let mut magnitude = vec![0.0; 6];
+        let mut magnitude = [0.0; 6];
         for r in tx.rows() {
             model.contributions(&r.to_vec(), &mut c);
             for (m, v) in magnitude.iter_mut().zip(&c) {
