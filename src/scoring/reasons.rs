@@ -156,7 +156,8 @@ pub fn model_score(score: f64, top_features: &[(&'static str, f64)]) -> Reason {
     }
 }
 
-/// Every code `explain` can emit.
+/// Every code `explain` can emit from base features (`PTY_PAST_RECORD`
+/// reads the past-record columns at the end of the row instead).
 const CODES: &[&str] = &[
     "VAL_UNIT_VALUE_BELOW_REF_P05",
     "VAL_BELOW_LAP_LIKE_BOUND",
@@ -174,7 +175,6 @@ const CODES: &[&str] = &[
     "PTY_ADDRESS_HIGH_FAN_IN",
     "FIS_IOSS_SHARED_ACROSS_SELLERS",
     "FIS_IOSS_INVALID_OR_INCONSISTENT",
-    "PTY_PAST_RECORD",
 ];
 
 /// A field's record counts as bad from this many frauds found, at a
