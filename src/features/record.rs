@@ -353,6 +353,68 @@ pub struct Record {
     tables: Vec<HashMap<u64, KeyStats>>,
     inspected: u64,
     fraud: u64,
+    /// Read-only copies of `tables` for serving, built by [`Record::freeze`].
+    #[serde(skip)]
+    frozen: Vec<FrozenTable>,
+}
+
+/// A read-only open-addressing table: key and counts in one 24-byte slot,
+/// so a lookup costs one cache miss where a general hash map costs two
+/// (control bytes, then the bucket). Serving looks up ~25 keys per
+/// declaration in tables too large for the cache; this is most of its cost.
+#[derive(Debug, Clone, Default)]
+struct FrozenTable {
+    /// Key 0 marks an empty slot; a real key 0 is kept in `zero`.
+    slots: Vec<(u64, KeyStats)>,
+    zero: Option<KeyStats>,
+    shift: u32,
+}
+
+impl FrozenTable {
+    fn build(table: &HashMap<u64, KeyStats>) -> Self {
+        let capacity = (table.len() * 2).next_power_of_two().max(8);
+        let shift = 64 - capacity.trailing_zeros();
+        let mut frozen = Self {
+            slots: vec![(0, KeyStats::default()); capacity],
+            zero: None,
+            shift,
+        };
+        let mask = capacity - 1;
+        for (key, stats) in table {
+            if *key == 0 {
+                frozen.zero = Some(*stats);
+                continue;
+            }
+            let mut i = frozen.home(*key);
+            while frozen.slots[i].0 != 0 {
+                i = (i + 1) & mask;
+            }
+            frozen.slots[i] = (*key, *stats);
+        }
+        frozen
+    }
+
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    fn get(&self, key: u64) -> Option<KeyStats> {
+        if key == 0 {
+            return self.zero;
+        }
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = self.home(key);
+        loop {
+            let (k, stats) = self.slots[i];
+            if k == key {
+                return Some(stats);
+            }
+            if k == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
 }
 
 mod sorted_tables {
@@ -384,11 +446,27 @@ impl Record {
             tables: vec![HashMap::default(); fields.fields.len()],
             inspected: 0,
             fraud: 0,
+            frozen: Vec::new(),
         }
     }
 
     fn prior(&self) -> f64 {
         (self.fraud as f64 + 1.0) / (self.inspected as f64 + 4.0)
+    }
+
+    /// Builds the read-only tables serving looks keys up in. The record must
+    /// not change afterwards (`observe`, `learn` and `prune` drop them, and
+    /// lookups fall back to the maps).
+    pub fn freeze(&mut self) {
+        self.frozen = self.tables.iter().map(FrozenTable::build).collect();
+    }
+
+    fn lookup(&self, field: usize, key: u64) -> Option<KeyStats> {
+        if self.frozen.len() == self.tables.len() && !self.frozen.is_empty() {
+            self.frozen.get(field)?.get(key)
+        } else {
+            self.tables.get(field)?.get(&key).copied()
+        }
     }
 
     /// What the record says of a declaration, field by field. A record of
@@ -418,12 +496,7 @@ impl Record {
             let Some(slot) = out.get_mut(field) else {
                 continue;
             };
-            let stats = self
-                .tables
-                .get(field)
-                .and_then(|t| t.get(key))
-                .copied()
-                .unwrap_or_default();
+            let stats = self.lookup(field, *key).unwrap_or_default();
             let rate = (f64::from(stats.fraud) + PRIOR_STRENGTH * prior)
                 / (f64::from(stats.inspected) + PRIOR_STRENGTH);
             let days = if stats.seen > 0 {
@@ -451,6 +524,7 @@ impl Record {
 
     /// Records that a declaration was lodged.
     pub fn observe(&mut self, keys: &RecordKeys, d: &Declaration) {
+        self.frozen.clear();
         let day = day_of(d);
         for (field, key) in keys {
             let Some(table) = self.tables.get_mut(usize::from(*field)) else {
@@ -467,6 +541,7 @@ impl Record {
 
     /// Records an inspection's outcome (`fraud`), for every key of its declaration.
     pub fn learn(&mut self, keys: &RecordKeys, fraud: bool) {
+        self.frozen.clear();
         self.inspected += 1;
         self.fraud += u64::from(fraud);
         for (field, key) in keys {
@@ -482,6 +557,7 @@ impl Record {
     /// Keeps, per field, at most [`MAX_SAVED_KEYS`] keys inspected or seen
     /// twice, the most recently seen first.
     pub fn prune(&mut self) {
+        self.frozen.clear();
         for table in &mut self.tables {
             table.retain(|_, s| s.inspected > 0 || s.seen >= 2);
             if table.len() > MAX_SAVED_KEYS {
@@ -525,6 +601,42 @@ fn keep_recent(table: &mut HashMap<u64, KeyStats>, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frozen_tables_answer_like_the_maps() {
+        let mut t: HashMap<u64, KeyStats> = HashMap::default();
+        let mut x: u64 = 0x1234_5678;
+        let mut keys = vec![0u64];
+        for i in 0..5_000u32 {
+            // xorshift: spread keys, a few sharing home slots.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            keys.push(x);
+            t.insert(
+                x,
+                KeyStats {
+                    seen: i,
+                    inspected: i / 2,
+                    fraud: i / 3,
+                    last_day: i as i32,
+                },
+            );
+        }
+        t.insert(
+            0,
+            KeyStats {
+                seen: 7,
+                ..KeyStats::default()
+            },
+        );
+        let frozen = FrozenTable::build(&t);
+        for k in keys.iter().chain([1u64, 2, 3, u64::MAX].iter()) {
+            assert_eq!(frozen.get(*k), t.get(k).copied(), "{k}");
+        }
+        assert_eq!(FrozenTable::build(&HashMap::default()).get(5), None);
+        assert_eq!(FrozenTable::default().get(5), None);
+    }
 
     #[test]
     fn keep_recent_keeps_the_latest() {

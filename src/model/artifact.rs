@@ -185,6 +185,7 @@ struct VersionProbe {
 impl ModelArtifact {
     /// Checks the schema and classifiers and builds what scoring needs.
     pub fn prepare(&mut self, path: &Path) -> Result<(), ArtifactError> {
+        self.history.record.freeze();
         self.features
             .prepare()
             .map_err(|source| ArtifactError::Features {
