@@ -39,6 +39,15 @@ fn summary(label: &str, mut per_item_ns: Vec<f64>) {
     );
 }
 
+/// Generated traffic as checked training examples.
+fn generated(config: GeneratorConfig) -> Vec<TrainingExample> {
+    let generator = Generator::new(config).expect("valid config");
+    (0..generator.chunk_count())
+        .flat_map(|c| generator.chunk(c).0)
+        .map(|e| TrainingExample::try_from(e).expect("generated traffic is valid"))
+        .collect()
+}
+
 fn rounds(mut f: impl FnMut(usize)) -> Vec<f64> {
     (0..ROUNDS)
         .map(|round| {
@@ -61,16 +70,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let generator = Generator::new(GeneratorConfig {
+    let examples = generated(GeneratorConfig {
         parcels: (ROUNDS * PER_ROUND) as u64,
         seed: 99,
         ..GeneratorConfig::default()
-    })
-    .expect("valid config");
-    let examples: Vec<TrainingExample> = (0..generator.chunk_count())
-        .flat_map(|c| generator.chunk(c).0)
-        .map(|e| TrainingExample::try_from(e).expect("generated traffic is valid"))
-        .collect();
+    });
     let n = examples.len();
     println!(
         "model {} ({} features), {n} generated declarations",
@@ -118,19 +122,14 @@ fn main() {
 
 /// Per learner: the classifiers alone on ready rows, and the assessment.
 fn learners(examples: &[TrainingExample]) {
-    let generator = Generator::new(GeneratorConfig {
+    let training = generated(GeneratorConfig {
         parcels: 30_000,
         seed: 5,
         days: 4,
         rule_inspection_rate: 0.15,
         random_inspection_rate: 0.05,
         ..GeneratorConfig::default()
-    })
-    .expect("valid config");
-    let training: Vec<TrainingExample> = (0..generator.chunk_count())
-        .flat_map(|c| generator.chunk(c).0)
-        .map(|e| TrainingExample::try_from(e).expect("generated traffic is valid"))
-        .collect();
+    });
     let n = examples.len();
     for kind in ClassifierKind::ALL {
         let params = TrainParams {
