@@ -24,7 +24,7 @@ Installs lightgbm, xgboost, pandas and scikit-learn with pip when missing
 
 import argparse
 import csv
-import importlib
+import importlib.util
 import os
 import subprocess
 import sys
