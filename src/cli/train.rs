@@ -40,6 +40,16 @@ pub struct TrainArgs {
     /// Seed of the random forest.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Gradient boosting's shrinkage per tree (library default 0.1).
+    #[arg(long)]
+    pub boosting_learning_rate: Option<f64>,
+    /// Most boosting rounds (library default 400).
+    #[arg(long)]
+    pub boosting_max_trees: Option<usize>,
+    /// Boosting keeps the fewest trees whose validation log-loss is within
+    /// this share of the lowest (library default 0.002; 0 keeps the lowest).
+    #[arg(long)]
+    pub boosting_stop_tolerance: Option<f64>,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -54,12 +64,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.data.display()
     );
     let loaded = started.elapsed();
-    let params = TrainParams {
+    let mut params = TrainParams {
         candidates: args.candidates,
         validation_share: args.validation_share,
         seed: args.seed,
         ..TrainParams::default()
     };
+    if let Some(rate) = args.boosting_learning_rate {
+        params.boosting = params.boosting.learning_rate(rate);
+    }
+    if let Some(tolerance) = args.boosting_stop_tolerance {
+        params.boosting = params.boosting.stop_tolerance(tolerance);
+    }
+    if let Some(trees) = args.boosting_max_trees {
+        params.boosting_max_trees = trees;
+    }
     let name = args
         .out
         .file_name()

@@ -101,6 +101,10 @@ impl CountryCode {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("country codes hold ASCII letters")
     }
+
+    pub fn as_bytes(&self) -> &[u8; 2] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for CountryCode {

@@ -177,6 +177,18 @@ pub struct Signals {
     pub record: record::RecordSignals,
 }
 
+/// `ln(1 + n)` of a count, from a table for the small counts most rows
+/// hold (the same values `f64::ln_1p` gives: it filled the table).
+fn ln_1p_count(n: u32) -> f64 {
+    const SMALL: usize = 4096;
+    static TABLE: std::sync::LazyLock<Box<[f64]>> =
+        std::sync::LazyLock::new(|| (0..SMALL).map(|n| (n as f64).ln_1p()).collect());
+    TABLE
+        .get(n as usize)
+        .copied()
+        .unwrap_or_else(|| f64::from(n).ln_1p())
+}
+
 fn clip(x: f64, lo: f64, hi: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(lo, hi) }
 }
@@ -292,7 +304,7 @@ impl FeatureSet {
                     && item.intrinsic_value.amount_minor % minor_per_major == 0,
             });
         }
-        let record_keys = self.record.keys(d);
+        let record_keys = self.record.keys(d, keys);
         Signals {
             record: history.record.signals(&self.record, &record_keys, d),
             declared_eur: items.iter().map(|i| i.declared_eur).sum(),
@@ -438,12 +450,12 @@ impl FeatureSet {
         ]);
         debug_assert_eq!(out.len(), BASE_FEATURES.len());
         self.attributes.encode(&d.attributes, out);
-        for f in &s.record {
+        for f in &s.record.fields {
             out.extend_from_slice(&[
-                f.fraud_rate,
-                f64::from(f.inspected).ln_1p(),
-                f64::from(f.seen).ln_1p(),
-                f.days_since.ln_1p(),
+                s.record.fraud_rate(f),
+                ln_1p_count(f.inspected),
+                ln_1p_count(f.seen),
+                ln_1p_count(f.days_since),
             ]);
         }
     }
@@ -456,6 +468,8 @@ pub enum FeatureError {
     Text(#[from] text::TextError),
     #[error("no declarations to learn reference values from")]
     NoData,
+    #[error("{0}")]
+    Record(String),
 }
 
 impl FeatureSet {
@@ -548,6 +562,7 @@ impl FeatureSet {
 
     /// Rebuilds indexes after deserialising and checks the fitted tables.
     pub fn prepare(&mut self) -> Result<(), FeatureError> {
+        self.record.check().map_err(FeatureError::Record)?;
         self.text.prepare()?;
         Ok(())
     }

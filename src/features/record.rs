@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use super::history::{key_hash, sorted};
+use super::history::{PartyKeys, key_hash, sorted};
 use crate::domain::Declaration;
 
 /// Most fields (each adds four features).
@@ -37,7 +37,7 @@ const MIN_PRESENCE: f64 = 0.01;
 /// Pseudo-count of the prior in smoothed rates.
 const PRIOR_STRENGTH: f64 = 3.0;
 /// What "never seen" reads as, in days.
-const NEVER_DAYS: f64 = 3650.0;
+pub const NEVER_DAYS: u32 = 3650;
 
 /// One part of a field's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +88,8 @@ fn party_value(p: &crate::domain::Party) -> (&str, &str) {
     }
 }
 
-/// Up to two text pieces naming a part's value for one item; `None` if absent.
+/// Up to two text pieces naming a part's value for one item, for people
+/// and for the presence checks of [`RecordFields::fit`]; `None` if absent.
 fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str; 2]> {
     let non_empty =
         |pair: (&'a str, &'a str)| (!pair.0.trim().is_empty()).then_some([pair.0, pair.1]);
@@ -112,6 +113,104 @@ fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str
             .get(key)
             .filter(|v| !v.trim().is_empty())
             .map(|v| [v.as_str(), ""]),
+    }
+}
+
+/// Item origin, else the exporter's country.
+fn origin(d: &Declaration, item: usize) -> Option<crate::domain::CountryCode> {
+    d.items
+        .get(item)?
+        .country_of_origin
+        .or_else(|| d.exporter.country())
+}
+
+/// How keys are made from values ([`RecordFields::keys`]). An artifact whose
+/// record was keyed another way is refused at load: its keys would never
+/// match and every record would read as empty.
+pub const KEY_SCHEME: u32 = 2;
+
+/// MurmurHash3's 64-bit finalizer: spreads codes and combined keys over
+/// every bit, as the tables' multiplicative hashing needs.
+fn fmix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// A code as a key: numbers, not text (HS codes and countries are fixed
+/// width), tagged by kind so an HS2 and an HS6 never share a key.
+fn code_key(kind: u64, n: u64) -> u64 {
+    fmix((kind << 56) ^ n)
+}
+
+/// The key of a pair of parts; order matters.
+fn pair_key(a: u64, b: u64) -> u64 {
+    fmix(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.rotate_left(29))
+}
+
+/// A party's key: its identification number, else its name and country
+/// (the party history's key, already computed).
+fn party_part(p: &crate::domain::Party, by_name: impl FnOnce() -> u64) -> Option<u64> {
+    if !p.identification_number.trim().is_empty() {
+        Some(key_hash(&[&p.identification_number, "#id"]))
+    } else if !p.name.trim().is_empty() {
+        Some(by_name())
+    } else {
+        None
+    }
+}
+
+/// The keys of a declaration's declaration-level parts, each hashed at most
+/// once however many fields name it.
+struct DeclarationParts<'a> {
+    d: &'a Declaration,
+    party: &'a PartyKeys,
+    importer: Option<Option<u64>>,
+    exporter: Option<Option<u64>>,
+    declarant: Option<Option<u64>>,
+}
+
+impl DeclarationParts<'_> {
+    fn key(&mut self, part: &Part, item: usize) -> Option<u64> {
+        let d = self.d;
+        match part {
+            Part::Importer => *self.importer.get_or_insert_with(|| {
+                party_part(&d.importer, || {
+                    let country = d
+                        .importer
+                        .country()
+                        .map_or(0, |c| u16::from_le_bytes(*c.as_bytes()));
+                    pair_key(self.party.importer_name, u64::from(country))
+                })
+            }),
+            Part::Exporter => *self
+                .exporter
+                .get_or_insert_with(|| party_part(&d.exporter, || self.party.exporter)),
+            Part::Declarant => *self
+                .declarant
+                .get_or_insert_with(|| party_part(&d.declarant, || self.party.declarant)),
+            Part::Ioss => self.party.ioss,
+            Part::Hs6 => Some(code_key(1, u64::from(d.items.get(item)?.hs6.as_u32()))),
+            Part::Hs4 => Some(code_key(
+                2,
+                u64::from(d.items.get(item)?.hs6.heading_number()),
+            )),
+            Part::Hs2 => Some(code_key(
+                3,
+                u64::from(d.items.get(item)?.hs6.chapter_number()),
+            )),
+            Part::Origin => {
+                let [a, b] = *origin(d, item)?.as_bytes();
+                Some(code_key(4, u64::from(u16::from_le_bytes([a, b]))))
+            }
+            Part::Attribute(key) => d
+                .attributes
+                .get(key)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| key_hash(&[v])),
+        }
     }
 }
 
@@ -168,30 +267,64 @@ impl From<KeyStats> for [i64; 4] {
 /// The keys of one declaration, per field (a per-item field has one per item).
 pub type RecordKeys = SmallVec<[(u16, u64); 32]>;
 
-/// What the record says of one field for a declaration, as features.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What the record says of one field for a declaration: the counts of its
+/// key (for a per-item field, the item whose key has the highest smoothed
+/// fraud rate, and the least seen and longest unseen of the items).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FieldSignal {
-    /// Smoothed share of its inspections that found fraud (the highest
-    /// over the items, for per-item fields).
-    pub fraud_rate: f64,
     pub inspected: u32,
     pub fraud: u32,
     pub seen: u32,
-    /// Days since last seen (`NEVER_DAYS` when never).
-    pub days_since: f64,
-    /// Whether the declaration had a value for the field.
-    pub present: bool,
-    /// The rate over all inspections, toward which rates are smoothed.
-    pub prior: f64,
+    /// Days since last seen ([`NEVER_DAYS`] when never).
+    pub days_since: u32,
 }
 
-/// Per field, what the record says of a declaration.
-pub type RecordSignals = SmallVec<[FieldSignal; MAX_FIELDS]>;
+/// Per field, what the record says of a declaration. Kept small (16 bytes
+/// a field): it travels by value inside the signals of every declaration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordSignals {
+    /// The rate over all inspections, toward which rates are smoothed.
+    pub prior: f64,
+    pub fields: SmallVec<[FieldSignal; MAX_FIELDS]>,
+    /// Bit `i`: the declaration had a value for field `i`.
+    pub present: u64,
+}
+
+impl RecordSignals {
+    /// A field's smoothed share of inspections that found fraud.
+    pub fn fraud_rate(&self, f: &FieldSignal) -> f64 {
+        smoothed_rate(f, self.prior)
+    }
+
+    pub fn is_present(&self, field: usize) -> bool {
+        field < 64 && self.present & (1 << field) != 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+fn smoothed_rate(f: &FieldSignal, prior: f64) -> f64 {
+    (f64::from(f.fraud) + PRIOR_STRENGTH * prior) / (f64::from(f.inspected) + PRIOR_STRENGTH)
+}
 
 /// The fitted fields; the counts live in [`Record`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecordFields {
     pub fields: Vec<Field>,
+    /// The [`KEY_SCHEME`] the record's keys were made with (1: before it
+    /// was written down).
+    #[serde(default = "first_key_scheme")]
+    pub key_scheme: u32,
+}
+
+fn first_key_scheme() -> u32 {
+    1
 }
 
 fn day_of(d: &Declaration) -> i32 {
@@ -264,7 +397,23 @@ impl RecordFields {
             })
             .take(MAX_FIELDS)
             .collect();
-        Self { fields }
+        Self {
+            fields,
+            key_scheme: KEY_SCHEME,
+        }
+    }
+
+    /// Whether this build can read the record: fields keyed by another
+    /// scheme would find nothing.
+    pub fn check(&self) -> Result<(), String> {
+        if self.fields.is_empty() || self.key_scheme == KEY_SCHEME {
+            Ok(())
+        } else {
+            Err(format!(
+                "its past record is keyed by scheme {}, this build reads scheme {KEY_SCHEME}; retrain",
+                self.key_scheme
+            ))
+        }
     }
 
     /// Feature names: four per field.
@@ -312,33 +461,40 @@ impl RecordFields {
         values.join(", ")
     }
 
-    /// The keys of a declaration.
-    pub fn keys(&self, d: &Declaration) -> RecordKeys {
+    /// The keys of a declaration: each part's value is hashed once (codes
+    /// are numbers), pairs combine their parts' keys. `party` are the
+    /// declaration's party-history keys, which name the parties without an
+    /// identification number.
+    pub fn keys(&self, d: &Declaration, party: &PartyKeys) -> RecordKeys {
         let mut keys = RecordKeys::new();
+        let mut parts = DeclarationParts {
+            d,
+            party,
+            importer: None,
+            exporter: None,
+            declarant: None,
+        };
         for (index, field) in self.fields.iter().enumerate() {
+            let index = index as u16;
             let items = if field.parts.iter().any(Part::per_item) {
                 d.items.len()
             } else {
                 1
             };
+            let first = keys.len();
             for item in 0..items {
-                let mut pieces: SmallVec<[&str; 4]> = SmallVec::new();
-                let mut complete = true;
-                for part in &field.parts {
-                    match value(part, d, item) {
-                        Some([a, b]) => {
-                            pieces.push(a);
-                            pieces.push(b);
-                        }
-                        None => complete = false,
-                    }
-                }
-                if complete {
-                    let key = key_hash(&pieces);
-                    // An item repeating another's code adds nothing.
-                    if !keys.contains(&(index as u16, key)) {
-                        keys.push((index as u16, key));
-                    }
+                let key = match field.parts.as_slice() {
+                    [one] => parts.key(one, item),
+                    [a, b] => parts
+                        .key(a, item)
+                        .and_then(|a| Some(pair_key(a, parts.key(b, item)?))),
+                    _ => None,
+                };
+                // An item repeating another's code adds nothing.
+                if let Some(key) = key
+                    && !keys[first..].iter().any(|(_, k)| *k == key)
+                {
+                    keys.push((index, key));
                 }
             }
         }
@@ -396,6 +552,13 @@ impl FrozenTable {
 
     fn home(&self, key: u64) -> usize {
         (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// Reads the key's home slot, so that the lookups of a declaration's
+    /// ~25 keys wait for memory together (these loads do not depend on each
+    /// other), not one after the other. Safe code's prefetch.
+    fn touch(&self, key: u64) -> u64 {
+        self.slots.get(self.home(key)).map_or(0, |slot| slot.0)
     }
 
     fn get(&self, key: u64) -> Option<KeyStats> {
@@ -461,8 +624,12 @@ impl Record {
         self.frozen = self.tables.iter().map(FrozenTable::build).collect();
     }
 
+    fn is_frozen(&self) -> bool {
+        self.frozen.len() == self.tables.len() && !self.frozen.is_empty()
+    }
+
     fn lookup(&self, field: usize, key: u64) -> Option<KeyStats> {
-        if self.frozen.len() == self.tables.len() && !self.frozen.is_empty() {
+        if self.is_frozen() {
             self.frozen.get(field)?.get(key)
         } else {
             self.tables.get(field)?.get(&key).copied()
@@ -479,45 +646,56 @@ impl Record {
     ) -> RecordSignals {
         let prior = self.prior();
         let today = day_of(d);
-        let mut out: RecordSignals = (0..fields.fields.len())
-            .map(|_| FieldSignal {
-                fraud_rate: prior,
-                inspected: 0,
-                fraud: 0,
-                seen: 0,
-                days_since: NEVER_DAYS,
-                present: false,
-                prior,
-            })
-            .collect();
-        let mut set = vec_of_false(fields.fields.len());
+        if self.is_frozen() {
+            let touched = keys.iter().fold(0, |acc, (field, key)| {
+                acc ^ self
+                    .frozen
+                    .get(usize::from(*field))
+                    .map_or(0, |t| t.touch(*key))
+            });
+            std::hint::black_box(touched);
+        }
+        let mut out = RecordSignals {
+            prior,
+            fields: SmallVec::from_elem(
+                FieldSignal {
+                    days_since: NEVER_DAYS,
+                    ..FieldSignal::default()
+                },
+                fields.fields.len(),
+            ),
+            present: 0,
+        };
         for (field, key) in keys {
             let field = usize::from(*field);
-            let Some(slot) = out.get_mut(field) else {
+            let Some(slot) = out.fields.get_mut(field) else {
                 continue;
             };
             let stats = self.lookup(field, *key).unwrap_or_default();
-            let rate = (f64::from(stats.fraud) + PRIOR_STRENGTH * prior)
-                / (f64::from(stats.inspected) + PRIOR_STRENGTH);
-            let days = if stats.seen > 0 {
-                f64::from((today - stats.last_day).max(0))
-            } else {
-                NEVER_DAYS
+            let found = FieldSignal {
+                inspected: stats.inspected,
+                fraud: stats.fraud,
+                seen: stats.seen,
+                days_since: if stats.seen > 0 {
+                    u32::try_from(today.saturating_sub(stats.last_day))
+                        .unwrap_or(0)
+                        .min(NEVER_DAYS)
+                } else {
+                    NEVER_DAYS
+                },
             };
-            if !set[field] || rate > slot.fraud_rate {
-                slot.fraud_rate = rate;
-                slot.inspected = stats.inspected;
-                slot.fraud = stats.fraud;
-            }
-            if !set[field] {
-                slot.seen = stats.seen;
-                slot.days_since = days;
+            let bit = 1u64 << (field % 64);
+            if out.present & bit == 0 {
+                *slot = found;
             } else {
-                slot.seen = slot.seen.min(stats.seen);
-                slot.days_since = slot.days_since.max(days);
+                if smoothed_rate(&found, prior) > smoothed_rate(slot, prior) {
+                    slot.inspected = found.inspected;
+                    slot.fraud = found.fraud;
+                }
+                slot.seen = slot.seen.min(found.seen);
+                slot.days_since = slot.days_since.max(found.days_since);
             }
-            slot.present = true;
-            set[field] = true;
+            out.present |= bit;
         }
         out
     }
@@ -577,10 +755,6 @@ impl Record {
     }
 }
 
-fn vec_of_false(n: usize) -> SmallVec<[bool; MAX_FIELDS]> {
-    SmallVec::from_elem(false, n)
-}
-
 /// Makes room in a full table: the keys seen once and never inspected go;
 /// if that frees less than a quarter, the least recently seen half goes too.
 fn shrink(table: &mut HashMap<u64, KeyStats>) {
@@ -601,6 +775,80 @@ fn keep_recent(table: &mut HashMap<u64, KeyStats>, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TrainingExample;
+    use crate::generate::{Generator, GeneratorConfig};
+
+    fn declaration() -> Declaration {
+        let generator = Generator::new(GeneratorConfig {
+            parcels: 20,
+            seed: 3,
+            ..GeneratorConfig::default()
+        })
+        .unwrap();
+        let example = generator.chunk(0).0.remove(0);
+        TrainingExample::try_from(example).unwrap().declaration
+    }
+
+    fn fields(parts: &[&[Part]]) -> RecordFields {
+        RecordFields {
+            fields: parts.iter().map(|p| Field { parts: p.to_vec() }).collect(),
+            key_scheme: KEY_SCHEME,
+        }
+    }
+
+    #[test]
+    fn keys_name_values_not_their_spelling_and_pairs_keep_their_order() {
+        let f = fields(&[
+            &[Part::Importer],
+            &[Part::Hs6],
+            &[Part::Importer, Part::Hs6],
+            &[Part::Hs6, Part::Importer],
+        ]);
+        let mut d = declaration();
+        d.importer.identification_number.clear();
+        let keys = |d: &Declaration| f.keys(d, &PartyKeys::of(d));
+        let before = keys(&d);
+        let key = |keys: &RecordKeys, field: u16| {
+            keys.iter()
+                .filter(|(f, _)| *f == field)
+                .map(|(_, k)| *k)
+                .collect::<Vec<_>>()
+        };
+        // Case and spaces do not make another importer.
+        let mut respelled = d.clone();
+        respelled.importer.name = format!("  {}  ", d.importer.name.to_uppercase());
+        assert_eq!(keys(&respelled), before);
+        // An identification number names the importer instead of the name.
+        let mut identified = d.clone();
+        identified.importer.identification_number = "BE0123456789".into();
+        assert_ne!(key(&keys(&identified), 0), key(&before, 0));
+        assert_eq!(key(&keys(&identified), 1), key(&before, 1));
+        // importer × HS6 is not HS6 × importer, nor either part alone.
+        assert_ne!(key(&before, 2), key(&before, 3));
+        assert_ne!(key(&before, 2), key(&before, 0));
+        // An item repeating a code adds no key.
+        let mut repeated = d.clone();
+        repeated.items.truncate(1);
+        let again = repeated.items[0].clone();
+        repeated.items.push(again);
+        assert_eq!(key(&keys(&repeated), 1).len(), 1);
+        // A party named by nothing has no key, and its pairs neither.
+        let mut anonymous = d.clone();
+        anonymous.importer.name = " ".into();
+        assert!(key(&keys(&anonymous), 0).is_empty());
+        assert!(key(&keys(&anonymous), 2).is_empty());
+        assert!(!key(&keys(&anonymous), 1).is_empty());
+    }
+
+    #[test]
+    fn a_record_keyed_by_another_scheme_is_refused() {
+        let mut f = fields(&[&[Part::Hs6]]);
+        assert!(f.check().is_ok());
+        f.key_scheme = 1;
+        assert!(f.check().unwrap_err().contains("retrain"));
+        f.fields.clear();
+        assert!(f.check().is_ok(), "no record, nothing to misread");
+    }
 
     #[test]
     fn frozen_tables_answer_like_the_maps() {

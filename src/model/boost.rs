@@ -35,6 +35,7 @@ pub struct BoostingValidParams {
     row_subsample: f64,
     max_sampled_rows: usize,
     feature_subsample: f64,
+    stop_tolerance: f64,
     seed: u64,
 }
 
@@ -44,12 +45,13 @@ pub struct BoostingValidParams {
 /// |---|---|---|
 /// | `trees` | 300 | most trees (a validation set may stop earlier) |
 /// | `depth` | 6 | levels per tree: 2^depth leaves |
-/// | `learning_rate` | 0.05 | shrinkage of every leaf |
+/// | `learning_rate` | 0.1 | shrinkage of every leaf (0.05 needed 400+ trees per target on our traffic: twice the scoring time for a few parts in a thousand of validation log-loss) |
 /// | `l2` | 3.0 | L2 penalty on leaf values |
 /// | `bins` | 255 | most split points per feature (≤ 255) |
 /// | `row_subsample` | 0.8 | share of rows each tree's histograms read |
 /// | `max_sampled_rows` | 60 000 | most rows a tree's histograms read (a smaller share on more rows) |
 /// | `feature_subsample` | 0.8 | share of features each tree may split on |
+/// | `stop_tolerance` | 0.002 | with a validation set, keep the fewest trees whose validation log-loss is within this share of the lowest (every tree costs scoring time) |
 /// | `seed` | 7 | subsampling seed |
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoostingParams(BoostingValidParams);
@@ -59,12 +61,13 @@ impl Default for BoostingParams {
         Self(BoostingValidParams {
             trees: 300,
             depth: 6,
-            learning_rate: 0.05,
+            learning_rate: 0.1,
             l2: 3.0,
             bins: 255,
             row_subsample: 0.8,
             max_sampled_rows: 60_000,
             feature_subsample: 0.8,
+            stop_tolerance: 0.002,
             seed: 7,
         })
     }
@@ -103,6 +106,10 @@ impl BoostingParams {
         self.0.feature_subsample = share;
         self
     }
+    pub fn stop_tolerance(mut self, share: f64) -> Self {
+        self.0.stop_tolerance = share;
+        self
+    }
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
         self
@@ -138,6 +145,9 @@ impl ParamGuard for BoostingParams {
         }
         if !(p.l2 >= 0.0 && p.l2.is_finite()) {
             return bad("l2 must be a finite number ≥ 0");
+        }
+        if !(p.stop_tolerance >= 0.0 && p.stop_tolerance < 1.0) {
+            return bad("stop_tolerance must be in [0, 1)");
         }
         if p.max_sampled_rows == 0 {
             return bad("max_sampled_rows must be at least 1");
@@ -182,7 +192,7 @@ pub struct BoostedTrees {
     pub inner: Vec<f64>,
 }
 
-fn sigmoid(z: f64) -> f64 {
+pub(crate) fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
@@ -230,6 +240,32 @@ impl BoostedTrees {
 
     /// Log-odds of one row. No allocation; `row` has the fitted width.
     pub fn raw_score(&self, row: &[f64]) -> f64 {
+        // The default depth gets a loop the compiler unrolls.
+        match self.depth {
+            6 => self.sum_leaves::<6>(row),
+            _ => self.sum_leaves_any_depth(row),
+        }
+    }
+
+    /// The base plus every tree's leaf, trees of depth `D`, in tree order
+    /// (the same sum, bit for bit, as [`Self::sum_leaves_any_depth`]).
+    fn sum_leaves<const D: usize>(&self, row: &[f64]) -> f64 {
+        let leaves = 1usize << D;
+        self.features
+            .chunks_exact(D)
+            .zip(self.thresholds.chunks_exact(D))
+            .zip(self.leaves.chunks_exact(leaves))
+            .fold(self.base, |sum, ((features, thresholds), values)| {
+                let mut index = 0usize;
+                for level in 0..D {
+                    let x = row[features[level] as usize];
+                    index |= usize::from(x > thresholds[level]) << level;
+                }
+                sum + values[index & (leaves - 1)]
+            })
+    }
+
+    fn sum_leaves_any_depth(&self, row: &[f64]) -> f64 {
         let leaves = 1usize << self.depth;
         let mut sum = self.base;
         for tree in 0..self.trees() {
@@ -244,13 +280,17 @@ impl BoostedTrees {
 
     /// Per-feature contributions to the log-odds (the change in node value
     /// each split on the row's path made, summed by feature), into `out`.
-    /// They add up to the log-odds minus the model's mean log-odds.
-    pub fn contributions(&self, row: &[f64], out: &mut Vec<f64>) {
+    /// They add up to the log-odds minus the model's mean log-odds. Returns
+    /// the log-odds, the same bits as [`Self::raw_score`] (same walk, same
+    /// order of sums), so a score that needs explaining walks the trees once.
+    pub fn contributions(&self, row: &[f64], out: &mut Vec<f64>) -> f64 {
         out.clear();
         out.resize(self.width, 0.0);
         let leaves = 1usize << self.depth;
+        let mut sum = self.base;
         for tree in 0..self.trees() {
             let index = self.leaf_index(tree, row);
+            sum += self.leaves[tree * leaves + index];
             let inner = &self.inner[tree * (leaves - 1)..(tree + 1) * (leaves - 1)];
             let mut parent = inner[0];
             for level in 0..self.depth {
@@ -264,6 +304,7 @@ impl BoostedTrees {
                 parent = child;
             }
         }
+        sum
     }
 
     /// Keeps the first `n` trees.
@@ -385,7 +426,8 @@ impl BoostingValidParams {
         };
         let mut raw = vec![base; n];
         let mut valid_raw = valid.map(|(vx, _)| vec![base; vx.nrows()]);
-        let mut best = (f64::INFINITY, 0usize);
+        // Validation log-loss after each tree.
+        let mut losses: Vec<f64> = Vec::new();
         let mut rng = SmallRng::seed_from_u64(self.seed);
         let mut grad = vec![0.0; n];
         let mut hess = vec![0.0; n];
@@ -501,16 +543,23 @@ impl BoostingValidParams {
                     }
                     *r += values[index];
                 }
-                let loss = log_loss(vr, vy);
-                if loss < best.0 {
-                    best = (loss, tree + 1);
-                }
+                losses.push(log_loss(vr, vy));
             }
         }
         if valid.is_some() {
-            model.truncate(best.1.max(1));
+            model.truncate(self.kept_trees(&losses));
         }
         Ok(model)
+    }
+
+    /// How many trees to keep given the validation log-loss after each: the
+    /// fewest within `stop_tolerance` of the lowest. The last trees of a
+    /// slowly converging fit buy a few parts in a thousand of log-loss and
+    /// cost as much scoring time as the first.
+    fn kept_trees(&self, losses: &[f64]) -> usize {
+        let lowest = losses.iter().copied().fold(f64::INFINITY, f64::min);
+        let bound = lowest + self.stop_tolerance * lowest.abs();
+        losses.iter().position(|l| *l <= bound).map_or(1, |i| i + 1)
     }
 
     /// The (feature, bin) whose split of every node of the level gains most.
@@ -687,6 +736,46 @@ mod tests {
                 .is_err()
         );
         assert!(model.validate(5).is_err());
+        assert!(
+            BoostingParams::default()
+                .stop_tolerance(-0.1)
+                .check()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn every_walk_sums_the_same_bits() {
+        let (x, y) = data(1500, 11);
+        let model = BoostingParams::default()
+            .trees(60)
+            .depth(6)
+            .check()
+            .unwrap()
+            .fit_with_validation(x.view(), &y, None)
+            .unwrap();
+        for row in x.rows().into_iter().take(300) {
+            let row = row.to_vec();
+            let bits = model.raw_score(&row).to_bits();
+            assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
+            // The explaining walk gives the same log-odds.
+            assert_eq!(bits, model.contributions(&row, &mut Vec::new()).to_bits());
+        }
+    }
+
+    #[test]
+    fn keeps_the_fewest_trees_near_the_lowest_validation_loss() {
+        let losses = [1.0, 0.5, 0.30, 0.2995, 0.2990, 0.31];
+        let kept = |tolerance| {
+            BoostingParams::default()
+                .stop_tolerance(tolerance)
+                .check()
+                .unwrap()
+                .kept_trees(&losses)
+        };
+        assert_eq!(kept(0.0), 5);
+        assert_eq!(kept(0.002), 4);
+        assert_eq!(kept(0.5), 3);
     }
 
     #[test]

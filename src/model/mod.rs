@@ -472,11 +472,13 @@ impl Classifier {
         }
     }
 
-    /// Per-feature contributions to the log-odds, written into `out`
-    /// (replaced, so that scoring reuses one buffer): weight × standardised
-    /// value for a logistic model, the node-value changes along the row's
-    /// path for boosted trees; false, and `out` empty, for other kinds.
-    pub fn contributions(&self, row: &[f64], out: &mut Vec<f64>) -> bool {
+    /// The score of a row and, written into `out` (replaced, so that
+    /// scoring reuses one buffer), its per-feature contributions to the
+    /// log-odds: weight × standardised value for a logistic model, the
+    /// node-value changes along the row's path for boosted trees (one walk
+    /// gives both). The flag is false, and `out` empty, for kinds that do
+    /// not explain themselves. The score is [`Classifier::score`]'s, bit for bit.
+    pub fn score_explained(&self, row: &[f64], out: &mut Vec<f64>) -> (f64, bool) {
         out.clear();
         match self {
             Classifier::Logistic {
@@ -490,16 +492,15 @@ impl Classifier {
                         .zip(&scaler.mean)
                         .map(|((w, x), m)| w * (x - m)),
                 );
-                true
+                (self.score(row), true)
             }
             Classifier::GradientBoosting { model } => {
-                model.contributions(row, out);
-                true
+                (boost::sigmoid(model.contributions(row, out)), true)
             }
             Classifier::Logistic { compiled: None, .. }
             | Classifier::DecisionTree { .. }
             | Classifier::RandomForest { .. }
-            | Classifier::GaussianNb { .. } => false,
+            | Classifier::GaussianNb { .. } => (self.score(row), false),
         }
     }
 }

@@ -46,7 +46,7 @@ use crate::features::{FeatureError, FeatureSet};
 /// | `max_comparison_rows` | 200 000 | latest training rows every candidate fits on in the comparison |
 /// | `max_final_rows` | 400 000 | latest labelled rows the chosen kind is refitted on (recent data matters most under drift, and it bounds training time) |
 /// | `label_delay_hours` | 48 | when a result without `inspected_at` becomes known |
-/// | `boosting` | depth 6, rate 0.05, L2 3 | gradient-boosted oblivious trees ([`BoostingParams`]) |
+/// | `boosting` | depth 6, rate 0.1, L2 3, stop tolerance 0.002 | gradient-boosted oblivious trees ([`BoostingParams`]) |
 /// | `max_boost_rows` | 250 000 | latest rows boosting fits on (bounds training time on millions of labels) |
 /// | `boosting_max_trees` | 400 | most boosting rounds; the comparison stops early on its latest training rows, the final fit uses what it kept |
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ pub fn replay(
             source.push(index);
         }
         history.observe(&keys);
-        history.record.observe(&features.record.keys(d), d);
+        history.record.observe(&features.record.keys(d, &keys), d);
         if let Some(result) = &example.result {
             pending.push(Reverse((known(result, d.lodged_at), index)));
         }
@@ -229,11 +229,12 @@ pub fn replay(
 /// Applies an example's inspection result to the party history and the record.
 fn learn(history: &mut PartyHistory, features: &FeatureSet, done: &TrainingExample) {
     if let Some(result) = &done.result {
-        history.learn(&PartyKeys::of(&done.declaration), result);
+        let keys = PartyKeys::of(&done.declaration);
+        history.learn(&keys, result);
         if let Some(fraud) = Target::Any.label(result) {
             history
                 .record
-                .learn(&features.record.keys(&done.declaration), fraud);
+                .learn(&features.record.keys(&done.declaration, &keys), fraud);
         }
     }
 }

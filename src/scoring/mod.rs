@@ -234,12 +234,11 @@ impl Scorer {
             m.features.row(d, &signals, row);
             let uv = m.classifiers.get(Target::Undervaluation).score(row);
             let md = m.classifiers.get(Target::Misdescription).score(row);
-            let any = m.classifiers.get(Target::Any).score(row);
-            let contributions = m
+            let (any, explained) = m
                 .classifiers
                 .get(Target::Any)
-                .contributions(row, contributions)
-                .then_some(contributions.as_slice());
+                .score_explained(row, contributions);
+            let contributions = explained.then_some(contributions.as_slice());
             let reasons = reasons::explain(d, &signals, &m.features.record, contributions);
             (
                 uv,

@@ -195,26 +195,31 @@ pub fn explain(
     let mut reasons = Vec::new();
     // The worst past record among the entities and codes named (the
     // importer's, a seller × HS6 pair's...), with its counts as evidence.
-    let worst = s
-        .record
+    let record = &s.record;
+    let worst = record
+        .fields
         .iter()
         .enumerate()
-        .filter(|(_, f)| {
-            f.present && f.fraud >= RECORD_MIN_FRAUD && f.fraud_rate >= RECORD_RATE_FACTOR * f.prior
+        .map(|(index, f)| (index, f, record.fraud_rate(f)))
+        .filter(|(index, f, rate)| {
+            record.is_present(*index)
+                && f.fraud >= RECORD_MIN_FRAUD
+                && *rate >= RECORD_RATE_FACTOR * record.prior
         })
-        .max_by(|a, b| a.1.fraud_rate.total_cmp(&b.1.fraud_rate));
-    if let Some((index, f)) = worst {
+        .max_by(|a, b| a.2.total_cmp(&b.2));
+    if let Some((index, f, rate)) = worst {
         let name = fields
             .fields
             .get(index)
             .map_or_else(String::new, |f| f.name());
         let value = fields.describe(index, d);
         let columns = contributions.map(|c| {
-            let start = c.len().saturating_sub(4 * s.record.len()) + 4 * index;
+            let start = c.len().saturating_sub(4 * record.len()) + 4 * index;
             c.get(start..start + 4)
                 .map_or(0.0, |v| v.iter().map(|x| x.max(0.0)).sum())
         });
-        let weight = 1.0 + f.fraud_rate / f.prior.max(1e-3) / 4.0;
+        let prior = record.prior;
+        let weight = 1.0 + rate / prior.max(1e-3) / 4.0;
         reasons.push(Reason {
             code: "PTY_PAST_RECORD",
             category: ReasonCategory::Party,
@@ -224,16 +229,16 @@ pub fn explain(
                 "{name} {value}: {} of {} past inspections found fraud (smoothed {:.0} % against {:.0} % overall)",
                 f.fraud,
                 f.inspected,
-                100.0 * f.fraud_rate,
-                100.0 * f.prior
+                100.0 * rate,
+                100.0 * prior
             ),
             evidence: vec![
                 ("record_field", name),
                 ("record_value", value),
                 ("past_inspections", f.inspected.to_string()),
                 ("past_frauds", f.fraud.to_string()),
-                ("smoothed_fraud_rate", format!("{:.3}", f.fraud_rate)),
-                ("overall_fraud_rate", format!("{:.3}", f.prior)),
+                ("smoothed_fraud_rate", format!("{rate:.3}")),
+                ("overall_fraud_rate", format!("{prior:.3}")),
                 ("times_seen", f.seen.to_string()),
             ],
         });
