@@ -306,6 +306,75 @@ async fn limits_on_items_and_message_size() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_stay_small_however_bad_the_message() {
+    use tonic_types::StatusExt;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    // 30,000 invalid procedure codes and a long bad currency: one error of
+    // a few KiB, not one entry per bad element.
+    let mut bad = full_declaration("E1");
+    bad.items[0].additional_procedure_codes = vec!["!!".into(); 30_000];
+    bad.items[0].intrinsic_value = Some(pb::Money {
+        currency: "€".repeat(5_000),
+        amount_minor: 100,
+    });
+    let status = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(bad.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().len() < 2048, "{}", status.message().len());
+    assert!(status.message().contains("more"), "{}", status.message());
+    // Trailers: message and base64 details under a default client's 16 KiB.
+    let trailer = status.message().len() * 3 + status.details().len() * 4 / 3;
+    assert!(trailer < 12 * 1024, "{trailer} bytes of trailers");
+    let details = status.get_error_details();
+    let listed = &details.bad_request().expect("BadRequest").field_violations;
+    assert!(listed.len() <= 101, "{}", listed.len());
+    let last = listed.last().unwrap();
+    assert!(
+        last.field.is_empty() && last.description.starts_with("and "),
+        "{last:?}"
+    );
+    assert!(listed.iter().all(|v| v.description.len() <= 200));
+
+    // In a stream the same declaration gets a bounded error answer and the
+    // next one is scored.
+    let requests = vec![
+        pb::ScoreDeclarationsRequest {
+            declaration: Some(bad),
+        },
+        pb::ScoreDeclarationsRequest {
+            declaration: Some(full_declaration("E2")),
+        },
+    ];
+    let responses: Vec<pb::ScoreDeclarationsResponse> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let Some(Outcome::Error(e)) = &responses[0].outcome else {
+        panic!("{:?}", responses[0])
+    };
+    assert!(e.field_violations.len() <= 101);
+    assert!(e.message.len() < 2048);
+    assert!(
+        e.field_violations
+            .last()
+            .is_some_and(|v| v.description.contains("30000 more")
+                || v.description.contains("more violations")),
+        "{:?}",
+        e.field_violations.last()
+    );
+    assert!(matches!(responses[1].outcome, Some(Outcome::Assessment(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_what_was_sent_and_ends_open_streams() {
     let mut server = TestServer::start(ServerConfig::default()).await;
     let mut client = server.client().await;

@@ -19,38 +19,95 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// All the violations of one message.
+/// Most violations one message reports; the rest are only counted. A
+/// hostile message of a million bad elements must not cost a million error
+/// entries (memory, and answers beyond any client's limits).
+pub const MAX_VIOLATIONS: usize = 100;
+/// Most bytes of a violation's field path or description (longer ones are
+/// cut at a character boundary and end with "…").
+pub const MAX_VIOLATION_TEXT: usize = 200;
+/// Violations spelled out in the one-line form ([`ValidationError`]'s
+/// `Display`, used for status messages, logs and batch rejects).
+const DISPLAYED_VIOLATIONS: usize = 3;
+
+/// The violations of one message: at most [`MAX_VIOLATIONS`], and how many
+/// more there were.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ValidationError {
     pub violations: Vec<FieldViolation>,
+    /// Violations found beyond those listed.
+    pub omitted: usize,
+}
+
+impl ValidationError {
+    /// Every violation found, listed or not.
+    pub fn total(&self) -> usize {
+        self.violations.len() + self.omitted
+    }
 }
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for v in &self.violations {
+        for v in self.violations.iter().take(DISPLAYED_VIOLATIONS) {
             if !first {
                 f.write_str("; ")?;
             }
             first = false;
             write!(f, "{}: {}", v.field, v.description)?;
         }
+        let more = self.total().saturating_sub(DISPLAYED_VIOLATIONS);
+        if more > 0 {
+            write!(f, "; and {more} more")?;
+        }
         Ok(())
     }
 }
 
+/// `text` cut to at most [`MAX_VIOLATION_TEXT`] bytes.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_VIOLATION_TEXT {
+        let mut end = MAX_VIOLATION_TEXT - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Collects violations while walking a message; paths are built lazily.
+/// Keeps the first [`MAX_VIOLATIONS`] and counts the rest.
 #[derive(Debug, Default)]
 pub struct Violations {
     list: Vec<FieldViolation>,
+    omitted: usize,
 }
 
 impl Violations {
     pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        if self.is_full() {
+            self.omitted += 1;
+            return;
+        }
         self.list.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
+            field: bounded(field.into()),
+            description: bounded(description.into()),
         });
+    }
+
+    /// As [`Violations::push`], building the path only if it is kept.
+    pub fn push_at(&mut self, field: impl FnOnce() -> String, description: impl Into<String>) {
+        if self.is_full() {
+            self.omitted += 1;
+        } else {
+            self.push(field(), description);
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.list.len() >= MAX_VIOLATIONS
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,6 +121,7 @@ impl Violations {
         } else {
             Err(ValidationError {
                 violations: self.list,
+                omitted: self.omitted,
             })
         }
     }
@@ -71,14 +129,14 @@ impl Violations {
     /// Checks a string's length in characters against an EUCDM-style `an..max`.
     pub fn check_len(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
         if value.len() > max && value.chars().count() > max {
-            self.push(field(), format!("longer than {max} characters"));
+            self.push_at(field, format!("longer than {max} characters"));
         }
     }
 
     /// Checks a required string: present and within `an..max`.
     pub fn check_required(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
         if value.trim().is_empty() {
-            self.push(field(), "is required");
+            self.push_at(field, "is required");
         } else {
             self.check_len(field, value, max);
         }
@@ -335,6 +393,36 @@ pub fn check_declaration(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn violations_are_capped_counted_and_cut_at_character_boundaries() {
+        let mut v = Violations::default();
+        let mut built = 0;
+        for i in 0..1000 {
+            v.push_at(
+                || {
+                    built += 1;
+                    format!("codes[{i}]")
+                },
+                "é".repeat(300),
+            );
+        }
+        assert_eq!(
+            built, MAX_VIOLATIONS,
+            "paths of dropped violations are never built"
+        );
+        let err = v.finish(()).unwrap_err();
+        assert_eq!(err.violations.len(), MAX_VIOLATIONS);
+        assert_eq!(err.omitted, 1000 - MAX_VIOLATIONS);
+        assert_eq!(err.total(), 1000);
+        for f in &err.violations {
+            assert!(f.description.len() <= MAX_VIOLATION_TEXT);
+            assert!(f.description.ends_with('…'));
+        }
+        let line = err.to_string();
+        assert!(line.ends_with("; and 997 more"), "{line}");
+        assert!(line.len() < 3 * (MAX_VIOLATION_TEXT + 20));
+    }
 
     #[test]
     fn vague_descriptions_are_only_stop_words() {

@@ -202,7 +202,10 @@ impl WindowShard {
         {
             signal.buyer_parcels += 1;
             signal.same_seller_parcels += u32::from(r.exporter == keys.exporter);
-            signal.combined_value_eur_cents += r.value_eur_cents;
+            // Saturating: validation allows values near i64::MAX per declaration.
+            signal.combined_value_eur_cents = signal
+                .combined_value_eur_cents
+                .saturating_add(r.value_eur_cents);
         }
         if recent.len() == MAX_PER_BUYER {
             recent.remove(0);
@@ -318,16 +321,50 @@ impl SplitWindow {
 }
 
 /// A declaration's declared value in EUR cents.
+/// Saturating: validation accepts up to 999 items of n..16,2 each, more
+/// than an i64 holds.
 pub fn declared_cents(d: &Declaration, rates: &RateTable) -> i64 {
     d.items
         .iter()
         .filter_map(|i| rates.to_eur_cents(i.intrinsic_value))
-        .sum()
+        .fold(0i64, i64::saturating_add)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_values_validation_accepts_saturate() {
+        let generator = crate::generate::Generator::new(crate::generate::GeneratorConfig {
+            parcels: 5,
+            seed: 1,
+            ..crate::generate::GeneratorConfig::default()
+        })
+        .unwrap();
+        let example = generator.chunk(0).0.remove(0);
+        let mut d = crate::domain::TrainingExample::try_from(example)
+            .unwrap()
+            .declaration;
+        let item = d.items[0].clone();
+        d.items = (1..=999)
+            .map(|n| crate::domain::GoodsItem {
+                goods_item_number: n,
+                intrinsic_value: crate::domain::Money {
+                    amount_minor: 9_999_999_999_999_999,
+                    ..item.intrinsic_value
+                },
+                ..item.clone()
+            })
+            .collect();
+        let rates = RateTable::built_in();
+        assert_eq!(declared_cents(&d, rates), i64::MAX);
+        let mut window = SplitWindow::default();
+        let keys = PartyKeys::of(&d);
+        window.observe_declaration(&keys, &d, rates);
+        let again = window.observe_declaration(&keys, &d, rates);
+        assert_eq!(again.combined_value_eur_cents, i64::MAX);
+    }
     use chrono::TimeZone;
 
     fn keys(exporter: u64) -> PartyKeys {

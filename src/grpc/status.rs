@@ -28,6 +28,32 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// Most bytes of field violations in a status's details. With the status
+/// message (three violations at most) the trailers stay well under the
+/// 16 KiB that grpc-core clients accept by default, details being base64.
+pub const DETAILS_BUDGET: usize = 4 * 1024;
+
+/// The violations of `v` as `google.rpc.BadRequest` details, as many as fit
+/// in [`DETAILS_BUDGET`], then one entry saying how many more there were.
+pub fn bad_request(v: &ValidationError) -> ErrorDetails {
+    let mut details = ErrorDetails::new();
+    let mut used = 0;
+    let mut listed = 0;
+    for violation in &v.violations {
+        used += violation.field.len() + violation.description.len() + 8;
+        if used > DETAILS_BUDGET {
+            break;
+        }
+        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+        listed += 1;
+    }
+    let more = v.total() - listed;
+    if more > 0 {
+        details.add_bad_request_violation("", format!("and {more} more violations"));
+    }
+    details
+}
+
 /// The status code name carried in a stream's per-declaration error.
 pub fn code_name(code: Code) -> &'static str {
     match code {
@@ -77,14 +103,7 @@ impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
         match &err {
             ServiceError::Invalid(v) | ServiceError::InvalidResult(v) => {
-                let mut details = ErrorDetails::new();
-                for violation in &v.violations {
-                    details.add_bad_request_violation(
-                        violation.field.clone(),
-                        violation.description.clone(),
-                    );
-                }
-                Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
+                Status::with_error_details(Code::InvalidArgument, err.to_string(), bad_request(v))
             }
             ServiceError::Missing(field) => Status::with_error_details(
                 Code::InvalidArgument,

@@ -134,11 +134,16 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir` and starts its writer thread.
     pub fn open(dir: &Path, retention: Duration) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+        let dir_error = |source| StoreError::Dir {
             path: dir.display().to_string(),
             source,
-        })?;
+        };
+        create_private_dir(dir).map_err(dir_error)?;
         let path = dir.join(DB_FILE);
+        create_private_file(&path).map_err(|source| StoreError::Dir {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = open_connection(&path)?;
         migrate(&conn, &path)?;
         purge(&conn, Utc::now() - retention)?;
@@ -189,6 +194,46 @@ impl Store {
             .send(Command::Routed(records))
             .map_err(|_| StoreError::Closed)
     }
+}
+
+/// The store holds names and addresses: its folder is created readable by
+/// its owner only (0700), and an existing folder that others can read is
+/// reported, not changed (it is the operator's).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if dir.is_dir() {
+            let mode = std::fs::metadata(dir)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the store folder is open to other users; it holds names and addresses (chmod 700 it)"
+                );
+            }
+            return Ok(());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Creates the database file readable by its owner only (0600) if it does
+/// not exist; SQLite gives its WAL and shared-memory files the same mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -528,6 +573,30 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_store_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("results");
+        let store = Store::open(&dir, Duration::days(30)).unwrap();
+        let rt = runtime();
+        rt.block_on(store.record_results(vec![result("D1", "I1", "")]))
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                mode(&path) & 0o077,
+                0,
+                "{} is {:o}",
+                path.display(),
+                mode(&path)
+            );
+        }
     }
 
     #[test]

@@ -497,8 +497,8 @@ fn parse_item(
     for (i, code) in additional_procedure_codes.iter().enumerate() {
         let b = code.as_bytes();
         if !(b.len() == 3 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)) {
-            v.push(
-                format!("{}.additional_procedure_codes[{i}]", field()),
+            v.push_at(
+                || format!("{}.additional_procedure_codes[{i}]", field()),
                 "must be a letter and two digits, e.g. C07",
             );
             ok = false;

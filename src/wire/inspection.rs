@@ -111,8 +111,8 @@ fn parse_fraud_kinds(kinds: Vec<i32>, field: &str, v: &mut Violations) -> Vec<Fr
             Ok(pb::FraudKind::IossMisuse) => out.insert(FraudKind::IossMisuse),
             Ok(pb::FraudKind::AddressReuse) => out.insert(FraudKind::AddressReuse),
             Ok(pb::FraudKind::Unspecified) | Err(_) => {
-                v.push(
-                    format!("{field}[{i}]"),
+                v.push_at(
+                    || format!("{field}[{i}]"),
                     format!("unknown fraud kind {kind}"),
                 );
                 false
