@@ -302,7 +302,86 @@ async fn limits_on_items_and_message_size() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+    // gRPC's code for a message over the limit (tonic says OUT_OF_RANGE).
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+
+    // In a stream, a message over the transport limit cannot be read past:
+    // what came before is answered, then the stream ends with the same code.
+    let mut huge = full_declaration("H2");
+    huge.items[0].description = "x".repeat(300 * 1024);
+    let requests = vec![
+        pb::ScoreDeclarationsRequest {
+            declaration: Some(full_declaration("H1")),
+        },
+        pb::ScoreDeclarationsRequest {
+            declaration: Some(huge),
+        },
+    ];
+    let answers: Vec<Result<pb::ScoreDeclarationsResponse, tonic::Status>> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0].as_ref().unwrap().declaration_id, "H1");
+    let end = answers[1].as_ref().unwrap_err();
+    assert_eq!(end.code(), tonic::Code::ResourceExhausted, "{end}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
+    let (model, _) = trained();
+    let reference = ReferenceData {
+        limits: parcel_risk::domain::Limits {
+            max_declaration_bytes: 64 * 1024,
+            ..parcel_risk::domain::Limits::default()
+        },
+        ..ReferenceData::built_in()
+    };
+    let state = Arc::new(ServiceState::with_priority(
+        (**model).clone(),
+        reference,
+        PriorityConfig::default(),
+    ));
+    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let mut big = full_declaration("B2");
+    big.items[0].description = "x".repeat(100 * 1024);
+    let requests: Vec<pb::ScoreDeclarationsRequest> =
+        [full_declaration("B1"), big.clone(), full_declaration("B3")]
+            .into_iter()
+            .map(|d| pb::ScoreDeclarationsRequest {
+                declaration: Some(d),
+            })
+            .collect();
+    let responses: Vec<pb::ScoreDeclarationsResponse> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let ids: Vec<&str> = responses
+        .iter()
+        .map(|r| r.declaration_id.as_str())
+        .collect();
+    assert_eq!(ids, ["B1", "B2", "B3"]);
+    let Some(Outcome::Error(e)) = &responses[1].outcome else {
+        panic!("{:?}", responses[1])
+    };
+    assert_eq!(e.code, "RESOURCE_EXHAUSTED");
+    assert!(matches!(responses[0].outcome, Some(Outcome::Assessment(_))));
+    assert!(matches!(responses[2].outcome, Some(Outcome::Assessment(_))));
+    let status = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(big),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// Most goods items per declaration.
     #[arg(long, default_value_t = 999, env = "PARCEL_RISK_MAX_ITEMS")]
     pub max_items: usize,
+    /// Largest declaration, bytes as encoded: a larger one gets its own
+    /// RESOURCE_EXHAUSTED answer and a stream goes on (keep it below
+    /// --max-message-bytes, which ends the stream).
+    #[arg(long, default_value_t = Limits::default().max_declaration_bytes, env = "PARCEL_RISK_MAX_DECLARATION_BYTES")]
+    pub max_declaration_bytes: usize,
     /// Concurrent streams per connection.
     #[arg(long, default_value_t = 256, env = "PARCEL_RISK_MAX_STREAMS")]
     pub max_concurrent_streams: u32,
@@ -188,6 +193,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let reference = ReferenceData {
         limits: Limits {
             max_items: args.max_items,
+            max_declaration_bytes: args.max_declaration_bytes,
             ..Limits::default()
         },
         ..ReferenceData::built_in()

@@ -159,6 +159,9 @@ pub struct Limits {
     pub parcel_max_gross_mass_g: i64,
     /// Intrinsic value of one item, minor units (n..16,2).
     pub max_amount_minor: i64,
+    /// Size of one declaration as received, bytes: a larger one is refused
+    /// on its own (a stream goes on), below the transport's message limit.
+    pub max_declaration_bytes: usize,
 }
 
 impl Default for Limits {
@@ -169,6 +172,7 @@ impl Default for Limits {
             max_gross_mass_g: 10_000_000_000_000,
             parcel_max_gross_mass_g: 1_000_000,
             max_amount_minor: 9_999_999_999_999_999,
+            max_declaration_bytes: 1024 * 1024,
         }
     }
 }

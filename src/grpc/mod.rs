@@ -83,6 +83,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
     Server::builder()
+        .layer(tower::util::MapResponseLayer::new(client_error_codes))
         .tcp_nodelay(true)
         .max_concurrent_streams(config.max_concurrent_streams)
         .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
@@ -93,6 +94,31 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming(listener), signal)
         .await?;
     Ok(())
+}
+
+/// The status of a call refused before any handler ran, as gRPC defines
+/// it: tonic answers a message over the size limit with OUT_OF_RANGE (gRPC:
+/// RESOURCE_EXHAUSTED) and bytes that do not decode with INTERNAL (gRPC:
+/// INVALID_ARGUMENT; INTERNAL would blame the server for the client's
+/// bytes). Such answers carry their status in the headers (trailers-only);
+/// a stream's are remapped where it reads its requests
+/// ([`status::inbound_error`]).
+fn client_error_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let code = headers.get("grpc-status").map(http::HeaderValue::as_bytes);
+    let undecodable = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| m.starts_with("failed") && m.contains("decode"));
+    let remapped = match code {
+        Some(b"11") => Some("8"),
+        Some(b"13") if undecodable => Some("3"),
+        _ => None,
+    };
+    if let Some(code) = remapped {
+        headers.insert("grpc-status", http::HeaderValue::from_static(code));
+    }
+    response
 }
 
 /// Accepted connections with Nagle's algorithm off: tonic's `tcp_nodelay`

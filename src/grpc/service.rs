@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::validation_to_pb;
 use super::state::ServiceState;
-use super::status::{ServiceError, code_name};
+use super::status::{ServiceError, code_name, inbound_error};
 use crate::domain::{InspectionResult, ValidationError};
 use crate::pb;
 use crate::scoring::Scorer;
@@ -44,6 +44,18 @@ pub struct RiskService {
 impl RiskService {
     pub fn new(state: Arc<ServiceState>, shutdown: watch::Receiver<bool>) -> Self {
         Self { state, shutdown }
+    }
+}
+
+/// Refuses a declaration larger than the configured limit before any work
+/// on it (the transport's message limit is larger: the stream goes on).
+fn within_size(declaration: &pb::Declaration, state: &ServiceState) -> Result<(), ServiceError> {
+    let bytes = prost::Message::encoded_len(declaration);
+    let limit = state.reference().limits.max_declaration_bytes;
+    if bytes > limit {
+        Err(ServiceError::TooLarge { bytes, limit })
+    } else {
+        Ok(())
     }
 }
 
@@ -73,6 +85,17 @@ fn respond_batch(
             continue;
         };
         ids.push(declaration.declaration_id.clone());
+        if let Err(err) = within_size(&declaration, state) {
+            checked.push(Err(pb::DeclarationError {
+                code: code_name(err.code()).to_owned(),
+                message: err.to_string(),
+                field_violations: vec![pb::FieldViolation {
+                    field: "declaration".into(),
+                    description: err.to_string(),
+                }],
+            }));
+            continue;
+        }
         match declaration_from_pb(declaration, state.reference()) {
             Ok(d) => {
                 checked.push(Ok(declarations.len()));
@@ -180,7 +203,7 @@ where
                 Some(Ok(request)) => vec![request],
                 Some(Err(status)) => {
                     p.ended = true;
-                    return Some((Err(status), p));
+                    return Some((Err(inbound_error(status)), p));
                 }
                 None => return None,
             };
@@ -189,7 +212,7 @@ where
                 match p.inbound.next().now_or_never() {
                     Some(Some(Ok(request))) => batch.push(request),
                     Some(Some(Err(status))) => {
-                        failure = Some(status);
+                        failure = Some(inbound_error(status));
                         break;
                     }
                     Some(None) => {
@@ -287,6 +310,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         let declaration = declaration.ok_or(ServiceError::Missing("declaration"))?;
         let state = self.state.clone();
         let assessment = tokio::task::spawn_blocking(move || {
+            within_size(&declaration, &state)?;
             let d = declaration_from_pb(declaration, state.reference())?;
             let scorer = state.scorer();
             Ok::<_, ServiceError>(state.score(&scorer, &d))

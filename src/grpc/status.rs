@@ -22,6 +22,8 @@ pub enum ServiceError {
     MissingAt(String),
     #[error("at most {0} results per upload; split it")]
     TooManyResults(usize),
+    #[error("a declaration of {bytes} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { bytes: usize, limit: usize },
     #[error("this server keeps no store (start it with --data-dir)")]
     NoStore,
     #[error(transparent)]
@@ -54,6 +56,32 @@ pub fn bad_request(v: &ValidationError) -> ErrorDetails {
     details
 }
 
+/// The status a client's broken request stream ends with. tonic reports a
+/// message over the size limit as OUT_OF_RANGE and bytes that do not
+/// decode as INTERNAL; gRPC says RESOURCE_EXHAUSTED and INVALID_ARGUMENT,
+/// and INTERNAL would blame the server for the client's bytes.
+pub fn inbound_error(status: Status) -> Status {
+    match status.code() {
+        Code::OutOfRange => Status::resource_exhausted(status.message().to_owned()),
+        Code::Internal => Status::invalid_argument(status.message().to_owned()),
+        Code::Ok
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::InvalidArgument
+        | Code::DeadlineExceeded
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::Unimplemented
+        | Code::Unavailable
+        | Code::DataLoss
+        | Code::Unauthenticated => status,
+    }
+}
+
 /// The status code name carried in a stream's per-declaration error.
 pub fn code_name(code: Code) -> &'static str {
     match code {
@@ -84,7 +112,9 @@ impl ServiceError {
             | ServiceError::Missing(_)
             | ServiceError::InvalidResult(_)
             | ServiceError::MissingAt(_) => Code::InvalidArgument,
-            ServiceError::TooManyResults(_) => Code::ResourceExhausted,
+            ServiceError::TooManyResults(_) | ServiceError::TooLarge { .. } => {
+                Code::ResourceExhausted
+            }
             ServiceError::TaskFailed(_) => Code::Internal,
             ServiceError::NoStore => Code::FailedPrecondition,
             ServiceError::Store(e) => match e {
@@ -115,9 +145,9 @@ impl From<ServiceError> for Status {
                 err.to_string(),
                 ErrorDetails::with_bad_request_violation(field.clone(), "is required"),
             ),
-            ServiceError::TooManyResults(_) | ServiceError::NoStore => {
-                Status::new(err.code(), err.to_string())
-            }
+            ServiceError::TooManyResults(_)
+            | ServiceError::NoStore
+            | ServiceError::TooLarge { .. } => Status::new(err.code(), err.to_string()),
             ServiceError::Store(store) if err.code() == Code::Internal => {
                 tracing::error!(error = %store, "store failed");
                 Status::internal("the store failed; the result was not recorded")
