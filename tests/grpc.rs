@@ -331,6 +331,51 @@ async fn limits_on_items_and_message_size() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_declaration_scores_as_the_first_send() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let requests: Vec<pb::ScoreDeclarationsRequest> = (0..12)
+        .map(|_| pb::ScoreDeclarationsRequest {
+            declaration: Some(full_declaration("R1")),
+        })
+        .collect();
+    let responses: Vec<pb::ScoreDeclarationsResponse> = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let scored: Vec<pb::RiskAssessment> = responses
+        .into_iter()
+        .map(|r| match r.outcome {
+            Some(Outcome::Assessment(a)) => a,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for a in &scored {
+        assert_eq!(a.overall_score, scored[0].overall_score);
+        let codes: Vec<&str> = a.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert!(
+            !codes.contains(&"THR_SPLIT_SAME_CONSIGNEE_SAME_DAY"),
+            "its own copies made a split consignment: {codes:?}"
+        );
+    }
+    // A unary resend too.
+    let again = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("R1")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .assessment
+        .unwrap();
+    assert_eq!(again.overall_score, scored[0].overall_score);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
     let (model, _) = trained();
     let reference = ReferenceData {

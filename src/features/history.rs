@@ -69,6 +69,22 @@ pub struct PartyKeys {
     pub importer_name: u64,
     pub ioss: Option<u64>,
     pub declarant: u64,
+    /// The declaration's own id (exact bytes; 0 when it has none): a resent
+    /// declaration updates its entries in the windows instead of counting
+    /// as another parcel.
+    pub declaration: u64,
+}
+
+/// An id's key: its exact bytes (ids are case-sensitive), never 0 for a
+/// non-empty id.
+fn declaration_key(id: &str) -> u64 {
+    if id.is_empty() {
+        return 0;
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash.max(1)
 }
 
 fn party_key(p: &Party) -> u64 {
@@ -87,6 +103,7 @@ impl PartyKeys {
             importer_name: key_hash(&[&d.importer.name]),
             ioss: (!d.ioss_number.is_empty()).then(|| key_hash(&[&d.ioss_number])),
             declarant: party_key(&d.declarant),
+            declaration: declaration_key(&d.declaration_id),
         }
     }
 }
@@ -354,6 +371,7 @@ mod tests {
             importer_name: 3,
             ioss: None,
             declarant: 4,
+            declaration: 5,
         };
         let fresh = h.exporter(&keys);
         h.observe(&keys);

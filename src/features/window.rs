@@ -42,6 +42,10 @@ struct Recent {
     at: Micros,
     value_eur_cents: i64,
     exporter: u64,
+    /// [`PartyKeys::declaration`]: 0 when the declaration had no id.
+    declaration: u64,
+    /// When the shard first saw it (its observation count then).
+    seen_as: u64,
 }
 
 /// What the windows say about one declaration.
@@ -189,6 +193,18 @@ impl WindowShard {
             .take_while(|r| at.saturating_sub(r.at) > window)
             .count();
         recent.drain(..expired);
+        // A resent declaration (same id, still in the window) is read as
+        // it was read the first time, against the parcels seen before it,
+        // and its entry is updated, not added again: clients resend after
+        // any transport error.
+        let resent = (keys.declaration != 0)
+            .then(|| {
+                recent
+                    .iter()
+                    .position(|r| r.declaration == keys.declaration)
+            })
+            .flatten();
+        let seen_before = resent.map_or(u64::MAX, |i| recent[i].seen_as);
         let mut signal = SplitSignal {
             combined_value_eur_cents: value_eur_cents,
             address_names: self
@@ -196,10 +212,11 @@ impl WindowShard {
                 .observe_micros(keys.address, keys.importer_name, at),
             ..SplitSignal::default()
         };
-        for r in recent
-            .iter()
-            .filter(|r| at.saturating_sub(r.at).saturating_abs() <= window)
-        {
+        for r in recent.iter().filter(|r| {
+            at.saturating_sub(r.at).saturating_abs() <= window
+                && r.seen_as < seen_before
+                && (keys.declaration == 0 || r.declaration != keys.declaration)
+        }) {
             signal.buyer_parcels += 1;
             signal.same_seller_parcels += u32::from(r.exporter == keys.exporter);
             // Saturating: validation allows values near i64::MAX per declaration.
@@ -207,14 +224,27 @@ impl WindowShard {
                 .combined_value_eur_cents
                 .saturating_add(r.value_eur_cents);
         }
-        if recent.len() == MAX_PER_BUYER {
-            recent.remove(0);
-        }
-        recent.push(Recent {
+        let entry = Recent {
             at,
             value_eur_cents,
             exporter: keys.exporter,
-        });
+            declaration: keys.declaration,
+            seen_as: self.observed,
+        };
+        match resent {
+            Some(i) => {
+                recent[i] = Recent {
+                    seen_as: recent[i].seen_as,
+                    ..entry
+                };
+            }
+            None => {
+                if recent.len() == MAX_PER_BUYER {
+                    recent.remove(0);
+                }
+                recent.push(entry);
+            }
+        }
         self.latest = Some(self.latest.map_or(at, |l| l.max(at)));
         self.observed += 1;
         if self.observed % SWEEP_EVERY == 0 {
@@ -360,9 +390,11 @@ mod tests {
         let rates = RateTable::built_in();
         assert_eq!(declared_cents(&d, rates), i64::MAX);
         let mut window = SplitWindow::default();
-        let keys = PartyKeys::of(&d);
-        window.observe_declaration(&keys, &d, rates);
-        let again = window.observe_declaration(&keys, &d, rates);
+        window.observe_declaration(&PartyKeys::of(&d), &d, rates);
+        let mut other = d.clone();
+        other.declaration_id.push_str("-2");
+        let again = window.observe_declaration(&PartyKeys::of(&other), &other, rates);
+        assert_eq!(again.buyer_parcels, 1);
         assert_eq!(again.combined_value_eur_cents, i64::MAX);
     }
     use chrono::TimeZone;
@@ -374,7 +406,31 @@ mod tests {
             importer_name: 8,
             ioss: None,
             declarant: 9,
+            declaration: 0,
         }
+    }
+
+    #[test]
+    fn a_resent_declaration_is_not_another_parcel() {
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+        let mut w = WindowShard::default();
+        let parcel = |id: u64| PartyKeys {
+            declaration: id,
+            ..keys(1)
+        };
+        w.observe(&parcel(10), t0, 9_000);
+        let first = w.observe(&parcel(11), t0 + Duration::hours(1), 8_000);
+        assert_eq!(first.buyer_parcels, 1);
+        // Twelve resends of the second parcel, a new parcel in between.
+        w.observe(&parcel(12), t0 + Duration::hours(2), 1_000);
+        for _ in 0..12 {
+            let again = w.observe(&parcel(11), t0 + Duration::hours(1), 8_000);
+            assert_eq!(again, first, "a resend reads as the first send did");
+        }
+        // The next parcel sees three parcels, not fifteen.
+        let next = w.observe(&parcel(13), t0 + Duration::hours(3), 500);
+        assert_eq!(next.buyer_parcels, 3);
+        assert_eq!(next.combined_value_eur_cents, 9_000 + 8_000 + 1_000 + 500);
     }
 
     #[test]
@@ -464,6 +520,7 @@ mod party_tests {
                 importer_name: 100 + seller,
                 ioss: Some(5),
                 declarant: 1,
+                declaration: 0,
             };
             last = w.observe(&keys, t0 + Duration::hours(seller as i64 * 30), 1_000);
             last.ioss_sellers = w.observe_ioss(&keys, t0 + Duration::hours(seller as i64 * 30));
