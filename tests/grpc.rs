@@ -518,12 +518,36 @@ async fn shutdown_answers_what_was_sent_and_ends_open_streams() {
     for _ in 0..10 {
         assert!(responses.next().await.unwrap().is_ok());
     }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
     server.stop.take().unwrap().send(()).unwrap();
-    // The open stream ends cleanly although the client never closed it.
+    // The open stream ends UNAVAILABLE although the client never closed it:
+    // the client knows it was cut, and resends elsewhere.
     let end = tokio::time::timeout(std::time::Duration::from_secs(10), responses.next())
         .await
         .unwrap();
-    assert!(end.is_none(), "{end:?}");
+    let status = end.expect("an end status").unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+    // While the port is still open: health says NOT_SERVING and new calls
+    // are refused UNAVAILABLE.
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "parcelrisk.v1.RiskService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        serving,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+    );
+    let refused = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("late")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
     drop(tx);
     drop(client);
     tokio::time::timeout(std::time::Duration::from_secs(10), &mut server.handle)

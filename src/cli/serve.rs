@@ -219,6 +219,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig {
         max_message_bytes: args.max_message_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
+        // A quarter of the drain time, at most a second, tells clients to go.
+        drain_notice: Duration::from_secs(args.drain_seconds)
+            .div_f64(4.0)
+            .min(Duration::from_secs(1)),
     };
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

@@ -27,6 +27,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// On shutdown, how long health says NOT_SERVING and calls are refused
+    /// UNAVAILABLE while the port stays open, so that load balancers and
+    /// clients move away before connections close.
+    pub drain_notice: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +38,7 @@ impl Default for ServerConfig {
         Self {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 256,
+            drain_notice: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -74,13 +79,19 @@ pub async fn serve(
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let reporter = health_reporter.clone();
+    let notice = config.drain_notice;
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutting down: draining open streams");
+        tracing::info!(
+            "shutting down: not serving; open streams answer what they received and end UNAVAILABLE"
+        );
+        // Health first, then the calls: both before the port closes.
         reporter
             .set_not_serving::<RiskServiceServer<RiskService>>()
             .await;
         let _ = stop_tx.send(true);
+        tokio::time::sleep(notice).await;
+        tracing::info!("closing the port; waiting for connections to end");
     };
     Server::builder()
         .layer(tower::util::MapResponseLayer::new(client_error_codes))

@@ -45,6 +45,15 @@ impl RiskService {
     pub fn new(state: Arc<ServiceState>, shutdown: watch::Receiver<bool>) -> Self {
         Self { state, shutdown }
     }
+
+    /// New calls are refused once the server is shutting down.
+    fn open(&self) -> Result<(), Status> {
+        if *self.shutdown.borrow() {
+            Err(draining())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Refuses a declaration larger than the configured limit before any work
@@ -192,12 +201,24 @@ where
             if p.ended {
                 return None;
             }
+            // Draining: what was received is answered (above); the stream
+            // then ends UNAVAILABLE, so that the client resends the rest
+            // elsewhere. Checked before reading, or a busy client would
+            // keep the stream going past the shutdown.
+            if *p.shutdown.borrow() {
+                p.ended = true;
+                return Some((Err(draining()), p));
+            }
             // Wait for one request (or shutdown), then take whatever else is
             // already there.
             let first = tokio::select! {
                 biased;
-                next = p.inbound.next() => next,
                 _ = p.shutdown.wait_for(|stop| *stop) => None,
+                next = p.inbound.next() => Some(next),
+            };
+            let Some(first) = first else {
+                p.ended = true;
+                return Some((Err(draining()), p));
             };
             let mut batch = match first {
                 Some(Ok(request)) => vec![request],
@@ -232,6 +253,11 @@ where
             }
         }
     })
+}
+
+/// The status of calls and open streams once the server is shutting down.
+fn draining() -> Status {
+    Status::unavailable("the server is shutting down; send the rest to another replica")
 }
 
 /// Scores a batch, plans it, and lists the entries in worklist order; invalid
@@ -293,6 +319,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         &self,
         request: Request<Streaming<pb::ScoreDeclarationsRequest>>,
     ) -> Result<Response<Self::ScoreDeclarationsStream>, Status> {
+        self.open()?;
         let stream = score_stream(
             request.into_inner(),
             self.state.clone(),
@@ -306,6 +333,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         &self,
         request: Request<pb::ScoreDeclarationRequest>,
     ) -> Result<Response<pb::ScoreDeclarationResponse>, Status> {
+        self.open()?;
         let pb::ScoreDeclarationRequest { declaration } = request.into_inner();
         let declaration = declaration.ok_or(ServiceError::Missing("declaration"))?;
         let state = self.state.clone();
@@ -332,6 +360,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         &self,
         request: Request<pb::PlanInspectionsRequest>,
     ) -> Result<Response<pb::PlanInspectionsResponse>, Status> {
+        self.open()?;
         let pb::PlanInspectionsRequest {
             declarations,
             capacity,
@@ -352,6 +381,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         &self,
         request: Request<pb::ReportInspectionResultRequest>,
     ) -> Result<Response<pb::ReportInspectionResultResponse>, Status> {
+        self.open()?;
         let store = self.state.store().ok_or(ServiceError::NoStore)?;
         let result = request
             .into_inner()
@@ -378,6 +408,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         &self,
         request: Request<Streaming<pb::ReportInspectionResultsRequest>>,
     ) -> Result<Response<pb::ReportInspectionResultsResponse>, Status> {
+        self.open()?;
         let store = self.state.store().ok_or(ServiceError::NoStore)?;
         let mut stream = request.into_inner();
         let mut results = Vec::new();
