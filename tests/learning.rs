@@ -232,6 +232,41 @@ async fn a_model_swapped_under_a_live_stream_changes_versions_at_one_point() {
             .unwrap()
     };
     assert!(refused.is_err());
+    // So is a model whose intercepts were blown up: it passes every format
+    // check and scores every parcel 1.0.
+    let degenerate_dir = dir.path().join("degenerate");
+    std::fs::create_dir_all(&degenerate_dir).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(next_dir.join("model.json")).unwrap()).unwrap();
+    fn blow_up(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    if (key == "intercept" || key == "base") && value.is_number() {
+                        *value = serde_json::json!(1e6);
+                    } else {
+                        blow_up(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(list) => list.iter_mut().for_each(blow_up),
+            _ => {}
+        }
+    }
+    blow_up(&mut json["classifiers"]);
+    std::fs::write(
+        degenerate_dir.join("model.json"),
+        serde_json::to_vec(&json).unwrap(),
+    )
+    .unwrap();
+    let refused = {
+        let state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || state.reload(&degenerate_dir))
+            .await
+            .unwrap()
+    };
+    let why = refused.unwrap_err().to_string();
+    assert!(why.contains("degenerate"), "{why}");
     let info = client
         .get_model_info(pb::GetModelInfoRequest {})
         .await

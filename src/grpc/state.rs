@@ -241,6 +241,8 @@ fn smoke_test(model: &ModelArtifact) -> Result<(), ReloadError> {
     .map_err(|e| ReloadError::Smoke(e.to_string()))?;
     let scorer = Scorer::new(Arc::new(model.clone()));
     let mut window = SplitWindow::default();
+    // Per score kind, the lowest and highest score of the smoke set.
+    let mut ranges = [(f64::INFINITY, f64::NEG_INFINITY); 3];
     for example in generator.chunk(0).0 {
         let Some(d) = example.declaration else {
             continue;
@@ -250,11 +252,15 @@ fn smoke_test(model: &ModelArtifact) -> Result<(), ReloadError> {
         let keys = PartyKeys::of(&d);
         let split = window.observe_declaration(&keys, &d, RateTable::built_in());
         let a = scorer.score_with_keys(&d, &keys, split);
-        for (name, v) in [
+        for ((name, v), range) in [
             ("overall", a.overall_score),
             ("undervaluation", a.undervaluation_score),
             ("misdescription", a.misdescription_score),
-        ] {
+        ]
+        .into_iter()
+        .zip(&mut ranges)
+        {
+            *range = (range.0.min(v), range.1.max(v));
             if !(0.0..=1.0).contains(&v) {
                 return Err(ReloadError::Smoke(format!(
                     "{name} score {v} of {} is not a probability",
@@ -269,8 +275,23 @@ fn smoke_test(model: &ModelArtifact) -> Result<(), ReloadError> {
             )));
         }
     }
+    // A model that gives every parcel the same score ranks nothing (an
+    // intercept blown to ±1e6 saturates every score to 1 or 0).
+    for (name, (low, high)) in ["overall", "undervaluation", "misdescription"]
+        .into_iter()
+        .zip(ranges)
+    {
+        if high - low < DEGENERATE_SPREAD {
+            return Err(ReloadError::Smoke(format!(
+                "every {name} score of the smoke set is {low}: a degenerate model ranks nothing"
+            )));
+        }
+    }
     Ok(())
 }
+
+/// Scores of a smoke set closer together than this are one score.
+const DEGENERATE_SPREAD: f64 = 1e-9;
 
 fn channel_name(c: Channel) -> &'static str {
     match c {
