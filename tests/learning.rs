@@ -106,6 +106,30 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
 
+    // A flood of findings is one bounded error, not a result.
+    let mut flood = result("L1", "I5");
+    let finding = flood.findings[0].clone();
+    flood.findings = (1..=5_000)
+        .map(|n| pb::ItemFinding {
+            goods_item_number: n,
+            ..finding.clone()
+        })
+        .collect();
+    let status = client
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(flood),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("result.findings: 5000 findings; at most 999"),
+        "{}",
+        status.message()
+    );
+
     // Bulk: an invalid result names its index and nothing is stored.
     let mut third_bad = result("L2", "I9");
     third_bad.declaration_id.clear();

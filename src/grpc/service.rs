@@ -30,6 +30,9 @@ use crate::wire::declaration_from_pb;
 
 /// Most results one bulk upload may carry (all are held until the commit).
 pub const MAX_RESULTS_PER_STREAM: usize = 100_000;
+/// Most bytes of results one `ReportInspectionResults` call uploads (they
+/// are held until committed together).
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most requests scored in one blocking task.
 pub const MAX_BATCH: usize = 256;
@@ -412,10 +415,16 @@ impl pb::risk_service_server::RiskService for RiskService {
         let store = self.state.store().ok_or(ServiceError::NoStore)?;
         let mut stream = request.into_inner();
         let mut results = Vec::new();
-        while let Some(request) = stream.message().await? {
+        let mut bytes = 0usize;
+        while let Some(request) = stream.message().await.map_err(inbound_error)? {
             let index = results.len();
             if index >= MAX_RESULTS_PER_STREAM {
                 return Err(ServiceError::TooManyResults(MAX_RESULTS_PER_STREAM).into());
+            }
+            // Held until the commit: the upload's memory is bounded too.
+            bytes = bytes.saturating_add(prost::Message::encoded_len(&request));
+            if bytes > MAX_UPLOAD_BYTES {
+                return Err(ServiceError::UploadTooLarge(MAX_UPLOAD_BYTES).into());
             }
             let Some(result) = request.result else {
                 return Err(ServiceError::MissingAt(format!("results[{index}]")).into());

@@ -22,6 +22,8 @@ pub enum ServiceError {
     MissingAt(String),
     #[error("at most {0} results per upload; split it")]
     TooManyResults(usize),
+    #[error("at most {0} bytes of results per upload; split it")]
+    UploadTooLarge(usize),
     #[error("a declaration of {bytes} bytes exceeds the limit of {limit} bytes")]
     TooLarge { bytes: usize, limit: usize },
     #[error("this server keeps no store (start it with --data-dir)")]
@@ -112,9 +114,9 @@ impl ServiceError {
             | ServiceError::Missing(_)
             | ServiceError::InvalidResult(_)
             | ServiceError::MissingAt(_) => Code::InvalidArgument,
-            ServiceError::TooManyResults(_) | ServiceError::TooLarge { .. } => {
-                Code::ResourceExhausted
-            }
+            ServiceError::TooManyResults(_)
+            | ServiceError::UploadTooLarge(_)
+            | ServiceError::TooLarge { .. } => Code::ResourceExhausted,
             ServiceError::TaskFailed(_) => Code::Internal,
             ServiceError::NoStore => Code::FailedPrecondition,
             ServiceError::Store(e) => match e {
@@ -146,6 +148,7 @@ impl From<ServiceError> for Status {
                 ErrorDetails::with_bad_request_violation(field.clone(), "is required"),
             ),
             ServiceError::TooManyResults(_)
+            | ServiceError::UploadTooLarge(_)
             | ServiceError::NoStore
             | ServiceError::TooLarge { .. } => Status::new(err.code(), err.to_string()),
             ServiceError::Store(store) if err.code() == Code::Internal => {

@@ -100,6 +100,9 @@ pub fn training_example_from_pb(
     })
 }
 
+/// Most findings one result may carry: the EUCDM's goods items per declaration.
+pub const MAX_FINDINGS: usize = 999;
+
 fn parse_fraud_kinds(kinds: Vec<i32>, field: &str, v: &mut Violations) -> Vec<FraudKind> {
     let mut out = BTreeSet::new();
     for (i, kind) in kinds.into_iter().enumerate() {
@@ -227,9 +230,21 @@ fn parse_result(
         );
     }
     let inspected_at = inspected_at.and_then(|ts| parse_timestamp(ts, || path("inspected_at"), v));
-    let mut parsed_findings: Vec<ItemFinding> = Vec::with_capacity(findings.len());
+    // A finding is about one goods item, and a declaration has at most
+    // MAX_FINDINGS of them: more is not a result, it is a flood.
+    if findings.len() > MAX_FINDINGS {
+        v.push(
+            path("findings"),
+            format!(
+                "{} findings; at most {MAX_FINDINGS}, one per goods item",
+                findings.len()
+            ),
+        );
+    }
+    let mut parsed_findings: Vec<ItemFinding> =
+        Vec::with_capacity(findings.len().min(MAX_FINDINGS));
     let mut seen = BTreeSet::new();
-    for (i, finding) in findings.into_iter().enumerate() {
+    for (i, finding) in findings.into_iter().take(MAX_FINDINGS).enumerate() {
         let field = path(&format!("findings[{i}]"));
         let pb::ItemFinding {
             goods_item_number,
