@@ -226,7 +226,10 @@ fn main() {
                     RiskServiceServer::new(EchoService::new(canned))
                         .max_decoding_message_size(64 << 20),
                 )
-                .serve_with_incoming(parcel_risk::grpc::incoming(echo)),
+                .serve_with_incoming(parcel_risk::grpc::incoming(
+                    echo,
+                    parcel_risk::grpc::ServerConfig::default().max_connections,
+                )),
         );
         addrs
     });

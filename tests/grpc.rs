@@ -331,6 +331,49 @@ async fn limits_on_items_and_message_size() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
+    let server = TestServer::start(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut first = server.client().await;
+    let mut second = server.client().await;
+    let score = |id: &str| pb::ScoreDeclarationRequest {
+        declaration: Some(full_declaration(id)),
+    };
+    first.score_declaration(score("C1")).await.unwrap();
+    second.score_declaration(score("C2")).await.unwrap();
+    // A third connection is accepted and closed: its call fails...
+    let third = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = third {
+        // (tonic's client says UNAVAILABLE or UNKNOWN, by when it notices.)
+        let refused = RiskServiceClient::new(channel)
+            .score_declaration(score("C3"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown
+            ),
+            "{refused}"
+        );
+    }
+    // ... and the first two are still served.
+    first.score_declaration(score("C4")).await.unwrap();
+    second.score_declaration(score("C5")).await.unwrap();
+    // A slot frees when its connection closes.
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut again = server.client().await;
+    again.score_declaration(score("C6")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_declaration_scores_as_the_first_send() {
     let server = TestServer::start(ServerConfig::default()).await;
     let mut client = server.client().await;

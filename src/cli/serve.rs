@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Concurrent streams per connection.
     #[arg(long, default_value_t = 256, env = "PARCEL_RISK_MAX_STREAMS")]
     pub max_concurrent_streams: u32,
+    /// Open connections; one more is closed at once, counted and logged.
+    #[arg(long, default_value_t = ServerConfig::default().max_connections, env = "PARCEL_RISK_MAX_CONNECTIONS")]
+    pub max_connections: usize,
     /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
     pub drain_seconds: u64,
@@ -219,6 +222,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig {
         max_message_bytes: args.max_message_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
+        max_connections: args.max_connections,
         // A quarter of the drain time, at most a second, tells clients to go.
         drain_notice: Duration::from_secs(args.drain_seconds)
             .div_f64(4.0)

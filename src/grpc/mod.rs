@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::pb;
@@ -27,6 +26,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Open connections; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
     /// On shutdown, how long health says NOT_SERVING and calls are refused
     /// UNAVAILABLE while the port stays open, so that load balancers and
     /// clients move away before connections close.
@@ -38,6 +39,7 @@ impl Default for ServerConfig {
         Self {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 256,
+            max_connections: 1024,
             drain_notice: std::time::Duration::from_secs(1),
         }
     }
@@ -95,14 +97,16 @@ pub async fn serve(
     };
     Server::builder()
         .layer(tower::util::MapResponseLayer::new(client_error_codes))
-        .tcp_nodelay(true)
         .max_concurrent_streams(config.max_concurrent_streams)
+        // Dead peers and half-open connections are found and closed.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener), signal)
+        .serve_with_incoming_shutdown(incoming(listener, config.max_connections), signal)
         .await?;
     Ok(())
 }
@@ -132,18 +136,122 @@ fn client_error_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
     response
 }
 
-/// Accepted connections with Nagle's algorithm off: tonic's `tcp_nodelay`
-/// applies only to listeners it binds itself, and without it small unary
-/// answers wait for the peer's delayed ACK (about 40 ms).
+/// An accepted connection holding one of the server's connection slots
+/// until it closes.
+pub struct Connection {
+    stream: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// How long accepting pauses after the system refused a connection (out of
+/// file descriptors, say): the pending connection stays in the backlog, and
+/// retrying at once would spin a core.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Accepted connections, at most `max_connections` open at once (one more
+/// is closed at once, counted and logged: existing clients keep being
+/// served), with Nagle's algorithm off: tonic's `tcp_nodelay` applies only
+/// to listeners it binds itself, and without it small unary answers wait for
+/// the peer's delayed ACK (about 40 ms).
 pub fn incoming(
     listener: TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures_util::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
+    max_connections: usize,
+) -> impl futures_util::Stream<Item = std::io::Result<Connection>> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    futures_util::stream::unfold(
+        (listener, slots, 0u64),
+        move |(listener, slots, mut refused)| async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        metrics::counter!("parcel_risk_accept_errors_total").increment(1);
+                        tracing::error!(error = %e, "cannot accept a connection; pausing accepts");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    refused += 1;
+                    metrics::counter!("parcel_risk_connections_refused_total").increment(1);
+                    // First, then every power of two: a flood does not flood the log.
+                    if refused.is_power_of_two() {
+                        tracing::warn!(
+                            max_connections,
+                            refused,
+                            "connection limit reached; new connections are closed"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+                return Some((
+                    Ok(Connection {
+                        stream,
+                        _slot: slot,
+                    }),
+                    (listener, slots, refused),
+                ));
+            }
+        },
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
