@@ -357,7 +357,10 @@ fn write_group(
     let mut outcomes = Vec::with_capacity(commands.len());
     {
         let mut insert_routed = tx.prepare_cached(
-            "INSERT OR REPLACE INTO routed
+            // The first routing of a declaration id stays: a resend, or
+            // another declaration claiming the id, never replaces what was
+            // routed (and what results join to).
+            "INSERT OR IGNORE INTO routed
              (declaration_id, lodged_at, routed_at, channel, selection_reason, model_version, declaration, assessment)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
@@ -373,7 +376,7 @@ fn write_group(
             match command {
                 Command::Routed(records) => {
                     for r in records {
-                        insert_routed.execute(params![
+                        let inserted = insert_routed.execute(params![
                             r.declaration_id,
                             r.lodged_at,
                             r.routed_at,
@@ -383,6 +386,13 @@ fn write_group(
                             r.declaration,
                             r.assessment,
                         ])?;
+                        if inserted == 0 {
+                            metrics::counter!("parcel_risk_routed_kept_first_total").increment(1);
+                            tracing::debug!(
+                                declaration_id = %r.declaration_id,
+                                "already routed; the first routing is kept"
+                            );
+                        }
                     }
                     outcomes.push(Vec::new());
                 }
@@ -597,6 +607,40 @@ mod tests {
                 mode(&path)
             );
         }
+    }
+
+    #[test]
+    fn the_first_routing_of_a_declaration_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::days(30)).unwrap();
+        let routed = |channel: &'static str, model: &str| RoutedRecord {
+            declaration_id: "D1".into(),
+            lodged_at: 1,
+            routed_at: 2,
+            channel,
+            selection_reason: "RISK",
+            model_version: model.into(),
+            declaration: vec![1],
+            assessment: vec![2],
+        };
+        store.record_routed(vec![routed("red", "m1")]).unwrap();
+        store
+            .record_routed(vec![routed("green", "forged")])
+            .unwrap();
+        // Results go through the same writer: once one is answered, the
+        // routed rows before it are committed.
+        runtime()
+            .block_on(store.record_results(vec![result("D1", "I1", "")]))
+            .unwrap();
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let (channel, model): (String, String) = conn
+            .query_row(
+                "SELECT channel, model_version FROM routed WHERE declaration_id = 'D1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((channel.as_str(), model.as_str()), ("red", "m1"));
     }
 
     #[test]
