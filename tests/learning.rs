@@ -48,6 +48,54 @@ fn state_with_store(dir: &std::path::Path, priority: PriorityConfig) -> Arc<Serv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_stores_nothing_and_a_finished_one_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_with_store(dir.path(), PriorityConfig::default());
+    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    for round in 0..10 {
+        let mut client = server.client().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReportInspectionResultsRequest>(64);
+        for i in 0..30 {
+            tx.send(pb::ReportInspectionResultsRequest {
+                result: Some(result(&format!("C{round}-{i}"), "I1")),
+            })
+            .await
+            .unwrap();
+        }
+        let call = tokio::spawn(async move {
+            client
+                .report_inspection_results(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The client gives up mid-upload: the call is cancelled.
+        call.abort();
+        let _ = call.await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(tx);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        store::counts(dir.path()).unwrap().1,
+        0,
+        "results of cancelled uploads were stored"
+    );
+    // An upload the client finishes is stored whole.
+    let mut client = server.client().await;
+    let answer = client
+        .report_inspection_results(tokio_stream::iter((0..30).map(|i| {
+            pb::ReportInspectionResultsRequest {
+                result: Some(result(&format!("F{i}"), "I1")),
+            }
+        })))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.recorded_count, 30);
+    assert_eq!(store::counts(dir.path()).unwrap().1, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
     let dir = tempfile::tempdir().unwrap();
     // Every declaration is a random compliance pick, so each is routed and

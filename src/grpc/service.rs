@@ -434,6 +434,13 @@ impl pb::risk_service_server::RiskService for RiskService {
             })?;
             results.push(result);
         }
+        // tonic ends a request stream the client cancelled (RST_STREAM
+        // CANCEL) as if the client had finished it (tonic's codec/decode.rs
+        // maps a Cancelled request body to the end of the stream). hyper
+        // drops this call's future once it is pending and sees the reset:
+        // being pending once before the commit makes a cancelled upload
+        // commit nothing, where it committed what had arrived.
+        tokio::task::yield_now().await;
         let count = results.len();
         let recorded = store
             .record_results(results)
