@@ -369,6 +369,33 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_do_not_decode_are_the_clients_fault() {
+    use tower::Service;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut channel = server.channel().await;
+    // One gRPC frame (uncompressed, 3 bytes) that is not a protobuf message.
+    let frame = bytes::Bytes::from_static(&[0, 0, 0, 0, 3, 0xff, 0xff, 0xff]);
+    let body = tonic::body::Body::new(http_body_util::Full::new(frame));
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{}/parcelrisk.v1.RiskService/ScoreDeclaration",
+            server.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    futures_util::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .unwrap();
+    let response = channel.call(request).await.unwrap();
+    let status =
+        tonic::Status::from_header_map(response.headers()).expect("a trailers-only status");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_declaration_scores_as_the_first_send() {
     let server = TestServer::start(ServerConfig::default()).await;
     let mut client = server.client().await;
