@@ -77,7 +77,7 @@ pub struct PartyKeys {
 
 /// An id's key: its exact bytes (ids are case-sensitive), never 0 for a
 /// non-empty id.
-fn declaration_key(id: &str) -> u64 {
+pub fn declaration_key(id: &str) -> u64 {
     if id.is_empty() {
         return 0;
     }

@@ -13,7 +13,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Channel, Hs6, SelectionReason};
-use crate::features::history::key_hash;
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::features::history::{declaration_key, key_hash};
 
 /// A safety or IPR category and the weight (EUR-equivalent) it adds.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,7 +207,17 @@ pub struct ChannelAllocator {
     /// RED and YELLOW cut-offs, refreshed every `CUT_REFRESH` declarations:
     /// they move slowly, and reading them off the histogram costs a scan.
     cuts: (f64, f64),
+    /// The latest decisions by declaration id: a resent declaration gets
+    /// its decision again without counting as more traffic or taking more
+    /// capacity (clients resend after any transport error).
+    /// Keyed by [`declaration_key`] (64 bits: no string kept per declaration).
+    decided: HashMap<u64, Decision>,
+    /// Keys in `decided`, oldest first.
+    decided_order: VecDeque<u64>,
 }
+
+/// Decisions remembered for resends.
+const REMEMBERED_DECISIONS: usize = 1 << 16;
 
 /// Declarations over which the channel cut-offs follow traffic (half-life),
 /// in the service and in batch rescoring alike.
@@ -233,6 +247,8 @@ impl ChannelAllocator {
             last_seen: None,
             observed: 0,
             cuts: (f64::INFINITY, f64::INFINITY),
+            decided: HashMap::default(),
+            decided_order: VecDeque::new(),
         }
     }
 
@@ -254,6 +270,29 @@ impl ChannelAllocator {
 
     /// Observes a declaration's priority and decides its channel.
     pub fn decide(
+        &mut self,
+        declaration_id: &str,
+        lodged_at: DateTime<Utc>,
+        priority: f64,
+    ) -> Decision {
+        let key = declaration_key(declaration_id);
+        if let Some(decision) = self.decided.get(&key) {
+            return *decision;
+        }
+        let decision = self.decide_new(declaration_id, lodged_at, priority);
+        if key != 0 {
+            if self.decided_order.len() == REMEMBERED_DECISIONS
+                && let Some(oldest) = self.decided_order.pop_front()
+            {
+                self.decided.remove(&oldest);
+            }
+            self.decided.insert(key, decision);
+            self.decided_order.push_back(key);
+        }
+        decision
+    }
+
+    fn decide_new(
         &mut self,
         declaration_id: &str,
         lodged_at: DateTime<Utc>,
@@ -318,6 +357,29 @@ mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn a_resent_declaration_gets_its_decision_again_and_takes_nothing() {
+        let mut a = ChannelAllocator::new(PriorityConfig::default(), CHANNEL_HALF_LIFE);
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+        for i in 0..500 {
+            a.decide(
+                &format!("D{i}"),
+                t0 + Duration::seconds(i),
+                f64::from(i as u32),
+            );
+        }
+        let first = a.decide("R", t0 + Duration::seconds(600), 1e9);
+        let (observed, gap) = (a.observed, a.mean_gap_seconds);
+        for _ in 0..50 {
+            assert_eq!(a.decide("R", t0 + Duration::seconds(600), 1e9), first);
+        }
+        assert_eq!((a.observed, a.mean_gap_seconds), (observed, gap));
+        // Declarations without an id are each new.
+        a.decide("", t0 + Duration::seconds(601), 1.0);
+        a.decide("", t0 + Duration::seconds(602), 1.0);
+        assert_eq!(a.observed, observed + 2);
+    }
 
     fn run(allocator: &mut ChannelAllocator, per_day: u64, days: u64, seed: u64) -> (u64, u64) {
         run_from(allocator, per_day, days, seed, 0)
