@@ -67,6 +67,28 @@ impl TestServer {
     }
 }
 
+/// Streams `declarations` through `ScoreDeclarations` and collects every
+/// answer (the stream must end without an error).
+pub(crate) async fn score_stream(
+    client: &mut RiskServiceClient<Channel>,
+    declarations: Vec<pb::Declaration>,
+) -> Vec<pb::ScoreDeclarationsResponse> {
+    let requests = declarations
+        .into_iter()
+        .map(|d| pb::ScoreDeclarationsRequest {
+            declaration: Some(d),
+        })
+        .collect::<Vec<_>>();
+    client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await
+}
+
 fn traffic_declarations(n: usize) -> Vec<pb::Declaration> {
     let (_, examples) = trained();
     examples
@@ -272,22 +294,7 @@ async fn limits_on_items_and_message_size() {
             ..item.clone()
         })
         .collect();
-    let requests = vec![
-        pb::ScoreDeclarationsRequest {
-            declaration: Some(many),
-        },
-        pb::ScoreDeclarationsRequest {
-            declaration: Some(full_declaration("M2")),
-        },
-    ];
-    let responses: Vec<pb::ScoreDeclarationsResponse> = client
-        .score_declarations(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let responses = score_stream(&mut client, vec![many, full_declaration("M2")]).await;
     let Some(Outcome::Error(e)) = &responses[0].outcome else {
         panic!("{:?}", responses[0])
     };
@@ -399,19 +406,7 @@ async fn bytes_that_do_not_decode_are_the_clients_fault() {
 async fn a_resent_declaration_scores_as_the_first_send() {
     let server = TestServer::start(ServerConfig::default()).await;
     let mut client = server.client().await;
-    let requests: Vec<pb::ScoreDeclarationsRequest> = (0..12)
-        .map(|_| pb::ScoreDeclarationsRequest {
-            declaration: Some(full_declaration("R1")),
-        })
-        .collect();
-    let responses: Vec<pb::ScoreDeclarationsResponse> = client
-        .score_declarations(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let responses = score_stream(&mut client, vec![full_declaration("R1"); 12]).await;
     let scored: Vec<pb::RiskAssessment> = responses
         .into_iter()
         .map(|r| match r.outcome {
@@ -459,21 +454,11 @@ async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
     let mut client = server.client().await;
     let mut big = full_declaration("B2");
     big.items[0].description = "x".repeat(100 * 1024);
-    let requests: Vec<pb::ScoreDeclarationsRequest> =
-        [full_declaration("B1"), big.clone(), full_declaration("B3")]
-            .into_iter()
-            .map(|d| pb::ScoreDeclarationsRequest {
-                declaration: Some(d),
-            })
-            .collect();
-    let responses: Vec<pb::ScoreDeclarationsResponse> = client
-        .score_declarations(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let responses = score_stream(
+        &mut client,
+        vec![full_declaration("B1"), big.clone(), full_declaration("B3")],
+    )
+    .await;
     let ids: Vec<&str> = responses
         .iter()
         .map(|r| r.declaration_id.as_str())
@@ -531,22 +516,7 @@ async fn errors_stay_small_however_bad_the_message() {
 
     // In a stream the same declaration gets a bounded error answer and the
     // next one is scored.
-    let requests = vec![
-        pb::ScoreDeclarationsRequest {
-            declaration: Some(bad),
-        },
-        pb::ScoreDeclarationsRequest {
-            declaration: Some(full_declaration("E2")),
-        },
-    ];
-    let responses: Vec<pb::ScoreDeclarationsResponse> = client
-        .score_declarations(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let responses = score_stream(&mut client, vec![bad, full_declaration("E2")]).await;
     let Some(Outcome::Error(e)) = &responses[0].outcome else {
         panic!("{:?}", responses[0])
     };
