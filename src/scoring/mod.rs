@@ -82,6 +82,16 @@ impl Assessment {
     /// Records a channel decision, the action that goes with it, and makes
     /// sure a selected declaration says why.
     pub fn route(&mut self, decision: Decision, rank: u32) {
+        // Never release what the model is nearly sure of or what breaks a
+        // rule outright, whatever its stake: at least a documentary check.
+        let decision = if decision.channel == Channel::Green && self.never_release() {
+            Decision {
+                channel: Channel::Yellow,
+                selection_reason: SelectionReason::RiskScore,
+            }
+        } else {
+            decision
+        };
         let action = match (decision.channel, decision.selection_reason) {
             (Channel::Red, SelectionReason::Random) => RecommendedAction::PhysicalExamination,
             // X-ray shows what the goods are; opening checks value and invoice.
@@ -104,6 +114,28 @@ impl Assessment {
             action,
             rank,
         });
+    }
+}
+
+/// A fraud probability from which a declaration is never released.
+pub const CERTAIN_FRAUD: f64 = 0.9;
+
+/// Reasons that say a declaration breaks a rule outright (H7 over EUR 150,
+/// a code that does not exist, procedure codes H7 forbids together).
+const RULE_BREAKING: &[&str] = &[
+    "THR_H7_VALUE_OVER_150",
+    "DQ_UNKNOWN_HS6",
+    "FIS_IOSS_INVALID_OR_INCONSISTENT",
+];
+
+impl Assessment {
+    /// Whether the declaration must not go GREEN: the model is nearly sure
+    /// of fraud ([`CERTAIN_FRAUD`]), or a reason says a rule is broken. The
+    /// priority (risk × revenue at risk) can be near zero for both where no
+    /// reference value exists, which released them before.
+    pub fn never_release(&self) -> bool {
+        self.overall_score >= CERTAIN_FRAUD
+            || self.reasons.iter().any(|r| RULE_BREAKING.contains(&r.code))
     }
 }
 
