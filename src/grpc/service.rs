@@ -71,6 +71,18 @@ fn within_size(declaration: &pb::Declaration, state: &ServiceState) -> Result<()
     }
 }
 
+/// A stream answer for an error about the declaration as a whole.
+fn declaration_error(err: &ServiceError, description: &str) -> pb::DeclarationError {
+    pb::DeclarationError {
+        code: code_name(err.code()).to_owned(),
+        message: err.to_string(),
+        field_violations: vec![pb::FieldViolation {
+            field: "declaration".into(),
+            description: description.to_owned(),
+        }],
+    }
+}
+
 /// Answers a batch of stream requests in order; a bad request gets an error
 /// response and never fails the stream.
 fn respond_batch(
@@ -86,26 +98,12 @@ fn respond_batch(
         let Some(declaration) = declaration else {
             ids.push(String::new());
             let err = ServiceError::Missing("declaration");
-            checked.push(Err(pb::DeclarationError {
-                code: code_name(err.code()).to_owned(),
-                message: err.to_string(),
-                field_violations: vec![pb::FieldViolation {
-                    field: "declaration".into(),
-                    description: "is required".into(),
-                }],
-            }));
+            checked.push(Err(declaration_error(&err, "is required")));
             continue;
         };
         ids.push(declaration.declaration_id.clone());
         if let Err(err) = within_size(&declaration, state) {
-            checked.push(Err(pb::DeclarationError {
-                code: code_name(err.code()).to_owned(),
-                message: err.to_string(),
-                field_violations: vec![pb::FieldViolation {
-                    field: "declaration".into(),
-                    description: err.to_string(),
-                }],
-            }));
+            checked.push(Err(declaration_error(&err, &err.to_string())));
             continue;
         }
         match declaration_from_pb(declaration, state.reference()) {
