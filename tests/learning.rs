@@ -379,6 +379,43 @@ fn spawn_server(data_dir: &std::path::Path) -> (std::process::Child, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_its_built_in_model_from_any_directory() {
+    use parcel_risk::pb::risk_service_client::RiskServiceClient;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
+        .current_dir(elsewhere.path())
+        .env_remove("PARCEL_RISK_MODEL")
+        .args(["serve", "--addr", "127.0.0.1:0", "--metrics-addr", "off"])
+        .args(["--data-dir", "store"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut child);
+    let mut client = RiskServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let info = client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let shipped: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/default/model.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        info.model_version,
+        shipped["model_version"].as_str().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_result_survives_sigkill_exactly_once() {
     use parcel_risk::pb::risk_service_client::RiskServiceClient;
     let dir = tempfile::tempdir().unwrap();

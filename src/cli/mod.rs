@@ -54,8 +54,17 @@ pub enum Command {
     Rescore(rescore::RescoreArgs),
 }
 
-/// The model used when none is named.
-pub const DEFAULT_MODEL: &str = "models/default";
+/// Loads the model at `path`, or the default model built into the binary
+/// when none is named (so an installed binary works from any directory).
+pub fn load_model(path: Option<&std::path::Path>) -> anyhow::Result<crate::model::ModelArtifact> {
+    use anyhow::Context;
+    match path {
+        Some(path) => crate::model::ModelArtifact::load(path)
+            .with_context(|| format!("cannot load the model {}", path.display())),
+        None => crate::model::ModelArtifact::embedded_default()
+            .context("cannot load the built-in default model"),
+    }
+}
 
 /// Parses `2026-09-05` (midnight UTC) or an RFC 3339 instant.
 pub fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -70,9 +79,9 @@ pub fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 /// A model and a labelled data file, for `evaluate` and `simulate`.
 #[derive(Debug, clap::Args)]
 pub struct ModelAndData {
-    /// Model directory.
-    #[arg(long, default_value = DEFAULT_MODEL, env = "PARCEL_RISK_MODEL")]
-    pub model: std::path::PathBuf,
+    /// Model directory (default: the model built into the binary).
+    #[arg(long, env = "PARCEL_RISK_MODEL")]
+    pub model: Option<std::path::PathBuf>,
     /// TrainingExample lines (JSONL) or CSV.
     #[arg(long)]
     pub data: std::path::PathBuf,
@@ -92,7 +101,7 @@ impl ModelAndData {
         std::sync::Arc<crate::model::ModelArtifact>,
         Vec<crate::domain::TrainingExample>,
     )> {
-        let model = std::sync::Arc::new(crate::model::ModelArtifact::load(&self.model)?);
+        let model = std::sync::Arc::new(load_model(self.model.as_deref())?);
         let (examples, rejected) = load_examples(&self.data, self.format, Truth::Keep)?;
         if rejected > 0 {
             eprintln!("{rejected} records rejected (the first ones listed above); using the rest");

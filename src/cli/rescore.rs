@@ -15,7 +15,6 @@ use super::serve::ChannelArgs;
 use crate::batch::{self, Encoder, Options, OutputWriter, Scoring, Summary, Work};
 use crate::domain::ReferenceData;
 use crate::io::{Format, RecordError, open_framer};
-use crate::model::ModelArtifact;
 use crate::scoring::{CHANNEL_HALF_LIFE, ChannelAllocator, Scorer};
 
 #[derive(Debug, clap::Args)]
@@ -27,9 +26,9 @@ pub struct RescoreArgs {
     /// Where the assessments go: .jsonl, .csv or .parquet; `-` for stdout.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
-    /// Model directory.
-    #[arg(long, default_value = super::DEFAULT_MODEL, env = "PARCEL_RISK_MODEL")]
-    pub model: PathBuf,
+    /// Model directory (default: the model built into the binary).
+    #[arg(long, env = "PARCEL_RISK_MODEL")]
+    pub model: Option<PathBuf>,
     /// Input format when the file name does not say (stdin: JSON Lines).
     #[arg(long, value_enum)]
     pub input_format: Option<Format>,
@@ -102,8 +101,7 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
             )
         })?
     } else {
-        let model = ModelArtifact::load(&args.model)
-            .with_context(|| format!("cannot load the model {}", args.model.display()))?;
+        let model = super::load_model(args.model.as_deref())?;
         let config = args.channels.config()?;
         let scorer = Scorer::with_priority(Arc::new(model), config.clone());
         let output_format = args

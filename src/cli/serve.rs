@@ -10,7 +10,6 @@ use anyhow::Context;
 
 use crate::domain::{Limits, ReferenceData};
 use crate::grpc::{ServerConfig, ServiceState, serve, shutdown_signal};
-use crate::model::ModelArtifact;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -18,9 +17,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051", env = "PARCEL_RISK_ADDR")]
     pub addr: SocketAddr,
-    /// Model directory.
-    #[arg(long, default_value = super::DEFAULT_MODEL, env = "PARCEL_RISK_MODEL")]
-    pub model: PathBuf,
+    /// Model directory, reloaded on SIGHUP and when its file changes
+    /// (default: the model built into the binary, which is never reloaded).
+    #[arg(long, env = "PARCEL_RISK_MODEL")]
+    pub model: Option<PathBuf>,
     /// Prometheus metrics endpoint (`/metrics`); `off` to disable.
     #[arg(
         long,
@@ -171,11 +171,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let model = ModelArtifact::load(&args.model).context("cannot load the model")?;
+    let model = super::load_model(args.model.as_deref())?;
     tracing::info!(
         model_version = %model.model_version,
         features = model.schema.len(),
-        path = %args.model.display(),
+        path = %args.model.as_deref().map_or_else(
+            || crate::model::artifact::EMBEDDED_DEFAULT_NAME.into(),
+            |p| p.display().to_string()
+        ),
         "model loaded"
     );
     if args.metrics_addr != "off" {
@@ -210,11 +213,18 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = Arc::new(
         ServiceState::with_priority(model, reference, args.channels.config()?).with_store(store),
     );
-    tokio::spawn(watch_model(
-        Arc::clone(&state),
-        args.model.clone(),
-        args.model_poll_seconds,
-    ));
+    match &args.model {
+        Some(path) => {
+            tokio::spawn(watch_model(
+                Arc::clone(&state),
+                path.clone(),
+                args.model_poll_seconds,
+            ));
+        }
+        None => tracing::info!(
+            "serving the built-in default model; start with --model DIR to serve, and reload, another"
+        ),
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

@@ -177,6 +177,14 @@ pub enum ArtifactError {
     },
 }
 
+/// The default model's artifact, as it was in `models/default` at build time.
+static EMBEDDED_DEFAULT: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/default/model.json"
+));
+/// How errors and logs name the embedded model.
+pub const EMBEDDED_DEFAULT_NAME: &str = "(built-in default model)";
+
 #[derive(Deserialize)]
 struct VersionProbe {
     format_version: u32,
@@ -231,13 +239,24 @@ impl ModelArtifact {
         } else {
             dir.to_owned()
         };
-        let io = |source| ArtifactError::Io {
+        let bytes = fs::read(&path).map_err(|source| ArtifactError::Io {
             path: path.clone(),
             source,
-        };
-        let bytes = fs::read(&path).map_err(io)?;
+        })?;
+        Self::from_bytes(&bytes, &path)
+    }
+
+    /// The default model, built into the binary (`models/default` at build
+    /// time), so that an installed binary serves from any directory.
+    pub fn embedded_default() -> Result<Self, ArtifactError> {
+        Self::from_bytes(EMBEDDED_DEFAULT, Path::new(EMBEDDED_DEFAULT_NAME))
+    }
+
+    /// Reads an artifact from its JSON; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, ArtifactError> {
+        let path = path.to_owned();
         let probe: VersionProbe =
-            serde_json::from_slice(&bytes).map_err(|source| ArtifactError::Corrupt {
+            serde_json::from_slice(bytes).map_err(|source| ArtifactError::Corrupt {
                 path: path.clone(),
                 source,
             })?;
@@ -247,10 +266,12 @@ impl ModelArtifact {
                 found: probe.format_version,
             });
         }
-        let mut artifact: ModelArtifact = serde_json::from_reader(BufReader::new(bytes.as_slice()))
-            .map_err(|source| ArtifactError::Corrupt {
-                path: path.clone(),
-                source,
+        let mut artifact: ModelArtifact =
+            serde_json::from_reader(BufReader::new(bytes)).map_err(|source| {
+                ArtifactError::Corrupt {
+                    path: path.clone(),
+                    source,
+                }
             })?;
         artifact.prepare(&path)?;
         Ok(artifact)
