@@ -17,11 +17,25 @@ fn main() -> ExitCode {
     }
     match cli::run(cli) {
         Ok(code) => code,
+        // `parcel-risk rescore ... | head`: the reader has what it wanted.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", describe(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether the error comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || matches!(
+                cause.downcast_ref::<parcel_risk::io::IoError>(),
+                Some(parcel_risk::io::IoError::Io(e)) if broken(e)
+            )
+    })
 }
 
 /// The error and its causes on one line. The library's errors name their

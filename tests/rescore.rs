@@ -255,6 +255,39 @@ async fn rescore_gives_the_same_assessments_as_the_service() {
 }
 
 #[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // `parcel-risk rescore ... | head`: the pipe closes, the run ends quietly.
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_parcel-risk");
+    let input = dir.path().join("in.jsonl");
+    let status = std::process::Command::new(bin)
+        .args(["generate", "--parcels", "20000", "--seed", "4"])
+        .args(["--declarations-only", "--quiet", "--out"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = std::process::Command::new(bin)
+        .args(["rescore", "--input"])
+        .arg(&input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4096];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is dropped here: the reader is gone.
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn memory_stays_flat_as_the_input_grows() {
     // The real binary: peak memory is a property of the process.
     let dir = tempfile::tempdir().unwrap();

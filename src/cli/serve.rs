@@ -191,7 +191,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .set_buckets(&[1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2])
             .context("metrics buckets")?
             .install()
-            .context("cannot start the metrics endpoint")?;
+            .with_context(|| format!("cannot start the metrics endpoint on {addr}"))?;
         metrics::gauge!("parcel_risk_model_info", "model_version" => model.model_version.clone())
             .set(1.0);
         tracing::info!(%addr, "metrics on /metrics");

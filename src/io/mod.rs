@@ -82,7 +82,9 @@ pub enum IoError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot tell the format of {0}; name it .jsonl, .csv or .parquet, or pass --format")]
+    #[error(
+        "cannot tell the format of {0}; name it .jsonl, .csv or .parquet, or give the format (--format; for rescore --input-format)"
+    )]
     UnknownFormat(String),
     #[error(transparent)]
     Io(#[from] io::Error),
