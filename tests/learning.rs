@@ -379,13 +379,14 @@ fn spawn_server(data_dir: &std::path::Path) -> (std::process::Child, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_its_built_in_model_from_any_directory() {
+async fn the_binary_serves_its_built_in_model_from_any_directory_on_a_named_host() {
     use parcel_risk::pb::risk_service_client::RiskServiceClient;
     let elsewhere = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
         .current_dir(elsewhere.path())
         .env_remove("PARCEL_RISK_MODEL")
-        .args(["serve", "--addr", "127.0.0.1:0", "--metrics-addr", "off"])
+        // A host name is an address too.
+        .args(["serve", "--addr", "localhost:0", "--metrics-addr", "off"])
         .args(["--data-dir", "store"])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -255,6 +255,49 @@ async fn rescore_gives_the_same_assessments_as_the_service() {
 }
 
 #[test]
+fn check_reads_json_lines_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_parcel-risk");
+    let input = dir.path().join("in.jsonl");
+    let status = std::process::Command::new(bin)
+        .args([
+            "generate",
+            "--parcels",
+            "200",
+            "--seed",
+            "4",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = std::process::Command::new(bin)
+        .args(["check", "--data", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&input).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("rejected 0"), "{said}");
+}
+
+#[test]
 fn a_reader_that_stops_early_is_not_an_error() {
     // `parcel-risk rescore ... | head`: the pipe closes, the run ends quietly.
     use std::io::Read;

@@ -65,7 +65,13 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 .map(|d| (d.declaration_id.as_str(), e))
         })
         .collect();
-    let mut client = RiskServiceClient::connect(args.addr.clone())
+    // HOST:PORT as `serve --addr` takes it, or a URL.
+    let url = if args.addr.contains("://") {
+        args.addr.clone()
+    } else {
+        format!("http://{}", args.addr)
+    };
+    let mut client = RiskServiceClient::connect(url)
         .await
         .with_context(|| format!("cannot connect to {}", args.addr))?
         .max_decoding_message_size(64 << 20);

@@ -14,9 +14,10 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on: HOST:PORT, the host a name or an IP
+    /// (`localhost:50051`, `0.0.0.0:50051`, `[::1]:50051`).
     #[arg(long, default_value = "127.0.0.1:50051", env = "PARCEL_RISK_ADDR")]
-    pub addr: SocketAddr,
+    pub addr: String,
     /// Model directory, reloaded on SIGHUP and when its file changes
     /// (default: the model built into the binary, which is never reloaded).
     #[arg(long, env = "PARCEL_RISK_MODEL")]
@@ -225,7 +226,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "serving the built-in default model; start with --model DIR to serve, and reload, another"
         ),
     }
-    let listener = tokio::net::TcpListener::bind(args.addr)
+    let listener = tokio::net::TcpListener::bind(args.addr.as_str())
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "serving parcelrisk.v1.RiskService");

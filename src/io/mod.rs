@@ -222,6 +222,8 @@ pub fn open_framer(
 ) -> Result<Framer<Input>, IoError> {
     let format = format
         .or_else(|| Format::from_path(path))
+        // Standard input without a format is JSON Lines, as the help says.
+        .or_else(|| (path.as_os_str() == "-").then_some(Format::Jsonl))
         .ok_or_else(|| IoError::UnknownFormat(path.display().to_string()))?;
     let open_err = |source| IoError::Open {
         path: path.display().to_string(),
