@@ -254,27 +254,28 @@ async fn rescore_gives_the_same_assessments_as_the_service() {
     }
 }
 
+/// The shipped binary.
+const BIN: &str = env!("CARGO_BIN_EXE_parcel-risk");
+
+/// Generates `parcels` parcels (seed 4) into `path` with the binary.
+fn generate_with_binary(path: &Path, parcels: u64, extra: &[&str]) -> std::path::PathBuf {
+    let status = std::process::Command::new(BIN)
+        .args(["generate", "--parcels", &parcels.to_string(), "--seed", "4"])
+        .args(extra)
+        .args(["--quiet", "--out"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path.to_owned()
+}
+
 #[test]
 fn check_reads_json_lines_from_stdin() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_parcel-risk");
-    let input = dir.path().join("in.jsonl");
-    let status = std::process::Command::new(bin)
-        .args([
-            "generate",
-            "--parcels",
-            "200",
-            "--seed",
-            "4",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut child = std::process::Command::new(bin)
+    let input = generate_with_binary(&dir.path().join("in.jsonl"), 200, &[]);
+    let mut child = std::process::Command::new(BIN)
         .args(["check", "--data", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -302,16 +303,12 @@ fn a_reader_that_stops_early_is_not_an_error() {
     // `parcel-risk rescore ... | head`: the pipe closes, the run ends quietly.
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_parcel-risk");
-    let input = dir.path().join("in.jsonl");
-    let status = std::process::Command::new(bin)
-        .args(["generate", "--parcels", "20000", "--seed", "4"])
-        .args(["--declarations-only", "--quiet", "--out"])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut child = std::process::Command::new(bin)
+    let input = generate_with_binary(
+        &dir.path().join("in.jsonl"),
+        20_000,
+        &["--declarations-only"],
+    );
+    let mut child = std::process::Command::new(BIN)
         .args(["rescore", "--input"])
         .arg(&input)
         .stdout(std::process::Stdio::piped())
@@ -334,17 +331,13 @@ fn a_reader_that_stops_early_is_not_an_error() {
 fn memory_stays_flat_as_the_input_grows() {
     // The real binary: peak memory is a property of the process.
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_parcel-risk");
     let peak = |parcels: u64| -> f64 {
-        let input = dir.path().join(format!("{parcels}.jsonl"));
-        let status = std::process::Command::new(bin)
-            .args(["generate", "--parcels", &parcels.to_string(), "--seed", "4"])
-            .args(["--declarations-only", "--quiet", "--out"])
-            .arg(&input)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = std::process::Command::new(bin)
+        let input = generate_with_binary(
+            &dir.path().join(format!("{parcels}.jsonl")),
+            parcels,
+            &["--declarations-only"],
+        );
+        let out = std::process::Command::new(BIN)
             .args([
                 "rescore",
                 "--batch-records",
