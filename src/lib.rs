@@ -16,6 +16,7 @@
 //! - [`wire`]: `pb` ⇄ `domain` conversions with field-path validation.
 //! - [`io`]: JSON Lines (proto3 JSON mapping), CSV and Parquet data files,
 //!   plain or gzip/zstd, streaming.
+//! - [`security`]: TLS, client identities (certificates, tokens), roles, quotas.
 //! - [`store`]: SQLite (WAL) store of routed declarations and inspection
 //!   results, for the learning loop.
 //! - [`batch`]: rescoring files on every core in bounded memory, in order.
@@ -34,6 +35,7 @@ pub mod json_number;
 pub mod model;
 pub mod pb;
 pub mod scoring;
+pub mod security;
 pub mod store;
 pub mod telemetry;
 pub mod wire;

@@ -18,7 +18,7 @@ fn result(declaration_id: &str, inspection_id: &str) -> pb::InspectionResult {
     pb::InspectionResult {
         declaration_id: declaration_id.into(),
         inspection_id: inspection_id.into(),
-        selection_reason: pb::SelectionReason::Random as i32,
+        selection_reason: pb::SelectionReason::RiskScore as i32,
         control_type: pb::Channel::Red as i32,
         outcome: pb::InspectionOutcome::NonCompliant as i32,
         fraud_kinds: vec![pb::FraudKind::Undervaluation as i32],
@@ -212,10 +212,15 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
     // Export joins each result to its declaration as scored; X9 was never
     // scored here, so it cannot become a training example.
     let mut examples = Vec::new();
-    let counts = store::export(dir.path(), chrono::DateTime::<chrono::Utc>::MIN_UTC, |e| {
-        examples.push(e);
-        Ok(())
-    })
+    let counts = store::export(
+        dir.path(),
+        chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        &[],
+        |e| {
+            examples.push(e);
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!((counts.exported, counts.without_declaration), (2, 1));
     let ids: Vec<&str> = examples
@@ -230,7 +235,7 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
         )
     );
     let r = examples[0].result.as_ref().unwrap();
-    assert_eq!(r.selection_reason, pb::SelectionReason::Random as i32);
+    assert_eq!(r.selection_reason, pb::SelectionReason::RiskScore as i32);
     assert_eq!(r.officer_notes, "phone declared as case");
 }
 

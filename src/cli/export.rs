@@ -28,6 +28,10 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Only results reported by these callers (names from the access file
+    /// or client certificates; repeat or comma-separate). Default: all.
+    #[arg(long = "reporter", value_delimiter = ',')]
+    pub reporters: Vec<String>,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -47,19 +51,25 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let counts = match format {
         Format::Jsonl => {
             let mut w = JsonlWriter::new(out);
-            let counts = store::export(&args.data_dir, args.since, |e| w.write_pb(&e))?;
+            let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
+                w.write_pb(&e)
+            })?;
             w.flush()?;
             counts
         }
         Format::Csv => {
             let mut w = CsvWriter::new(out)?;
-            let counts = store::export(&args.data_dir, args.since, |e| w.write_pb(&e))?;
+            let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
+                w.write_pb(&e)
+            })?;
             w.flush()?;
             counts
         }
         Format::Parquet => {
             let mut w = ParquetWriter::new(out)?;
-            let counts = store::export(&args.data_dir, args.since, |e| w.write_pb(&e))?;
+            let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
+                w.write_pb(&e)
+            })?;
             w.finish()?.flush()?;
             counts
         }
@@ -68,5 +78,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         "exported {} examples; {} results had no routed declaration to join and were left out",
         counts.exported, counts.without_declaration
     );
+    if !args.reporters.is_empty() {
+        eprintln!(
+            "{} results from other reporters than {} were left out",
+            counts.other_reporters,
+            args.reporters.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The `parcel-risk` command line: argument types (clap) and dispatch. Each
 //! subcommand's body lives in its own module as `run(args) -> anyhow::Result`.
 
+mod audit;
 mod check;
 mod evaluate;
 mod export;
@@ -9,6 +10,7 @@ mod replay;
 mod rescore;
 mod serve;
 mod simulate;
+mod token;
 pub mod train;
 
 use std::path::Path;
@@ -52,6 +54,10 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Rescore a file of declarations (JSONL, CSV, Parquet; gzip/zstd) in order, on every core.
     Rescore(rescore::RescoreArgs),
+    /// Show who reported which inspection result, when and from where.
+    Audit(audit::AuditArgs),
+    /// Make a bearer token for a client and print its access-file line.
+    Token(token::TokenArgs),
 }
 
 /// Loads the model at `path`, or the default model built into the binary
@@ -158,6 +164,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Rescore(args) => rescore::run(args),
         Command::Export(args) => export::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Token(args) => token::run(args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gRPC edge: `parcelrisk.v1.RiskService` with health and reflection.
 //! Only this module, `wire`, `io` and `cli` see generated types.
 
+pub mod auth;
 pub mod convert;
 pub mod echo;
 pub mod service;
@@ -16,6 +17,7 @@ use tonic::transport::Server;
 
 use crate::pb;
 use crate::pb::risk_service_server::RiskServiceServer;
+use crate::security::Security;
 pub use service::RiskService;
 pub use state::ServiceState;
 
@@ -54,13 +56,33 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves on `listener` until `shutdown` resolves. Then open streams stop
-/// taking requests, answer those already received and end; the future
-/// resolves once every connection has closed.
+/// Serves on `listener` until `shutdown` resolves, in plaintext and without
+/// credentials ([`Security::open`]); see [`serve_secured`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ServiceState>,
     config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_secured(
+        listener,
+        state,
+        config,
+        Arc::new(Security::open()),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves on `listener` until `shutdown` resolves, with TLS when `security`
+/// has it and every `RiskService` call authenticated and checked against
+/// its role. Then open streams stop taking requests, answer those already
+/// received and end; the future resolves once every connection has closed.
+pub async fn serve_secured(
+    listener: TcpListener,
+    state: Arc<ServiceState>,
+    config: ServerConfig,
+    security: Arc<Security>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -95,7 +117,7 @@ pub async fn serve(
         tokio::time::sleep(notice).await;
         tracing::info!("closing the port; waiting for connections to end");
     };
-    Server::builder()
+    let router = Server::builder()
         .layer(tower::util::MapResponseLayer::new(client_error_codes))
         .max_concurrent_streams(config.max_concurrent_streams)
         // Dead peers and half-open connections are found and closed.
@@ -105,10 +127,82 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener, config.max_connections), signal)
-        .await?;
+        .add_service(auth::Authorized::new(service, Arc::clone(&security)));
+    let connections = incoming(listener, config.max_connections);
+    if security.tls().is_some() {
+        router
+            .serve_with_incoming_shutdown(tls_handshakes(connections, security), signal)
+            .await?;
+    } else {
+        router
+            .serve_with_incoming_shutdown(connections, signal)
+            .await?;
+    }
     Ok(())
+}
+
+/// How long a client gets to finish its TLS handshake: a socket that never
+/// does is closed, and its connection slot freed.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// TLS over accepted `connections`: each handshake runs in its own task
+/// (a slow client holds up no one), within [`HANDSHAKE_TIMEOUT`], with the
+/// certificates in use when it starts (they reload on SIGHUP). Failed
+/// handshakes (an untrusted client certificate, plaintext on a TLS port)
+/// are counted and logged, and never reach the server.
+pub fn tls_handshakes(
+    connections: impl futures_util::Stream<Item = std::io::Result<Connection>> + Send + 'static,
+    security: Arc<Security>,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<Connection>>>
+{
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut connections = std::pin::pin!(connections);
+        let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        loop {
+            // The server dropped the stream (shutdown): stop accepting.
+            let next = tokio::select! {
+                next = connections.next() => next,
+                () = tx.closed() => break,
+            };
+            let connection = match next {
+                Some(Ok(c)) => c,
+                Some(Err(_)) => continue,
+                None => break,
+            };
+            let Some(tls) = security.tls() else { break };
+            let acceptor = tls.acceptor();
+            let tx = tx.clone();
+            let failed = Arc::clone(&failed);
+            let peer = connection.stream.peer_addr().ok();
+            tokio::spawn(async move {
+                let error = match tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    acceptor.accept(connection),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+                };
+                metrics::counter!("parcel_risk_tls_handshake_failures_total").increment(1);
+                let n = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                // The first, then every power of two: a flood of bad
+                // handshakes does not flood the log.
+                if n.is_power_of_two() {
+                    tracing::warn!(?peer, %error, failed_so_far = n, "TLS handshake failed");
+                } else {
+                    tracing::debug!(?peer, %error, "TLS handshake failed");
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// The status of a call refused before any handler ran, as gRPC defines

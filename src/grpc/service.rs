@@ -24,7 +24,8 @@ use super::status::{ServiceError, code_name, inbound_error};
 use crate::domain::{InspectionResult, ValidationError};
 use crate::pb;
 use crate::scoring::Scorer;
-use crate::store::Recorded;
+use crate::security::Caller;
+use crate::store::{Recorded, Reporter};
 use crate::wire::assessment_to_pb;
 use crate::wire::declaration_from_pb;
 
@@ -384,6 +385,11 @@ impl pb::risk_service_server::RiskService for RiskService {
     ) -> Result<Response<pb::ReportInspectionResultResponse>, Status> {
         self.open()?;
         let store = self.state.store().ok_or(ServiceError::NoStore)?;
+        let reporter = reporter(&request);
+        self.state
+            .report_quota()
+            .take(&reporter.name, 1)
+            .map_err(ServiceError::from)?;
         let result = request
             .into_inner()
             .result
@@ -391,7 +397,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         let result = InspectionResult::try_from(result)
             .map_err(|e| ServiceError::InvalidResult(prefixed(e, "result.")))?;
         let recorded = store
-            .record_results(vec![result])
+            .record_results(vec![result], reporter)
             .await
             .map_err(ServiceError::from)?;
         metrics::counter!("parcel_risk_results_reported_total").increment(1);
@@ -411,6 +417,7 @@ impl pb::risk_service_server::RiskService for RiskService {
     ) -> Result<Response<pb::ReportInspectionResultsResponse>, Status> {
         self.open()?;
         let store = self.state.store().ok_or(ServiceError::NoStore)?;
+        let reporter = reporter(&request);
         let mut stream = request.into_inner();
         let mut results = Vec::new();
         let mut bytes = 0usize;
@@ -440,8 +447,12 @@ impl pb::risk_service_server::RiskService for RiskService {
         // commit nothing, where it committed what had arrived.
         tokio::task::yield_now().await;
         let count = results.len();
+        self.state
+            .report_quota()
+            .take(&reporter.name, count as u64)
+            .map_err(ServiceError::from)?;
         let recorded = store
-            .record_results(results)
+            .record_results(results, reporter)
             .await
             .map_err(ServiceError::from)?;
         let new = recorded.iter().filter(|r| **r == Recorded::New).count();
@@ -489,6 +500,23 @@ impl pb::risk_service_server::RiskService for RiskService {
 }
 
 /// Puts a result's field paths under where it sits in the request.
+/// Who reports: the caller that [`super::auth::Authorized`] let in.
+fn reporter<T>(request: &Request<T>) -> Reporter {
+    match request.extensions().get::<Caller>() {
+        Some(caller) => Reporter {
+            name: caller.name.clone(),
+            credential: caller.credential.name(),
+            address: caller.peer,
+        },
+        // Only a service mounted without `Authorized` (never by `serve`).
+        None => Reporter {
+            name: String::new(),
+            credential: "",
+            address: request.remote_addr(),
+        },
+    }
+}
+
 fn prefixed(mut err: ValidationError, prefix: &str) -> ValidationError {
     for v in &mut err.violations {
         v.field = format!("{prefix}{}", v.field);

@@ -62,6 +62,8 @@ pub struct ServiceState {
     /// Where routed declarations and inspection results go (none in tests
     /// that do not need it).
     store: Option<Store>,
+    /// Inspection results per caller per hour.
+    report_quota: crate::security::quota::ReportQuota,
 }
 
 /// Why a new model was not swapped in; the old one keeps serving.
@@ -91,6 +93,9 @@ impl ServiceState {
             priority,
             meters: Meters::register(),
             store: None,
+            report_quota: crate::security::quota::ReportQuota::new(
+                crate::security::quota::ReportQuota::DEFAULT_PER_HOUR,
+            ),
         }
     }
 
@@ -98,6 +103,16 @@ impl ServiceState {
     pub fn with_store(mut self, store: Store) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// At most `per_hour` inspection results per caller and hour (0: none).
+    pub fn with_report_quota(mut self, per_hour: u64) -> Self {
+        self.report_quota = crate::security::quota::ReportQuota::new(per_hour);
+        self
+    }
+
+    pub fn report_quota(&self) -> &crate::security::quota::ReportQuota {
+        &self.report_quota
     }
 
     pub fn store(&self) -> Option<&Store> {

@@ -30,6 +30,8 @@ pub enum ServiceError {
     NoStore,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Quota(#[from] crate::security::quota::QuotaExceeded),
 }
 
 /// Most bytes of field violations in a status's details. With the status
@@ -116,11 +118,13 @@ impl ServiceError {
             | ServiceError::MissingAt(_) => Code::InvalidArgument,
             ServiceError::TooManyResults(_)
             | ServiceError::UploadTooLarge(_)
-            | ServiceError::TooLarge { .. } => Code::ResourceExhausted,
+            | ServiceError::TooLarge { .. }
+            | ServiceError::Quota(_) => Code::ResourceExhausted,
             ServiceError::TaskFailed(_) => Code::Internal,
             ServiceError::NoStore => Code::FailedPrecondition,
             ServiceError::Store(e) => match e {
                 StoreError::Conflict { .. } => Code::AlreadyExists,
+                StoreError::NotRandomlySelected { .. } => Code::FailedPrecondition,
                 StoreError::Closed => Code::Unavailable,
                 StoreError::Sqlite(_)
                 | StoreError::Dir { .. }
@@ -151,6 +155,24 @@ impl From<ServiceError> for Status {
             | ServiceError::UploadTooLarge(_)
             | ServiceError::NoStore
             | ServiceError::TooLarge { .. } => Status::new(err.code(), err.to_string()),
+            ServiceError::Quota(exceeded) => {
+                metrics::counter!("parcel_risk_report_quota_refused_total").increment(1);
+                tracing::warn!(caller = %exceeded.caller, "inspection results refused: quota reached");
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(exceeded.retry_after));
+                Status::with_error_details(err.code(), err.to_string(), details)
+            }
+            ServiceError::Store(StoreError::NotRandomlySelected { .. }) => {
+                metrics::counter!("parcel_risk_results_refused_random_claim_total").increment(1);
+                Status::with_error_details(
+                    err.code(),
+                    err.to_string(),
+                    ErrorDetails::with_bad_request_violation(
+                        "selection_reason",
+                        "SELECTION_REASON_RANDOM is only for declarations this service picked at random",
+                    ),
+                )
+            }
             ServiceError::Store(store) if err.code() == Code::Internal => {
                 tracing::error!(error = %store, "store failed");
                 Status::internal("the store failed; the result was not recorded")

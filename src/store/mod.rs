@@ -31,7 +31,7 @@ use crate::wire::assessment_to_pb;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "parcel-risk.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Requests the writer takes into one transaction at most.
 const GROUP: usize = 512;
 /// Routed declarations waiting for the writer before scoring waits.
@@ -57,6 +57,10 @@ pub enum StoreError {
         declaration_id: String,
         inspection_id: String,
     },
+    #[error(
+        "declaration {declaration_id} was not selected at random by this service: a result may claim SELECTION_REASON_RANDOM only for a random pick"
+    )]
+    NotRandomlySelected { declaration_id: String },
     #[error("store: a stored row does not decode: {0}")]
     Corrupt(#[from] prost::DecodeError),
     #[error("store: the writer has stopped")]
@@ -69,6 +73,17 @@ pub enum Recorded {
     New,
     /// The same result was recorded before (an idempotent retry).
     Duplicate,
+}
+
+/// Who reported results, as the service authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reporter {
+    /// The caller's name (access file, certificate, or `anonymous`).
+    pub name: String,
+    /// How it proved it: `token`, `certificate` or `none`.
+    pub credential: &'static str,
+    /// Its address, when known.
+    pub address: Option<std::net::SocketAddr>,
 }
 
 /// A declaration routed to a control, ready to store.
@@ -112,6 +127,7 @@ impl RoutedRecord {
 enum Command {
     Results {
         results: Vec<InspectionResult>,
+        reporter: Reporter,
         received_at: DateTime<Utc>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
     },
@@ -165,14 +181,19 @@ impl Store {
     /// Records results in one transaction; answers once it has committed.
     /// A result recorded before with the same content is a duplicate; with
     /// other content, the whole call fails with [`StoreError::Conflict`].
+    /// A result that claims a random selection must be for a declaration
+    /// this service picked at random ([`StoreError::NotRandomlySelected`]):
+    /// model promotion trusts random picks as unbiased labels.
     pub async fn record_results(
         &self,
         results: Vec<InspectionResult>,
+        reporter: Reporter,
     ) -> Result<Vec<Recorded>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let tx = self.tx.clone();
         let command = Command::Results {
             results,
+            reporter,
             received_at: Utc::now(),
             reply,
         };
@@ -271,12 +292,31 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
                      selection_reason TEXT NOT NULL,
                      outcome          TEXT NOT NULL,
                      result           BLOB NOT NULL,
+                     reporter         TEXT NOT NULL DEFAULT '',
+                     credential       TEXT NOT NULL DEFAULT '',
+                     reporter_address TEXT NOT NULL DEFAULT '',
                      PRIMARY KEY (declaration_id, inspection_id)
                  );
                  CREATE INDEX results_by_time ON results (received_at);
-                 PRAGMA user_version = 1;
+                 CREATE INDEX results_by_reporter ON results (reporter, received_at);
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )?;
+            Ok(())
+        }
+        // Version 1 did not record who reported: its rows keep an empty
+        // reporter, which `export --reporter` never matches.
+        1 => {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE results ADD COLUMN reporter TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE results ADD COLUMN credential TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE results ADD COLUMN reporter_address TEXT NOT NULL DEFAULT '';
+                 CREATE INDEX results_by_reporter ON results (reporter, received_at);
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+            tracing::info!(path = %path.display(), "store upgraded to schema version 2 (who reported each result)");
             Ok(())
         }
         SCHEMA_VERSION => Ok(()),
@@ -366,9 +406,12 @@ fn write_group(
         )?;
         let mut insert_result = tx.prepare_cached(
             "INSERT OR IGNORE INTO results
-             (declaration_id, inspection_id, received_at, inspected_at, selection_reason, outcome, result)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             (declaration_id, inspection_id, received_at, inspected_at, selection_reason, outcome, result,
+              reporter, credential, reporter_address)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
+        let mut routed_selection =
+            tx.prepare_cached("SELECT selection_reason FROM routed WHERE declaration_id = ?1")?;
         let mut existing = tx.prepare_cached(
             "SELECT result FROM results WHERE declaration_id = ?1 AND inspection_id = ?2",
         )?;
@@ -398,11 +441,23 @@ fn write_group(
                 }
                 Command::Results {
                     results,
+                    reporter,
                     received_at,
                     ..
                 } => {
                     let mut recorded = Vec::with_capacity(results.len());
+                    let address = reporter.address.map(|a| a.to_string()).unwrap_or_default();
                     for result in results {
+                        if result.selection_reason == SelectionReason::Random {
+                            let routed: Option<String> = routed_selection
+                                .query_row([&result.declaration_id], |r| r.get(0))
+                                .optional()?;
+                            if routed.as_deref() != Some(selection_name(SelectionReason::Random)) {
+                                return Err(StoreError::NotRandomlySelected {
+                                    declaration_id: result.declaration_id.clone(),
+                                });
+                            }
+                        }
                         let bytes = pb::InspectionResult::from(result).encode_to_vec();
                         let inserted = insert_result.execute(params![
                             result.declaration_id,
@@ -412,6 +467,9 @@ fn write_group(
                             selection_name(result.selection_reason),
                             format!("{:?}", result.outcome),
                             bytes,
+                            reporter.name,
+                            reporter.credential,
+                            address,
                         ])?;
                         if inserted == 1 {
                             recorded.push(Recorded::New);
@@ -444,14 +502,18 @@ pub struct ExportCounts {
     pub exported: u64,
     /// Results whose declaration this service never routed (no declaration to join).
     pub without_declaration: u64,
+    /// Results left out because their reporter is not one of those asked for.
+    pub other_reporters: u64,
 }
 
 /// Reads results received at or after `since`, joined to the declarations as
-/// they were routed, in the order they were received. Opens its own
-/// read-only connection: it does not disturb a running server.
+/// they were routed, in the order they were received; with `reporters`,
+/// only results those callers reported (labels from trusted sources). Opens
+/// its own read-only connection: it does not disturb a running server.
 pub fn export(
     dir: &Path,
     since: DateTime<Utc>,
+    reporters: &[String],
     mut each: impl FnMut(pb::TrainingExample) -> Result<(), crate::io::IoError>,
 ) -> Result<ExportCounts, ExportError> {
     let path = dir.join(DB_FILE);
@@ -467,7 +529,7 @@ pub fn export(
         .map_err(StoreError::from)?;
     let mut query = conn
         .prepare(
-            "SELECT r.result, d.declaration, d.selection_reason
+            "SELECT r.result, d.declaration, r.reporter
              FROM results r LEFT JOIN routed d ON d.declaration_id = r.declaration_id
              WHERE r.received_at >= ?1
              ORDER BY r.received_at, r.rowid",
@@ -478,6 +540,11 @@ pub fn export(
     while let Some(row) = rows.next().map_err(StoreError::from)? {
         let result: Vec<u8> = row.get(0).map_err(StoreError::from)?;
         let declaration: Option<Vec<u8>> = row.get(1).map_err(StoreError::from)?;
+        let reporter: String = row.get(2).map_err(StoreError::from)?;
+        if !reporters.is_empty() && !reporters.contains(&reporter) {
+            counts.other_reporters += 1;
+            continue;
+        }
         let Some(declaration) = declaration else {
             counts.without_declaration += 1;
             continue;
@@ -503,6 +570,83 @@ pub enum ExportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Write(#[from] crate::io::IoError),
+}
+
+/// One reported result in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub received_at: DateTime<Utc>,
+    /// Who reported it (empty for results stored before schema version 2).
+    pub reporter: String,
+    /// How the reporter proved who it is: token, certificate, none.
+    pub credential: String,
+    /// From where (IP:port), when known.
+    pub address: String,
+    pub declaration_id: String,
+    pub inspection_id: String,
+    pub selection_reason: String,
+    pub outcome: String,
+}
+
+/// Which part of the audit trail to read; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub since: Option<DateTime<Utc>>,
+    pub reporter: Option<String>,
+    pub declaration_id: Option<String>,
+    /// Most entries (0: all).
+    pub limit: usize,
+}
+
+/// Reads who reported what, when and from where, oldest first. Read-only:
+/// it does not disturb a running server.
+pub fn audit(
+    dir: &Path,
+    query: &AuditQuery,
+    mut each: impl FnMut(AuditEntry),
+) -> Result<u64, StoreError> {
+    let conn = Connection::open_with_flags(
+        dir.join(DB_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    conn.busy_timeout(StdDuration::from_secs(10))?;
+    let mut statement = conn.prepare(
+        "SELECT received_at, reporter, credential, reporter_address, declaration_id,
+                inspection_id, selection_reason, outcome
+         FROM results
+         WHERE received_at >= ?1
+           AND (?2 IS NULL OR reporter = ?2)
+           AND (?3 IS NULL OR declaration_id = ?3)
+         ORDER BY received_at, rowid
+         LIMIT ?4",
+    )?;
+    let limit = if query.limit == 0 {
+        -1
+    } else {
+        i64::try_from(query.limit).unwrap_or(i64::MAX)
+    };
+    let mut rows = statement.query(params![
+        query.since.map_or(i64::MIN, |t| t.timestamp()),
+        query.reporter,
+        query.declaration_id,
+        limit,
+    ])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let at: i64 = row.get(0)?;
+        each(AuditEntry {
+            received_at: DateTime::from_timestamp(at, 0).unwrap_or_default(),
+            reporter: row.get(1)?,
+            credential: row.get(2)?,
+            address: row.get(3)?,
+            declaration_id: row.get(4)?,
+            inspection_id: row.get(5)?,
+            selection_reason: row.get(6)?,
+            outcome: row.get(7)?,
+        });
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Counts rows, for tests and operators: (routed, results).
@@ -568,13 +712,21 @@ mod tests {
         InspectionResult {
             declaration_id: declaration.into(),
             inspection_id: inspection.into(),
-            selection_reason: SelectionReason::Random,
+            selection_reason: SelectionReason::RiskScore,
             control_type: Some(Channel::Red),
             outcome: InspectionOutcome::Compliant,
             fraud_kinds: Vec::new(),
             findings: Vec::new(),
             inspected_at: None,
             officer_notes: notes.into(),
+        }
+    }
+
+    fn reporter() -> Reporter {
+        Reporter {
+            name: "inspect-app".into(),
+            credential: "token",
+            address: Some("10.1.2.3:5555".parse().unwrap()),
         }
     }
 
@@ -593,7 +745,7 @@ mod tests {
         let dir = parent.path().join("results");
         let store = Store::open(&dir, Duration::days(30)).unwrap();
         let rt = runtime();
-        rt.block_on(store.record_results(vec![result("D1", "I1", "")]))
+        rt.block_on(store.record_results(vec![result("D1", "I1", "")], reporter()))
             .unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
@@ -630,7 +782,7 @@ mod tests {
         // Results go through the same writer: once one is answered, the
         // routed rows before it are committed.
         runtime()
-            .block_on(store.record_results(vec![result("D1", "I1", "")]))
+            .block_on(store.record_results(vec![result("D1", "I1", "")], reporter()))
             .unwrap();
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         let (channel, model): (String, String) = conn
@@ -649,21 +801,28 @@ mod tests {
         let store = Store::open(dir.path(), Duration::days(30)).unwrap();
         let rt = runtime();
         let first = rt
-            .block_on(store.record_results(vec![result("D1", "I1", ""), result("D2", "I1", "")]))
+            .block_on(store.record_results(
+                vec![result("D1", "I1", ""), result("D2", "I1", "")],
+                reporter(),
+            ))
             .unwrap();
         assert_eq!(first, vec![Recorded::New, Recorded::New]);
         let again = rt
-            .block_on(store.record_results(vec![result("D1", "I1", ""), result("D3", "I1", "")]))
+            .block_on(store.record_results(
+                vec![result("D1", "I1", ""), result("D3", "I1", "")],
+                reporter(),
+            ))
             .unwrap();
         assert_eq!(again, vec![Recorded::Duplicate, Recorded::New]);
-        let changed = rt.block_on(store.record_results(vec![result("D1", "I1", "other")]));
+        let changed =
+            rt.block_on(store.record_results(vec![result("D1", "I1", "other")], reporter()));
         assert!(
             matches!(changed, Err(StoreError::Conflict { .. })),
             "{changed:?}"
         );
         // A second inspection of the same declaration is a new result.
         let second = rt
-            .block_on(store.record_results(vec![result("D1", "I2", "")]))
+            .block_on(store.record_results(vec![result("D1", "I2", "")], reporter()))
             .unwrap();
         assert_eq!(second, vec![Recorded::New]);
         assert_eq!(counts(dir.path()).unwrap(), (0, 4));
@@ -675,14 +834,14 @@ mod tests {
         let rt = runtime();
         {
             let store = Store::open(dir.path(), Duration::days(30)).unwrap();
-            rt.block_on(store.record_results(vec![result("D1", "I1", "kept")]))
+            rt.block_on(store.record_results(vec![result("D1", "I1", "kept")], reporter()))
                 .unwrap();
         }
         let store = Store::open(dir.path(), Duration::days(30)).unwrap();
         let stored = stored_result(dir.path(), "D1", "I1").unwrap().unwrap();
         assert_eq!(stored.officer_notes, "kept");
         let again = rt
-            .block_on(store.record_results(vec![result("D1", "I1", "kept")]))
+            .block_on(store.record_results(vec![result("D1", "I1", "kept")], reporter()))
             .unwrap();
         assert_eq!(again, vec![Recorded::Duplicate]);
     }
@@ -707,7 +866,8 @@ mod tests {
         let new = Utc::now().timestamp();
         for (id, at) in [("old", old), ("new", new)] {
             conn.execute(
-                "INSERT INTO results VALUES (?1, 'I', ?2, NULL, 'RANDOM', 'Compliant', x'')",
+                "INSERT INTO results (declaration_id, inspection_id, received_at, selection_reason, outcome, result)
+                 VALUES (?1, 'I', ?2, 'RANDOM', 'Compliant', x'')",
                 params![id, at],
             )
             .unwrap();
@@ -717,5 +877,128 @@ mod tests {
             (0, 1)
         );
         assert_eq!(counts(dir.path()).unwrap(), (0, 1));
+    }
+
+    fn routed_as(id: &str, selection_reason: &'static str) -> RoutedRecord {
+        RoutedRecord {
+            declaration_id: id.into(),
+            lodged_at: 1,
+            routed_at: 2,
+            channel: "RED",
+            selection_reason,
+            model_version: "m".into(),
+            declaration: vec![],
+            assessment: vec![],
+        }
+    }
+
+    #[test]
+    fn only_a_random_pick_of_this_service_may_be_reported_as_random() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::days(30)).unwrap();
+        store
+            .record_routed(vec![
+                routed_as("PICKED", "RANDOM"),
+                routed_as("RISKY", "RISK_SCORE"),
+            ])
+            .unwrap();
+        let rt = runtime();
+        let random = |id: &str| InspectionResult {
+            selection_reason: SelectionReason::Random,
+            ..result(id, "I1", "")
+        };
+        assert_eq!(
+            rt.block_on(store.record_results(vec![random("PICKED")], reporter()))
+                .unwrap(),
+            vec![Recorded::New]
+        );
+        for forged in ["RISKY", "NEVER-ROUTED"] {
+            let refused = rt.block_on(store.record_results(vec![random(forged)], reporter()));
+            assert!(
+                matches!(&refused, Err(StoreError::NotRandomlySelected { declaration_id }) if declaration_id == forged),
+                "{refused:?}"
+            );
+        }
+        // A bulk upload with one forged claim stores nothing.
+        let bulk = rt.block_on(
+            store.record_results(vec![result("OK", "I1", ""), random("RISKY")], reporter()),
+        );
+        assert!(bulk.is_err());
+        assert_eq!(counts(dir.path()).unwrap(), (2, 1));
+    }
+
+    #[test]
+    fn who_reported_is_kept_and_export_can_keep_named_reporters_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::days(30)).unwrap();
+        store
+            .record_routed(vec![
+                routed_as("D1", "RISK_SCORE"),
+                routed_as("D2", "RISK_SCORE"),
+            ])
+            .unwrap();
+        let rt = runtime();
+        rt.block_on(store.record_results(vec![result("D1", "I1", "")], reporter()))
+            .unwrap();
+        let other = Reporter {
+            name: "unknown-script".into(),
+            credential: "none",
+            address: None,
+        };
+        rt.block_on(store.record_results(vec![result("D2", "I1", "")], other))
+            .unwrap();
+        let mut trail = Vec::new();
+        let query = AuditQuery::default();
+        audit(dir.path(), &query, |e| trail.push(e)).unwrap();
+        assert_eq!(trail.len(), 2);
+        assert_eq!(trail[0].reporter, "inspect-app");
+        assert_eq!(trail[0].credential, "token");
+        assert_eq!(trail[0].address, "10.1.2.3:5555");
+        assert_eq!(trail[1].reporter, "unknown-script");
+        let only = AuditQuery {
+            reporter: Some("unknown-script".into()),
+            ..AuditQuery::default()
+        };
+        let mut filtered = Vec::new();
+        audit(dir.path(), &only, |e| filtered.push(e)).unwrap();
+        assert_eq!(filtered.len(), 1);
+        assert_eq!(filtered[0].declaration_id, "D2");
+        let since = DateTime::<Utc>::UNIX_EPOCH;
+        let all = export(dir.path(), since, &[], |_| Ok(())).unwrap();
+        assert_eq!(all.exported, 2);
+        let trusted = export(dir.path(), since, &["inspect-app".into()], |_| Ok(())).unwrap();
+        assert_eq!(trusted.exported, 1);
+        assert_eq!(trusted.other_reporters, 1);
+    }
+
+    #[test]
+    fn a_version_1_store_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE routed (declaration_id TEXT PRIMARY KEY, lodged_at INTEGER NOT NULL,
+                     routed_at INTEGER NOT NULL, channel TEXT NOT NULL, selection_reason TEXT NOT NULL,
+                     model_version TEXT NOT NULL, declaration BLOB NOT NULL, assessment BLOB NOT NULL);
+                 CREATE TABLE results (declaration_id TEXT NOT NULL, inspection_id TEXT NOT NULL,
+                     received_at INTEGER NOT NULL, inspected_at INTEGER, selection_reason TEXT NOT NULL,
+                     outcome TEXT NOT NULL, result BLOB NOT NULL, PRIMARY KEY (declaration_id, inspection_id));
+                 INSERT INTO results VALUES ('OLD', 'I', 1, NULL, 'RISK_SCORE', 'Compliant', x'');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path(), Duration::days(100_000)).unwrap();
+        runtime()
+            .block_on(store.record_results(vec![result("NEW", "I1", "")], reporter()))
+            .unwrap();
+        let mut trail = Vec::new();
+        audit(dir.path(), &AuditQuery::default(), |e| trail.push(e)).unwrap();
+        let who: Vec<(&str, &str)> = trail
+            .iter()
+            .map(|e| (e.declaration_id.as_str(), e.reporter.as_str()))
+            .collect();
+        assert_eq!(who, [("OLD", ""), ("NEW", "inspect-app")]);
     }
 }
