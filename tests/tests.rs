@@ -10,4 +10,5 @@ mod grpc;
 mod learning;
 mod model;
 mod rescore;
+mod security;
 mod validation;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod check;
+mod client;
 mod evaluate;
 mod export;
 mod generate;

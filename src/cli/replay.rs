@@ -11,7 +11,6 @@ use anyhow::Context;
 use tokio_stream::StreamExt;
 
 use crate::pb;
-use crate::pb::risk_service_client::RiskServiceClient;
 use crate::pb::score_declarations_response::Outcome;
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +33,8 @@ pub struct ReplayArgs {
     /// Results per bulk upload.
     #[arg(long, default_value_t = 1000)]
     pub upload_batch: usize,
+    #[command(flatten)]
+    pub client: super::client::ClientArgs,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -65,15 +66,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 .map(|d| (d.declaration_id.as_str(), e))
         })
         .collect();
-    // HOST:PORT as `serve --addr` takes it, or a URL.
-    let url = if args.addr.contains("://") {
-        args.addr.clone()
-    } else {
-        format!("http://{}", args.addr)
-    };
-    let mut client = RiskServiceClient::connect(url)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.addr))?
+    let mut client = args
+        .client
+        .connect(&args.addr)
+        .await?
         .max_decoding_message_size(64 << 20);
     let requests: Vec<pb::ScoreDeclarationsRequest> = wire
         .iter()

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::domain::{Limits, ReferenceData};
-use crate::grpc::{ServerConfig, ServiceState, serve, shutdown_signal};
+use crate::grpc::{ServerConfig, ServiceState, serve_secured, shutdown_signal};
+use crate::security::{Security, TlsFiles};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +66,81 @@ pub struct ServeArgs {
     /// Tokio worker threads (default: the number of cores).
     #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// TLS, client credentials and quotas (docs/security.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityArgs {
+    /// Server certificate chain (PEM): serve TLS. Reloaded on SIGHUP.
+    #[arg(long, env = "PARCEL_RISK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM). Reloaded on SIGHUP.
+    #[arg(long, env = "PARCEL_RISK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): clients must present a certificate it signed
+    /// (mutual TLS). Reloaded on SIGHUP.
+    #[arg(long, env = "PARCEL_RISK_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Access file: clients' names, roles and credentials (hashed bearer
+    /// tokens, certificate names). Reloaded on SIGHUP. Without it and
+    /// without --tls-client-ca every caller may do everything.
+    #[arg(long, env = "PARCEL_RISK_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+    /// Serve plaintext on an address other than loopback (tokens and
+    /// declarations then cross the network in clear).
+    #[arg(long, env = "PARCEL_RISK_INSECURE")]
+    pub insecure: bool,
+    /// Inspection results one caller may report per hour (0: no quota).
+    #[arg(long, default_value_t = crate::security::quota::ReportQuota::DEFAULT_PER_HOUR, env = "PARCEL_RISK_REPORT_QUOTA_PER_HOUR")]
+    pub report_quota_per_hour: u64,
+}
+
+impl SecurityArgs {
+    /// Loads the TLS and access files; refuses plaintext off loopback
+    /// unless `--insecure`.
+    pub fn load(&self, bound: SocketAddr) -> anyhow::Result<Security> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
+        if tls.is_none() && !bound.ip().is_loopback() {
+            anyhow::ensure!(
+                self.insecure,
+                "{bound} is not a loopback address: serve TLS there (--tls-cert, --tls-key) or pass --insecure to serve plaintext"
+            );
+            tracing::warn!(%bound, "serving plaintext off loopback (--insecure): tokens and declarations cross the network in clear");
+        }
+        let security = Security::load(tls, self.auth_tokens.clone())?;
+        let policy = security.policy();
+        match security.tls() {
+            Some(tls) => tracing::info!(
+                cert = %tls.files().cert.display(),
+                mutual = tls.mutual(),
+                "TLS on"
+            ),
+            None => tracing::info!("TLS off (plaintext)"),
+        }
+        match &policy.list {
+            Some(list) => tracing::info!(
+                entries = list.len(),
+                "access file loaded: calls need a listed credential"
+            ),
+            None if policy.mutual_tls => tracing::info!(
+                "no access file: every client certificate the CA signed may score and report"
+            ),
+            None => tracing::warn!(
+                "no credentials required: every caller may score and report (--auth-tokens or --tls-client-ca to require them)"
+            ),
+        }
+        drop(policy);
+        Ok(security)
+    }
 }
 
 /// Inspection capacity and exploration (shared by `serve` and `simulate`).
@@ -212,7 +288,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("cannot open the store")?;
     tracing::info!(path = %store.path().display(), retention_days = args.retention_days, "store open");
     let state = Arc::new(
-        ServiceState::with_priority(model, reference, args.channels.config()?).with_store(store),
+        ServiceState::with_priority(model, reference, args.channels.config()?)
+            .with_store(store)
+            .with_report_quota(args.security.report_quota_per_hour),
     );
     match &args.model {
         Some(path) => {
@@ -229,7 +307,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.addr.as_str())
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving parcelrisk.v1.RiskService");
+    let bound = listener.local_addr()?;
+    let security = Arc::new(args.security.load(bound)?);
+    tokio::spawn(reload_security_on_hangup(Arc::clone(&security)));
+    tracing::info!(addr = %bound, tls = security.tls().is_some(), "serving parcelrisk.v1.RiskService");
     let config = ServerConfig {
         max_message_bytes: args.max_message_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
@@ -244,7 +325,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = signalled_tx.send(());
     };
-    let server = serve(listener, state, config, shutdown);
+    let server = serve_secured(listener, state, config, security, shutdown);
     let drain = Duration::from_secs(args.drain_seconds);
     tokio::select! {
         result = server => result?,
@@ -260,6 +341,37 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the certificates and the access file on SIGHUP; a file that
+/// fails to load is logged and what is in use stays.
+async fn reload_security_on_hangup(security: Arc<Security>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("no SIGHUP handler; certificates and tokens reload only on restart");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            let security = Arc::clone(&security);
+            let errors = tokio::task::spawn_blocking(move || security.reload())
+                .await
+                .unwrap_or_default();
+            if errors.is_empty() {
+                tracing::info!("certificates and access file reloaded");
+                metrics::counter!("parcel_risk_security_reloads_total", "result" => "ok")
+                    .increment(1);
+            }
+            for e in errors {
+                tracing::error!(error = %e, "reload refused; the previous one stays in use");
+                metrics::counter!("parcel_risk_security_reloads_total", "result" => "refused")
+                    .increment(1);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = security;
 }
 
 /// Reloads the model on SIGHUP and, every `poll_seconds`, when the artifact

@@ -1,0 +1,709 @@
+//! TLS, mutual TLS, roles, tokens and label integrity, against the real
+//! server in-process (and the binary for SIGHUP and its logs).
+//! Certificates are made here with rcgen: a test CA, a server certificate
+//! for localhost, client certificates by name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parcel_risk::domain::ReferenceData;
+use parcel_risk::grpc::{ServerConfig, ServiceState, serve_secured};
+use parcel_risk::pb;
+use parcel_risk::pb::risk_service_client::RiskServiceClient;
+use parcel_risk::scoring::PriorityConfig;
+use parcel_risk::security::access::token_hash;
+use parcel_risk::security::{Security, TlsFiles};
+use parcel_risk::store::{self, Store};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::common::{full_declaration, trained};
+
+/// A test CA and what it signs, as PEM files in a temporary folder.
+pub(crate) struct Pki {
+    pub(crate) dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub(crate) fn new(ca_name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, ca_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+        };
+        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+        pki
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub(crate) fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// Writes `NAME.pem` and `NAME.key` for a leaf certificate.
+    fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (cert_path, key_path) = (
+            self.path(&format!("{file}.pem")),
+            self.path(&format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    pub(crate) fn server(&self) -> (PathBuf, PathBuf) {
+        self.issue(
+            "server",
+            &["localhost", "127.0.0.1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    pub(crate) fn client(&self, name: &str) -> Identity {
+        let (cert, key) = self.issue(name, &[name], ExtendedKeyUsagePurpose::ClientAuth);
+        Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    data: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(security: Security, priority: PriorityConfig, quota: u64) -> Server {
+    let (model, _) = trained();
+    let data = tempfile::tempdir().unwrap();
+    let state = Arc::new(
+        ServiceState::with_priority((**model).clone(), ReferenceData::built_in(), priority)
+            .with_store(Store::open(data.path(), chrono::Duration::days(30)).unwrap())
+            .with_report_quota(quota),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve_secured(
+            listener,
+            state,
+            ServerConfig::default(),
+            Arc::new(security),
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .unwrap();
+    });
+    Server {
+        addr,
+        data,
+        _stop: stop,
+    }
+}
+
+fn tls_files(pki: &Pki, mutual: bool) -> TlsFiles {
+    let (cert, key) = pki.server();
+    TlsFiles {
+        cert,
+        key,
+        client_ca: mutual.then(|| pki.path("ca.pem")),
+    }
+}
+
+async fn tls_channel(
+    addr: SocketAddr,
+    ca_pem: &str,
+    identity: Option<Identity>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
+    Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+async fn plain_channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+type TokenClient = RiskServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
+    >,
+>;
+
+fn with_token(channel: Channel, token: Option<&str>) -> TokenClient {
+    let header = token.map(|t| {
+        format!("Bearer {t}")
+            .parse::<tonic::metadata::AsciiMetadataValue>()
+            .unwrap()
+    });
+    let interceptor: Box<
+        dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
+    > = Box::new(move |mut request: tonic::Request<()>| {
+        if let Some(h) = &header {
+            request.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(request)
+    });
+    RiskServiceClient::with_interceptor(channel, interceptor)
+}
+
+fn result(declaration_id: &str, selection: pb::SelectionReason) -> pb::InspectionResult {
+    pb::InspectionResult {
+        declaration_id: declaration_id.into(),
+        inspection_id: "I1".into(),
+        selection_reason: selection as i32,
+        control_type: pb::Channel::Red as i32,
+        outcome: pb::InspectionOutcome::Compliant as i32,
+        ..Default::default()
+    }
+}
+
+fn access_file(dir: &Path, lines: &str) -> PathBuf {
+    let path = dir.join("access");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+async fn model_info<T>(client: &mut RiskServiceClient<T>) -> Result<String, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .map(|r| r.into_inner().model_version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_needs_a_trusted_ca_and_the_server_rotates_its_certificate() {
+    let pki = Pki::new("test CA");
+    let files = tls_files(&pki, false);
+    let security = Arc::new(Security::load(Some(files.clone()), None).unwrap());
+    let (model, _) = trained();
+    let state = Arc::new(ServiceState::new(
+        (**model).clone(),
+        ReferenceData::built_in(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let serving = Arc::clone(&security);
+    tokio::spawn(async move {
+        serve_secured(listener, state, ServerConfig::default(), serving, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+
+    let channel = tls_channel(addr, &pki.ca_pem(), None).await.unwrap();
+    assert!(
+        model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .is_ok()
+    );
+
+    // A client that trusts another CA does not get through.
+    let stranger = Pki::new("another CA");
+    let refused = match tls_channel(addr, &stranger.ca_pem(), None).await {
+        Err(_) => true,
+        Ok(channel) => model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "a server certificate from an untrusted CA was accepted"
+    );
+    // Plaintext on the TLS port gets nowhere either.
+    let plain = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        assert!(
+            model_info(&mut RiskServiceClient::new(channel))
+                .await
+                .is_err()
+        );
+    }
+
+    // Rotation: new files from another CA, reloaded; new clients see them.
+    let (cert, key) = stranger.server();
+    std::fs::copy(cert, &files.cert).unwrap();
+    std::fs::copy(key, &files.key).unwrap();
+    assert!(security.reload().is_empty());
+    let channel = tls_channel(addr, &stranger.ca_pem(), None).await.unwrap();
+    assert!(
+        model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .is_ok()
+    );
+    // A broken file is refused and the certificate in use stays.
+    std::fs::write(&files.key, "not a key").unwrap();
+    let errors = security.reload();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].to_string().contains("server.key"),
+        "{}",
+        errors[0]
+    );
+    let channel = tls_channel(addr, &stranger.ca_pem(), None).await.unwrap();
+    assert!(
+        model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_refuses_clients_without_a_certificate_and_names_those_with_one() {
+    let pki = Pki::new("test CA");
+    let access = access_file(
+        pki.dir.path(),
+        "clearance score cert:clearance.example\ninspectors report cert:inspect.example\n",
+    );
+    let security = Security::load(Some(tls_files(&pki, true)), Some(access)).unwrap();
+    let server = start(security, PriorityConfig::default(), 1000).await;
+
+    // No client certificate: the handshake (or the first call) fails.
+    let refused = match tls_channel(server.addr, &pki.ca_pem(), None).await {
+        Err(_) => true,
+        Ok(channel) => model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+    // A certificate from another CA: refused the same way.
+    let rogue = Pki::new("rogue CA");
+    let refused = match tls_channel(
+        server.addr,
+        &pki.ca_pem(),
+        Some(rogue.client("clearance.example")),
+    )
+    .await
+    {
+        Err(_) => true,
+        Ok(channel) => model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client certificate from another CA was accepted");
+
+    let channel = tls_channel(
+        server.addr,
+        &pki.ca_pem(),
+        Some(pki.client("clearance.example")),
+    )
+    .await
+    .unwrap();
+    let mut clearance = RiskServiceClient::new(channel);
+    assert!(model_info(&mut clearance).await.is_ok());
+    let denied = clearance
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("D1", pb::SelectionReason::RiskScore)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("report"), "{}", denied.message());
+
+    let channel = tls_channel(
+        server.addr,
+        &pki.ca_pem(),
+        Some(pki.client("inspect.example")),
+    )
+    .await
+    .unwrap();
+    let mut inspectors = RiskServiceClient::new(channel);
+    inspectors
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("D1", pb::SelectionReason::RiskScore)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        model_info(&mut inspectors).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+
+    // Signed by the CA but not in the access file: no role at all.
+    let channel = tls_channel(
+        server.addr,
+        &pki.ca_pem(),
+        Some(pki.client("stranger.example")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        model_info(&mut RiskServiceClient::new(channel))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+
+    // The audit trail names the certificate's owner.
+    let mut trail = Vec::new();
+    store::audit(server.data.path(), &store::AuditQuery::default(), |e| {
+        trail.push(e)
+    })
+    .unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(
+        (trail[0].reporter.as_str(), trail[0].credential.as_str()),
+        ("inspectors", "certificate")
+    );
+    assert!(
+        trail[0].address.starts_with("127.0.0.1:"),
+        "{}",
+        trail[0].address
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_reaches_its_rpcs_and_is_denied_elsewhere_and_health_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = access_file(
+        dir.path(),
+        &format!(
+            "clearance score {}\ninspectors report {}\n",
+            token_hash("score-token"),
+            token_hash("report-token")
+        ),
+    );
+    let security = Security::load(None, Some(access)).unwrap();
+    let server = start(security, PriorityConfig::default(), 1000).await;
+    let channel = plain_channel(server.addr).await;
+
+    let mut scorer = with_token(channel.clone(), Some("score-token"));
+    assert!(model_info(&mut scorer).await.is_ok());
+    let scored = scorer
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("S1")),
+        })
+        .await
+        .unwrap();
+    assert!(scored.into_inner().assessment.is_some());
+    let plan = scorer
+        .plan_inspections(pb::PlanInspectionsRequest {
+            declarations: vec![full_declaration("S2")],
+            capacity: 1,
+        })
+        .await;
+    assert!(plan.is_ok(), "{plan:?}");
+    let denied = scorer
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("S1", pb::SelectionReason::RiskScore)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let denied = scorer
+        .report_inspection_results(tokio_stream::iter(vec![
+            pb::ReportInspectionResultsRequest {
+                result: Some(result("S1", pb::SelectionReason::RiskScore)),
+            },
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let mut reporter = with_token(channel.clone(), Some("report-token"));
+    reporter
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("S1", pb::SelectionReason::RiskScore)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        model_info(&mut reporter).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let denied = reporter
+        .score_declarations(tokio_stream::iter(vec![pb::ScoreDeclarationsRequest {
+            declaration: Some(full_declaration("S3")),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    for token in [None, Some("wrong-token"), Some("")] {
+        let status = model_info(&mut with_token(channel.clone(), token))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{token:?}: {status:?}"
+        );
+        // The refusal never echoes what was sent.
+        assert!(!status.message().contains("wrong-token"));
+    }
+
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "parcelrisk.v1.RiskService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut trail = Vec::new();
+    store::audit(server.data.path(), &store::AuditQuery::default(), |e| {
+        trail.push(e)
+    })
+    .unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .map(|e| (e.reporter.as_str(), e.credential.as_str()))
+            .collect::<Vec<_>>(),
+        [("inspectors", "token")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_claim_stands_only_for_a_random_pick_and_quotas_bite() {
+    // Every declaration is a random compliance pick here.
+    let everything_random = PriorityConfig {
+        compliance_share: 1.0,
+        ..PriorityConfig::default()
+    };
+    let server = start(Security::open(), everything_random, 4).await;
+    let mut client = RiskServiceClient::new(plain_channel(server.addr).await);
+    let scored = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("PICKED")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let priority = scored.assessment.unwrap().priority.unwrap();
+    assert_eq!(
+        priority.selection_reason,
+        pb::SelectionReason::Random as i32
+    );
+
+    client
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("PICKED", pb::SelectionReason::Random)),
+        })
+        .await
+        .unwrap();
+    let forged = client
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("NEVER-SCORED", pb::SelectionReason::Random)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::FailedPrecondition, "{forged:?}");
+    assert!(
+        forged.message().contains("NEVER-SCORED"),
+        "{}",
+        forged.message()
+    );
+    // In a bulk upload the forged claim fails the whole upload.
+    let bulk = client
+        .report_inspection_results(tokio_stream::iter(
+            [
+                ("A", pb::SelectionReason::RiskScore),
+                ("FORGED", pb::SelectionReason::Random),
+            ]
+            .map(|(id, s)| pb::ReportInspectionResultsRequest {
+                result: Some(result(id, s)),
+            }),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bulk.code(), Code::FailedPrecondition);
+    assert_eq!(store::counts(server.data.path()).unwrap().1, 1);
+
+    // A quota of 4 results an hour: refused claims cost the same as
+    // accepted ones (1 + 1 + 2 so far), so the next one is refused.
+    let quota = client
+        .report_inspection_result(pb::ReportInspectionResultRequest {
+            result: Some(result("B", pb::SelectionReason::RiskScore)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(quota.code(), Code::ResourceExhausted, "{quota:?}");
+    assert!(quota.message().contains("quota"), "{}", quota.message());
+}
+
+/// Runs the binary with `args`, returns it, its address and its log so far
+/// (the log keeps filling in the background).
+fn spawn_binary(args: &[&str]) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if !sent
+                && line.contains("serving parcelrisk")
+                && let Some(rest) = line.split("addr=").nth(1)
+            {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+                sent = true;
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+    (child, addr, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reload_on_sighup_and_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = ("0ld-t0ken-do-not-log", "n3w-t0ken-do-not-log");
+    let access = access_file(dir.path(), &format!("ops score {}\n", token_hash(old)));
+    let data = dir.path().join("data");
+    let (mut child, addr, log) = spawn_binary(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "off",
+        "--auth-tokens",
+        access.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let channel = plain_channel(addr.parse().unwrap()).await;
+    assert!(
+        model_info(&mut with_token(channel.clone(), Some(old)))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        model_info(&mut with_token(channel.clone(), Some(new)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+
+    std::fs::write(&access, format!("ops score {}\n", token_hash(new))).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut switched = false;
+    for _ in 0..100 {
+        if model_info(&mut with_token(channel.clone(), Some(new)))
+            .await
+            .is_ok()
+        {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(switched, "the new token was not accepted after SIGHUP");
+    assert_eq!(
+        model_info(&mut with_token(channel.clone(), Some(old)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("access file loaded"), "{log}");
+    assert!(log.contains("reloaded"), "{log}");
+    for secret in [old, new] {
+        assert!(!log.contains(secret), "a token reached the log");
+    }
+}
+
+#[test]
+fn plaintext_off_loopback_needs_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
+        .args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--metrics-addr",
+            "off",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
