@@ -167,28 +167,28 @@ async fn plain_channel(addr: SocketAddr) -> Channel {
         .unwrap()
 }
 
-type TokenClient = RiskServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        Channel,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+/// Adds `authorization: Bearer TOKEN` to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
 
-fn with_token(channel: Channel, token: Option<&str>) -> TokenClient {
-    let header = token.map(|t| {
-        format!("Bearer {t}")
-            .parse::<tonic::metadata::AsciiMetadataValue>()
-            .unwrap()
-    });
-    let interceptor: Box<
-        dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
-    > = Box::new(move |mut request: tonic::Request<()>| {
-        if let Some(h) = &header {
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.0 {
             request.metadata_mut().insert("authorization", h.clone());
         }
         Ok(request)
-    });
-    RiskServiceClient::with_interceptor(channel, interceptor)
+    }
+}
+
+type TokenClient =
+    RiskServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+fn with_token(channel: Channel, token: Option<&str>) -> TokenClient {
+    let header = token.map(|t| format!("Bearer {t}").parse().unwrap());
+    RiskServiceClient::with_interceptor(channel, Bearer(header))
 }
 
 fn result(declaration_id: &str, selection: pb::SelectionReason) -> pb::InspectionResult {
