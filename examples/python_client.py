@@ -3,8 +3,16 @@
     pip install grpcio grpcio-tools
     python -m grpc_tools.protoc -I proto --python_out=examples --grpc_python_out=examples proto/parcelrisk/v1/*.proto
     python examples/python_client.py [127.0.0.1:50051]
+
+Against a server with TLS, mutual TLS and tokens (docs/security.md):
+
+    python examples/python_client.py HOST:PORT --ca ca.pem [--cert client.pem --key client.key] [--token TOKEN]
+
+The token can come from the environment instead (PARCEL_RISK_TOKEN), out of shells' history.
 """
 
+import argparse
+import os
 import sys
 
 import grpc
@@ -49,9 +57,34 @@ def declaration(declaration_id: str, description: str, hs6: str, value_cents: in
     )
 
 
+def open_channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS with the server's CA (and a client certificate for mutual TLS); a bearer
+    token rides on every call (gRPC sends call credentials over TLS only)."""
+    token = args.token or os.environ.get("PARCEL_RISK_TOKEN")
+    if args.ca is None:
+        if token:
+            sys.exit("a token needs TLS (--ca): grpcio sends call credentials over TLS only")
+        return grpc.insecure_channel(args.target)
+    read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca), private_key=read(args.key), certificate_chain=read(args.cert)
+    )
+    if token:
+        credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+    return grpc.secure_channel(args.target, credentials, options)
+
+
 def main() -> None:
-    target = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
-    with grpc.insecure_channel(target) as channel:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", nargs="?", default="127.0.0.1:50051", help="HOST:PORT of the service")
+    parser.add_argument("--ca", help="CA certificate (PEM) of the server's certificate: use TLS")
+    parser.add_argument("--cert", help="client certificate (PEM), for mutual TLS")
+    parser.add_argument("--key", help="the client certificate's private key (PEM)")
+    parser.add_argument("--token", help="bearer token (or PARCEL_RISK_TOKEN)")
+    parser.add_argument("--server-name", help="the name the server's certificate carries, if not the host")
+    args = parser.parse_args()
+    with open_channel(args) as channel:
         stub = risk_service_pb2_grpc.RiskServiceStub(channel)
         info = stub.GetModelInfo(risk_service_pb2.GetModelInfoRequest())
         print("model", info.model_version, "with", len(info.feature_names), "features")

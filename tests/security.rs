@@ -707,3 +707,93 @@ fn plaintext_off_loopback_needs_insecure() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--insecure"), "{stderr}");
 }
+
+/// Whether Python with grpcio and grpcio-tools is here. CI installs them
+/// and sets PARCEL_RISK_REQUIRE_PYTHON=1, where their absence fails.
+fn python_grpc() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("PARCEL_RISK_REQUIRE_PYTHON").is_none(),
+            "python3 with grpcio and grpcio-tools is required here"
+        );
+        eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
+    if !python_grpc() {
+        return;
+    }
+    let pki = Pki::new("test CA");
+    let access = access_file(
+        pki.dir.path(),
+        &format!("py-script score,report {}\n", token_hash("py-token")),
+    );
+    let security = Security::load(Some(tls_files(&pki, true)), Some(access)).unwrap();
+    let server = start(security, PriorityConfig::default(), 1000).await;
+    // The client's certificate (mutual TLS) and key.
+    drop(pki.client("py-client"));
+    let root = env!("CARGO_MANIFEST_DIR");
+    let work = tempfile::tempdir().unwrap();
+    let generated = work.path().join("examples");
+    std::fs::create_dir_all(&generated).unwrap();
+    let protos: Vec<PathBuf> = std::fs::read_dir(format!("{root}/proto/parcelrisk/v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let compiled = std::process::Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I", &format!("{root}/proto")])
+        .arg(format!("--python_out={}", generated.display()))
+        .arg(format!("--grpc_python_out={}", generated.display()))
+        .args(&protos)
+        .status()
+        .unwrap();
+    assert!(compiled.success());
+    let run = |token: &str| {
+        std::process::Command::new("python3")
+            .current_dir(work.path())
+            .arg(format!("{root}/examples/python_client.py"))
+            .arg(format!("localhost:{}", server.addr.port()))
+            .arg("--ca")
+            .arg(pki.path("ca.pem"))
+            .arg("--cert")
+            .arg(pki.path("py-client.pem"))
+            .arg("--key")
+            .arg(pki.path("py-client.key"))
+            .env("PARCEL_RISK_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = run("py-token");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("PY-1 overall"), "{stdout}");
+    assert!(
+        stdout.contains("result report 1: newly recorded True"),
+        "{stdout}"
+    );
+    let mut trail = Vec::new();
+    store::audit(server.data.path(), &store::AuditQuery::default(), |e| {
+        trail.push(e)
+    })
+    .unwrap();
+    assert_eq!(trail[0].reporter, "py-script");
+    // A wrong token is refused, in Python's words too.
+    let out = run("wrong");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UNAUTHENTICATED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
