@@ -1,7 +1,8 @@
 //! gRPC load generator and benchmark, side by side in one run:
 //! - the real `ScoreDeclarations` stream on the default model,
 //! - a no-op echo of the same messages (the transport ceiling),
-//! - unary `ScoreDeclaration` with one request in flight.
+//! - the same stream over TLS (rustls, a certificate made for the run),
+//! - unary `ScoreDeclaration` with one request in flight, plaintext and TLS.
 //!
 //! Several connections and streams, a bounded window of requests in flight per
 //! stream; prints throughput and p50/p99 latency. Client and server share this
@@ -25,12 +26,13 @@ use parcel_risk::domain::{ReferenceData, TrainingExample};
 use parcel_risk::features::window::SplitSignal;
 use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::grpc::echo::EchoService;
-use parcel_risk::grpc::{ServerConfig, ServiceState, serve};
+use parcel_risk::grpc::{ServerConfig, ServiceState, serve, serve_secured};
 use parcel_risk::model::ModelArtifact;
 use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
 use parcel_risk::pb::risk_service_server::RiskServiceServer;
 use parcel_risk::scoring::Scorer;
+use parcel_risk::security::{Security, TlsFiles};
 use parcel_risk::wire::assessment_to_pb;
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
@@ -59,18 +61,56 @@ impl RunResult {
     }
 }
 
-async fn connect(addr: SocketAddr) -> RiskServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+/// A server to load: its address, and the CA (PEM) to trust when it
+/// speaks TLS.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls_ca: Option<Arc<String>>,
+}
+
+async fn connect(target: &Target) -> RiskServiceClient<Channel> {
+    let channel = match &target.tls_ca {
+        None => Channel::from_shared(format!("http://{}", target.addr)).expect("uri"),
+        Some(ca) => Channel::from_shared(format!("https://localhost:{}", target.addr.port()))
+            .expect("uri")
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca.as_bytes()))
+                    .domain_name("localhost"),
+            )
+            .expect("tls"),
+    }
+    .connect()
+    .await
+    .expect("connect");
     RiskServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+/// A CA and a server certificate for localhost, as files in `dir`.
+fn certificates(dir: &std::path::Path) -> (TlsFiles, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("cert");
+    let files = TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        client_ca: None,
+    };
+    std::fs::write(&files.cert, cert.pem()).expect("write");
+    std::fs::write(&files.key, key.serialize_pem()).expect("write");
+    (files, ca.pem())
 }
 
 /// Streams every request once over `connections × streams` streams.
 async fn run_streams(
-    addr: SocketAddr,
+    target: &Target,
     requests: Arc<Vec<pb::ScoreDeclarationsRequest>>,
     connections: usize,
     streams: usize,
@@ -78,7 +118,7 @@ async fn run_streams(
 ) -> RunResult {
     let mut clients = Vec::new();
     for _ in 0..connections {
-        clients.push(connect(addr).await);
+        clients.push(connect(target).await);
     }
     let lanes = connections * streams;
     let started = Instant::now();
@@ -202,21 +242,32 @@ fn main() {
         .build()
         .expect("runtime");
     let state = Arc::new(ServiceState::new(model, ReferenceData::built_in()));
-    let (score_addr, echo_addr) = server_rt.block_on(async {
-        let score = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+    let certificate_dir = tempfile::tempdir().expect("tempdir");
+    let (tls_files, ca_pem) = certificates(certificate_dir.path());
+    let security = Arc::new(Security::load(Some(tls_files), None).expect("TLS"));
+    let (score_addr, echo_addr, tls_addr) = server_rt.block_on(async {
+        let bind = || async {
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind")
+        };
+        let (score, echo, tls) = (bind().await, bind().await, bind().await);
         let addrs = (
             score.local_addr().expect("addr"),
             echo.local_addr().expect("addr"),
+            tls.local_addr().expect("addr"),
         );
         tokio::spawn(serve(
             score,
+            Arc::clone(&state),
+            ServerConfig::default(),
+            std::future::pending(),
+        ));
+        tokio::spawn(serve_secured(
+            tls,
             state,
             ServerConfig::default(),
+            security,
             std::future::pending(),
         ));
         tokio::spawn(
@@ -233,6 +284,12 @@ fn main() {
         );
         addrs
     });
+    let plain = |addr| Target { addr, tls_ca: None };
+    let (echo_target, score_target) = (plain(echo_addr), plain(score_addr));
+    let tls_target = Target {
+        addr: tls_addr,
+        tls_ca: Some(Arc::new(ca_pem)),
+    };
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -241,79 +298,90 @@ fn main() {
     client_rt.block_on(async {
         // Warm-up: connections, caches, the allocator.
         let warm = Arc::new(requests.iter().take(5_000).cloned().collect::<Vec<_>>());
-        run_streams(echo_addr, warm.clone(), connections, streams, window).await;
-        run_streams(score_addr, warm, connections, streams, window).await;
+        for target in [&echo_target, &score_target, &tls_target] {
+            run_streams(target, warm.clone(), connections, streams, window).await;
+        }
 
-        let mut best_echo: Option<RunResult> = None;
-        let mut best_score: Option<RunResult> = None;
+        let mut best: [Option<RunResult>; 3] = [None, None, None];
+        let targets = [&echo_target, &score_target, &tls_target];
         for round in 0..rounds {
-            // Alternate the order so that neither side always runs on a warmer machine.
-            let (first, second) = if round % 2 == 0 {
-                (echo_addr, score_addr)
-            } else {
-                (score_addr, echo_addr)
-            };
-            let a = run_streams(first, requests.clone(), connections, streams, window).await;
-            let b = run_streams(second, requests.clone(), connections, streams, window).await;
-            let (echo, score) = if round % 2 == 0 { (a, b) } else { (b, a) };
-            println!(
-                "round {}: echo {:>9.0} msg/s   score {:>9.0} msg/s   ratio {:.2}",
-                round + 1,
-                echo.rate(),
-                score.rate(),
-                score.rate() / echo.rate()
-            );
-            if best_echo.as_ref().is_none_or(|b| echo.rate() > b.rate()) {
-                best_echo = Some(echo);
+            // Rotate the order so that no side always runs on a warmer machine.
+            let mut this_round: [Option<RunResult>; 3] = [None, None, None];
+            for k in 0..3 {
+                let i = (round + k) % 3;
+                this_round[i] =
+                    Some(run_streams(targets[i], requests.clone(), connections, streams, window).await);
             }
-            if best_score.as_ref().is_none_or(|b| score.rate() > b.rate()) {
-                best_score = Some(score);
+            let rates = this_round.each_ref().map(|r| r.as_ref().expect("ran").rate());
+            println!(
+                "round {}: echo {:>9.0} msg/s   score {:>9.0} msg/s   score over TLS {:>9.0} msg/s   score/echo {:.2}   TLS/plain {:.2}",
+                round + 1,
+                rates[0],
+                rates[1],
+                rates[2],
+                rates[1] / rates[0],
+                rates[2] / rates[1]
+            );
+            for (slot, run) in best.iter_mut().zip(this_round) {
+                let run = run.expect("ran");
+                if slot.as_ref().is_none_or(|b| run.rate() > b.rate()) {
+                    *slot = Some(run);
+                }
             }
         }
-        let (mut echo, mut score) = (
-            best_echo.expect("rounds >= 1"),
-            best_score.expect("rounds >= 1"),
-        );
+        let [echo, score, tls] = best.map(|b| b.expect("rounds >= 1"));
+        let (mut echo, mut score, mut tls) = (echo, score, tls);
+        for (name, run) in [
+            ("echo stream        ", &mut echo),
+            ("score stream       ", &mut score),
+            ("score stream, TLS  ", &mut tls),
+        ] {
+            println!(
+                "{name} {:>9.0} msg/s   p50 {:>8.0} us   p99 {:>8.0} us",
+                run.rate(),
+                run.quantile(0.5),
+                run.quantile(0.99)
+            );
+        }
         println!(
-            "echo stream   {:>9.0} msg/s   p50 {:>8.0} us   p99 {:>8.0} us",
-            echo.rate(),
-            echo.quantile(0.5),
-            echo.quantile(0.99)
-        );
-        println!(
-            "score stream  {:>9.0} msg/s   p50 {:>8.0} us   p99 {:>8.0} us",
-            score.rate(),
-            score.quantile(0.5),
-            score.quantile(0.99)
-        );
-        println!(
-            "score / echo throughput ratio (best rounds): {:.2}",
-            score.rate() / echo.rate()
+            "score / echo throughput ratio (best rounds): {:.2}; TLS / plaintext: {:.2}",
+            score.rate() / echo.rate(),
+            tls.rate() / score.rate()
         );
 
-        let mut client = connect(score_addr).await;
-        let mut unary = Vec::new();
-        for r in requests.iter().take(3_000) {
-            let started = Instant::now();
-            client
-                .score_declaration(pb::ScoreDeclarationRequest {
-                    declaration: r.declaration.clone(),
-                })
-                .await
-                .expect("unary");
-            unary.push(started.elapsed().as_secs_f64() * 1e6);
+        // Unary, one call in flight: plaintext and TLS in alternating blocks.
+        let mut clients = [connect(&score_target).await, connect(&tls_target).await];
+        let mut unary: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for block in requests.iter().take(3_000).collect::<Vec<_>>().chunks(250) {
+            for (client, latencies) in clients.iter_mut().zip(unary.iter_mut()) {
+                for r in block {
+                    let started = Instant::now();
+                    client
+                        .score_declaration(pb::ScoreDeclarationRequest {
+                            declaration: r.declaration.clone(),
+                        })
+                        .await
+                        .expect("unary");
+                    latencies.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+            }
         }
-        let mut unary = RunResult {
-            messages: unary.len(),
-            seconds: unary.iter().sum::<f64>() / 1e6,
-            latencies_us: unary,
-        };
-        println!(
-            "unary, 1 in flight: p50 {:.0} us   p99 {:.0} us   ({:.0} req/s)",
-            unary.quantile(0.5),
-            unary.quantile(0.99),
-            unary.rate()
-        );
+        for (name, latencies) in ["unary, 1 in flight:     ", "unary over TLS, 1 in flight:"]
+            .into_iter()
+            .zip(unary)
+        {
+            let mut run = RunResult {
+                messages: latencies.len(),
+                seconds: latencies.iter().sum::<f64>() / 1e6,
+                latencies_us: latencies,
+            };
+            println!(
+                "{name} p50 {:.0} us   p99 {:.0} us   ({:.0} req/s)",
+                run.quantile(0.5),
+                run.quantile(0.99),
+                run.rate()
+            );
+        }
     });
     server_rt.shutdown_timeout(Duration::from_secs(1));
 }
