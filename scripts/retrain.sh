@@ -5,9 +5,12 @@
 #   scripts/retrain.sh --data-dir parcel-risk-data --serving models/current \
 #       --since 2026-09-01 --holdout-from 2026-09-20 [--models models] \
 #       [--version NAME] [--min-positives 20] [--pid PID] [--bin parcel-risk]
+#       [--reporters NAME,NAME]
 #
 # 1. export: every inspection result received since --since, joined to the
-#    declaration as it was scored (TrainingExample JSON Lines);
+#    declaration as it was scored (TrainingExample JSON Lines); with
+#    --reporters, only results those callers reported (names from the access
+#    file or client certificates, see docs/security.md);
 # 2. train a candidate on the results lodged before --holdout-from;
 # 3. evaluate candidate and serving model on the declarations lodged from
 #    --holdout-from, against randomly selected inspections only (the
@@ -23,7 +26,7 @@
 set -euo pipefail
 
 data_dir=parcel-risk-data serving=models/current models=models since= holdout= version=
-min_positives=20 pid= bin=${PARCEL_RISK_BIN:-parcel-risk}
+min_positives=20 pid= bin=${PARCEL_RISK_BIN:-parcel-risk} reporters=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --data-dir) data_dir=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --min-positives) min_positives=$2; shift 2 ;;
     --pid) pid=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --reporters) reporters=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +47,8 @@ version=${version:-retrained-$(date -u +%Y%m%dT%H%M%SZ)}
 work=$(mktemp -d "${TMPDIR:-/tmp}/retrain.XXXXXX")
 echo "work directory: $work"
 
-"$bin" export --data-dir "$data_dir" --since "$since" --out "$work/export.jsonl"
+"$bin" export --data-dir "$data_dir" --since "$since" --out "$work/export.jsonl" \
+  ${reporters:+--reporter "$reporters"}
 "$bin" train --data "$work/export.jsonl" --until "$holdout" \
   --out "$work/candidate" --version "$version"
 "$bin" evaluate --model "$serving" --data "$work/export.jsonl" --from "$holdout" \

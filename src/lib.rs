@@ -21,6 +21,7 @@
 //!   results, for the learning loop.
 //! - [`batch`]: rescoring files on every core in bounded memory, in order.
 //! - [`generate`]: synthetic Liège traffic with ground truth.
+//! - [`metrics_endpoint`]: Prometheus `/metrics`, plaintext or TLS.
 //! - [`cli`]: the `parcel-risk` subcommands; [`telemetry`]: tracing set-up.
 
 pub mod batch;
@@ -32,6 +33,7 @@ pub mod generate;
 pub mod grpc;
 pub mod io;
 pub mod json_number;
+pub mod metrics_endpoint;
 pub mod model;
 pub mod pb;
 pub mod scoring;

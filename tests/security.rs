@@ -797,3 +797,94 @@ async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_serves_with_the_service_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let pki = Pki::new("test CA");
+    let files = tls_files(&pki, false);
+    let data = pki.path("data");
+    let (mut child, addr, log) = spawn_binary(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--tls-cert",
+        files.cert.to_str().unwrap(),
+        "--tls-key",
+        files.key.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let metrics_addr: SocketAddr = {
+        let log = log.lock().unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics on /metrics"))
+            .expect("the metrics address is logged");
+        line.split("addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // One scored call, so that the counters have something to say.
+    let channel = tls_channel(addr.parse().unwrap(), &pki.ca_pem(), None)
+        .await
+        .unwrap();
+    let mut client = RiskServiceClient::new(channel);
+    client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("M1")),
+        })
+        .await
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls::pki_types::pem::PemObject;
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem().as_bytes());
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("parcel_risk_declarations_scored_total"),
+        "{response}"
+    );
+
+    // Plaintext on the metrics port gets no metrics.
+    let mut plain = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("parcel_risk_"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::domain::{Limits, ReferenceData};
 use crate::grpc::{ServerConfig, ServiceState, serve_secured, shutdown_signal};
-use crate::security::{Security, TlsFiles};
+use crate::security::{Security, ServerTls, TlsFiles};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -258,21 +258,23 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         "model loaded"
     );
-    if args.metrics_addr != "off" {
-        let addr: SocketAddr = args
-            .metrics_addr
-            .parse()
-            .with_context(|| format!("--metrics-addr {:?}", args.metrics_addr))?;
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
+    // Installed before the service state registers its counters; served
+    // once the TLS settings are loaded.
+    let metrics_handle = if args.metrics_addr == "off" {
+        None
+    } else {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(&[1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2])
             .context("metrics buckets")?
-            .install()
-            .with_context(|| format!("cannot start the metrics endpoint on {addr}"))?;
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder)
+            .ok()
+            .context("a metrics recorder is installed already")?;
         metrics::gauge!("parcel_risk_model_info", "model_version" => model.model_version.clone())
             .set(1.0);
-        tracing::info!(%addr, "metrics on /metrics");
-    }
+        Some(handle)
+    };
     let reference = ReferenceData {
         limits: Limits {
             max_items: args.max_items,
@@ -309,7 +311,14 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let bound = listener.local_addr()?;
     let security = Arc::new(args.security.load(bound)?);
-    tokio::spawn(reload_security_on_hangup(Arc::clone(&security)));
+    let metrics_tls = match metrics_handle {
+        Some(handle) => serve_metrics(&args, handle, &security).await?,
+        None => None,
+    };
+    tokio::spawn(reload_security_on_hangup(
+        Arc::clone(&security),
+        metrics_tls,
+    ));
     tracing::info!(addr = %bound, tls = security.tls().is_some(), "serving parcelrisk.v1.RiskService");
     let config = ServerConfig {
         max_message_bytes: args.max_message_bytes,
@@ -343,9 +352,41 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reloads the certificates and the access file on SIGHUP; a file that
-/// fails to load is logged and what is in use stays.
-async fn reload_security_on_hangup(security: Arc<Security>) {
+/// Serves `/metrics` on `--metrics-addr`, with the service's certificate
+/// when it has one (returned, to be reloaded with it).
+async fn serve_metrics(
+    args: &ServeArgs,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    security: &Security,
+) -> anyhow::Result<Option<Arc<ServerTls>>> {
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr.as_str())
+        .await
+        .with_context(|| format!("cannot start the metrics endpoint on {}", args.metrics_addr))?;
+    let addr = listener.local_addr()?;
+    let tls = security
+        .tls()
+        .map(|t| ServerTls::load(t.files().clone(), crate::security::tls::ALPN_HTTP1))
+        .transpose()?
+        .map(Arc::new);
+    if tls.is_none() && !addr.ip().is_loopback() {
+        anyhow::ensure!(
+            args.security.insecure,
+            "metrics on {addr}, not a loopback address: serve TLS (--tls-cert, --tls-key) or pass --insecure"
+        );
+    }
+    tracing::info!(%addr, tls = tls.is_some(), "metrics on /metrics");
+    tokio::spawn(crate::metrics_endpoint::serve(
+        listener,
+        handle,
+        tls.clone(),
+    ));
+    Ok(tls)
+}
+
+/// Reloads the certificates (of the service and of its metrics endpoint)
+/// and the access file on SIGHUP; a file that fails to load is logged and
+/// what is in use stays.
+async fn reload_security_on_hangup(security: Arc<Security>, metrics_tls: Option<Arc<ServerTls>>) {
     #[cfg(unix)]
     {
         let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -355,9 +396,18 @@ async fn reload_security_on_hangup(security: Arc<Security>) {
         };
         while hangup.recv().await.is_some() {
             let security = Arc::clone(&security);
-            let errors = tokio::task::spawn_blocking(move || security.reload())
-                .await
-                .unwrap_or_default();
+            let metrics_tls = metrics_tls.clone();
+            let errors = tokio::task::spawn_blocking(move || {
+                let mut errors = security.reload();
+                if let Some(tls) = metrics_tls
+                    && let Err(e) = tls.reload()
+                {
+                    errors.push(e.into());
+                }
+                errors
+            })
+            .await
+            .unwrap_or_default();
             if errors.is_empty() {
                 tracing::info!("certificates and access file reloaded");
                 metrics::counter!("parcel_risk_security_reloads_total", "result" => "ok")
@@ -371,7 +421,7 @@ async fn reload_security_on_hangup(security: Arc<Security>) {
         }
     }
     #[cfg(not(unix))]
-    let _ = security;
+    let _ = (security, metrics_tls);
 }
 
 /// Reloads the model on SIGHUP and, every `poll_seconds`, when the artifact

@@ -47,7 +47,9 @@ impl Security {
         tls: Option<TlsFiles>,
         access_file: Option<PathBuf>,
     ) -> Result<Security, SecurityError> {
-        let tls = tls.map(ServerTls::load).transpose()?;
+        let tls = tls
+            .map(|files| ServerTls::load(files, tls::ALPN_GRPC))
+            .transpose()?;
         let list = access_file.as_deref().map(AccessList::load).transpose()?;
         let policy = AccessPolicy {
             list,

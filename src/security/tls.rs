@@ -67,8 +67,14 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
     Ok(certs)
 }
 
-/// A rustls server configuration from `files`, offering HTTP/2 only (gRPC).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+/// The application protocol of gRPC, HTTP/2, as ALPN names it.
+pub const ALPN_GRPC: &[u8] = b"h2";
+/// HTTP/1.1, for the metrics endpoint.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// A rustls server configuration from `files`, offering the application
+/// protocol `alpn` only.
+pub fn server_config(files: &TlsFiles, alpn: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = read_certificates(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_error(&files.key, &e))?;
@@ -100,7 +106,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key).map_err(config_error)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -109,6 +115,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 /// with; new ones take the new one.
 pub struct ServerTls {
     files: TlsFiles,
+    alpn: &'static [u8],
     current: ArcSwap<ServerConfig>,
 }
 
@@ -121,10 +128,13 @@ impl std::fmt::Debug for ServerTls {
 }
 
 impl ServerTls {
-    pub fn load(files: TlsFiles) -> Result<ServerTls, TlsError> {
-        let config = server_config(&files)?;
+    /// Loads `files` for a server of the application protocol `alpn`
+    /// ([`ALPN_GRPC`], [`ALPN_HTTP1`]).
+    pub fn load(files: TlsFiles, alpn: &'static [u8]) -> Result<ServerTls, TlsError> {
+        let config = server_config(&files, alpn)?;
         Ok(ServerTls {
             files,
+            alpn,
             current: ArcSwap::new(config),
         })
     }
@@ -144,7 +154,7 @@ impl ServerTls {
 
     /// Reads the files again; on error the configuration in use stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = server_config(&self.files)?;
+        let config = server_config(&self.files, self.alpn)?;
         self.current.store(config);
         Ok(())
     }
