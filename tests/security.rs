@@ -202,6 +202,13 @@ fn result(declaration_id: &str, selection: pb::SelectionReason) -> pb::Inspectio
     }
 }
 
+/// Who reported what, oldest first.
+fn audit_trail(data_dir: &Path) -> Vec<store::AuditEntry> {
+    let mut trail = Vec::new();
+    store::audit(data_dir, &store::AuditQuery::default(), |e| trail.push(e)).unwrap();
+    trail
+}
+
 fn access_file(dir: &Path, lines: &str) -> PathBuf {
     let path = dir.join("access");
     std::fs::write(&path, lines).unwrap();
@@ -392,11 +399,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate_and_names_those_with_o
     );
 
     // The audit trail names the certificate's owner.
-    let mut trail = Vec::new();
-    store::audit(server.data.path(), &store::AuditQuery::default(), |e| {
-        trail.push(e)
-    })
-    .unwrap();
+    let trail = audit_trail(server.data.path());
     assert_eq!(trail.len(), 1);
     assert_eq!(
         (trail[0].reporter.as_str(), trail[0].credential.as_str()),
@@ -501,11 +504,7 @@ async fn each_role_reaches_its_rpcs_and_is_denied_elsewhere_and_health_stays_ope
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    let mut trail = Vec::new();
-    store::audit(server.data.path(), &store::AuditQuery::default(), |e| {
-        trail.push(e)
-    })
-    .unwrap();
+    let trail = audit_trail(server.data.path());
     assert_eq!(
         trail
             .iter()
@@ -782,11 +781,7 @@ async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
         stdout.contains("result report 1: newly recorded True"),
         "{stdout}"
     );
-    let mut trail = Vec::new();
-    store::audit(server.data.path(), &store::AuditQuery::default(), |e| {
-        trail.push(e)
-    })
-    .unwrap();
+    let trail = audit_trail(server.data.path());
     assert_eq!(trail[0].reporter, "py-script");
     // A wrong token is refused, in Python's words too.
     let out = run("wrong");
