@@ -239,6 +239,32 @@ async fn health_reflection_and_model_info() {
         "{names:?}"
     );
 
+    // The error details a status carries are served too: grpcurl decodes
+    // google.rpc.BadRequest through reflection.
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "google.rpc.BadRequest".into(),
+        )),
+    };
+    let answer = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            answer.message_response,
+            Some(MessageResponse::FileDescriptorResponse(ref files)) if !files.file_descriptor_proto.is_empty()
+        ),
+        "{:?}",
+        answer.message_response
+    );
+
     // grpcurl 1.8 speaks only v1alpha.
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
     let mut alpha = AlphaClient::new(channel.clone());

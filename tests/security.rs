@@ -584,7 +584,9 @@ async fn a_random_claim_stands_only_for_a_random_pick_and_quotas_bite() {
 
 /// Runs the binary with `args`, returns it, its address and its log so far
 /// (the log keeps filling in the background).
-fn spawn_binary(args: &[&str]) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
+pub(crate) fn spawn_binary(
+    args: &[&str],
+) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
         .args(args)

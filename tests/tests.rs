@@ -8,6 +8,7 @@ mod data_files;
 mod generator;
 mod grpc;
 mod learning;
+mod metrics;
 mod model;
 mod rescore;
 mod security;

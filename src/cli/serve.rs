@@ -266,11 +266,20 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(&[1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2])
             .context("metrics buckets")?
+            // Calls last from a millisecond (unary) to hours (a stream).
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("parcel_risk_rpc_seconds".into()),
+                &[
+                    1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 60.0, 600.0,
+                ],
+            )
+            .context("metrics buckets")?
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder)
             .ok()
             .context("a metrics recorder is installed already")?;
+        crate::grpc::describe_metrics();
         metrics::gauge!("parcel_risk_model_info", "model_version" => model.model_version.clone())
             .set(1.0);
         Some(handle)

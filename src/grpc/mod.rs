@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod convert;
 pub mod echo;
+pub mod rpc_metrics;
 pub mod service;
 pub mod state;
 pub mod status;
@@ -93,10 +94,14 @@ pub async fn serve_secured(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc.BadRequest and the other error details: tools such as
+        // grpcurl decode a status's details through reflection.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let service = RiskServiceServer::new(RiskService::new(state, stop_rx))
@@ -118,6 +123,8 @@ pub async fn serve_secured(
         tracing::info!("closing the port; waiting for connections to end");
     };
     let router = Server::builder()
+        // Outermost: it sees the status codes as clients get them.
+        .layer(rpc_metrics::RpcMetricsLayer)
         .layer(tower::util::MapResponseLayer::new(client_error_codes))
         .max_concurrent_streams(config.max_concurrent_streams)
         // Dead peers and half-open connections are found and closed.
@@ -203,6 +210,112 @@ pub fn tls_handshakes(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Registers every metric the service exports, at zero and with its HELP
+/// text, so that `/metrics` shows each series from the start (call it once
+/// the recorder is installed).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    rpc_metrics::describe();
+    let counters: [(&'static str, &'static str); 16] = [
+        (
+            "parcel_risk_declarations_scored_total",
+            "Declarations scored (stream, unary and plans)",
+        ),
+        (
+            "parcel_risk_results_reported_total",
+            "Inspection results accepted (new and duplicate)",
+        ),
+        (
+            "parcel_risk_store_errors_total",
+            "Routed declarations the store could not write",
+        ),
+        (
+            "parcel_risk_routed_kept_first_total",
+            "Routings ignored because the declaration id was routed before",
+        ),
+        (
+            "parcel_risk_accept_errors_total",
+            "Connections the system refused to accept (e.g. out of descriptors)",
+        ),
+        (
+            "parcel_risk_connections_refused_total",
+            "Connections closed at once: --max-connections reached",
+        ),
+        (
+            "parcel_risk_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out",
+        ),
+        (
+            "parcel_risk_calls_unauthenticated_total",
+            "Calls refused UNAUTHENTICATED: no or a bad credential",
+        ),
+        (
+            "parcel_risk_calls_forbidden_total",
+            "Calls refused PERMISSION_DENIED: the caller lacks the role",
+        ),
+        (
+            "parcel_risk_report_quota_refused_total",
+            "Result reports refused: the caller's hourly quota was reached",
+        ),
+        (
+            "parcel_risk_results_refused_random_claim_total",
+            "Results refused: a random selection the service did not make",
+        ),
+        (
+            "parcel_risk_model_reloads_total",
+            "Model reloads by result (ok, refused)",
+        ),
+        (
+            "parcel_risk_security_reloads_total",
+            "Certificate and access-file reloads by result (ok, refused)",
+        ),
+        (
+            "parcel_risk_errors_total",
+            "Declarations answered with an error, by status code",
+        ),
+        (
+            "parcel_risk_channel_total",
+            "Declarations routed, by channel",
+        ),
+        (
+            "parcel_risk_results_total",
+            "Reported inspection results by outcome (recorded, duplicate, conflict, invalid, refused)",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+    }
+    for name in [
+        "parcel_risk_declarations_scored_total",
+        "parcel_risk_results_reported_total",
+        "parcel_risk_store_errors_total",
+        "parcel_risk_routed_kept_first_total",
+        "parcel_risk_accept_errors_total",
+        "parcel_risk_connections_refused_total",
+        "parcel_risk_tls_handshake_failures_total",
+        "parcel_risk_calls_unauthenticated_total",
+        "parcel_risk_calls_forbidden_total",
+        "parcel_risk_report_quota_refused_total",
+        "parcel_risk_results_refused_random_claim_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for result in ["ok", "refused"] {
+        metrics::counter!("parcel_risk_model_reloads_total", "result" => result).absolute(0);
+        metrics::counter!("parcel_risk_security_reloads_total", "result" => result).absolute(0);
+    }
+    for outcome in ["recorded", "duplicate", "conflict", "invalid", "refused"] {
+        metrics::counter!("parcel_risk_results_total", "outcome" => outcome).absolute(0);
+    }
+    metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT").absolute(0);
+    describe_histogram!(
+        "parcel_risk_scoring_seconds",
+        Unit::Seconds,
+        "Validation and scoring time per declaration (stream batches averaged)"
+    );
+    describe_gauge!("parcel_risk_model_info", "The serving model (1) by version");
 }
 
 /// The status of a call refused before any handler ran, as gRPC defines

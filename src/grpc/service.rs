@@ -400,7 +400,7 @@ impl pb::risk_service_server::RiskService for RiskService {
             .record_results(vec![result], reporter)
             .await
             .map_err(ServiceError::from)?;
-        metrics::counter!("parcel_risk_results_reported_total").increment(1);
+        count_recorded(&recorded);
         Ok(Response::new(pb::ReportInspectionResultResponse {
             newly_recorded: recorded.first() == Some(&Recorded::New),
         }))
@@ -455,8 +455,7 @@ impl pb::risk_service_server::RiskService for RiskService {
             .record_results(results, reporter)
             .await
             .map_err(ServiceError::from)?;
-        let new = recorded.iter().filter(|r| **r == Recorded::New).count();
-        metrics::counter!("parcel_risk_results_reported_total").increment(count as u64);
+        let new = count_recorded(&recorded);
         Ok(Response::new(pb::ReportInspectionResultsResponse {
             recorded_count: u32::try_from(new).unwrap_or(u32::MAX),
             duplicate_count: u32::try_from(count - new).unwrap_or(u32::MAX),
@@ -500,6 +499,17 @@ impl pb::risk_service_server::RiskService for RiskService {
 }
 
 /// Puts a result's field paths under where it sits in the request.
+/// Counts accepted results, new and duplicate; returns the new ones.
+fn count_recorded(recorded: &[Recorded]) -> usize {
+    let new = recorded.iter().filter(|r| **r == Recorded::New).count();
+    let duplicate = recorded.len() - new;
+    metrics::counter!("parcel_risk_results_reported_total").increment(recorded.len() as u64);
+    metrics::counter!("parcel_risk_results_total", "outcome" => "recorded").increment(new as u64);
+    metrics::counter!("parcel_risk_results_total", "outcome" => "duplicate")
+        .increment(duplicate as u64);
+    new
+}
+
 /// Who reports: the caller that [`super::auth::Authorized`] let in.
 fn reporter<T>(request: &Request<T>) -> Reporter {
     match request.extensions().get::<Caller>() {

@@ -135,8 +135,34 @@ impl ServiceError {
     }
 }
 
+impl ServiceError {
+    /// What a refused inspection-result report counts as in
+    /// `parcel_risk_results_total{outcome}`; None for other errors.
+    fn refused_report(&self) -> Option<&'static str> {
+        match self {
+            ServiceError::InvalidResult(_)
+            | ServiceError::MissingAt(_)
+            | ServiceError::TooManyResults(_)
+            | ServiceError::UploadTooLarge(_)
+            | ServiceError::Missing("result") => Some("invalid"),
+            ServiceError::Store(StoreError::Conflict { .. }) => Some("conflict"),
+            ServiceError::Quota(_)
+            | ServiceError::Store(StoreError::NotRandomlySelected { .. }) => Some("refused"),
+            ServiceError::Invalid(_)
+            | ServiceError::Missing(_)
+            | ServiceError::TaskFailed(_)
+            | ServiceError::TooLarge { .. }
+            | ServiceError::NoStore
+            | ServiceError::Store(_) => None,
+        }
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
+        if let Some(outcome) = err.refused_report() {
+            metrics::counter!("parcel_risk_results_total", "outcome" => outcome).increment(1);
+        }
         match &err {
             ServiceError::Invalid(v) | ServiceError::InvalidResult(v) => {
                 Status::with_error_details(Code::InvalidArgument, err.to_string(), bad_request(v))

@@ -67,6 +67,20 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// Whether the request, not the store, is at fault.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            StoreError::Conflict { .. } | StoreError::NotRandomlySelected { .. } => true,
+            StoreError::Sqlite(_)
+            | StoreError::Dir { .. }
+            | StoreError::Schema { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Closed => false,
+        }
+    }
+}
+
 /// What happened to one reported result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -353,7 +367,13 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Command>, retention: Duratio
         let mut results_outcomes = match outcome {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(e) => {
-                tracing::error!(error = %e, "store transaction failed");
+                // A conflicting or forged result is the client's error, answered
+                // as such; the store itself is fine.
+                if e.is_client_error() {
+                    tracing::debug!(error = %e, "a group of writes was refused; retrying one by one");
+                } else {
+                    tracing::error!(error = %e, "store transaction failed");
+                }
                 // Retry one by one so that one bad request fails alone.
                 commands
                     .iter()

@@ -1,0 +1,146 @@
+//! What `/metrics` shows: every documented series from the start, per-RPC
+//! calls by status code, reporting outcomes by kind.
+
+use parcel_risk::pb;
+use parcel_risk::pb::risk_service_client::RiskServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::full_declaration;
+use crate::security::spawn_binary;
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the series whose line starts with `series` (name and labels).
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn result(notes: &str) -> pb::InspectionResult {
+    pb::InspectionResult {
+        declaration_id: "M1".into(),
+        inspection_id: "I1".into(),
+        selection_reason: pb::SelectionReason::RiskScore as i32,
+        control_type: pb::Channel::Red as i32,
+        outcome: pb::InspectionOutcome::Compliant as i32,
+        officer_notes: notes.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_is_there_from_the_start_and_calls_are_counted_by_method_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr, log) = spawn_binary(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let metrics_addr: std::net::SocketAddr = {
+        let log = log.lock().unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics on /metrics"))
+            .unwrap();
+        let addr = line.split("addr=").nth(1).unwrap();
+        addr.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let fresh = scrape(metrics_addr).await;
+    for series in [
+        "parcel_risk_rpc_total{method=\"RiskService/ScoreDeclarations\",code=\"OK\"} 0",
+        "parcel_risk_declarations_scored_total 0",
+        "parcel_risk_results_total{outcome=\"conflict\"} 0",
+        "parcel_risk_calls_forbidden_total 0",
+        "parcel_risk_tls_handshake_failures_total 0",
+        "parcel_risk_model_reloads_total{result=\"refused\"} 0",
+        "# HELP parcel_risk_rpc_total gRPC calls by method and final status code",
+        "# HELP parcel_risk_results_total",
+    ] {
+        assert!(fresh.contains(series), "missing {series}:\n{fresh}");
+    }
+
+    let mut client = RiskServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("M1")),
+        })
+        .await
+        .unwrap();
+    let report = |r: pb::InspectionResult| pb::ReportInspectionResultRequest { result: Some(r) };
+    let mut invalid = result("");
+    invalid.declaration_id.clear();
+    assert!(
+        client
+            .report_inspection_result(report(invalid))
+            .await
+            .is_err()
+    );
+    client
+        .report_inspection_result(report(result("first")))
+        .await
+        .unwrap();
+    client
+        .report_inspection_result(report(result("first")))
+        .await
+        .unwrap();
+    let conflict = client
+        .report_inspection_result(report(result("changed")))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code(), tonic::Code::AlreadyExists);
+
+    let after = scrape(metrics_addr).await;
+    for (series, expected) in [
+        (
+            "parcel_risk_rpc_total{method=\"RiskService/ScoreDeclaration\",code=\"OK\"}",
+            1.0,
+        ),
+        (
+            "parcel_risk_rpc_total{method=\"RiskService/ReportInspectionResult\",code=\"INVALID_ARGUMENT\"}",
+            1.0,
+        ),
+        (
+            "parcel_risk_rpc_total{method=\"RiskService/ReportInspectionResult\",code=\"OK\"}",
+            2.0,
+        ),
+        (
+            "parcel_risk_rpc_total{method=\"RiskService/ReportInspectionResult\",code=\"ALREADY_EXISTS\"}",
+            1.0,
+        ),
+        (
+            "parcel_risk_rpc_seconds_count{method=\"RiskService/ScoreDeclaration\"}",
+            1.0,
+        ),
+        ("parcel_risk_results_total{outcome=\"recorded\"}", 1.0),
+        ("parcel_risk_results_total{outcome=\"duplicate\"}", 1.0),
+        ("parcel_risk_results_total{outcome=\"invalid\"}", 1.0),
+        ("parcel_risk_results_total{outcome=\"conflict\"}", 1.0),
+        ("parcel_risk_declarations_scored_total", 1.0),
+    ] {
+        assert_eq!(value(&after, series), Some(expected), "{series}:\n{after}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The client's conflict is not the server's error.
+    let log = log.lock().unwrap();
+    assert!(!log.contains("ERROR"), "{log}");
+}
