@@ -11,7 +11,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = parcel_risk::telemetry::init(cli.log_format) {
+    let log_format = cli.log_format;
+    if let Err(err) = parcel_risk::telemetry::init(log_format) {
         eprintln!("error: {err}");
         return ExitCode::from(2);
     }
@@ -20,7 +21,11 @@ fn main() -> ExitCode {
         // `parcel-risk rescore ... | head`: the reader has what it wanted.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", describe(&err));
+            match log_format {
+                // Log collectors that read JSON lines get the fatal error as one.
+                cli::LogFormat::Json => tracing::error!(error = %describe(&err), "fatal"),
+                cli::LogFormat::Text => eprintln!("error: {}", describe(&err)),
+            }
             ExitCode::from(2)
         }
     }

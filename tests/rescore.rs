@@ -373,3 +373,74 @@ fn memory_stays_flat_as_the_input_grows() {
         "peak memory grew from {small} MiB to {large} MiB"
     );
 }
+
+#[test]
+fn train_never_overwrites_a_model_unasked_and_json_logs_carry_the_fatal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("model.json"), b"{}").unwrap();
+    let refused = std::process::Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "train",
+            "--data",
+            "missing.jsonl",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    // Refused before the data is read, in one JSON line on stderr.
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let line: serde_json::Value =
+        serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(line["level"], "ERROR");
+    let error = line["fields"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("holds a model already; pass --force"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(out.join("model.json")).unwrap(), b"{}");
+    // With --force it goes on (and fails on the missing data, as plain text).
+    let forced = std::process::Command::new(BIN)
+        .args(["train", "--force", "--data", "missing.jsonl", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("missing.jsonl"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_parquet_file_on_stdin_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet =
+        generate_with_binary(&dir.path().join("in.parquet"), 50, &["--declarations-only"]);
+    let misnamed = dir.path().join("in.jsonl");
+    std::fs::copy(&parquet, &misnamed).unwrap();
+    let on_stdin = std::process::Command::new(BIN)
+        .args(["check", "--data", "-"])
+        .stdin(std::fs::File::open(&parquet).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(on_stdin.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&on_stdin.stderr);
+    assert!(
+        stderr.contains("standard input holds a Parquet file"),
+        "{stderr}"
+    );
+    let by_name = std::process::Command::new(BIN)
+        .args(["check", "--data"])
+        .arg(&misnamed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&by_name.stderr);
+    assert!(stderr.contains("is a Parquet file"), "{stderr}");
+    assert!(stderr.contains("--format parquet"), "{stderr}");
+}

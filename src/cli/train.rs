@@ -50,9 +50,19 @@ pub struct TrainArgs {
     /// this share of the lowest (library default 0.002; 0 keeps the lowest).
     #[arg(long)]
     pub boosting_stop_tolerance: Option<f64>,
+    /// Replace a model already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    // Before minutes of training, not after: a model that serves may live there.
+    let existing = args.out.join(crate::model::artifact::MODEL_FILE);
+    anyhow::ensure!(
+        args.force || !existing.exists(),
+        "{} holds a model already; pass --force to replace it, or choose another --out",
+        args.out.display()
+    );
     let started = Instant::now();
     let (mut examples, rejected) = load_examples(&args.data, args.format, super::Truth::Drop)?;
     if let Some(until) = args.until {

@@ -209,6 +209,9 @@ impl<R: BufRead> Iterator for ExampleReader<R> {
     }
 }
 
+/// The first bytes of a Parquet file.
+const PARQUET_MAGIC: &[u8] = b"PAR1";
+
 /// An input stream whose bytes read so far can be watched (for progress).
 pub type Input = Box<dyn BufRead + Send>;
 
@@ -249,7 +252,18 @@ pub fn open_framer(
         inner: raw,
         count: progress,
     };
-    let input = compress::decompressing(Box::new(BufReader::with_capacity(1 << 20, raw)))?;
+    let mut input = compress::decompressing(Box::new(BufReader::with_capacity(1 << 20, raw)))?;
+    // A Parquet file read as text would be hundreds of rejects; say what it is.
+    if input.fill_buf()?.starts_with(PARQUET_MAGIC) {
+        return Err(IoError::Parquet(if path.as_os_str() == "-" {
+            "standard input holds a Parquet file (it begins PAR1); Parquet needs a file it can seek in: pass its path".into()
+        } else {
+            format!(
+                "{} is a Parquet file (it begins PAR1), not text: name it .parquet or pass --format parquet",
+                path.display()
+            )
+        }));
+    }
     Ok(match format {
         Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
         Format::Csv | Format::Parquet => {
