@@ -376,3 +376,51 @@ fn parquet_with_typed_columns_from_other_tools_reads() {
         assert!(e.to_string().contains("lrn"), "{e}");
     }
 }
+
+#[test]
+fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
+    let examples = generated(30, 5);
+    let multi = examples
+        .iter()
+        .find(|e| e.declaration.items.len() >= 2)
+        .unwrap()
+        .clone();
+    let id = multi.declaration.declaration_id.clone();
+    let text = String::from_utf8(write_all(&[multi], Format::Csv)).unwrap();
+    let hs6_col = parcel_risk::io::csv::COLUMNS
+        .iter()
+        .position(|c| *c == "hs6")
+        .unwrap();
+    // Windows line ends, and the second item (file line 3) gets a bad code.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut cells: Vec<String> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(lines[2].as_bytes())
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    cells[hs6_col] = "12".into();
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(&cells).unwrap();
+    lines[2] = String::from_utf8(w.into_inner().unwrap())
+        .unwrap()
+        .trim_end()
+        .to_owned();
+    let crlf = lines.join("\r\n") + "\r\n";
+    let records = read_all(crlf.as_bytes(), Format::Csv);
+    let err = records[0].as_ref().unwrap_err();
+    assert_eq!(err.line(), 3, "{err}");
+    assert_eq!(err.declaration_id(), Some(id.as_str()));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "line 3 (declaration {id}): declaration.items[1].hs6"
+        )),
+        "{err}"
+    );
+}

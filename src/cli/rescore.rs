@@ -205,7 +205,11 @@ impl Rejects {
     fn report(&mut self, e: &RecordError) -> std::io::Result<()> {
         match &mut self.file {
             Some(file) => {
-                let line = serde_json::json!({ "line": e.line(), "error": error_text(e) });
+                let line = serde_json::json!({
+                    "line": e.line(),
+                    "declaration_id": e.declaration_id(),
+                    "error": error_text(e),
+                });
                 serde_json::to_writer(&mut *file, &line)?;
                 file.write_all(b"\n")
             }

@@ -178,7 +178,7 @@ pub trait RowSource {
 
 /// CSV rows.
 pub struct CsvRows<R> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineIndex<R>>,
     record: csv::StringRecord,
 }
 
@@ -187,11 +187,65 @@ impl<R: BufRead> CsvRows<R> {
         let reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(input);
+            .from_reader(LineIndex::new(input));
         Self {
             reader,
             record: csv::StringRecord::new(),
         }
+    }
+
+    /// The file line (from 1) of the byte at `position`.
+    fn line(&mut self, position: Option<&csv::Position>) -> u64 {
+        position.map_or(0, |p| self.reader.get_mut().line_of(p.byte()))
+    }
+}
+
+/// Where a stream's newlines are, so that a record's byte offset gives its
+/// file line whatever ends the lines: the csv crate's own line count is one
+/// short for every record after a CRLF-ended line (it counts the `\n` only
+/// once the next record has begun), and files from Windows and Excel end
+/// lines so.
+struct LineIndex<R> {
+    inner: R,
+    /// Bytes read so far.
+    read: u64,
+    /// Offsets of the newlines read but not yet passed by a record.
+    ahead: std::collections::VecDeque<u64>,
+    /// Newlines before the last offset asked about.
+    passed: u64,
+}
+
+impl<R> LineIndex<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            ahead: std::collections::VecDeque::new(),
+            passed: 0,
+        }
+    }
+
+    /// The line of the record that the csv crate places at `offset`;
+    /// offsets asked about only grow. After a CRLF the crate places the
+    /// next record on the `\n` itself: a newline at the offset is passed too
+    /// (no record begins with one).
+    fn line_of(&mut self, offset: u64) -> u64 {
+        while self.ahead.front().is_some_and(|&newline| newline <= offset) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let start = self.read;
+        self.ahead
+            .extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| start + i as u64));
+        self.read += n as u64;
+        Ok(n)
     }
 }
 
@@ -209,16 +263,17 @@ impl<R: BufRead> RowSource for CsvRows<R> {
     fn next_row(&mut self) -> Result<Option<Row>, IoError> {
         match self.reader.read_record(&mut self.record) {
             Ok(true) => {
-                let line = self.record.position().map_or(0, |p| p.line());
+                let position = self.record.position().cloned();
+                let line = self.line(position.as_ref());
                 Ok(Some((line, Ok(std::mem::take(&mut self.record)))))
             }
             Ok(false) => Ok(None),
             Err(e) if e.is_io_error() => Err(IoError::Csv(e.to_string())),
             // Bad UTF-8 or the like in a row: report the row, keep going.
-            Err(e) => Ok(Some((
-                e.position().map_or(0, |p| p.line()),
-                Err(e.to_string()),
-            ))),
+            Err(e) => {
+                let line = self.line(e.position());
+                Ok(Some((line, Err(e.to_string()))))
+            }
         }
     }
 }
@@ -311,10 +366,32 @@ pub fn decode_rows(
 ) -> Result<TrainingExample, RecordError> {
     let first_line = rows.first().map_or(0, |(line, _)| *line);
     let msg = rows_to_pb(rows, Columns(&layout.mapping), &layout.extras)?;
-    training_example_from_pb(msg, reference).map_err(|source| RecordError::Invalid {
-        line: first_line,
-        source,
+    let declaration_id = msg
+        .declaration
+        .as_ref()
+        .map(|d| d.declaration_id.clone())
+        .unwrap_or_default();
+    training_example_from_pb(msg, reference).map_err(|source| {
+        // A violation of an item is on that item's row.
+        let line = item_index(&source)
+            .and_then(|i| rows.get(i))
+            .map_or(first_line, |(line, _)| *line);
+        RecordError::Invalid {
+            line,
+            declaration_id,
+            source,
+        }
     })
+}
+
+/// The item of the first violation, from its path (`declaration.items[2].hs6`).
+fn item_index(error: &crate::domain::ValidationError) -> Option<usize> {
+    let field = &error.violations.first()?.field;
+    let rest = field
+        .strip_prefix("declaration.")
+        .unwrap_or(field)
+        .strip_prefix("items[")?;
+    rest[..rest.find(']')?].parse().ok()
 }
 
 /// Builds the wire message of one declaration from its rows.
@@ -895,6 +972,25 @@ fn time(ts: Option<&pbjson_types::Timestamp>) -> String {
     })
     .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_numbered_as_the_file_lines_whatever_ends_them() {
+        for ending in ["\n", "\r\n"] {
+            let text = ["h1,h2", "a,1", "b,\"two\nlines\"", "c,3"].join(ending) + ending;
+            let mut rows = CsvRows::new(text.as_bytes());
+            rows.header().unwrap();
+            let mut lines = Vec::new();
+            while let Some((line, _)) = rows.next_row().unwrap() {
+                lines.push(line);
+            }
+            assert_eq!(lines, [2, 3, 5], "{ending:?}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,15 +47,26 @@ pub fn decode_line(
         line,
         message: e.to_string(),
     };
-    let invalid = |source| RecordError::Invalid { line, source };
+    let invalid = |declaration_id, source| RecordError::Invalid {
+        line,
+        declaration_id,
+        source,
+    };
     match kind {
         LineKind::Example => {
             let msg: pb::TrainingExample = serde_json::from_str(text).map_err(syntax)?;
-            training_example_from_pb(msg, reference).map_err(invalid)
+            // Kept for the error only (a short string; the message moves on).
+            let id = msg
+                .declaration
+                .as_ref()
+                .map(|d| d.declaration_id.clone())
+                .unwrap_or_default();
+            training_example_from_pb(msg, reference).map_err(|e| invalid(id, e))
         }
         LineKind::Declaration => {
             let msg: pb::Declaration = serde_json::from_str(text).map_err(syntax)?;
-            let declaration = declaration_from_pb(msg, reference).map_err(invalid)?;
+            let id = msg.declaration_id.clone();
+            let declaration = declaration_from_pb(msg, reference).map_err(|e| invalid(id, e))?;
             Ok(TrainingExample {
                 declaration,
                 result: None,

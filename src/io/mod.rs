@@ -56,19 +56,39 @@ pub enum RecordError {
     #[error("line {line}: {message}")]
     Syntax { line: u64, message: String },
     /// The record parsed but failed validation.
-    #[error("line {line}: {source}")]
+    #[error("line {line}{}: {source}", declaration_label(declaration_id))]
     Invalid {
         line: u64,
+        /// As the record gives it (empty when it has none).
+        declaration_id: String,
         #[source]
         source: ValidationError,
     },
 }
 
+fn declaration_label(id: &str) -> String {
+    if id.is_empty() {
+        String::new()
+    } else {
+        format!(" (declaration {id})")
+    }
+}
+
 impl RecordError {
-    /// The (first) line of the record.
+    /// The line of the record, or of the row at fault (CSV).
     pub fn line(&self) -> u64 {
         match self {
             RecordError::Syntax { line, .. } | RecordError::Invalid { line, .. } => *line,
+        }
+    }
+
+    /// The declaration id, when the record parsed far enough to give one.
+    pub fn declaration_id(&self) -> Option<&str> {
+        match self {
+            RecordError::Invalid { declaration_id, .. } if !declaration_id.is_empty() => {
+                Some(declaration_id)
+            }
+            RecordError::Invalid { .. } | RecordError::Syntax { .. } => None,
         }
     }
 }
