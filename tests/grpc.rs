@@ -845,3 +845,42 @@ async fn streamed_assessments_carry_a_channel_and_red_ones_say_why() {
     // 3 % of 1,800 after the warm-up, plus the random picks.
     assert!((30..110).contains(&red), "{red}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_are_closed_and_free_their_slots() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig {
+        max_connections: 3,
+        handshake_timeout: std::time::Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    // Three sockets that never speak take every slot...
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // ...and one that speaks something else is closed at once.
+    let mut junk = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    for socket in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut byte))
+            .await
+            .expect("a silent socket is closed by the server");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), junk.read(&mut byte))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // The slots are free again: a real client is served.
+    let mut client = server.client().await;
+    client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap();
+}

@@ -68,7 +68,7 @@ async fn every_series_is_there_from_the_start_and_calls_are_counted_by_method_an
         "parcel_risk_declarations_scored_total 0",
         "parcel_risk_results_total{outcome=\"conflict\"} 0",
         "parcel_risk_calls_forbidden_total 0",
-        "parcel_risk_tls_handshake_failures_total 0",
+        "parcel_risk_handshake_failures_total 0",
         "parcel_risk_model_reloads_total{result=\"refused\"} 0",
         "# HELP parcel_risk_rpc_total gRPC calls by method and final status code",
         "# HELP parcel_risk_results_total",

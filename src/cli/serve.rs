@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Open connections; one more is closed at once, counted and logged.
     #[arg(long, default_value_t = ServerConfig::default().max_connections, env = "PARCEL_RISK_MAX_CONNECTIONS")]
     pub max_connections: usize,
+    /// Seconds a new connection gets for its TLS handshake or HTTP/2
+    /// preface; a socket that stays silent is closed (and its slot freed).
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds, env = "PARCEL_RISK_HANDSHAKE_TIMEOUT_SECONDS")]
+    pub handshake_timeout_seconds: f64,
     /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
     pub drain_seconds: u64,
@@ -184,6 +188,13 @@ pub struct ChannelArgs {
     /// No category weights at all: priority is risk × revenue only.
     #[arg(long, conflicts_with = "category_weights")]
     pub no_category_weights: bool,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 /// Parses `9503=5`: an HS prefix of 2 to 6 digits and a non-negative EUR weight.
@@ -333,6 +344,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_message_bytes: args.max_message_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
         max_connections: args.max_connections,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout_seconds),
         // A quarter of the drain time, at most a second, tells clients to go.
         drain_notice: Duration::from_secs(args.drain_seconds)
             .div_f64(4.0)

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// UNAVAILABLE while the port stays open, so that load balancers and
     /// clients move away before connections close.
     pub drain_notice: std::time::Duration,
+    /// How long a new connection gets for its TLS handshake or HTTP/2
+    /// preface before it is closed.
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +47,7 @@ impl Default for ServerConfig {
             max_concurrent_streams: 256,
             max_connections: 1024,
             drain_notice: std::time::Duration::from_secs(1),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -136,31 +140,80 @@ pub async fn serve_secured(
         .add_service(reflection_v1alpha)
         .add_service(auth::Authorized::new(service, Arc::clone(&security)));
     let connections = incoming(listener, config.max_connections);
-    if security.tls().is_some() {
-        router
-            .serve_with_incoming_shutdown(tls_handshakes(connections, security), signal)
-            .await?;
-    } else {
-        router
-            .serve_with_incoming_shutdown(connections, signal)
-            .await?;
+    let timeout = config.handshake_timeout;
+    match security.tls() {
+        Some(tls) => {
+            let tls = Arc::clone(tls);
+            let handshake = move |connection: Connection| {
+                // The certificates in use when the handshake starts (they
+                // reload on SIGHUP).
+                let acceptor = tls.acceptor();
+                async move {
+                    acceptor
+                        .accept(connection)
+                        .await
+                        .map_err(|e| format!("TLS handshake: {e}"))
+                }
+            };
+            router
+                .serve_with_incoming_shutdown(admitted(connections, timeout, handshake), signal)
+                .await?;
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(admitted(connections, timeout, http2_preface), signal)
+                .await?;
+        }
     }
     Ok(())
 }
 
-/// How long a client gets to finish its TLS handshake: a socket that never
-/// does is closed, and its connection slot freed.
+/// How long a new connection gets to show it speaks gRPC (its TLS handshake
+/// done, or its HTTP/2 preface sent) by default.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// TLS over accepted `connections`: each handshake runs in its own task
-/// (a slow client holds up no one), within [`HANDSHAKE_TIMEOUT`], with the
-/// certificates in use when it starts (they reload on SIGHUP). Failed
-/// handshakes (an untrusted client certificate, plaintext on a TLS port)
-/// are counted and logged, and never reach the server.
-pub fn tls_handshakes(
+/// The first bytes of every HTTP/2 connection (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits until a plaintext connection has sent the HTTP/2 preface (left in
+/// the socket for the server to read), so that a socket that never speaks
+/// can be closed.
+async fn http2_preface(connection: Connection) -> Result<Connection, String> {
+    let mut head = [0u8; HTTP2_PREFACE.len()];
+    loop {
+        let n = connection
+            .stream
+            .peek(&mut head)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before the HTTP/2 preface".into());
+        }
+        if head[..n] != HTTP2_PREFACE[..n] {
+            return Err("not HTTP/2 (no preface)".into());
+        }
+        if n == HTTP2_PREFACE.len() {
+            return Ok(connection);
+        }
+        // Part of it so far: peeking again at once would find the same bytes.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// The `connections` that pass `admit` (a TLS handshake, the HTTP/2
+/// preface) within `timeout`, each admitted in its own task so that a slow
+/// client holds up no one. The others are closed (freeing their connection
+/// slot), counted and logged: the first failure and then every power of two
+/// as a warning, the rest at debug level.
+pub fn admitted<IO, F, Fut>(
     connections: impl futures_util::Stream<Item = std::io::Result<Connection>> + Send + 'static,
-    security: Arc<Security>,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<Connection>>>
+    timeout: std::time::Duration,
+    admit: F,
+) -> impl futures_util::Stream<Item = std::io::Result<IO>>
+where
+    IO: Send + 'static,
+    F: Fn(Connection) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<IO, String>> + Send + 'static,
 {
     use futures_util::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -178,33 +231,28 @@ pub fn tls_handshakes(
                 Some(Err(_)) => continue,
                 None => break,
             };
-            let Some(tls) = security.tls() else { break };
-            let acceptor = tls.acceptor();
             let tx = tx.clone();
             let failed = Arc::clone(&failed);
             let peer = connection.stream.peer_addr().ok();
+            let admitting = admit(connection);
             tokio::spawn(async move {
-                let error = match tokio::time::timeout(
-                    HANDSHAKE_TIMEOUT,
-                    acceptor.accept(connection),
-                )
-                .await
-                {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                let error = match tokio::time::timeout(timeout, admitting).await {
+                    Ok(Ok(io)) => {
+                        let _ = tx.send(Ok(io)).await;
                         return;
                     }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+                    Ok(Err(e)) => e,
+                    Err(_) => format!(
+                        "no TLS handshake or HTTP/2 preface within {} ms",
+                        timeout.as_millis()
+                    ),
                 };
-                metrics::counter!("parcel_risk_tls_handshake_failures_total").increment(1);
+                metrics::counter!("parcel_risk_handshake_failures_total").increment(1);
                 let n = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                // The first, then every power of two: a flood of bad
-                // handshakes does not flood the log.
                 if n.is_power_of_two() {
-                    tracing::warn!(?peer, %error, failed_so_far = n, "TLS handshake failed");
+                    tracing::warn!(?peer, %error, failed_so_far = n, "connection closed before it spoke gRPC");
                 } else {
-                    tracing::debug!(?peer, %error, "TLS handshake failed");
+                    tracing::debug!(?peer, %error, "connection closed before it spoke gRPC");
                 }
             });
         }
@@ -244,7 +292,7 @@ pub fn describe_metrics() {
             "Connections closed at once: --max-connections reached",
         ),
         (
-            "parcel_risk_tls_handshake_failures_total",
+            "parcel_risk_handshake_failures_total",
             "TLS handshakes that failed or timed out",
         ),
         (
@@ -294,7 +342,7 @@ pub fn describe_metrics() {
         "parcel_risk_routed_kept_first_total",
         "parcel_risk_accept_errors_total",
         "parcel_risk_connections_refused_total",
-        "parcel_risk_tls_handshake_failures_total",
+        "parcel_risk_handshake_failures_total",
         "parcel_risk_calls_unauthenticated_total",
         "parcel_risk_calls_forbidden_total",
         "parcel_risk_report_quota_refused_total",

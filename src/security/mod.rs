@@ -25,7 +25,7 @@ pub enum SecurityError {
 /// may call what. Both reload from their files.
 #[derive(Debug)]
 pub struct Security {
-    tls: Option<ServerTls>,
+    tls: Option<std::sync::Arc<ServerTls>>,
     access_file: Option<PathBuf>,
     policy: ArcSwap<AccessPolicy>,
 }
@@ -49,11 +49,12 @@ impl Security {
     ) -> Result<Security, SecurityError> {
         let tls = tls
             .map(|files| ServerTls::load(files, tls::ALPN_GRPC))
-            .transpose()?;
+            .transpose()?
+            .map(std::sync::Arc::new);
         let list = access_file.as_deref().map(AccessList::load).transpose()?;
         let policy = AccessPolicy {
             list,
-            mutual_tls: tls.as_ref().is_some_and(ServerTls::mutual),
+            mutual_tls: tls.as_ref().is_some_and(|t| t.mutual()),
         };
         Ok(Security {
             tls,
@@ -62,7 +63,7 @@ impl Security {
         })
     }
 
-    pub fn tls(&self) -> Option<&ServerTls> {
+    pub fn tls(&self) -> Option<&std::sync::Arc<ServerTls>> {
         self.tls.as_ref()
     }
 
