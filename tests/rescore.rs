@@ -70,6 +70,7 @@ fn rescore_into(
             batch_records: 100,
             chunk_records: 16,
         },
+        None,
         &mut |e: &RecordError| {
             rejected_lines.push(e.line());
             Ok(())
@@ -443,4 +444,49 @@ fn a_parquet_file_on_stdin_is_named_for_what_it_is() {
     let stderr = String::from_utf8_lossy(&by_name.stderr);
     assert!(stderr.contains("is a Parquet file"), "{stderr}");
     assert!(stderr.contains("--format parquet"), "{stderr}");
+}
+
+#[test]
+fn progress_stands_where_scoring_is_not_where_reading_is() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    // Several MiB, so that the reader (1 MiB reads) runs batches ahead.
+    let input = generate_with_binary(&dir.path().join("in.jsonl"), 4000, &["--declarations-only"]);
+    let size = std::fs::metadata(&input).unwrap().len();
+    let (model, _) = trained();
+    let scorer = Scorer::new(model.clone());
+    let output = OutputWriter::new(Format::Csv, Box::new(std::io::sink())).unwrap();
+    let work = Work::Score(Box::new(Scoring {
+        scorer: &scorer,
+        allocator: ChannelAllocator::new(PriorityConfig::default(), CHANNEL_HALF_LIFE),
+        encoder: Encoder::new(Format::Csv, chrono::Utc::now()),
+        output,
+    }));
+    let read = Arc::new(AtomicU64::new(0));
+    let mut seen = Vec::new();
+    batch::run(
+        open_framer(&input, None, Some(Arc::clone(&read))).unwrap(),
+        &ReferenceData::built_in(),
+        work,
+        Options {
+            batch_records: 200,
+            chunk_records: 50,
+        },
+        Some(&read),
+        &mut |_| Ok(()),
+        &mut |s| seen.push((s.input_position, read.load(Ordering::Relaxed))),
+    )
+    .unwrap();
+    assert!(size > 3 << 20, "{size}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert!(seen.iter().all(|(finished, read)| finished <= read));
+    // Halfway through the calls, the finished part is behind what was read
+    // at some point, and nowhere near the end; the last call is the end.
+    assert!(
+        seen.iter().any(|(finished, read)| finished < read),
+        "{seen:?}"
+    );
+    assert!(seen[seen.len() / 4].0 < size, "{seen:?}");
+    assert_eq!(seen.last().unwrap().0, size);
 }

@@ -19,6 +19,7 @@
 
 pub mod output;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,10 @@ pub struct Summary {
     /// Assessments by channel: green, blue, yellow, red.
     pub channels: [u64; 4],
     pub elapsed: Duration,
+    /// Input bytes read up to the end of the last batch finished (scored
+    /// and handed to the writer): where a progress bar stands. Zero when
+    /// the run is not given the reader's count.
+    pub input_position: u64,
     /// Wall time of stage 2's steps, to see where a run spends it.
     pub stages: Stages,
 }
@@ -123,24 +128,28 @@ pub struct Scoring<'a> {
 
 /// Runs a file through the pipeline. `reject` hears every bad record, in
 /// input order; `progress` hears the running counts after every batch.
+/// `read_position` is the count of input bytes the framer has read (see
+/// [`crate::io::open_framer`]), for [`Summary::input_position`].
 pub fn run(
     framer: Framer<Input>,
     reference: &ReferenceData<'static>,
     work: Work<'_>,
     options: Options,
+    read_position: Option<&AtomicU64>,
     reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
     progress: &mut dyn FnMut(&Summary),
 ) -> Result<Summary, BatchError> {
     let started = Instant::now();
     let batch_records = options.batch_records.max(1);
     std::thread::scope(|scope| {
-        let (raw_tx, raw_rx) = mpsc::sync_channel::<Result<Vec<RawRecord>, IoError>>(QUEUE);
-        let reader = scope.spawn(move || read_batches(framer, batch_records, &raw_tx));
+        let (raw_tx, raw_rx) = mpsc::sync_channel::<RawBatch>(QUEUE);
+        let reader =
+            scope.spawn(move || read_batches(framer, batch_records, read_position, &raw_tx));
         let mut summary = Summary::default();
         let result = match work {
             Work::DecodeOnly => {
                 let mut clock = Instant::now();
-                for batch in &raw_rx {
+                for (batch, position) in &raw_rx {
                     // The baseline decodes and validates, nothing more.
                     decode_step(
                         batch,
@@ -152,6 +161,7 @@ pub fn run(
                         &mut clock,
                     )?;
                     summary.elapsed = started.elapsed();
+                    summary.input_position = position;
                     progress(&summary);
                 }
                 Ok(())
@@ -182,6 +192,8 @@ pub fn run(
                 let scored: Result<(), BatchError> = (|| {
                     let mut clock = Instant::now();
                     let mut observing = 0usize;
+                    // Input positions of the batches decoded and not yet scored.
+                    let mut positions = std::collections::VecDeque::with_capacity(2);
                     let mut score_next = |summary: &mut Summary, clock: &mut Instant| {
                         let observed = signals_rx.recv().map_err(|_| BatchError::Thread("window"));
                         lap(clock, &mut summary.stages.waiting_for_window);
@@ -192,7 +204,8 @@ pub fn run(
                         summary.elapsed = started.elapsed();
                         Ok::<bool, BatchError>(sent)
                     };
-                    for batch in &raw_rx {
+                    for (batch, position) in &raw_rx {
+                        positions.push_back(position);
                         let decoded = decode_step(
                             batch,
                             reference,
@@ -211,6 +224,7 @@ pub fn run(
                             if !score_next(&mut summary, &mut clock)? {
                                 return Ok(());
                             }
+                            summary.input_position = positions.pop_front().unwrap_or_default();
                             progress(&summary);
                         }
                     }
@@ -219,6 +233,7 @@ pub fn run(
                         if !score_next(&mut summary, &mut clock)? {
                             return Ok(());
                         }
+                        summary.input_position = positions.pop_front().unwrap_or_default();
                         progress(&summary);
                     }
                     Ok(())
@@ -241,30 +256,36 @@ pub fn run(
 }
 
 /// Stage 1: cuts records and sends them a batch at a time.
+/// A batch of records as cut, or the error that ended reading; with the
+/// input bytes read when it was cut.
+type RawBatch = (Result<Vec<RawRecord>, IoError>, u64);
+
 fn read_batches(
     framer: Framer<Input>,
     batch_records: usize,
-    tx: &mpsc::SyncSender<Result<Vec<RawRecord>, IoError>>,
+    read_position: Option<&AtomicU64>,
+    tx: &mpsc::SyncSender<RawBatch>,
 ) -> Result<(), BatchError> {
+    let position = || read_position.map_or(0, |p| p.load(Ordering::Relaxed));
     let mut batch = Vec::with_capacity(batch_records);
     for raw in framer {
         match raw {
             Ok(raw) => batch.push(raw),
             Err(e) => {
                 // The consumer reports it; a closed channel means it has stopped.
-                let _ = tx.send(Err(e));
+                let _ = tx.send((Err(e), position()));
                 return Ok(());
             }
         }
         if batch.len() == batch_records {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_records));
-            if tx.send(Ok(full)).is_err() {
+            if tx.send((Ok(full), position())).is_err() {
                 return Ok(());
             }
         }
     }
     if !batch.is_empty() {
-        let _ = tx.send(Ok(batch));
+        let _ = tx.send((Ok(batch), position()));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -77,7 +77,8 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(&args);
     let mut on_progress = |s: &Summary| {
         if let Some(bar) = &bar {
-            bar.set_position(read_bytes.load(Ordering::Relaxed));
+            // What is finished, not what is read: the reader runs ahead.
+            bar.set_position(s.input_position);
             bar.set_message(format!(
                 "{} records, {} rejected, {:.0}/s",
                 s.records,
@@ -96,6 +97,7 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
                 &reference,
                 Work::DecodeOnly,
                 options(&args),
+                Some(&read_bytes),
                 &mut on_reject,
                 &mut on_progress,
             )
@@ -127,6 +129,7 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
                 &reference,
                 work,
                 options(&args),
+                Some(&read_bytes),
                 &mut on_reject,
                 &mut on_progress,
             )
