@@ -567,3 +567,61 @@ async fn planned_controls_are_recorded_and_a_shared_ioss_number_is_seen_online()
     assert_eq!(shared(&responses[0]), None);
     assert_eq!(shared(&responses[5]).as_deref(), Some("6"));
 }
+
+#[test]
+fn replay_streams_a_file_through_the_binary_and_reports_what_red_controls_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("traffic.jsonl");
+    let bin = env!("CARGO_BIN_EXE_parcel-risk");
+    let generated = std::process::Command::new(bin)
+        .args([
+            "generate",
+            "--parcels",
+            "3000",
+            "--days",
+            "1",
+            "--seed",
+            "9",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    // A broken line among them is skipped and counted.
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.insert_str(0, "{not json\n");
+    std::fs::write(&data, text).unwrap();
+    let store = dir.path().join("store");
+    let (mut server, addr) = spawn_server(&store);
+    let out = std::process::Command::new(bin)
+        .args(["replay", "--addr", &addr, "--report-results", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("1 records rejected"), "{stderr}");
+    let scored_line = stdout.lines().find(|l| l.starts_with("scored")).unwrap();
+    assert!(
+        scored_line.starts_with("scored 3000, errors 0, RED "),
+        "{stdout}"
+    );
+    let red: u64 = scored_line
+        .split("RED ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(red > 0, "{stdout}");
+    let (routed, results) = store::counts(&store).unwrap();
+    assert_eq!(results, red, "{stdout}");
+    assert!(routed >= red);
+}

@@ -3,11 +3,13 @@
 //! and for every parcel the service sends RED reports what a control finds
 //! (from the file's ground truth). The synthetic half of the learning loop.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 
 use crate::pb;
@@ -45,47 +47,102 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .block_on(replay(args))
 }
 
+/// Declarations sent and not yet answered, at most: the file streams
+/// through in bounded memory whatever its size.
+const IN_FLIGHT: usize = 4096;
+
+/// What the reader thread hands over.
+enum Read {
+    Example(Box<pb::TrainingExample>),
+    /// A fatal read error (the file cannot be read on).
+    Failed(crate::io::IoError),
+}
+
+/// Reads the file on a thread of its own, keeping the records in the time
+/// window; bad records are listed on stderr (the first 20) and counted.
+fn read_file(
+    args: &ReplayArgs,
+    tx: tokio::sync::mpsc::Sender<Read>,
+) -> anyhow::Result<std::thread::JoinHandle<usize>> {
+    let reader =
+        crate::io::open_examples(&args.data, None, crate::domain::ReferenceData::built_in())
+            .with_context(|| format!("cannot read {}", args.data.display()))?;
+    let (from, until, path) = (args.from, args.until, args.data.display().to_string());
+    Ok(std::thread::spawn(move || {
+        let mut rejected = 0usize;
+        for item in reader {
+            let example = match item {
+                Ok(Ok((_, example))) => example,
+                Ok(Err(e)) => {
+                    rejected += 1;
+                    if rejected <= 20 {
+                        eprintln!("{path}: {e}");
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Read::Failed(e));
+                    break;
+                }
+            };
+            let lodged = example.declaration.lodged_at;
+            if from.is_some_and(|f| lodged < f) || until.is_some_and(|u| lodged >= u) {
+                continue;
+            }
+            let wire = pb::TrainingExample::from(&example);
+            if tx.blocking_send(Read::Example(Box::new(wire))).is_err() {
+                break;
+            }
+        }
+        rejected
+    }))
+}
+
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let (examples, rejected) =
-        super::load_examples(&args.data, None, super::Truth::Keep).context("reading the data")?;
-    if rejected > 0 {
-        eprintln!("{rejected} records rejected and skipped");
-    }
-    let wire: Vec<pb::TrainingExample> = examples
-        .iter()
-        .filter(|e| args.from.is_none_or(|f| e.declaration.lodged_at >= f))
-        .filter(|e| args.until.is_none_or(|u| e.declaration.lodged_at < u))
-        .map(pb::TrainingExample::from)
-        .collect();
-    drop(examples);
-    let by_id: HashMap<&str, &pb::TrainingExample> = wire
-        .iter()
-        .filter_map(|e| {
-            e.declaration
-                .as_ref()
-                .map(|d| (d.declaration_id.as_str(), e))
-        })
-        .collect();
     let mut client = args
         .client
         .connect(&args.addr)
         .await?
         .max_decoding_message_size(64 << 20);
-    let requests: Vec<pb::ScoreDeclarationsRequest> = wire
-        .iter()
-        .map(|e| pb::ScoreDeclarationsRequest {
-            declaration: e.declaration.clone(),
-        })
-        .collect();
-    let mut responses = client
-        .score_declarations(tokio_stream::iter(requests))
-        .await?
-        .into_inner();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Read>(1024);
+    let reader = read_file(&args, tx)?;
+    // Responses come in request order: the examples in flight, in order.
+    let in_flight: Arc<Mutex<VecDeque<pb::TrainingExample>>> = Arc::default();
+    let window = Arc::new(Semaphore::new(IN_FLIGHT));
+    let read_failure: Arc<Mutex<Option<crate::io::IoError>>> = Arc::default();
+    let state = (
+        rx,
+        Arc::clone(&in_flight),
+        Arc::clone(&window),
+        Arc::clone(&read_failure),
+    );
+    let requests = futures_util::stream::unfold(
+        state,
+        |(mut rx, in_flight, window, read_failure)| async move {
+            let example = match rx.recv().await? {
+                Read::Example(example) => example,
+                Read::Failed(e) => {
+                    *lock(&read_failure) = Some(e);
+                    return None;
+                }
+            };
+            window.acquire().await.ok()?.forget();
+            let request = pb::ScoreDeclarationsRequest {
+                declaration: example.declaration.clone(),
+            };
+            lock(&in_flight).push_back(*example);
+            Some((request, (rx, in_flight, window, read_failure)))
+        },
+    );
+    let mut responses = client.score_declarations(requests).await?.into_inner();
     let (mut scored, mut errors, mut red, mut random) = (0u64, 0u64, 0u64, 0u64);
     let mut versions: Vec<(String, u64)> = Vec::new();
     let mut results = Vec::new();
     while let Some(response) = responses.next().await {
-        match response?.outcome {
+        let response = response?;
+        let example = lock(&in_flight).pop_front();
+        window.add_permits(1);
+        match response.outcome {
             Some(Outcome::Assessment(a)) => {
                 scored += 1;
                 match versions.last_mut() {
@@ -100,24 +157,41 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 let reason = pb::SelectionReason::try_from(priority.selection_reason)
                     .unwrap_or(pb::SelectionReason::RiskScore);
                 random += u64::from(reason == pb::SelectionReason::Random);
-                if let Some(example) = by_id.get(a.declaration_id.as_str()) {
-                    let lodged = example
-                        .declaration
+                let Some(example) = example.filter(|e| {
+                    e.declaration
                         .as_ref()
-                        .and_then(|d| d.lodged_at)
-                        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
-                        .unwrap_or_default();
-                    results.extend(crate::generate::officer_finds(
-                        example,
-                        format!("R-{}", a.declaration_id),
-                        reason,
-                        pb::Channel::Red,
-                        lodged + chrono::Duration::hours(6),
-                    ));
-                }
+                        .is_some_and(|d| d.declaration_id == a.declaration_id)
+                }) else {
+                    anyhow::bail!(
+                        "the answer for {} came out of order; stopping",
+                        a.declaration_id
+                    );
+                };
+                let lodged = example
+                    .declaration
+                    .as_ref()
+                    .and_then(|d| d.lodged_at)
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+                    .unwrap_or_default();
+                results.extend(crate::generate::officer_finds(
+                    &example,
+                    format!("R-{}", a.declaration_id),
+                    reason,
+                    pb::Channel::Red,
+                    lodged + chrono::Duration::hours(6),
+                ));
             }
             Some(Outcome::Error(_)) | None => errors += 1,
         }
+    }
+    let rejected = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread stopped"))?;
+    if let Some(e) = lock(&read_failure).take() {
+        return Err(anyhow::Error::new(e).context("reading the data"));
+    }
+    if rejected > 0 {
+        eprintln!("{rejected} records rejected and skipped");
     }
     println!("scored {scored}, errors {errors}, RED {red} (random {random})");
     for (version, n) in &versions {
@@ -149,4 +223,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A poisoned lock only means another task panicked mid-update; the queue is
+/// still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -14,7 +14,7 @@ use crate::wire::{declaration_from_pb, training_example_from_pb};
 
 use super::{IoError, RawRecord, RecordError};
 
-/// What the lines of a file hold, decided by its first record.
+/// What the lines of a file hold, decided by its first record that tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind {
     Example,
@@ -22,16 +22,20 @@ pub enum LineKind {
 }
 
 impl LineKind {
-    /// Decides from the first record. A typo in it must not silently switch
-    /// the whole file to the other kind, so a line that names a `declaration`
-    /// key is an example even when it does not parse.
-    fn detect(text: &str) -> LineKind {
-        if serde_json::from_str::<pb::TrainingExample>(text).is_ok()
-            || text.contains("\"declaration\"")
+    /// Decides from a record, when it can tell. A typo must not silently
+    /// switch the whole file to the other kind, so a line that names a
+    /// `declaration` key is an example even when it does not parse; a line
+    /// that names neither that nor a declaration id (garbage) decides
+    /// nothing, and the next line is asked.
+    fn detect(text: &str) -> Option<LineKind> {
+        if text.contains("\"declaration\"")
+            || serde_json::from_str::<pb::TrainingExample>(text).is_ok()
         {
-            LineKind::Example
+            Some(LineKind::Example)
+        } else if text.contains("\"declarationId\"") || text.contains("\"declaration_id\"") {
+            Some(LineKind::Declaration)
         } else {
-            LineKind::Declaration
+            None
         }
     }
 }
@@ -118,7 +122,14 @@ impl<R: BufRead> Iterator for JsonlFramer<R> {
             if text.is_empty() {
                 continue;
             }
-            let kind = *self.kind.get_or_insert_with(|| LineKind::detect(&text));
+            let kind = match self.kind {
+                Some(kind) => kind,
+                None => match LineKind::detect(&text) {
+                    Some(kind) => *self.kind.insert(kind),
+                    // Undecided: this line fails to parse as either.
+                    None => LineKind::Declaration,
+                },
+            };
             return Some(Ok(RawRecord::Json {
                 line: self.line,
                 text,
