@@ -138,6 +138,37 @@ async fn every_series_is_there_from_the_start_and_calls_are_counted_by_method_an
     ] {
         assert_eq!(value(&after, series), Some(expected), "{series}:\n{after}");
     }
+    // Unary calls are timed like streamed declarations.
+    assert_eq!(
+        value(&after, "parcel_risk_scoring_seconds_count"),
+        Some(1.0),
+        "{after}"
+    );
+    // Every series the shipped Grafana dashboard reads is exported.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut read = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("parcel_risk_"))
+            {
+                read += 1;
+                let series = name.strip_suffix("_bucket").unwrap_or(name);
+                assert!(
+                    after.contains(&format!("\n{series}")),
+                    "the dashboard reads {name}, which /metrics does not show"
+                );
+            }
+        }
+    }
+    assert!(read >= 15, "{read}");
     child.kill().unwrap();
     child.wait().unwrap();
     // The client's conflict is not the server's error.

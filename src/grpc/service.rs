@@ -340,10 +340,17 @@ impl pb::risk_service_server::RiskService for RiskService {
         let declaration = declaration.ok_or(ServiceError::Missing("declaration"))?;
         let state = self.state.clone();
         let assessment = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             within_size(&declaration, &state)?;
             let d = declaration_from_pb(declaration, state.reference())?;
             let scorer = state.scorer();
-            Ok::<_, ServiceError>(state.score(&scorer, &d))
+            let assessment = state.score(&scorer, &d);
+            // Validation and scoring, as the stream measures it.
+            state
+                .meters()
+                .latency
+                .record(started.elapsed().as_secs_f64());
+            Ok::<_, ServiceError>(assessment)
         })
         .await
         .map_err(ServiceError::from)?
