@@ -178,23 +178,7 @@ fn bad_csv_rows_are_reported_by_line_and_the_rest_is_read() {
         .iter()
         .position(|c| *c == "gross_mass_g")
         .unwrap();
-    let mut cells = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(lines[row].as_bytes())
-        .records()
-        .next()
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-    cells[mass_col] = "12kg".into();
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(&cells).unwrap();
-    lines[row] = String::from_utf8(w.into_inner().unwrap())
-        .unwrap()
-        .trim_end()
-        .to_owned();
+    lines[row] = with_cell(&lines[row], mass_col, "12kg");
     let records = read_all(lines.join("\n").as_bytes(), Format::Csv);
     assert_eq!(records.len(), 6);
     let bad: Vec<&RecordError> = records.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -234,14 +218,40 @@ fn csv_extra_columns_become_attributes() {
     ));
 }
 
-#[test]
-fn csv_rows_of_one_declaration_must_agree() {
-    let examples = generated(30, 5);
-    let multi = examples
-        .iter()
+/// A generated declaration with two items or more.
+fn multi_item_example() -> TrainingExample {
+    generated(30, 5)
+        .into_iter()
         .find(|e| e.declaration.items.len() >= 2)
         .unwrap()
-        .clone();
+}
+
+/// `line` (one CSV row) with its cell `column` set to `value`, ended by nothing.
+fn with_cell(line: &str, column: usize, value: &str) -> String {
+    let mut cells: Vec<String> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes())
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    cells[column] = value.into();
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(&cells).unwrap();
+    String::from_utf8(w.into_inner().unwrap())
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn csv_rows_of_one_declaration_must_agree() {
+    let multi = multi_item_example();
     let text = String::from_utf8(write_all(&[multi], Format::Csv)).unwrap();
     let tampered = text.replacen(",H7,", ",H6,", 2).replacen(",H6,", ",H7,", 1);
     let records = read_all(tampered.as_bytes(), Format::Csv);
@@ -379,12 +389,7 @@ fn parquet_with_typed_columns_from_other_tools_reads() {
 
 #[test]
 fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
-    let examples = generated(30, 5);
-    let multi = examples
-        .iter()
-        .find(|e| e.declaration.items.len() >= 2)
-        .unwrap()
-        .clone();
+    let multi = multi_item_example();
     let id = multi.declaration.declaration_id.clone();
     let text = String::from_utf8(write_all(&[multi], Format::Csv)).unwrap();
     let hs6_col = parcel_risk::io::csv::COLUMNS
@@ -393,25 +398,7 @@ fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
         .unwrap();
     // Windows line ends, and the second item (file line 3) gets a bad code.
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut cells: Vec<String> = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(lines[2].as_bytes())
-        .records()
-        .next()
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    cells[hs6_col] = "12".into();
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    w.write_record(&cells).unwrap();
-    lines[2] = String::from_utf8(w.into_inner().unwrap())
-        .unwrap()
-        .trim_end()
-        .to_owned();
+    lines[2] = with_cell(&lines[2], hs6_col, "12");
     let crlf = lines.join("\r\n") + "\r\n";
     let records = read_all(crlf.as_bytes(), Format::Csv);
     let err = records[0].as_ref().unwrap_err();

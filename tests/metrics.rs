@@ -3,19 +3,13 @@
 
 use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::full_declaration;
+use crate::common::{full_declaration, get_metrics};
 use crate::security::spawn_binary;
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = get_metrics(&mut stream).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::common::{full_declaration, trained};
+use crate::common::{full_declaration, get_metrics, trained};
 
 /// A test CA and what it signs, as PEM files in a temporary folder.
 pub(crate) struct Pki {
@@ -797,7 +797,6 @@ async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_endpoint_serves_with_the_service_certificate() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls;
     let pki = Pki::new("test CA");
     let files = tls_files(&pki, false);
@@ -862,11 +861,7 @@ async fn the_metrics_endpoint_serves_with_the_service_certificate() {
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
-    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    let _ = tls.read_to_string(&mut response).await;
+    let response = get_metrics(&mut tls).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
         response.contains("parcel_risk_declarations_scored_total"),
@@ -875,13 +870,7 @@ async fn the_metrics_endpoint_serves_with_the_service_certificate() {
 
     // Plaintext on the metrics port gets no metrics.
     let mut plain = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
-    plain
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = plain.read_to_end(&mut answer).await;
-    assert!(!String::from_utf8_lossy(&answer).contains("parcel_risk_"));
+    assert!(!get_metrics(&mut plain).await.contains("parcel_risk_"));
     child.kill().unwrap();
     child.wait().unwrap();
 }

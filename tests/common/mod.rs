@@ -204,3 +204,19 @@ pub fn full_example(id: &str) -> pb::TrainingExample {
         }),
     }
 }
+
+/// `GET /metrics` over `stream` (plaintext or TLS), the whole answer.
+pub async fn get_metrics<S>(stream: &mut S) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // A server that closes without a TLS close_notify still gave its answer.
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
