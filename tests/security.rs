@@ -690,7 +690,7 @@ async fn tokens_reload_on_sighup_and_never_reach_the_log() {
 }
 
 #[test]
-fn plaintext_off_loopback_needs_insecure() {
+fn off_loopback_plaintext_or_no_credentials_need_insecure() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
         .args([
@@ -707,6 +707,29 @@ fn plaintext_off_loopback_needs_insecure() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--insecure"), "{stderr}");
+    // TLS without any credential asked is refused off loopback too: anyone
+    // reaching the port could report labels.
+    let pki = Pki::new("test CA");
+    let (cert, key) = pki.server();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
+        .args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--metrics-addr",
+            "off",
+            "--tls-cert",
+        ])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("require credentials there"), "{stderr}");
 }
 
 /// Whether Python with grpcio and grpcio-tools is here. CI installs them

@@ -113,12 +113,20 @@ impl SecurityArgs {
             }),
             _ => None,
         };
-        if tls.is_none() && !bound.ip().is_loopback() {
+        if !bound.ip().is_loopback() {
             anyhow::ensure!(
-                self.insecure,
+                tls.is_some() || self.insecure,
                 "{bound} is not a loopback address: serve TLS there (--tls-cert, --tls-key) or pass --insecure to serve plaintext"
             );
-            tracing::warn!(%bound, "serving plaintext off loopback (--insecure): tokens and declarations cross the network in clear");
+            // Reachable from the network with no credentials asked, anyone
+            // could report (and so train on) inspection results.
+            anyhow::ensure!(
+                self.auth_tokens.is_some() || self.tls_client_ca.is_some() || self.insecure,
+                "{bound} is not a loopback address: require credentials there (--auth-tokens, --tls-client-ca) or pass --insecure to let every caller score and report"
+            );
+            if tls.is_none() {
+                tracing::warn!(%bound, "serving plaintext off loopback (--insecure): tokens and declarations cross the network in clear");
+            }
         }
         let security = Security::load(tls, self.auth_tokens.clone())?;
         let policy = security.policy();
