@@ -5,7 +5,7 @@ use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
 
 use crate::common::{full_declaration, get_metrics};
-use crate::security::spawn_binary;
+use crate::security::{metrics_addr, spawn_binary};
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -47,15 +47,7 @@ async fn every_series_is_there_from_the_start_and_calls_are_counted_by_method_an
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    let metrics_addr: std::net::SocketAddr = {
-        let log = log.lock().unwrap();
-        let line = log
-            .lines()
-            .find(|l| l.contains("metrics on /metrics"))
-            .unwrap();
-        let addr = line.split("addr=").nth(1).unwrap();
-        addr.split_whitespace().next().unwrap().parse().unwrap()
-    };
+    let metrics_addr = metrics_addr(&log.lock().unwrap());
     let fresh = scrape(metrics_addr).await;
     for series in [
         "parcel_risk_rpc_total{method=\"RiskService/ScoreDeclarations\",code=\"OK\"} 0",

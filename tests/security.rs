@@ -582,6 +582,22 @@ async fn a_random_claim_stands_only_for_a_random_pick_and_quotas_bite() {
     assert!(quota.message().contains("quota"), "{}", quota.message());
 }
 
+/// The `addr=` of the first log line that says `what`.
+pub(crate) fn logged_addr(log: &str, what: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    line.split("addr=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Where the binary serves `/metrics`, from its log.
+pub(crate) fn metrics_addr(log: &str) -> SocketAddr {
+    logged_addr(log, "metrics on /metrics").expect("the metrics address is logged")
+}
+
 /// Runs the binary with `args`, returns it, its address and its log so far
 /// (the log keeps filling in the background).
 pub(crate) fn spawn_binary(
@@ -605,11 +621,8 @@ pub(crate) fn spawn_binary(
             .lines()
             .map_while(Result::ok)
         {
-            if !sent
-                && line.contains("serving parcelrisk")
-                && let Some(rest) = line.split("addr=").nth(1)
-            {
-                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+            if !sent && let Some(addr) = logged_addr(&line, "serving parcelrisk") {
+                let _ = tx.send(addr.to_string());
                 sent = true;
             }
             let mut log = sink.lock().unwrap();
@@ -837,21 +850,7 @@ async fn the_metrics_endpoint_serves_with_the_service_certificate() {
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    let metrics_addr: SocketAddr = {
-        let log = log.lock().unwrap();
-        let line = log
-            .lines()
-            .find(|l| l.contains("metrics on /metrics"))
-            .expect("the metrics address is logged");
-        line.split("addr=")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let metrics_addr = metrics_addr(&log.lock().unwrap());
     // One scored call, so that the counters have something to say.
     let channel = tls_channel(addr.parse().unwrap(), &pki.ca_pem(), None)
         .await
