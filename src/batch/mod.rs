@@ -255,11 +255,11 @@ pub fn run(
     })
 }
 
-/// Stage 1: cuts records and sends them a batch at a time.
 /// A batch of records as cut, or the error that ended reading; with the
 /// input bytes read when it was cut.
 type RawBatch = (Result<Vec<RawRecord>, IoError>, u64);
 
+/// Stage 1: cuts records and sends them a batch at a time.
 fn read_batches(
     framer: Framer<Input>,
     batch_records: usize,

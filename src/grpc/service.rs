@@ -505,7 +505,6 @@ impl pb::risk_service_server::RiskService for RiskService {
     }
 }
 
-/// Puts a result's field paths under where it sits in the request.
 /// Counts accepted results, new and duplicate; returns the new ones.
 fn count_recorded(recorded: &[Recorded]) -> usize {
     let new = recorded.iter().filter(|r| **r == Recorded::New).count();
@@ -534,6 +533,7 @@ fn reporter<T>(request: &Request<T>) -> Reporter {
     }
 }
 
+/// Puts a result's field paths under where it sits in the request.
 fn prefixed(mut err: ValidationError, prefix: &str) -> ValidationError {
     for v in &mut err.violations {
         v.field = format!("{prefix}{}", v.field);
