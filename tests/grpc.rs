@@ -8,7 +8,7 @@ use parcel_risk::grpc::{ServerConfig, ServiceState, serve};
 use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
 use parcel_risk::pb::score_declarations_response::Outcome;
-use parcel_risk::scoring::PriorityConfig;
+use parcel_risk::scoring::{PriorityConfig, PriorityParams};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -806,10 +806,12 @@ async fn a_plan_fills_capacity_by_priority_with_random_picks_and_reasons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_assessments_carry_a_channel_and_red_ones_say_why() {
-    let priority = PriorityConfig {
+    let priority = PriorityParams {
         red_share: 0.03,
-        ..PriorityConfig::default()
-    };
+        ..PriorityParams::default()
+    }
+    .check()
+    .unwrap();
     let server = TestServer::start_with(ServerConfig::default(), priority).await;
     let mut client = server.client().await;
     let requests: Vec<pb::ScoreDeclarationsRequest> = traffic_declarations(2000)

@@ -7,7 +7,7 @@ use parcel_risk::domain::ReferenceData;
 use parcel_risk::grpc::{ServerConfig, ServiceState};
 use parcel_risk::pb;
 use parcel_risk::pb::score_declarations_response::Outcome;
-use parcel_risk::scoring::PriorityConfig;
+use parcel_risk::scoring::{PriorityConfig, PriorityParams};
 use parcel_risk::store::{self, Store};
 use tokio_stream::StreamExt;
 
@@ -100,10 +100,14 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
     let dir = tempfile::tempdir().unwrap();
     // Every declaration is a random compliance pick, so each is routed and
     // recorded (risk picks wait for the allocator's warm-up).
-    let priority = PriorityConfig {
+    let priority = PriorityParams {
         compliance_share: 1.0,
-        ..PriorityConfig::default()
-    };
+        red_share: 1.0,
+        yellow_share: 0.0,
+        ..PriorityParams::default()
+    }
+    .check()
+    .unwrap();
     let state = state_with_store(dir.path(), priority);
     let server = TestServer::start_state(state, ServerConfig::default()).await;
     let mut client = server.client().await;

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::domain::{Limits, ReferenceData};
 use crate::grpc::{ServerConfig, ServiceState, serve_secured, shutdown_signal};
+use crate::scoring::priority;
 use crate::security::{Security, ServerTls, TlsFiles};
 use crate::store::Store;
 
@@ -158,22 +159,26 @@ impl SecurityArgs {
 /// Inspection capacity and exploration (shared by `serve` and `simulate`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChannelArgs {
-    /// RED (physical control) capacity per day; overrides --red-share with
-    /// capacity / observed daily volume.
+    /// RED (physical control) capacity per calendar day; overrides
+    /// --red-share: RED per day holds at it whatever the volume.
     #[arg(long, env = "PARCEL_RISK_RED_PER_DAY")]
     pub red_per_day: Option<f64>,
-    /// RED share of traffic when no capacity per day is given.
-    #[arg(long, default_value_t = 0.001, env = "PARCEL_RISK_RED_SHARE")]
+    /// RED share of each day's traffic when no capacity per day is given.
+    #[arg(long, default_value_t = priority::DEFAULT_RED_SHARE, env = "PARCEL_RISK_RED_SHARE")]
     pub red_share: f64,
     /// YELLOW (documentary check) share of traffic.
-    #[arg(long, default_value_t = 0.004, env = "PARCEL_RISK_YELLOW_SHARE")]
+    #[arg(long, default_value_t = priority::DEFAULT_YELLOW_SHARE, env = "PARCEL_RISK_YELLOW_SHARE")]
     pub yellow_share: f64,
     /// Share of RED capacity picked at random among the rest.
-    #[arg(long, default_value_t = 0.10, env = "PARCEL_RISK_EXPLORATION_SHARE")]
+    #[arg(long, default_value_t = priority::DEFAULT_EXPLORATION_SHARE, env = "PARCEL_RISK_EXPLORATION_SHARE")]
     pub exploration_share: f64,
-    /// Uniform random compliance sample of all traffic.
-    #[arg(long, default_value_t = 0.0002, env = "PARCEL_RISK_COMPLIANCE_SHARE")]
+    /// Uniform random compliance sample of all traffic (inside RED capacity).
+    #[arg(long, default_value_t = priority::DEFAULT_COMPLIANCE_SHARE, env = "PARCEL_RISK_COMPLIANCE_SHARE")]
     pub compliance_share: f64,
+    /// Time zone of the calendar day RED capacity is counted in (IANA
+    /// name, e.g. Europe/Brussels), by lodging time.
+    #[arg(long, default_value = priority::DEFAULT_TIME_ZONE, value_parser = priority::parse_time_zone, env = "PARCEL_RISK_TIME_ZONE")]
+    pub time_zone: chrono_tz::Tz,
     /// Secret that keys the random picks (keep it out of logs and shells' history).
     #[arg(
         long,
@@ -188,11 +193,11 @@ pub struct ChannelArgs {
     /// 6404=2, 4202=2, 9102=2 (footwear, bags, watches: branded goods).
     #[arg(
         long = "category-weight",
-        value_parser = parse_category_weight,
+        value_parser = clap::value_parser!(priority::CategoryWeight),
         value_delimiter = ',',
         env = "PARCEL_RISK_CATEGORY_WEIGHTS"
     )]
-    pub category_weights: Vec<crate::scoring::priority::CategoryWeight>,
+    pub category_weights: Vec<priority::CategoryWeight>,
     /// No category weights at all: priority is risk × revenue only.
     #[arg(long, conflicts_with = "category_weights")]
     pub no_category_weights: bool,
@@ -205,42 +210,10 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses `9503=5`: an HS prefix of 2 to 6 digits and a non-negative EUR weight.
-fn parse_category_weight(s: &str) -> Result<crate::scoring::priority::CategoryWeight, String> {
-    let (prefix, eur) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not HS-PREFIX=EUR (e.g. 9503=5)"))?;
-    let prefix = prefix.trim();
-    if !(2..=6).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{prefix:?} is not an HS prefix of 2 to 6 digits"));
-    }
-    let eur: f64 = eur
-        .trim()
-        .parse()
-        .map_err(|_| format!("{eur:?} is not a number of EUR"))?;
-    if !eur.is_finite() || eur < 0.0 {
-        return Err(format!("weight {eur} must be a non-negative number of EUR"));
-    }
-    Ok(crate::scoring::priority::CategoryWeight {
-        hs_prefix: prefix.to_owned(),
-        eur,
-    })
-}
-
 impl ChannelArgs {
-    pub fn config(&self) -> anyhow::Result<crate::scoring::PriorityConfig> {
-        for (name, v) in [
-            ("--red-share", self.red_share),
-            ("--yellow-share", self.yellow_share),
-            ("--exploration-share", self.exploration_share),
-            ("--compliance-share", self.compliance_share),
-        ] {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&v),
-                "{name} must be within 0..=1, got {v}"
-            );
-        }
-        Ok(crate::scoring::PriorityConfig {
+    /// The checked settings; the library says what makes no sense.
+    pub fn config(&self) -> anyhow::Result<priority::PriorityConfig> {
+        Ok(priority::PriorityParams {
             red_per_day: self.red_per_day,
             red_share: self.red_share,
             yellow_share: self.yellow_share,
@@ -249,10 +222,12 @@ impl ChannelArgs {
             secret_seed: self.selection_secret,
             category_weights: match (self.no_category_weights, self.category_weights.is_empty()) {
                 (true, _) => Vec::new(),
-                (false, true) => crate::scoring::PriorityConfig::default().category_weights,
+                (false, true) => priority::PriorityParams::default().category_weights,
                 (false, false) => self.category_weights.clone(),
             },
-        })
+            time_zone: self.time_zone,
+        }
+        .check()?)
     }
 }
 
@@ -509,24 +484,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn category_weights_parse_and_bad_ones_are_refused() {
-        let w = parse_category_weight("9503=5").unwrap();
-        assert_eq!((w.hs_prefix.as_str(), w.eur), ("9503", 5.0));
-        assert_eq!(parse_category_weight(" 85 = 2.5").unwrap().eur, 2.5);
-        for bad in [
-            "9503",
-            "9=1",
-            "1234567=1",
-            "95a3=1",
-            "9503=-1",
-            "9503=abc",
-            "9503=inf",
-        ] {
-            assert!(parse_category_weight(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn category_weight_flags_replace_the_defaults() {
         use clap::Parser;
         #[derive(Parser)]
@@ -540,6 +497,7 @@ mod tests {
                 .config()
                 .unwrap()
                 .category_weights
+                .clone()
         };
         assert_eq!(
             config(&[]),
@@ -549,5 +507,38 @@ mod tests {
         assert_eq!(custom.len(), 2);
         assert_eq!(custom[0].eur, 7.0);
         assert!(config(&["--no-category-weights"]).is_empty());
+    }
+
+    #[test]
+    fn channel_flags_that_make_no_sense_are_refused_by_the_library() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            channels: ChannelArgs,
+        }
+        let config = |argv: &[&str]| {
+            Args::try_parse_from(std::iter::once("x").chain(argv.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|a| a.channels.config().map_err(|e| e.to_string()))
+        };
+        assert_eq!(config(&[]).unwrap(), priority::PriorityConfig::default());
+        assert!(
+            config(&["--exploration-share", "1.5"])
+                .unwrap_err()
+                .contains("exploration share")
+        );
+        assert!(
+            config(&["--red-per-day", "-3"])
+                .unwrap_err()
+                .contains("red per day")
+        );
+        assert!(
+            config(&["--time-zone", "Mars/Olympus"])
+                .unwrap_err()
+                .contains("time zone")
+        );
+        let brussels = config(&["--time-zone", "Europe/Brussels"]).unwrap();
+        assert_eq!(brussels.time_zone, chrono_tz::Europe::Brussels);
     }
 }

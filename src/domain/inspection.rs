@@ -20,9 +20,36 @@ pub enum SelectionReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {
     Green,
+    /// Post-clearance audit: an inspection result may report one, but the
+    /// service never routes a declaration there (it decides at clearance).
     Blue,
     Yellow,
     Red,
+}
+
+impl Channel {
+    /// The channels the service routes to, in order of severity.
+    pub const ROUTED: [Channel; 3] = [Channel::Green, Channel::Yellow, Channel::Red];
+
+    /// Stable lower-case name for metrics labels and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Green => "green",
+            Channel::Blue => "blue",
+            Channel::Yellow => "yellow",
+            Channel::Red => "red",
+        }
+    }
+
+    /// Position in [`Channel::ROUTED`]; BLUE, never routed, has none.
+    pub fn routed_index(self) -> Option<usize> {
+        match self {
+            Channel::Green => Some(0),
+            Channel::Yellow => Some(1),
+            Channel::Red => Some(2),
+            Channel::Blue => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -18,7 +18,7 @@ use crate::features::window::{SplitSignal, SplitWindow};
 use crate::features::{ItemSignals, Signals};
 use crate::model::{ModelArtifact, Target};
 
-pub use priority::{CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig};
+pub use priority::{CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig, PriorityParams};
 pub use reasons::{Reason, ReasonCategory};
 
 /// The model's view of one goods item.
