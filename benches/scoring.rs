@@ -23,7 +23,7 @@ use parcel_risk::features::window::SplitSignal;
 use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::model::train::{TrainParams, train};
 use parcel_risk::model::{ClassifierKind, ModelArtifact, Target};
-use parcel_risk::scoring::{Scorer, Session};
+use parcel_risk::scoring::{PriorityConfig, Router, Scorer};
 
 const ROUNDS: usize = 31;
 const PER_ROUND: usize = 2_000;
@@ -108,11 +108,12 @@ fn main() {
             black_box(scorer.score(&examples[i % n].declaration, SplitSignal::default()));
         }),
     );
-    let mut session = Session::new(Scorer::new(model.clone()));
+    let router = Router::new(model.clone(), PriorityConfig::default());
+    let routed = router.scorer();
     summary(
-        "score with split window (Session)",
+        "score with split window (Router::assess)",
         rounds(|i| {
-            black_box(session.score(&examples[i % n].declaration));
+            black_box(router.assess(&routed, &examples[i % n].declaration));
         }),
     );
     if std::env::var("PARCEL_RISK_BENCH_LEARNERS").as_deref() != Ok("0") {

@@ -18,7 +18,7 @@ use crate::domain::{RateTable, SelectionReason, TrainingExample};
 use crate::features::history::{PartyKeys, fnv1a};
 use crate::model::metrics::{auc, precision_at, ranking, recall_at, revenue_at};
 use crate::model::{ModelArtifact, Target};
-use crate::scoring::{Scorer, Session};
+use crate::scoring::{PriorityConfig, Router};
 
 /// The shares of traffic at which the top of each ranking is measured.
 pub const SHARES: [f64; 4] = [0.01, 0.02, 0.05, 0.10];
@@ -133,6 +133,17 @@ fn evaded_eur(example: &TrainingExample, rates: &RateTable, regime: &Regime) -> 
     .max(0.0)
 }
 
+/// The riskiest-parties rule: the highest past fraud rate among the
+/// declaration's seller, delivery address and IOSS number.
+fn riskiest_party_rate(model: &ModelArtifact, d: &crate::domain::Declaration) -> f64 {
+    let keys = PartyKeys::of(d);
+    let h = &model.history;
+    h.exporter(&keys)
+        .fraud_rate
+        .max(h.address(&keys).fraud_rate)
+        .max(h.ioss(&keys).fraud_rate)
+}
+
 /// Evaluates `model` on the examples lodged in `[from, until)`. Examples
 /// before `from` still pass through the split window, as live traffic would.
 pub fn evaluate(
@@ -145,7 +156,8 @@ pub fn evaluate(
     let rates = RateTable::built_in();
     let regime = Regime::built_in();
     let model_version = model.model_version.clone();
-    let mut session = Session::new(Scorer::new(model.clone()));
+    let router = Router::new(model.clone(), PriorityConfig::default());
+    let scorer = router.scorer();
     let in_window = |e: &TrainingExample| {
         from.is_none_or(|f| e.declaration.lodged_at >= f)
             && until.is_none_or(|u| e.declaration.lodged_at < u)
@@ -174,7 +186,7 @@ pub fn evaluate(
     let mut positives: Vec<[bool; 3]> = Vec::new();
     let mut revenue = Vec::new();
     for e in &examples {
-        let assessment = session.score(&e.declaration);
+        let assessment = router.assess(&scorer, &e.declaration);
         if !in_window(e) {
             continue;
         }
@@ -204,14 +216,7 @@ pub fn evaluate(
         ]);
         priority.push(assessment.priority_value);
         declared_value.push(assessment.declared_value_eur_cents as f64);
-        let party_keys = PartyKeys::of(&e.declaration);
-        let h = &model.history;
-        party_rate.push(
-            h.exporter(&party_keys)
-                .fraud_rate
-                .max(h.address(&party_keys).fraud_rate)
-                .max(h.ioss(&party_keys).fraud_rate),
-        );
+        party_rate.push(riskiest_party_rate(&model, &e.declaration));
         keys.push(fnv1a(&[&e.declaration.declaration_id]));
         positives.push(label);
         revenue.push(evaded_eur(e, rates, regime));
@@ -340,52 +345,83 @@ pub struct SimulationReport {
     pub model_version: String,
     pub declarations: usize,
     pub red_share: f64,
+    /// RED capacity per day, when one was set.
+    pub red_per_day_target: Option<f64>,
     pub random_picks: usize,
     pub strategies: Vec<StrategyResult>,
+    /// RED per calendar day (lodging time, in the configured time zone).
+    pub days: Vec<DayCount>,
+    /// The declarations parcel-risk sent RED, in stream order.
+    pub red_ids: Vec<String>,
 }
 
-/// Streams the window through the channel allocator as the service would
-/// (scores, priorities, streaming cut-offs, random picks) and compares its
-/// RED selection with random selection and the highest declared values at
-/// the same count.
+/// Streams the traffic through a [`Router`] as the service would (windows,
+/// scores, priorities, daily capacity, random picks) and compares its RED
+/// selection with random selection, the highest declared values and the
+/// riskiest parties at the same count.
 pub fn simulate(
     model: Arc<ModelArtifact>,
     mut examples: Vec<TrainingExample>,
-    priority: crate::scoring::PriorityConfig,
+    priority: PriorityConfig,
     from: Option<DateTime<Utc>>,
 ) -> Result<SimulationReport, EvalError> {
     use crate::domain::Channel;
-    use crate::scoring::ChannelAllocator;
     crate::model::train::sort_by_time(&mut examples);
     let rates = RateTable::built_in();
     let regime = Regime::built_in();
     let red_share = priority.red_share;
-    let mut session = Session::new(Scorer::with_priority(model.clone(), priority.clone()));
-    let mut allocator = ChannelAllocator::new(priority.clone(), 100_000.0);
+    let red_per_day_target = priority.red_per_day;
+    let time_zone = priority.time_zone;
+    let router = Router::new(model.clone(), priority);
+    let scorer = router.scorer();
     let mut selected = Vec::new();
     let mut random_picks = 0;
     let mut truth: Vec<[bool; 3]> = Vec::new();
     let mut revenue = Vec::new();
     let mut declared = Vec::new();
+    let mut party_rate = Vec::new();
     let mut keys = Vec::new();
+    let mut days: Vec<DayCount> = Vec::new();
+    let mut red_ids = Vec::new();
     for e in &examples {
-        let a = session.score(&e.declaration);
-        let d = allocator.decide(
-            &e.declaration.declaration_id,
-            e.declaration.lodged_at,
-            a.priority_value,
-        );
+        let a = router
+            .score_all(&scorer, std::slice::from_ref(&e.declaration), |_| ())
+            .pop()
+            .ok_or(EvalError::Empty)?;
+        let Some(route) = a.route else {
+            continue;
+        };
         if from.is_some_and(|f| e.declaration.lodged_at < f) {
             continue;
+        }
+        let red = route.channel == Channel::Red;
+        if red {
+            red_ids.push(a.declaration_id.clone());
+        }
+        let date = e
+            .declaration
+            .lodged_at
+            .with_timezone(&time_zone)
+            .date_naive();
+        match days.last_mut() {
+            Some(day) if day.date == date => {
+                day.declarations += 1;
+                day.red += u64::from(red);
+            }
+            _ => days.push(DayCount {
+                date,
+                declarations: 1,
+                red: u64::from(red),
+            }),
         }
         let t = e.truth.as_ref().ok_or(EvalError::NoLabels)?;
         truth.push(Target::ALL.map(|target| target.truth(t)));
         revenue.push(evaded_eur(e, rates, regime));
         declared.push(a.declared_value_eur_cents as f64);
+        party_rate.push(riskiest_party_rate(&model, &e.declaration));
         keys.push(fnv1a(&[&e.declaration.declaration_id]));
-        let red = d.channel == Channel::Red;
         selected.push(red);
-        random_picks += usize::from(red && d.selection_reason == SelectionReason::Random);
+        random_picks += usize::from(red && route.selection_reason == SelectionReason::Random);
     }
     if truth.is_empty() {
         return Err(EvalError::Empty);
@@ -444,21 +480,37 @@ pub fn simulate(
         model_version: model.model_version.clone(),
         declarations: truth.len(),
         red_share,
+        red_per_day_target,
         random_picks,
         strategies: vec![
             measure("parcel-risk channels (RED)", &selected),
             measure("random", &top(&random)),
             measure("highest declared value", &top(&declared)),
+            measure("riskiest parties (past fraud rate)", &top(&party_rate)),
         ],
+        days,
+        red_ids,
     })
+}
+
+/// Declarations and RED decisions of one calendar day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayCount {
+    pub date: chrono::NaiveDate,
+    pub declarations: u64,
+    pub red: u64,
 }
 
 impl fmt::Display for SimulationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match self.red_per_day_target {
+            Some(n) => format!("RED capacity {n} per day"),
+            None => format!("RED share target {:.4}", self.red_share),
+        };
         writeln!(
             f,
-            "model {} on {} declarations; RED share target {:.4}; {} of the RED picks random",
-            self.model_version, self.declarations, self.red_share, self.random_picks
+            "model {} on {} declarations; {target}; {} of the RED picks random",
+            self.model_version, self.declarations, self.random_picks
         )?;
         writeln!(
             f,
@@ -476,6 +528,18 @@ impl fmt::Display for SimulationReport {
                 s.caught[1],
                 s.caught[2],
                 s.revenue
+            )?;
+        }
+        writeln!(f, "\n| day | declarations | RED | RED share |")?;
+        writeln!(f, "|---|---|---|---|")?;
+        for d in &self.days {
+            writeln!(
+                f,
+                "| {} | {} | {} | {:.4} |",
+                d.date,
+                d.declarations,
+                d.red,
+                d.red as f64 / d.declarations.max(1) as f64
             )?;
         }
         Ok(())

@@ -26,7 +26,7 @@ impl TestServer {
         Self::start_with(config, PriorityConfig::default()).await
     }
 
-    async fn start_with(config: ServerConfig, priority: PriorityConfig) -> TestServer {
+    pub async fn start_with(config: ServerConfig, priority: PriorityConfig) -> TestServer {
         let (model, _) = trained();
         let state = Arc::new(ServiceState::with_priority(
             (**model).clone(),

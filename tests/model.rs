@@ -11,7 +11,7 @@ use parcel_risk::model::artifact::{ArtifactError, MODEL_FILE};
 use parcel_risk::model::train::{replay, sort_by_time};
 use parcel_risk::model::{ClassifierKind, ModelArtifact};
 use parcel_risk::pb;
-use parcel_risk::scoring::{Scorer, Session};
+use parcel_risk::scoring::{PriorityConfig, Router, Scorer};
 
 use crate::common::full_example;
 
@@ -45,10 +45,14 @@ fn artifact_round_trip_gives_identical_scores() {
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
     let loaded = Arc::new(ModelArtifact::load(dir.path()).unwrap());
-    let mut before = Session::new(Scorer::new(model.clone()));
-    let mut after = Session::new(Scorer::new(loaded));
+    let before = Router::new(model.clone(), PriorityConfig::default());
+    let after = Router::new(loaded, PriorityConfig::default());
+    let (b, a) = (before.scorer(), after.scorer());
     for e in examples.iter().take(500) {
-        assert_eq!(before.score(&e.declaration), after.score(&e.declaration));
+        assert_eq!(
+            before.assess(&b, &e.declaration),
+            after.assess(&a, &e.declaration)
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use parcel_risk::domain::ReferenceData;
 use parcel_risk::io::jsonl::JsonlWriter;
 use parcel_risk::io::{Format, RecordError, open_framer};
 use parcel_risk::pb;
-use parcel_risk::scoring::{CHANNEL_HALF_LIFE, ChannelAllocator, PriorityConfig, Scorer};
+use parcel_risk::scoring::{PriorityConfig, Router};
 
 use crate::common::trained;
 
@@ -31,8 +31,14 @@ struct Run {
 /// Rescores `input` with the fixture's model into JSON Lines, in small
 /// batches so that records cross batch boundaries.
 fn rescore(input: &Path, format: Option<Format>) -> Run {
+    rescore_with(input, format, PriorityConfig::default())
+}
+
+/// As [`rescore`], under channel settings `priority`.
+fn rescore_with(input: &Path, format: Option<Format>, priority: PriorityConfig) -> Run {
     let out = tempfile::NamedTempFile::new().unwrap();
-    let (rejected_lines, summary) = rescore_into(input, format, out.path(), Format::Jsonl);
+    let (rejected_lines, summary) =
+        rescore_into(input, format, out.path(), Format::Jsonl, priority);
     let assessments = std::fs::read_to_string(out.path())
         .unwrap()
         .lines()
@@ -50,14 +56,14 @@ fn rescore_into(
     format: Option<Format>,
     out: &Path,
     output_format: Format,
+    priority: PriorityConfig,
 ) -> (Vec<u64>, Summary) {
     let (model, _) = trained();
-    let scorer = Scorer::new(model.clone());
+    let router = Router::new(model.clone(), priority);
     let output =
         OutputWriter::new(output_format, Box::new(std::fs::File::create(out).unwrap())).unwrap();
     let work = Work::Score(Box::new(Scoring {
-        scorer: &scorer,
-        allocator: ChannelAllocator::new(PriorityConfig::default(), CHANNEL_HALF_LIFE),
+        router: &router,
         encoder: Encoder::new(output_format, chrono::Utc::now()),
         output,
     }));
@@ -88,7 +94,13 @@ fn the_flat_csv_output_says_what_the_full_json_output_says() {
     let path = write(dir.path(), "in.jsonl", lines.join("\n").as_bytes());
     let full = rescore(&path, None).assessments;
     let csv_path = dir.path().join("out.csv");
-    rescore_into(&path, None, &csv_path, Format::Csv);
+    rescore_into(
+        &path,
+        None,
+        &csv_path,
+        Format::Csv,
+        PriorityConfig::default(),
+    );
     let mut reader = csv::Reader::from_path(&csv_path).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), full.len());
@@ -217,17 +229,34 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rescore_gives_the_same_assessments_as_the_service() {
+async fn the_service_rescore_and_simulate_route_a_stream_alike() {
     use parcel_risk::pb::score_declarations_response::Outcome;
+    use parcel_risk::scoring::PriorityParams;
     use tokio_stream::StreamExt;
-    let lines = declaration_lines(800);
+    // Enough RED and YELLOW to compare (the defaults would give a handful),
+    // in lodging order, as simulate reads them.
+    let priority = PriorityParams {
+        red_share: 0.03,
+        yellow_share: 0.05,
+        ..PriorityParams::default()
+    }
+    .check()
+    .unwrap();
+    let (model, examples) = trained();
+    let mut examples: Vec<_> = examples.iter().take(1500).cloned().collect();
+    parcel_risk::model::train::sort_by_time(&mut examples);
+    let lines: Vec<String> = examples
+        .iter()
+        .map(|e| serde_json::to_string(&pb::Declaration::from(&e.declaration)).unwrap())
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "in.jsonl", lines.join("\n").as_bytes());
-    let batch = tokio::task::spawn_blocking(move || rescore(&path, None))
+    let batch_priority = priority.clone();
+    let batch = tokio::task::spawn_blocking(move || rescore_with(&path, None, batch_priority))
         .await
         .unwrap();
 
-    let server = crate::grpc::TestServer::start(Default::default()).await;
+    let server = crate::grpc::TestServer::start_with(Default::default(), priority.clone()).await;
     let mut client = server.client().await;
     let requests: Vec<pb::ScoreDeclarationsRequest> = lines
         .iter()
@@ -247,12 +276,45 @@ async fn rescore_gives_the_same_assessments_as_the_service() {
         .collect()
         .await;
     assert_eq!(served.len(), batch.assessments.len());
-    for (mut s, mut b) in served.into_iter().zip(batch.assessments) {
+    let channel = |a: &pb::RiskAssessment| a.priority.as_ref().unwrap().channel;
+    let red_of = |assessments: &[pb::RiskAssessment]| -> Vec<String> {
+        assessments
+            .iter()
+            .filter(|a| channel(a) == pb::Channel::Red as i32)
+            .map(|a| a.declaration_id.clone())
+            .collect()
+    };
+    for (mut s, mut b) in served
+        .iter()
+        .cloned()
+        .zip(batch.assessments.iter().cloned())
+    {
         // Only the time of assessment may differ.
         s.assessed_at = None;
         b.assessed_at = None;
         assert_eq!(s, b);
     }
+    let red = red_of(&served);
+    let yellow = served
+        .iter()
+        .filter(|a| channel(a) == pb::Channel::Yellow as i32)
+        .count();
+    assert!(
+        red.len() >= 20 && yellow >= 20,
+        "{} RED, {yellow} YELLOW",
+        red.len()
+    );
+
+    let report = parcel_risk::evaluate::simulate(model.clone(), examples, priority, None).unwrap();
+    let mut simulated = report.red_ids.clone();
+    let mut served_red = red;
+    simulated.sort();
+    served_red.sort();
+    assert_eq!(simulated, served_red, "simulate picks the service's RED");
+    assert_eq!(
+        report.days.iter().map(|d| d.red).sum::<u64>() as usize,
+        served_red.len()
+    );
 }
 
 /// The shipped binary.
@@ -455,11 +517,10 @@ fn progress_stands_where_scoring_is_not_where_reading_is() {
     let input = generate_with_binary(&dir.path().join("in.jsonl"), 4000, &["--declarations-only"]);
     let size = std::fs::metadata(&input).unwrap().len();
     let (model, _) = trained();
-    let scorer = Scorer::new(model.clone());
+    let router = Router::new(model.clone(), PriorityConfig::default());
     let output = OutputWriter::new(Format::Csv, Box::new(std::io::sink())).unwrap();
     let work = Work::Score(Box::new(Scoring {
-        scorer: &scorer,
-        allocator: ChannelAllocator::new(PriorityConfig::default(), CHANNEL_HALF_LIFE),
+        router: &router,
         encoder: Encoder::new(Format::Csv, chrono::Utc::now()),
         output,
     }));

@@ -23,15 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
 use rayon::prelude::*;
 
-use crate::domain::{Channel, Declaration, RateTable, ReferenceData};
-use crate::features::history::PartyKeys;
-use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
+use crate::domain::{Declaration, ReferenceData};
+use crate::features::window::SplitSignal;
 use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
-use crate::scoring::{Assessment, ChannelAllocator, Scorer};
+use crate::scoring::{Assessment, Router, Scorer, WindowInput};
 
 pub use output::{ASSESSMENT_COLUMNS, Encoder, OutputWriter, Part};
 
@@ -63,8 +60,9 @@ pub struct Summary {
     pub records: u64,
     pub scored: u64,
     pub rejected: u64,
-    /// Assessments by channel: green, blue, yellow, red.
-    pub channels: [u64; 4],
+    /// Assessments by channel, in [`crate::domain::Channel::ROUTED`] order
+    /// (green, yellow, red).
+    pub channels: [u64; 3],
     pub elapsed: Duration,
     /// Input bytes read up to the end of the last batch finished (scored
     /// and handed to the writer): where a progress bar stands. Zero when
@@ -118,10 +116,10 @@ pub enum Work<'a> {
     Score(Box<Scoring<'a>>),
 }
 
-/// What scoring needs.
+/// What scoring needs: a router (fresh for a rescoring run, so its windows
+/// and capacity start empty as a fresh service's would).
 pub struct Scoring<'a> {
-    pub scorer: &'a Scorer,
-    pub allocator: ChannelAllocator,
+    pub router: &'a Router,
     pub encoder: Encoder,
     pub output: OutputWriter,
 }
@@ -168,11 +166,11 @@ pub fn run(
             }
             Work::Score(scoring) => {
                 let Scoring {
-                    scorer,
-                    allocator,
+                    router,
                     encoder,
                     output,
                 } = *scoring;
+                let scorer = router.scorer();
                 let (part_tx, part_rx) = mpsc::sync_channel::<Vec<Part>>(QUEUE);
                 let writer = scope.spawn(move || write_parts(output, &part_rx));
                 // The split window runs on its own thread, one batch behind
@@ -182,10 +180,10 @@ pub fn run(
                 // with decoding instead of stopping the pool.
                 let (window_tx, window_rx) = mpsc::sync_channel::<Vec<Decoded>>(1);
                 let (signals_tx, signals_rx) = mpsc::sync_channel::<Observed>(1);
-                let window = scope.spawn(move || observe_batches(&window_rx, &signals_tx));
+                let window = scope.spawn(move || observe_batches(router, &window_rx, &signals_tx));
                 let mut stage = ScoreStage {
-                    scorer,
-                    allocator,
+                    router,
+                    scorer: &scorer,
                     encoder,
                     options,
                 };
@@ -294,22 +292,6 @@ fn read_batches(
 /// derives from it while it is hot in cache (nothing for a decode-only run).
 type Decoded<T = WindowInput> = Result<(u64, Declaration, T), RecordError>;
 
-/// What the split window needs of a declaration: its party keys and declared
-/// value (EUR cents).
-struct WindowInput {
-    keys: PartyKeys,
-    declared_cents: i64,
-}
-
-impl WindowInput {
-    fn of(d: &Declaration, rates: &RateTable) -> Self {
-        Self {
-            keys: PartyKeys::of(d),
-            declared_cents: declared_cents(d, rates),
-        }
-    }
-}
-
 /// One batch of stage 2's first step: decoded and validated in parallel,
 /// `derive` applied to each good declaration, counted, its bad records
 /// reported, the time spent waiting for it and decoding it recorded.
@@ -358,16 +340,19 @@ fn tally<T>(
 /// in order (`None` for a bad record).
 type Observed = (Vec<Decoded>, Vec<Option<SplitSignal>>);
 
-/// The split window's thread: observes each batch's good declarations in
-/// input order (its signals depend on order) and passes the batch on.
-fn observe_batches(rx: &mpsc::Receiver<Vec<Decoded>>, tx: &mpsc::SyncSender<Observed>) {
-    let window = SplitWindow::default();
+/// The windows' thread: observes each batch's good declarations in input
+/// order (their signals depend on order) and passes the batch on.
+fn observe_batches(
+    router: &Router,
+    rx: &mpsc::Receiver<Vec<Decoded>>,
+    tx: &mpsc::SyncSender<Observed>,
+) {
     for decoded in rx {
         let signals = decoded
             .iter()
             .map(|r| {
-                let (_, d, input) = r.as_ref().ok()?;
-                Some(window.observe_parcel(&input.keys, d.lodged_at, input.declared_cents))
+                let (_, _, input) = r.as_ref().ok()?;
+                Some(router.observe(input))
             })
             .collect();
         if tx.send((decoded, signals)).is_err() {
@@ -378,8 +363,8 @@ fn observe_batches(rx: &mpsc::Receiver<Vec<Decoded>>, tx: &mpsc::SyncSender<Obse
 
 /// Stage 2 when scoring: holds the order-dependent state.
 struct ScoreStage<'a> {
+    router: &'a Router,
     scorer: &'a Scorer,
-    allocator: ChannelAllocator,
     encoder: Encoder,
     options: Options,
 }
@@ -392,36 +377,29 @@ impl ScoreStage<'_> {
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
         // Each declaration is scored once and freed by the task that scored
-        // it, while it is in cache; its id moves into the assessment. Only
-        // the lodging time stays behind, for routing.
+        // it, while it is in cache; its id moves into the assessment.
         let scorer = self.scorer;
-        let mut assessments: Vec<(Assessment, DateTime<Utc>)> = decoded
+        let mut assessments: Vec<Assessment> = decoded
             .into_par_iter()
             .zip(splits)
             .with_min_len(self.options.chunk_records)
             .filter_map(|(record, split)| {
                 let ((_, d, input), split) = (record.ok()?, split?);
-                let lodged_at = d.lodged_at;
-                Some((scorer.score_owned(d, &input.keys, split), lodged_at))
+                Some(scorer.score_owned(d, &input.keys, split))
             })
             .collect();
         lap(clock, &mut summary.stages.score);
         // The channel allocator's cut-offs depend on order too.
-        for (assessment, lodged_at) in &mut assessments {
-            let decision = self.allocator.decide(
-                &assessment.declaration_id,
-                *lodged_at,
-                assessment.priority_value,
-            );
-            summary.channels[channel_index(decision.channel)] += 1;
-            assessment.route(decision, 0);
-        }
+        self.router.route(&mut assessments, |decision| {
+            if let Some(i) = decision.channel.routed_index() {
+                summary.channels[i] += 1;
+            }
+        });
         summary.scored += assessments.len() as u64;
         lap(clock, &mut summary.stages.route);
         let encoder = &self.encoder;
         let parts = assessments
             .into_par_iter()
-            .map(|(assessment, _)| assessment)
             .chunks(self.options.chunk_records.max(1))
             .map(|chunk| encoder.encode(chunk))
             .collect::<Result<Vec<Part>, IoError>>()
@@ -446,13 +424,4 @@ fn lap(clock: &mut Instant, total: &mut Duration) {
     let now = Instant::now();
     *total += now - *clock;
     *clock = now;
-}
-
-fn channel_index(c: Channel) -> usize {
-    match c {
-        Channel::Green => 0,
-        Channel::Blue => 1,
-        Channel::Yellow => 2,
-        Channel::Red => 3,
-    }
 }

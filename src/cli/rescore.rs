@@ -15,7 +15,7 @@ use super::serve::ChannelArgs;
 use crate::batch::{self, Encoder, Options, OutputWriter, Scoring, Summary, Work};
 use crate::domain::ReferenceData;
 use crate::io::{Format, RecordError, open_framer};
-use crate::scoring::{CHANNEL_HALF_LIFE, ChannelAllocator, Scorer};
+use crate::scoring::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct RescoreArgs {
@@ -105,7 +105,7 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         let model = super::load_model(args.model.as_deref())?;
         let config = args.channels.config()?;
-        let scorer = Scorer::with_priority(Arc::new(model), config.clone());
+        let router = Router::new(Arc::new(model), config);
         let output_format = args
             .output_format
             .or_else(|| Format::from_path(&args.output))
@@ -118,8 +118,7 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
             })?;
         let output = OutputWriter::new(output_format, create(&args.output)?)?;
         let work = Work::Score(Box::new(Scoring {
-            scorer: &scorer,
-            allocator: ChannelAllocator::new(config, CHANNEL_HALF_LIFE),
+            router: &router,
             encoder: Encoder::new(output_format, chrono::Utc::now()),
             output,
         }));
@@ -243,7 +242,7 @@ fn error_text(e: &RecordError) -> String {
 }
 
 fn describe(s: &Summary, decode_only: bool) -> String {
-    let [green, blue, yellow, red] = s.channels;
+    let [green, yellow, red] = s.channels;
     let memory = crate::telemetry::peak_rss_bytes().map_or_else(
         || "n/a".to_owned(),
         |b| format!("{:.0} MiB", b as f64 / 1048576.0),
@@ -263,7 +262,7 @@ fn describe(s: &Summary, decode_only: bool) -> String {
     );
     if !decode_only {
         text.push_str(&format!(
-            "\nchannels: red {red}, yellow {yellow}, blue {blue}, green {green}"
+            "\nchannels: red {red}, yellow {yellow}, green {green}"
         ));
     }
     let t = &s.stages;

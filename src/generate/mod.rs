@@ -150,6 +150,16 @@ impl Generator {
         self.config.parcels.div_ceil(CHUNK_PARCELS)
     }
 
+    /// Chunk `index` as checked domain examples. Generated records always
+    /// pass validation (tests check it on every chunk they read).
+    pub fn domain_chunk(&self, index: u64) -> Vec<crate::domain::TrainingExample> {
+        self.chunk(index)
+            .0
+            .into_iter()
+            .filter_map(|e| crate::domain::TrainingExample::try_from(e).ok())
+            .collect()
+    }
+
     /// Generates chunk `index` (parcels `index * CHUNK_PARCELS ..`), in order.
     pub fn chunk(&self, index: u64) -> (Vec<pb::TrainingExample>, Stats) {
         let first = index * CHUNK_PARCELS;

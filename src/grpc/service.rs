@@ -270,19 +270,12 @@ fn plan_batch(
     capacity: usize,
 ) -> Vec<pb::PlannedDeclaration> {
     let scorer = state.scorer();
-    let mut assessments = Vec::with_capacity(declarations.len());
     let mut checked = Vec::with_capacity(declarations.len());
     let mut errors = Vec::new();
-    // Split siblings are looked for within the manifest only, so that planning
-    // the same batch twice gives the same plan.
-    let mut window = crate::features::window::SplitWindow::default();
     for declaration in declarations {
         let id = declaration.declaration_id.clone();
         match declaration_from_pb(declaration, state.reference()) {
-            Ok(d) => {
-                assessments.push(state.assess_in(&scorer, &d, &mut window));
-                checked.push(d);
-            }
+            Ok(d) => checked.push(d),
             Err(err) => errors.push(pb::PlannedDeclaration {
                 declaration_id: id,
                 outcome: Some(pb::planned_declaration::Outcome::Error(validation_to_pb(
@@ -291,7 +284,7 @@ fn plan_batch(
             }),
         }
     }
-    let order = crate::scoring::plan::plan(&mut assessments, capacity, scorer.priority_config());
+    let (assessments, order) = state.router().plan(&scorer, &checked, capacity);
     // Planned controls join their results like streamed ones.
     state.record_routed(&checked, &assessments);
     drop(checked);

@@ -1,18 +1,16 @@
-//! What the service shares across connections: the serving model (swappable
-//! without a restart) and the split-consignment window.
+//! What the service shares across connections: the router (serving model,
+//! swappable without a restart; cross-declaration windows; channel
+//! allocator), the store and the metric handles.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwap;
+use std::sync::Arc;
 
 use crate::domain::Channel;
-use crate::domain::{Declaration, RateTable, ReferenceData};
-use crate::features::history::PartyKeys;
-use crate::features::window::SplitWindow;
+use crate::domain::{Declaration, ReferenceData};
 use crate::model::ModelArtifact;
 use crate::model::artifact::ArtifactError;
-use crate::scoring::{Assessment, CHANNEL_HALF_LIFE, ChannelAllocator, PriorityConfig, Scorer};
+use crate::scoring::router::ModelCheckError;
+use crate::scoring::{Assessment, PriorityConfig, Router, Scorer};
 use crate::store::{RoutedRecord, Store};
 
 /// Metric handles, registered once: looking a labelled metric up by name on
@@ -22,7 +20,8 @@ pub struct Meters {
     pub scored: metrics::Counter,
     pub invalid: metrics::Counter,
     pub latency: metrics::Histogram,
-    channels: [metrics::Counter; 4],
+    /// By [`Channel::ROUTED`] index (BLUE is never routed).
+    channels: [metrics::Counter; 3],
 }
 
 impl Meters {
@@ -31,33 +30,24 @@ impl Meters {
             scored: metrics::counter!("parcel_risk_declarations_scored_total"),
             invalid: metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT"),
             latency: metrics::histogram!("parcel_risk_scoring_seconds"),
-            channels: [Channel::Green, Channel::Blue, Channel::Yellow, Channel::Red].map(
-                |c| metrics::counter!("parcel_risk_channel_total", "channel" => channel_name(c)),
-            ),
+            channels: Channel::ROUTED
+                .map(|c| metrics::counter!("parcel_risk_channel_total", "channel" => c.name())),
         }
     }
 
-    fn channel(&self, c: Channel) -> &metrics::Counter {
-        &self.channels[match c {
-            Channel::Green => 0,
-            Channel::Blue => 1,
-            Channel::Yellow => 2,
-            Channel::Red => 3,
-        }]
+    fn count_channel(&self, c: Channel) {
+        if let Some(i) = c.routed_index() {
+            self.channels[i].increment(1);
+        }
     }
 }
 
 /// The state behind every RPC.
 #[derive(Debug)]
 pub struct ServiceState {
-    scorer: ArcSwap<Scorer>,
-    /// The split and party windows of all streams.
-    window: SplitWindow,
+    /// Scorer, windows and channel allocator of all streams.
+    router: Router,
     reference: ReferenceData<'static>,
-    priority: PriorityConfig,
-    /// One allocator for all streams: the RED share is a property of the
-    /// whole traffic. Held for a few hundred nanoseconds per declaration.
-    channels: Mutex<ChannelAllocator>,
     meters: Meters,
     /// Where routed declarations and inspection results go (none in tests
     /// that do not need it).
@@ -72,7 +62,7 @@ pub enum ReloadError {
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
     #[error("smoke test failed: {0}")]
-    Smoke(String),
+    Smoke(#[from] ModelCheckError),
 }
 
 impl ServiceState {
@@ -86,11 +76,8 @@ impl ServiceState {
         priority: PriorityConfig,
     ) -> Self {
         Self {
-            scorer: ArcSwap::from_pointee(Scorer::with_priority(Arc::new(model), priority.clone())),
-            window: SplitWindow::default(),
+            router: Router::new(Arc::new(model), priority),
             reference,
-            channels: Mutex::new(ChannelAllocator::new(priority.clone(), CHANNEL_HALF_LIFE)),
-            priority,
             meters: Meters::register(),
             store: None,
             report_quota: crate::security::quota::ReportQuota::new(
@@ -126,7 +113,7 @@ impl ServiceState {
         let outcome = ModelArtifact::load(path)
             .map_err(ReloadError::from)
             .and_then(|model| {
-                smoke_test(&model)?;
+                crate::scoring::check_model(&model)?;
                 Ok(model)
             });
         match outcome {
@@ -155,46 +142,26 @@ impl ServiceState {
     }
 
     pub fn priority(&self) -> &PriorityConfig {
-        &self.priority
+        self.router.config()
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// The scorer serving now; hold it for a whole batch so that one batch is
     /// scored by one model.
     pub fn scorer(&self) -> Arc<Scorer> {
-        self.scorer.load_full()
+        self.router.scorer()
     }
 
     /// Swaps in another model; requests in flight finish on the old one.
     pub fn swap_model(&self, model: ModelArtifact) {
-        self.scorer.store(Arc::new(Scorer::with_priority(
-            Arc::new(model),
-            self.priority.clone(),
-        )));
+        self.router.swap_model(Arc::new(model));
     }
 
     pub fn reference(&self) -> &ReferenceData<'static> {
         &self.reference
-    }
-
-    /// Scores a checked declaration against a caller's own split window
-    /// (a plan's batch), without routing it.
-    pub fn assess_in(
-        &self,
-        scorer: &Scorer,
-        d: &Declaration,
-        window: &mut SplitWindow,
-    ) -> Assessment {
-        let keys = PartyKeys::of(d);
-        let split = window.observe_declaration(&keys, d, self.reference.rates);
-        scorer.score_with_keys(d, &keys, split)
-    }
-
-    /// Scores a checked declaration with `scorer` without routing it,
-    /// updating the split window.
-    pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
-        let keys = PartyKeys::of(d);
-        let split = self.window.observe_shared(&keys, d, self.reference.rates);
-        scorer.score_with_keys(d, &keys, split)
     }
 
     /// Scores a declaration and routes it to a channel.
@@ -203,24 +170,12 @@ impl ServiceState {
         all.pop().expect("one assessment per declaration")
     }
 
-    /// Scores declarations in order and routes them, taking the channel
-    /// allocator's lock once for the whole batch.
+    /// Scores declarations in order, routes them, counts their channels and
+    /// records the routed ones.
     pub fn score_all(&self, scorer: &Scorer, declarations: &[Declaration]) -> Vec<Assessment> {
-        let mut assessments: Vec<Assessment> = declarations
-            .iter()
-            .map(|d| self.assess(scorer, d))
-            .collect();
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (assessment, d) in assessments.iter_mut().zip(declarations) {
-            let decision =
-                channels.decide(&d.declaration_id, d.lodged_at, assessment.priority_value);
-            self.meters.channel(decision.channel).increment(1);
-            assessment.route(decision, 0);
-        }
-        drop(channels);
+        let assessments = self.router.score_all(scorer, declarations, |decision| {
+            self.meters.count_channel(decision.channel)
+        });
         self.record_routed(declarations, &assessments);
         assessments
     }
@@ -241,78 +196,5 @@ impl ServiceState {
         if let Err(e) = store.record_routed(routed) {
             tracing::error!(error = %e, "routed declarations not recorded");
         }
-    }
-}
-
-/// Scores a few generated declarations with a freshly loaded model: every
-/// score must be a probability and every assessment must route.
-fn smoke_test(model: &ModelArtifact) -> Result<(), ReloadError> {
-    use crate::generate::{Generator, GeneratorConfig};
-    let generator = Generator::new(GeneratorConfig {
-        parcels: 64,
-        seed: 1,
-        ..GeneratorConfig::default()
-    })
-    .map_err(|e| ReloadError::Smoke(e.to_string()))?;
-    let scorer = Scorer::new(Arc::new(model.clone()));
-    let mut window = SplitWindow::default();
-    // Per score kind, the lowest and highest score of the smoke set.
-    let mut ranges = [(f64::INFINITY, f64::NEG_INFINITY); 3];
-    for example in generator.chunk(0).0 {
-        let Some(d) = example.declaration else {
-            continue;
-        };
-        let d = crate::wire::declaration_from_pb(d, &ReferenceData::built_in())
-            .map_err(|e| ReloadError::Smoke(e.to_string()))?;
-        let keys = PartyKeys::of(&d);
-        let split = window.observe_declaration(&keys, &d, RateTable::built_in());
-        let a = scorer.score_with_keys(&d, &keys, split);
-        for ((name, v), range) in [
-            ("overall", a.overall_score),
-            ("undervaluation", a.undervaluation_score),
-            ("misdescription", a.misdescription_score),
-        ]
-        .into_iter()
-        .zip(&mut ranges)
-        {
-            *range = (range.0.min(v), range.1.max(v));
-            if !(0.0..=1.0).contains(&v) {
-                return Err(ReloadError::Smoke(format!(
-                    "{name} score {v} of {} is not a probability",
-                    d.declaration_id
-                )));
-            }
-        }
-        if !a.priority_value.is_finite() {
-            return Err(ReloadError::Smoke(format!(
-                "priority of {} is {}",
-                d.declaration_id, a.priority_value
-            )));
-        }
-    }
-    // A model that gives every parcel the same score ranks nothing (an
-    // intercept blown to ±1e6 saturates every score to 1 or 0).
-    for (name, (low, high)) in ["overall", "undervaluation", "misdescription"]
-        .into_iter()
-        .zip(ranges)
-    {
-        if high - low < DEGENERATE_SPREAD {
-            return Err(ReloadError::Smoke(format!(
-                "every {name} score of the smoke set is {low}: a degenerate model ranks nothing"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Scores of a smoke set closer together than this are one score.
-const DEGENERATE_SPREAD: f64 = 1e-9;
-
-fn channel_name(c: Channel) -> &'static str {
-    match c {
-        Channel::Green => "green",
-        Channel::Blue => "blue",
-        Channel::Yellow => "yellow",
-        Channel::Red => "red",
     }
 }

@@ -8,18 +8,20 @@
 pub mod plan;
 pub mod priority;
 pub mod reasons;
+pub mod router;
 
 use std::sync::Arc;
 
 use crate::domain::regime::{DutiableLine, Regime};
 use crate::domain::{Channel, Declaration, RateTable, SelectionReason};
 use crate::features::history::PartyKeys;
-use crate::features::window::{SplitSignal, SplitWindow};
+use crate::features::window::SplitSignal;
 use crate::features::{ItemSignals, Signals};
 use crate::model::{ModelArtifact, Target};
 
 pub use priority::{CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig, PriorityParams};
 pub use reasons::{Reason, ReasonCategory};
+pub use router::{Router, WindowInput, check_model};
 
 /// The model's view of one goods item.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +38,8 @@ pub struct ItemAssessment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     pub declaration_id: String,
+    /// The declaration's lodging time: the clock of the channel allocator.
+    pub lodged_at: chrono::DateTime<chrono::Utc>,
     /// Interned ([`intern_version`]): no allocation or shared counter per
     /// assessment.
     pub model_version: &'static str,
@@ -283,6 +287,7 @@ impl Scorer {
         let revenue = self.revenue_at_risk(d, &signals, md);
         Assessment {
             declaration_id,
+            lodged_at: d.lodged_at,
             model_version: self.model_version,
             regime_version: self.regime.version(),
             overall_score: any,
@@ -396,27 +401,6 @@ fn items(s: &Signals, uv: f64, md: f64) -> Vec<ItemAssessment> {
             predicted_hs6: i.predicted,
         })
         .collect()
-}
-
-/// A scorer with its own split window, for sequential work (batch, evaluation).
-pub struct Session {
-    scorer: Scorer,
-    window: SplitWindow,
-}
-
-impl Session {
-    pub fn new(scorer: Scorer) -> Self {
-        Self {
-            scorer,
-            window: SplitWindow::default(),
-        }
-    }
-
-    pub fn score(&mut self, d: &Declaration) -> Assessment {
-        let keys = PartyKeys::of(d);
-        let split = self.window.observe_declaration(&keys, d, self.scorer.rates);
-        self.scorer.score_with_keys(d, &keys, split)
-    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAs
         items,
         route,
         top_features: _,
+        lodged_at: _,
     } = a;
     pb::RiskAssessment {
         declaration_id,

@@ -1,0 +1,212 @@
+//! One way to route a declaration: party keys → cross-declaration windows →
+//! score → channel. The service, `rescore`, `simulate`, `evaluate` and
+//! `PlanInspections` all go through a [`Router`], so they give the same
+//! channels for the same stream.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Declaration, RateTable};
+use crate::features::history::PartyKeys;
+use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
+use crate::model::ModelArtifact;
+
+use super::priority::{CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig};
+use super::{Assessment, Scorer, plan};
+
+/// Owns the serving scorer (swappable while serving), the cross-declaration
+/// windows and the channel allocator. Shared by reference between threads:
+/// the windows are sharded and the allocator sits behind a lock taken once
+/// per batch.
+#[derive(Debug)]
+pub struct Router {
+    scorer: ArcSwap<Scorer>,
+    window: SplitWindow,
+    /// One allocator for the whole traffic: capacity is a property of the
+    /// day, not of a stream.
+    allocator: Mutex<ChannelAllocator>,
+    config: PriorityConfig,
+    rates: &'static RateTable,
+}
+
+/// What the windows need of a declaration: its party keys and declared value
+/// (EUR cents), derived where the declaration is hot in cache.
+#[derive(Debug, Clone)]
+pub struct WindowInput {
+    pub keys: PartyKeys,
+    pub declared_cents: i64,
+    pub lodged_at: DateTime<Utc>,
+}
+
+impl WindowInput {
+    pub fn of(d: &Declaration, rates: &RateTable) -> Self {
+        Self {
+            keys: PartyKeys::of(d),
+            declared_cents: declared_cents(d, rates),
+            lodged_at: d.lodged_at,
+        }
+    }
+}
+
+impl Router {
+    pub fn new(model: Arc<ModelArtifact>, config: PriorityConfig) -> Self {
+        Self {
+            scorer: ArcSwap::from_pointee(Scorer::with_priority(model, config.clone())),
+            window: SplitWindow::default(),
+            allocator: Mutex::new(ChannelAllocator::new(config.clone(), CHANNEL_HALF_LIFE)),
+            config,
+            rates: RateTable::built_in(),
+        }
+    }
+
+    pub fn config(&self) -> &PriorityConfig {
+        &self.config
+    }
+
+    /// The scorer serving now; hold it for a whole batch so that one batch is
+    /// scored by one model.
+    pub fn scorer(&self) -> Arc<Scorer> {
+        self.scorer.load_full()
+    }
+
+    /// Swaps in another model; work in flight finishes on the old one.
+    pub fn swap_model(&self, model: Arc<ModelArtifact>) {
+        self.scorer
+            .store(Arc::new(Scorer::with_priority(model, self.config.clone())));
+    }
+
+    /// Reads and updates the windows for a declaration (in stream order).
+    pub fn observe(&self, input: &WindowInput) -> SplitSignal {
+        self.window
+            .observe_parcel(&input.keys, input.lodged_at, input.declared_cents)
+    }
+
+    /// Scores a declaration against the shared windows, without routing it.
+    pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
+        let input = WindowInput::of(d, self.rates);
+        let split = self.observe(&input);
+        scorer.score_with_keys(d, &input.keys, split)
+    }
+
+    /// Routes scored declarations in order, taking the allocator's lock once.
+    /// `each` hears every decision (counters, summaries).
+    pub fn route(&self, assessments: &mut [Assessment], mut each: impl FnMut(Decision)) {
+        let mut allocator = self.allocator();
+        for a in assessments {
+            let decision = allocator.decide(&a.declaration_id, a.lodged_at, a.priority_value);
+            each(decision);
+            a.route(decision, 0);
+        }
+    }
+
+    /// Scores declarations in order and routes them.
+    pub fn score_all(
+        &self,
+        scorer: &Scorer,
+        declarations: &[Declaration],
+        each: impl FnMut(Decision),
+    ) -> Vec<Assessment> {
+        let mut assessments: Vec<Assessment> = declarations
+            .iter()
+            .map(|d| self.assess(scorer, d))
+            .collect();
+        self.route(&mut assessments, each);
+        assessments
+    }
+
+    /// Plans one batch (a flight's manifest) at a capacity: scored against
+    /// windows of its own (so that planning it twice gives the same plan),
+    /// ranked, routed. Returns the assessments in input order and their
+    /// indices in worklist order. The live windows and the day's capacity
+    /// are not touched: a plan is a what-if.
+    pub fn plan(
+        &self,
+        scorer: &Scorer,
+        declarations: &[Declaration],
+        capacity: usize,
+    ) -> (Vec<Assessment>, Vec<usize>) {
+        let mut window = SplitWindow::default();
+        let mut assessments: Vec<Assessment> = declarations
+            .iter()
+            .map(|d| {
+                let keys = PartyKeys::of(d);
+                let split = window.observe_declaration(&keys, d, self.rates);
+                scorer.score_with_keys(d, &keys, split)
+            })
+            .collect();
+        let order = plan::plan(&mut assessments, capacity, &self.config);
+        (assessments, order)
+    }
+
+    fn allocator(&self) -> MutexGuard<'_, ChannelAllocator> {
+        // A panic elsewhere while holding it leaves counts, not broken state.
+        self.allocator
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a model is not fit to serve.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelCheckError(String);
+
+/// Scores a few generated declarations with a freshly loaded model: every
+/// score must be a probability, every priority finite, and the scores must
+/// not all be one value (a model that gives every parcel the same score
+/// ranks nothing: an intercept blown to ±1e6 saturates every score).
+pub fn check_model(model: &ModelArtifact) -> Result<(), ModelCheckError> {
+    use crate::generate::{Generator, GeneratorConfig};
+    let generator = Generator::new(GeneratorConfig {
+        parcels: 64,
+        seed: 1,
+        ..GeneratorConfig::default()
+    })
+    .map_err(|e| ModelCheckError(e.to_string()))?;
+    let router = Router::new(Arc::new(model.clone()), PriorityConfig::default());
+    let scorer = router.scorer();
+    // Per score kind, the lowest and highest score of the smoke set.
+    let mut ranges = [(f64::INFINITY, f64::NEG_INFINITY); 3];
+    for example in generator.domain_chunk(0) {
+        let d = example.declaration;
+        let a = router.assess(&scorer, &d);
+        for ((name, v), range) in [
+            ("overall", a.overall_score),
+            ("undervaluation", a.undervaluation_score),
+            ("misdescription", a.misdescription_score),
+        ]
+        .into_iter()
+        .zip(&mut ranges)
+        {
+            *range = (range.0.min(v), range.1.max(v));
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ModelCheckError(format!(
+                    "{name} score {v} of {} is not a probability",
+                    d.declaration_id
+                )));
+            }
+        }
+        if !a.priority_value.is_finite() {
+            return Err(ModelCheckError(format!(
+                "priority of {} is {}",
+                d.declaration_id, a.priority_value
+            )));
+        }
+    }
+    for (name, (low, high)) in ["overall", "undervaluation", "misdescription"]
+        .into_iter()
+        .zip(ranges)
+    {
+        if high - low < DEGENERATE_SPREAD {
+            return Err(ModelCheckError(format!(
+                "every {name} score of the smoke set is {low}: a degenerate model ranks nothing"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Scores of a smoke set closer together than this are one score.
+const DEGENERATE_SPREAD: f64 = 1e-9;
