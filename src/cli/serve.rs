@@ -529,7 +529,7 @@ mod tests {
                 .contains("exploration share")
         );
         assert!(
-            config(&["--red-per-day", "-3"])
+            config(&["--red-per-day=-3"])
                 .unwrap_err()
                 .contains("red per day")
         );
