@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::regime::{DutiableLine, Regime};
+use crate::domain::regime::Regime;
 use crate::domain::{RateTable, SelectionReason, TrainingExample};
 use crate::features::history::{PartyKeys, fnv1a};
 use crate::model::metrics::{auc, precision_at, ranking, recall_at, revenue_at};
@@ -81,56 +81,6 @@ fn random_order(keys: &[u64]) -> Vec<f64> {
     keys.iter()
         .map(|k| (k.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15) as f64)
         .collect()
-}
-
-/// Evaded taxes: what the truth owes minus what the declaration owes, EUR.
-fn evaded_eur(example: &TrainingExample, rates: &RateTable, regime: &Regime) -> f64 {
-    let d = &example.declaration;
-    let declared: Vec<DutiableLine> = d
-        .items
-        .iter()
-        .map(|i| DutiableLine {
-            hs6: i.hs6,
-            value_eur: rates.to_eur(i.intrinsic_value).unwrap_or(0.0),
-        })
-        .collect();
-    let truth: Vec<DutiableLine> = match (&example.truth, &example.result) {
-        (Some(t), _) => t
-            .items
-            .iter()
-            .map(|i| DutiableLine {
-                hs6: i.hs6,
-                value_eur: rates.to_eur(i.intrinsic_value).unwrap_or(0.0),
-            })
-            .collect(),
-        (None, Some(r)) => d
-            .items
-            .iter()
-            .zip(&declared)
-            .map(|(item, line)| {
-                let finding = r
-                    .findings
-                    .iter()
-                    .find(|f| f.goods_item_number == item.goods_item_number);
-                DutiableLine {
-                    hs6: finding.and_then(|f| f.corrected_hs6).unwrap_or(line.hs6),
-                    value_eur: finding
-                        .and_then(|f| f.corrected_intrinsic_value)
-                        .and_then(|m| rates.to_eur(m))
-                        .unwrap_or(line.value_eur),
-                }
-            })
-            .collect(),
-        (None, None) => declared.clone(),
-    };
-    let destination = d.importer.country();
-    let transport = d
-        .transport_and_insurance_costs
-        .and_then(|m| rates.to_eur(m))
-        .unwrap_or(0.0);
-    (regime.taxes_eur(d.lodged_at, destination, &truth, transport)
-        - regime.taxes_eur(d.lodged_at, destination, &declared, transport))
-    .max(0.0)
 }
 
 /// The riskiest-parties rule: the highest past fraud rate among the
@@ -219,7 +169,7 @@ pub fn evaluate(
         party_rate.push(riskiest_party_rate(&model, &e.declaration));
         keys.push(fnv1a(&[&e.declaration.declaration_id]));
         positives.push(label);
-        revenue.push(evaded_eur(e, rates, regime));
+        revenue.push(crate::model::stake::evaded_eur(e, rates, regime));
     }
     if positives.is_empty() {
         return Err(EvalError::NoLabels);
@@ -416,7 +366,7 @@ pub fn simulate(
         }
         let t = e.truth.as_ref().ok_or(EvalError::NoLabels)?;
         truth.push(Target::ALL.map(|target| target.truth(t)));
-        revenue.push(evaded_eur(e, rates, regime));
+        revenue.push(crate::model::stake::evaded_eur(e, rates, regime));
         declared.push(a.declared_value_eur_cents as f64);
         party_rate.push(riskiest_party_rate(&model, &e.declaration));
         keys.push(fnv1a(&[&e.declaration.declaration_id]));

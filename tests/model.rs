@@ -430,3 +430,31 @@ fn every_learner_round_trips_with_identical_scores() {
             .unwrap_or_else(|e| panic!("{}: {e:#}", kind.name()));
     }
 }
+
+#[test]
+fn reason_evidence_and_the_assessment_give_one_expected_value() {
+    let (model, examples) = trained();
+    let scorer = Scorer::new(model.clone());
+    let mut checked = 0;
+    for e in examples.iter().take(4000) {
+        let a = scorer.score(&e.declaration, SplitSignal::default());
+        for r in a.reasons.iter().filter(|r| r.code.starts_with("VAL_")) {
+            let Some((_, eur)) = r.evidence.iter().find(|(k, _)| *k == "expected_value_eur") else {
+                continue;
+            };
+            let item = a
+                .items
+                .iter()
+                .find(|i| i.goods_item_number == r.goods_item_number)
+                .unwrap();
+            let cents = (eur.parse::<f64>().unwrap() * 100.0).round() as i64;
+            assert_eq!(
+                cents, item.expected_value_eur_cents,
+                "{}: evidence EUR {eur}, item {} cents",
+                a.declaration_id, item.expected_value_eur_cents
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} valuation reasons checked");
+}

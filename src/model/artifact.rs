@@ -133,6 +133,10 @@ pub struct ModelArtifact {
     pub history: PartyHistory,
     pub classifiers: Classifiers,
     pub card: ModelCard,
+    /// What an undervalued declaration owes by declared value, from what
+    /// controls found (the prior for artifacts saved before it existed).
+    #[serde(default)]
+    pub value_stake: super::stake::ValueStake,
 }
 
 /// Why an artifact cannot be used.
@@ -357,6 +361,16 @@ impl ModelArtifact {
                 "- {}: not trained ({why}); scored by the {} classifier\n",
                 target.name(),
                 self.classifiers.source(*target).name()
+            ));
+        }
+        md.push_str("\n## Undervaluation stake (evaded duties and taxes per EUR declared, from found values)\n\n| declared value up to | EUR evaded per EUR declared | found undervaluations |\n|---|---|---|\n");
+        for band in &self.value_stake.bands {
+            md.push_str(&format!(
+                "| {} | {:.3} | {} |\n",
+                band.up_to_eur
+                    .map_or("above".into(), |eur| format!("EUR {eur:.0}")),
+                band.evaded_per_declared,
+                band.found
             ));
         }
         if !c.entity_sizes.is_empty() {

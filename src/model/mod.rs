@@ -8,6 +8,7 @@
 pub mod artifact;
 pub mod boost;
 pub mod metrics;
+pub mod stake;
 pub mod train;
 
 use linfa::prelude::*;

@@ -291,6 +291,24 @@ pub fn train(
             .filter_map(|e| e.result.as_ref().map(|r| (&e.declaration, r))),
         rates,
     );
+    let regime = Regime::built_in();
+    let value_stake = super::stake::ValueStake::fit(examples.iter().filter_map(|e| {
+        let r = e.result.as_ref()?;
+        (Target::Undervaluation.label(r) == Some(true)).then(|| {
+            (
+                crate::features::window::declared_cents(&e.declaration, rates) as f64 / 100.0,
+                super::stake::found_evaded_eur(&e.declaration, r, rates, regime),
+            )
+        })
+    }));
+    for band in &value_stake.bands {
+        tracing::info!(
+            up_to_eur = band.up_to_eur,
+            evaded_per_declared = band.evaded_per_declared,
+            found = band.found,
+            "undervaluation stake"
+        );
+    }
     let schema = features.schema();
     tracing::info!(features = schema.len(), "features fitted");
 
@@ -402,6 +420,7 @@ pub fn train(
         history,
         classifiers,
         card,
+        value_stake,
     };
     artifact
         .prepare(std::path::Path::new("<trained>"))

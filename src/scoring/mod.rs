@@ -19,7 +19,9 @@ use crate::features::window::SplitSignal;
 use crate::features::{ItemSignals, Signals};
 use crate::model::{ModelArtifact, Target};
 
-pub use priority::{CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig, PriorityParams};
+pub use priority::{
+    CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig, PriorityParams, Stakes,
+};
 pub use reasons::{Reason, ReasonCategory};
 pub use router::{Router, WindowInput, check_model};
 
@@ -49,7 +51,9 @@ pub struct Assessment {
     pub misdescription_score: f64,
     pub declared_value_eur_cents: i64,
     pub expected_value_eur_cents: i64,
-    /// Duties and taxes at stake if the suspicion is right, EUR cents.
+    /// Duties and taxes at stake if the suspicion is right, EUR cents: the
+    /// larger of the tax gap on reference values and the undervaluation
+    /// stake learnt from controls.
     pub revenue_at_risk_eur_cents: i64,
     /// Ranking key: expected revenue recovered by inspecting (see README).
     pub priority_value: f64,
@@ -285,6 +289,10 @@ impl Scorer {
             )
         });
         let revenue = self.revenue_at_risk(d, &signals, md);
+        // What an undervalued declaration of this value hides, from what
+        // controls found (the reference gap misses whole undervalued cells
+        // and the loss of H7 relief above EUR 150).
+        let undervaluation_stake = m.value_stake.stake_eur(signals.declared_eur);
         Assessment {
             declaration_id,
             lodged_at: d.lodged_at,
@@ -301,10 +309,14 @@ impl Scorer {
                     .map(|i| i.stake_eur.max(i.declared_eur))
                     .sum(),
             ),
-            revenue_at_risk_eur_cents: cents(revenue),
+            revenue_at_risk_eur_cents: cents(revenue.max(undervaluation_stake)),
             priority_value: self.priority.priority(
-                any,
-                revenue,
+                Stakes {
+                    p_any: any,
+                    p_undervaluation: uv,
+                    revenue_gap_eur: revenue,
+                    undervaluation_eur: undervaluation_stake,
+                },
                 self.priority.category_weight(d.items.iter().map(|i| i.hs6)),
             ),
             items: items(&signals, uv, md),

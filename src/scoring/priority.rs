@@ -67,6 +67,19 @@ impl CategoryWeight {
     }
 }
 
+/// What the priority weighs: the model's probabilities and what is at stake.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stakes {
+    pub p_any: f64,
+    pub p_undervaluation: f64,
+    /// Taxes on the expected (reference) values and predicted sub-headings
+    /// minus taxes as declared, EUR.
+    pub revenue_gap_eur: f64,
+    /// What an undervalued declaration of this value is expected to have
+    /// evaded ([`crate::model::stake::ValueStake`]), EUR.
+    pub undervaluation_eur: f64,
+}
+
 /// Channel settings that make no sense.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParamsError {
@@ -234,9 +247,13 @@ impl PriorityConfig {
             .fold(0.0, f64::max)
     }
 
-    /// The ranking key.
-    pub fn priority(&self, p_fraud: f64, revenue_at_risk_eur: f64, category_eur: f64) -> f64 {
-        p_fraud * (revenue_at_risk_eur + category_eur)
+    /// The ranking key: the expected loss of releasing the declaration.
+    /// P(undervaluation) × what an undervalued declaration of its value
+    /// hides + P(any fraud) × (the tax gap on reference values and
+    /// predicted sub-headings + its safety/IPR category weight).
+    pub fn priority(&self, stakes: Stakes, category_eur: f64) -> f64 {
+        stakes.p_undervaluation * stakes.undervaluation_eur
+            + stakes.p_any * (stakes.revenue_gap_eur + category_eur)
     }
 
     /// A uniform number in [0, 1) fixed by the declaration id and the secret.
@@ -1000,6 +1017,12 @@ mod tests {
         let shirt = Hs6::parse("610910").unwrap();
         assert_eq!(c.category_weight([toys, phone].into_iter()), 5.0);
         assert_eq!(c.category_weight([shirt].into_iter()), 0.0);
-        assert_eq!(c.priority(0.5, 10.0, 5.0), 7.5);
+        let stakes = Stakes {
+            p_any: 0.5,
+            p_undervaluation: 0.2,
+            revenue_gap_eur: 10.0,
+            undervaluation_eur: 30.0,
+        };
+        assert_eq!(c.priority(stakes, 5.0), 0.2 * 30.0 + 0.5 * 15.0);
     }
 }

@@ -302,7 +302,8 @@ pub fn explain(
                         ("ref_p05_eur_per_kg", money(r.stats.p05.exp())),
                         ("ref_cell", cell),
                         ("ref_sample_size", r.stats.n.to_string()),
-                        ("expected_value_eur", money(i.expected_eur)),
+                        // The item assessment's expected value (in cents there).
+                        ("expected_value_eur", money(i.stake_eur.max(i.declared_eur))),
                     ],
                 );
             }
