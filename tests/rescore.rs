@@ -551,3 +551,80 @@ fn progress_stands_where_scoring_is_not_where_reading_is() {
     assert!(seen[seen.len() / 4].0 < size, "{seen:?}");
     assert_eq!(seen.last().unwrap().0, size);
 }
+
+#[test]
+fn red_per_day_holds_on_a_generated_stream_whose_volume_doubles_then_halves() {
+    use chrono::NaiveDate;
+    use parcel_risk::domain::Channel;
+    use parcel_risk::generate::{Generator, GeneratorConfig};
+    use parcel_risk::scoring::PriorityParams;
+    let (model, _) = trained();
+    let generator = Generator::new(GeneratorConfig {
+        parcels: 36_000,
+        days: 6,
+        seed: 5,
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    let mut examples: Vec<_> = (0..generator.chunk_count())
+        .flat_map(|c| generator.domain_chunk(c))
+        .collect();
+    parcel_risk::model::train::sort_by_time(&mut examples);
+    // Lodging days 2 to 5 of the generated week (the first and last ramp up
+    // and down): half the traffic, all of it, half, a quarter.
+    let first = examples[0].declaration.lodged_at.date_naive();
+    let day_of = |e: &parcel_risk::domain::TrainingExample| {
+        (e.declaration.lodged_at.date_naive() - first).num_days()
+    };
+    let keep = |day: i64| match day {
+        1 => 0.5,
+        2 => 1.0,
+        3 => 0.5,
+        4 => 0.25,
+        _ => 0.0,
+    };
+    let stream: Vec<_> = examples
+        .into_iter()
+        .filter(|e| {
+            let lottery =
+                (parcel_risk::features::history::declaration_key(&e.declaration.declaration_id)
+                    % 1000) as f64
+                    / 1000.0;
+            lottery < keep(day_of(e))
+        })
+        .map(|e| e.declaration)
+        .collect();
+    let capacity = 25.0;
+    let router = Router::new(
+        model.clone(),
+        PriorityParams {
+            red_per_day: Some(capacity),
+            ..PriorityParams::default()
+        }
+        .check()
+        .unwrap(),
+    );
+    let scorer = router.scorer();
+    let mut per_day: std::collections::BTreeMap<NaiveDate, (u32, u32)> = Default::default();
+    for chunk in stream.chunks(64) {
+        for a in router.score_all(&scorer, chunk, |_| ()) {
+            let day = per_day.entry(a.lodged_at.date_naive()).or_default();
+            day.0 += 1;
+            day.1 += u32::from(a.route.unwrap().channel == Channel::Red);
+        }
+    }
+    let days: Vec<(NaiveDate, (u32, u32))> = per_day.into_iter().collect();
+    assert_eq!(days.len(), 4, "{days:?}");
+    // Volumes double, then halve twice.
+    let volume = |i: usize| f64::from(days[i].1.0);
+    assert!(
+        volume(1) > 1.7 * volume(0) && volume(2) < 0.6 * volume(1),
+        "{days:?}"
+    );
+    for (date, (_, red)) in &days[1..] {
+        assert!(
+            (f64::from(*red) - capacity).abs() <= 0.1 * capacity,
+            "{date}: {red} RED, capacity {capacity}; all days {days:?}"
+        );
+    }
+}

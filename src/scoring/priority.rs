@@ -1,14 +1,18 @@
 //! From scores to a worklist: the priority value, channels whose cut-offs
-//! follow capacity as traffic flows, and deterministic random exploration.
+//! hold RED per calendar day at capacity as traffic flows, and deterministic
+//! random exploration.
 //!
-//! Priority = P(any fraud) × (revenue at risk in EUR + the weight of the
-//! goods' safety/IPR category). RED takes the top of the priority
-//! distribution: a streaming quantile over a decaying window puts the cut-off
-//! where the configured share of traffic (or capacity per day divided by the
-//! observed volume per day) lies above it. A share of RED capacity
-//! (exploration, default 10 %) and a small uniform compliance sample are drawn
-//! at random, deterministically from the declaration id and a secret seed:
-//! rescoring gives the same picks, traders cannot predict them.
+//! Priority = the expected loss of releasing a declaration: P(undervaluation)
+//! × the undervaluation stake learnt from found values + P(any fraud) × (the
+//! tax gap on reference values + the weight of the goods' safety/IPR
+//! category). RED takes the top of the priority distribution: a streaming
+//! quantile over a decaying window puts the cut-off where what is left of
+//! today's RED target (capacity, or a share of the day's traffic) over the
+//! traffic expected in the rest of the day lies above it. A share of RED
+//! capacity (exploration, default 10 %) and a small uniform compliance sample
+//! are drawn at random inside it, deterministically from the declaration id
+//! and a secret seed: rescoring gives the same picks, traders cannot predict
+//! them.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
