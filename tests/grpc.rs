@@ -469,6 +469,13 @@ async fn rule_breaking_declarations_are_never_released() {
             a.declaration_id,
             a.reasons.iter().map(|r| &r.code).collect::<Vec<_>>()
         );
+        // Something is always at stake: the undervaluation stake of its
+        // declared value at least, so it can rank into RED by expected loss.
+        assert!(
+            a.revenue_at_risk_eur_cents > 0 && a.priority.as_ref().unwrap().priority_value > 0.0,
+            "{} has no stake: {a:?}",
+            a.declaration_id
+        );
     }
 }
 
