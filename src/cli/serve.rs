@@ -483,22 +483,23 @@ async fn watch_model(state: Arc<ServiceState>, path: PathBuf, poll_seconds: u64)
 mod tests {
     use super::*;
 
-    #[test]
-    fn category_weight_flags_replace_the_defaults() {
+    /// The channel settings `argv` gives, or what clap or the library says
+    /// against them.
+    fn channel_config(argv: &[&str]) -> Result<priority::PriorityConfig, String> {
         use clap::Parser;
         #[derive(Parser)]
         struct Args {
             #[command(flatten)]
             channels: ChannelArgs,
         }
-        let config = |argv: &[&str]| {
-            Args::parse_from(std::iter::once("x").chain(argv.iter().copied()))
-                .channels
-                .config()
-                .unwrap()
-                .category_weights
-                .clone()
-        };
+        Args::try_parse_from(std::iter::once("x").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.channels.config().map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn category_weight_flags_replace_the_defaults() {
+        let config = |argv: &[&str]| channel_config(argv).unwrap().category_weights.clone();
         assert_eq!(
             config(&[]),
             crate::scoring::PriorityConfig::default().category_weights
@@ -511,17 +512,7 @@ mod tests {
 
     #[test]
     fn channel_flags_that_make_no_sense_are_refused_by_the_library() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Args {
-            #[command(flatten)]
-            channels: ChannelArgs,
-        }
-        let config = |argv: &[&str]| {
-            Args::try_parse_from(std::iter::once("x").chain(argv.iter().copied()))
-                .map_err(|e| e.to_string())
-                .and_then(|a| a.channels.config().map_err(|e| e.to_string()))
-        };
+        let config = channel_config;
         assert_eq!(config(&[]).unwrap(), priority::PriorityConfig::default());
         assert!(
             config(&["--exploration-share", "1.5"])
