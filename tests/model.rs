@@ -458,3 +458,50 @@ fn reason_evidence_and_the_assessment_give_one_expected_value() {
     }
     assert!(checked >= 10, "{checked} valuation reasons checked");
 }
+
+#[test]
+fn drift_is_quiet_on_training_like_traffic_and_loud_when_values_collapse() {
+    use parcel_risk::model::drift::PSI_MAJOR;
+    let (model, examples) = trained();
+    let baseline = model
+        .drift_baseline
+        .as_ref()
+        .expect("training fits a baseline");
+    assert_eq!(baseline.columns.len(), model.schema.len() + 3);
+    let measure = |declarations: Vec<parcel_risk::domain::Declaration>| {
+        let router = Router::new(model.clone(), PriorityConfig::default()).monitor_drift(1);
+        let scorer = router.scorer();
+        for d in &declarations {
+            router.assess(&scorer, d);
+        }
+        let monitor = scorer.drift().unwrap();
+        assert_eq!(monitor.sampled(), declarations.len() as u64);
+        monitor.report()
+    };
+    let same = measure(examples.iter().map(|e| e.declaration.clone()).collect());
+    assert!(
+        same[0].psi < 0.1,
+        "largest PSI on the training traffic: {:?}",
+        same[0]
+    );
+    // Every value declared at a fifth: the value features and the
+    // undervaluation score move.
+    let collapsed = measure(
+        examples
+            .iter()
+            .map(|e| {
+                let mut d = e.declaration.clone();
+                for item in &mut d.items {
+                    item.intrinsic_value.amount_minor /= 5;
+                }
+                d
+            })
+            .collect(),
+    );
+    let psi_of = |name: &str| collapsed.iter().find(|c| c.column == name).unwrap().psi;
+    assert!(psi_of("score:undervaluation") > PSI_MAJOR, "{collapsed:?}");
+    assert!(
+        collapsed.iter().filter(|c| c.psi > PSI_MAJOR).count() >= 3,
+        "{collapsed:?}"
+    );
+}

@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod client;
+mod drift;
 mod evaluate;
 mod export;
 mod generate;
@@ -49,6 +50,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Simulate inspections at a capacity against random and highest-value selection.
     Simulate(simulate::SimulateArgs),
+    /// Compare a file of traffic with the model's training traffic (PSI per feature and score).
+    Drift(drift::DriftArgs),
     /// Play a generated file against a running service; report what controls of RED parcels find.
     Replay(replay::ReplayArgs),
     /// Export inspection results joined to their declarations, for training.
@@ -162,6 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Drift(args) => drift::run(args),
         Command::Rescore(args) => rescore::run(args),
         Command::Export(args) => export::run(args),
         Command::Replay(args) => replay::run(args),

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// on SIGHUP). A new artifact is validated before it is swapped in.
     #[arg(long, default_value_t = 5, env = "PARCEL_RISK_MODEL_POLL_SECONDS")]
     pub model_poll_seconds: u64,
+    /// One scored declaration in this many is counted for drift against the
+    /// model's training traffic (`parcel_risk_drift_psi`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..), env = "PARCEL_RISK_DRIFT_SAMPLE_EVERY")]
+    pub drift_sample_every: u64,
     /// Tokio worker threads (default: the number of cores).
     #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -294,6 +298,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(path = %store.path().display(), retention_days = args.retention_days, "store open");
     let state = Arc::new(
         ServiceState::with_priority(model, reference, args.channels.config()?)
+            .with_drift(args.drift_sample_every)
             .with_store(store)
             .with_report_quota(args.security.report_quota_per_hour),
     );

@@ -364,6 +364,18 @@ pub fn describe_metrics() {
         "Validation and scoring time per declaration (stream batches averaged)"
     );
     describe_gauge!("parcel_risk_model_info", "The serving model (1) by version");
+    describe_gauge!(
+        "parcel_risk_drift_psi",
+        "Population stability index of a feature or score, live sample against the training traffic (0.1 moderate, 0.25 major)"
+    );
+    describe_gauge!(
+        "parcel_risk_drift_max_psi",
+        "The largest drift PSI of any feature or score"
+    );
+    describe_gauge!(
+        "parcel_risk_drift_columns_shifted",
+        "Features and scores whose drift PSI is 0.25 or more"
+    );
 }
 
 /// The status of a call refused before any handler ran, as gRPC defines

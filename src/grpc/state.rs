@@ -86,6 +86,13 @@ impl ServiceState {
         }
     }
 
+    /// Measures drift on one in `sample_every` scored declarations
+    /// (`parcel_risk_drift_psi`).
+    pub fn with_drift(mut self, sample_every: u64) -> Self {
+        self.router = self.router.monitor_drift(sample_every);
+        self
+    }
+
     /// Records routed declarations and inspection results in `store`.
     pub fn with_store(mut self, store: Store) -> Self {
         self.store = Some(store);

@@ -137,6 +137,10 @@ pub struct ModelArtifact {
     /// controls found (the prior for artifacts saved before it existed).
     #[serde(default)]
     pub value_stake: super::stake::ValueStake,
+    /// Each feature's and score's distribution over the training traffic,
+    /// for drift (none in artifacts saved before it existed).
+    #[serde(default)]
+    pub drift_baseline: Option<super::drift::DriftBaseline>,
 }
 
 /// Why an artifact cannot be used.

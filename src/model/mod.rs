@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod boost;
+pub mod drift;
 pub mod metrics;
 pub mod stake;
 pub mod train;

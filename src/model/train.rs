@@ -323,6 +323,27 @@ pub fn train(
     history.record.prune();
     tracing::info!(labelled = replay.source.len(), "replay done");
 
+    // A sample of the training traffic (labelled or not) as the finished
+    // model will see it, for the drift baseline: with the history frozen at
+    // the end of training, as live traffic meets it (a past-only replay
+    // would show every count feature drifting once the history is full).
+    // Recency is the exception: against a frozen history every training
+    // declaration was seen "today"; it comes from the past-only replay, as
+    // the model learnt it.
+    let mut drift_rows = baseline_rows(&examples, &features, &history);
+    let recency = self::replay(
+        &examples,
+        &features,
+        Duration::hours(params.label_delay_hours),
+        |e: &TrainingExample| in_baseline_sample(e, examples.len()),
+    )
+    .rows;
+    for (c, name) in schema.names.iter().enumerate() {
+        if name.ends_with("log_days_since") {
+            drift_rows.column_mut(c).assign(&recency.column(c));
+        }
+    }
+
     // What the card needs from the examples, so they can be dropped before
     // the classifiers fit: on a million declarations they are most of memory.
     let data_fingerprint = fingerprint(&examples);
@@ -421,6 +442,7 @@ pub fn train(
         classifiers,
         card,
         value_stake,
+        drift_baseline: None,
     };
     artifact
         .prepare(std::path::Path::new("<trained>"))
@@ -429,7 +451,68 @@ pub fn train(
             target: "all",
             reason: e.to_string(),
         })?;
+    artifact.drift_baseline = Some(drift_baseline(&artifact, &drift_rows));
     Ok(artifact)
+}
+
+/// Rows of training traffic the drift baseline is fitted on, about.
+const DRIFT_BASELINE_ROWS: usize = 20_000;
+
+/// Whether an example of a training set of `n` is in the drift baseline's
+/// sample (about [`DRIFT_BASELINE_ROWS`], by declaration id).
+fn in_baseline_sample(e: &TrainingExample, n: usize) -> bool {
+    let every = (n / DRIFT_BASELINE_ROWS).max(1) as u64;
+    crate::features::history::declaration_key(&e.declaration.declaration_id) % every == 0
+}
+
+/// Feature rows of a sample of `examples` (sorted) with `history` as it
+/// stands, the split window replayed in order.
+fn baseline_rows(
+    examples: &[TrainingExample],
+    features: &FeatureSet,
+    history: &PartyHistory,
+) -> Array2<f64> {
+    let rates = RateTable::built_in();
+    let regime = Regime::built_in();
+    let width = features.schema().len();
+    let mut window = SplitWindow::default();
+    let mut flat = Vec::new();
+    let mut row = Vec::with_capacity(width);
+    for e in examples {
+        let d = &e.declaration;
+        let keys = PartyKeys::of(d);
+        let split = window.observe_declaration(&keys, d, rates);
+        if in_baseline_sample(e, examples.len()) {
+            let signals = features.signals(d, history, &keys, split, rates, regime);
+            features.row(d, &signals, &mut row);
+            flat.extend_from_slice(&row);
+        }
+    }
+    let n = flat.len() / width.max(1);
+    Array2::from_shape_vec((n, width), flat).expect("every row has the schema width")
+}
+
+/// The drift baseline: each feature's and each score's distribution over a
+/// sample of the training traffic.
+fn drift_baseline(artifact: &ModelArtifact, rows: &Array2<f64>) -> super::drift::DriftBaseline {
+    let scored: Vec<Vec<f64>> = rows
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let row = row.to_vec();
+            let scores = [Target::Undervaluation, Target::Misdescription, Target::Any]
+                .map(|t| artifact.classifiers.get(t).score(&row));
+            row.into_iter().chain(scores).collect()
+        })
+        .collect();
+    let columns = artifact
+        .schema
+        .names
+        .iter()
+        .cloned()
+        .chain(super::drift::SCORE_COLUMNS.map(String::from))
+        .collect();
+    super::drift::DriftBaseline::fit(columns, &scored)
 }
 
 /// What training made of one target.

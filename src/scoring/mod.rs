@@ -5,6 +5,7 @@
 //! The model is shared behind an `Arc`; the split-consignment window is the
 //! caller's, because the service shares it across streams and batch jobs do not.
 
+pub mod drift;
 pub mod plan;
 pub mod priority;
 pub mod reasons;
@@ -193,6 +194,8 @@ pub struct Scorer {
     /// The schema's feature names, interned once per model, for the
     /// features a model-score reason lists.
     feature_names: Arc<[&'static str]>,
+    /// Counts a sample of what is scored against the training traffic.
+    drift: Option<Arc<drift::DriftMonitor>>,
 }
 
 impl Scorer {
@@ -214,7 +217,20 @@ impl Scorer {
             rates: RateTable::built_in(),
             regime: Regime::built_in(),
             priority,
+            drift: None,
         }
+    }
+
+    /// Counts one in `sample_every` scored declarations for drift (when the
+    /// model has a baseline).
+    pub fn with_drift(mut self, sample_every: u64) -> Self {
+        self.drift = drift::DriftMonitor::new(self.model.clone(), sample_every).map(Arc::new);
+        self
+    }
+
+    /// The drift monitor, when drift is measured.
+    pub fn drift(&self) -> Option<&Arc<drift::DriftMonitor>> {
+        self.drift.as_ref()
     }
 
     pub fn priority_config(&self) -> &PriorityConfig {
@@ -278,6 +294,9 @@ impl Scorer {
                 .classifiers
                 .get(Target::Any)
                 .score_explained(row, contributions);
+            if let Some(drift) = &self.drift {
+                drift.observe(row, [uv, md, any]);
+            }
             let contributions = explained.then_some(contributions.as_slice());
             let reasons = reasons::explain(d, &signals, &m.features.record, contributions);
             (

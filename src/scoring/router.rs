@@ -29,6 +29,8 @@ pub struct Router {
     allocator: Mutex<ChannelAllocator>,
     config: PriorityConfig,
     rates: &'static RateTable,
+    /// One scored declaration in this many is counted for drift.
+    drift_every: Option<u64>,
 }
 
 /// What the windows need of a declaration: its party keys and declared value
@@ -58,7 +60,17 @@ impl Router {
             allocator: Mutex::new(ChannelAllocator::new(config.clone(), CHANNEL_HALF_LIFE)),
             config,
             rates: RateTable::built_in(),
+            drift_every: None,
         }
+    }
+
+    /// Measures drift on one in `sample_every` scored declarations, for
+    /// this model and every model swapped in later.
+    pub fn monitor_drift(mut self, sample_every: u64) -> Self {
+        self.drift_every = Some(sample_every);
+        let scorer = (*self.scorer()).clone().with_drift(sample_every);
+        self.scorer.store(Arc::new(scorer));
+        self
     }
 
     pub fn config(&self) -> &PriorityConfig {
@@ -73,8 +85,11 @@ impl Router {
 
     /// Swaps in another model; work in flight finishes on the old one.
     pub fn swap_model(&self, model: Arc<ModelArtifact>) {
-        self.scorer
-            .store(Arc::new(Scorer::with_priority(model, self.config.clone())));
+        let mut scorer = Scorer::with_priority(model, self.config.clone());
+        if let Some(every) = self.drift_every {
+            scorer = scorer.with_drift(every);
+        }
+        self.scorer.store(Arc::new(scorer));
     }
 
     /// Reads and updates the windows for a declaration (in stream order).

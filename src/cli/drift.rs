@@ -1,0 +1,64 @@
+//! `parcel-risk drift`: does a file of traffic still look like the model's
+//! training traffic? The PSI of every feature and score, largest first.
+
+use std::process::ExitCode;
+
+use super::ModelAndData;
+use crate::model::drift::{PSI_MAJOR, PSI_MODERATE, verdict};
+use crate::scoring::{PriorityConfig, Router};
+
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// The traffic to compare (labels are not needed). With `--from`, the
+    /// declarations before it are left out (the cross-declaration windows
+    /// then start empty).
+    #[command(flatten)]
+    pub input: ModelAndData,
+    /// Columns to list, largest PSI first.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
+    let (model, mut examples) = args.input.load()?;
+    let Some(baseline) = &model.drift_baseline else {
+        anyhow::bail!(
+            "model {} has no drift baseline (saved before drift was measured): retrain it",
+            model.model_version
+        );
+    };
+    let baseline_rows = baseline.rows;
+    crate::model::train::sort_by_time(&mut examples);
+    if let Some(from) = args.input.from {
+        examples.retain(|e| e.declaration.lodged_at >= from);
+    }
+    anyhow::ensure!(!examples.is_empty(), "no declarations to compare");
+    let router = Router::new(model.clone(), PriorityConfig::default()).monitor_drift(1);
+    let scorer = router.scorer();
+    for e in &examples {
+        router.assess(&scorer, &e.declaration);
+    }
+    let monitor = scorer
+        .drift()
+        .ok_or_else(|| anyhow::anyhow!("the model's drift baseline could not be read"))?;
+    let report = monitor.report();
+    println!(
+        "model {} on {} declarations against {baseline_rows} rows of its training traffic",
+        model.model_version,
+        monitor.sampled()
+    );
+    println!("| column | PSI | verdict |\n|---|---|---|");
+    for c in report.iter().take(args.top) {
+        println!("| {} | {:.3} | {} |", c.column, c.psi, verdict(c.psi));
+    }
+    let major = report.iter().filter(|c| c.psi >= PSI_MAJOR).count();
+    let moderate = report
+        .iter()
+        .filter(|c| (PSI_MODERATE..PSI_MAJOR).contains(&c.psi))
+        .count();
+    println!(
+        "\n{major} of {} columns shifted (PSI ≥ {PSI_MAJOR}), {moderate} moderately (≥ {PSI_MODERATE})",
+        report.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
