@@ -1,7 +1,6 @@
 """Calls parcel-risk from Python (grpcio): one unary call, a stream, and an inspection result.
 
-    pip install grpcio grpcio-tools
-    python -m grpc_tools.protoc -I proto --python_out=examples --grpc_python_out=examples proto/parcelrisk/v1/*.proto
+    pip install ./clients/python        # the client package: messages, stubs, connect()
     python examples/python_client.py [127.0.0.1:50051]
 
 Against a server with TLS, mutual TLS and tokens (docs/security.md):
@@ -12,14 +11,12 @@ The token can come from the environment instead (PARCEL_RISK_TOKEN), out of shel
 """
 
 import argparse
-import os
 import sys
 
-import grpc
 from google.protobuf import timestamp_pb2
 
-sys.path.insert(0, "examples")
-from parcelrisk.v1 import assessment_pb2, declaration_pb2, inspection_pb2, risk_service_pb2, risk_service_pb2_grpc  # noqa: E402
+from parcel_risk_client import connect
+from parcelrisk.v1 import assessment_pb2, declaration_pb2, inspection_pb2, risk_service_pb2
 
 
 def declaration(declaration_id: str, description: str, hs6: str, value_cents: int, grams: int):
@@ -57,24 +54,6 @@ def declaration(declaration_id: str, description: str, hs6: str, value_cents: in
     )
 
 
-def open_channel(args: argparse.Namespace) -> grpc.Channel:
-    """Plaintext, or TLS with the server's CA (and a client certificate for mutual TLS); a bearer
-    token rides on every call (gRPC sends call credentials over TLS only)."""
-    token = args.token or os.environ.get("PARCEL_RISK_TOKEN")
-    if args.ca is None:
-        if token:
-            sys.exit("a token needs TLS (--ca): grpcio sends call credentials over TLS only")
-        return grpc.insecure_channel(args.target)
-    read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read(args.ca), private_key=read(args.key), certificate_chain=read(args.cert)
-    )
-    if token:
-        credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
-    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
-    return grpc.secure_channel(args.target, credentials, options)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", nargs="?", default="127.0.0.1:50051", help="HOST:PORT of the service")
@@ -84,8 +63,14 @@ def main() -> None:
     parser.add_argument("--token", help="bearer token (or PARCEL_RISK_TOKEN)")
     parser.add_argument("--server-name", help="the name the server's certificate carries, if not the host")
     args = parser.parse_args()
-    with open_channel(args) as channel:
-        stub = risk_service_pb2_grpc.RiskServiceStub(channel)
+    try:
+        client = connect(
+            args.target, ca=args.ca, cert=args.cert, key=args.key, token=args.token, server_name=args.server_name
+        )
+    except ValueError as e:
+        sys.exit(str(e))
+    with client:
+        stub = client.stub
         info = stub.GetModelInfo(risk_service_pb2.GetModelInfoRequest())
         print("model", info.model_version, "with", len(info.feature_names), "features")
 

@@ -89,7 +89,7 @@ pub(crate) async fn score_stream(
         .await
 }
 
-fn traffic_declarations(n: usize) -> Vec<pb::Declaration> {
+pub fn traffic_declarations(n: usize) -> Vec<pb::Declaration> {
     let (_, examples) = trained();
     examples
         .iter()

@@ -161,3 +161,52 @@ async fn every_series_is_there_from_the_start_and_calls_are_counted_by_method_an
     let log = log.lock().unwrap();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_of_the_scored_traffic_is_exported_per_column() {
+    use tokio_stream::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The built-in model carries a drift baseline; every declaration counts.
+    let (mut child, addr, log) = spawn_binary(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--drift-sample-every",
+        "1",
+    ]);
+    let metrics_addr = metrics_addr(&log.lock().unwrap());
+    let mut client = RiskServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let requests: Vec<pb::ScoreDeclarationsRequest> = crate::grpc::traffic_declarations(1100)
+        .into_iter()
+        .map(|d| pb::ScoreDeclarationsRequest {
+            declaration: Some(d),
+        })
+        .collect();
+    let answered = client
+        .score_declarations(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(answered.len(), 1100);
+    let after = scrape(metrics_addr).await;
+    let any = value(&after, "parcel_risk_drift_psi{column=\"score:any\"}");
+    assert!(
+        any.is_some_and(|psi| psi.is_finite() && psi >= 0.0),
+        "{after}"
+    );
+    assert!(
+        value(&after, "parcel_risk_drift_max_psi").is_some(),
+        "{after}"
+    );
+    assert!(after.contains("# HELP parcel_risk_drift_psi"), "{after}");
+    child.kill().unwrap();
+}

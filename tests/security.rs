@@ -753,13 +753,13 @@ fn off_loopback_plaintext_or_no_credentials_need_insecure() {
 /// and sets PARCEL_RISK_REQUIRE_PYTHON=1, where their absence fails.
 fn python_grpc() -> bool {
     let found = std::process::Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
+        .args(["-c", "import grpc, grpc_tools, setuptools"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
             std::env::var_os("PARCEL_RISK_REQUIRE_PYTHON").is_none(),
-            "python3 with grpcio and grpcio-tools is required here"
+            "python3 with grpcio, grpcio-tools and setuptools is required here"
         );
         eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed");
     }
@@ -782,23 +782,31 @@ async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
     drop(pki.client("py-client"));
     let root = env!("CARGO_MANIFEST_DIR");
     let work = tempfile::tempdir().unwrap();
-    let generated = work.path().join("examples");
-    std::fs::create_dir_all(&generated).unwrap();
-    let protos: Vec<PathBuf> = std::fs::read_dir(format!("{root}/proto/parcelrisk/v1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let compiled = std::process::Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I", &format!("{root}/proto")])
-        .arg(format!("--python_out={}", generated.display()))
-        .arg(format!("--grpc_python_out={}", generated.display()))
-        .args(&protos)
-        .status()
+    // The client package, installed as a user would (its build compiles the
+    // proto files), into a directory of its own.
+    let site = work.path().join("site");
+    let installed = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-build-isolation", "--no-deps", "--target"])
+        .arg(&site)
+        .arg(format!("{root}/clients/python"))
+        .output()
         .unwrap();
-    assert!(compiled.success());
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
     let run = |token: &str| {
         std::process::Command::new("python3")
             .current_dir(work.path())
+            .env("PYTHONPATH", &site)
             .arg(format!("{root}/examples/python_client.py"))
             .arg(format!("localhost:{}", server.addr.port()))
             .arg("--ca")

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::ModelAndData;
-use crate::model::drift::{PSI_MAJOR, PSI_MODERATE, verdict};
+use crate::model::drift::{PSI_MAJOR, PSI_MODERATE, is_recency, verdict};
 use crate::scoring::{PriorityConfig, Router};
 
 #[derive(Debug, clap::Args)]
@@ -33,7 +33,7 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         examples.retain(|e| e.declaration.lodged_at >= from);
     }
     anyhow::ensure!(!examples.is_empty(), "no declarations to compare");
-    let router = Router::new(model.clone(), PriorityConfig::default()).monitor_drift(1);
+    let router = Router::new(model.clone(), PriorityConfig::default()).monitor_drift(1, u64::MAX);
     let scorer = router.scorer();
     for e in &examples {
         router.assess(&scorer, &e.declaration);
@@ -47,18 +47,29 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         model.model_version,
         monitor.sampled()
     );
+    let (recency, columns): (Vec<_>, Vec<_>) =
+        report.into_iter().partition(|c| is_recency(&c.column));
     println!("| column | PSI | verdict |\n|---|---|---|");
-    for c in report.iter().take(args.top) {
+    for c in columns.iter().take(args.top) {
         println!("| {} | {:.3} | {} |", c.column, c.psi, verdict(c.psi));
     }
-    let major = report.iter().filter(|c| c.psi >= PSI_MAJOR).count();
-    let moderate = report
+    let major = columns.iter().filter(|c| c.psi >= PSI_MAJOR).count();
+    let moderate = columns
         .iter()
         .filter(|c| (PSI_MODERATE..PSI_MAJOR).contains(&c.psi))
         .count();
     println!(
         "\n{major} of {} columns shifted (PSI ≥ {PSI_MAJOR}), {moderate} moderately (≥ {PSI_MODERATE})",
-        report.len()
+        columns.len()
     );
+    if !recency.is_empty() {
+        let mut psi: Vec<f64> = recency.iter().map(|c| c.psi).collect();
+        psi.sort_by(f64::total_cmp);
+        println!(
+            "{} recency columns (days since an entity was last seen), median PSI {:.3}: scoring reads the history as training left it, so these grow with its age; a large value says the history is stale (retrain)",
+            recency.len(),
+            psi[psi.len() / 2]
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -89,7 +89,9 @@ impl ServiceState {
     /// Measures drift on one in `sample_every` scored declarations
     /// (`parcel_risk_drift_psi`).
     pub fn with_drift(mut self, sample_every: u64) -> Self {
-        self.router = self.router.monitor_drift(sample_every);
+        self.router = self
+            .router
+            .monitor_drift(sample_every, crate::scoring::drift::DEFAULT_WINDOW);
         self
     }
 

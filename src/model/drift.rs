@@ -130,6 +130,14 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
         .sum()
 }
 
+/// Whether a column is the recency of an entity (days since last seen).
+/// Scoring reads the history as it stood at the end of training, so these
+/// columns grow with the history's age whatever the traffic does: they say
+/// when to retrain, and summaries count them apart.
+pub fn is_recency(column: &str) -> bool {
+    column.ends_with("log_days_since")
+}
+
 /// A word for a PSI.
 pub fn verdict(psi: f64) -> &'static str {
     if psi >= PSI_MAJOR {

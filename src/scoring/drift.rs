@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::model::ModelArtifact;
-use crate::model::drift::{DriftBaseline, DriftCounts, PSI_MAJOR};
+use crate::model::drift::{DriftBaseline, DriftCounts, PSI_MAJOR, is_recency};
 
-/// Sampled declarations per window: PSI covers the current window and the
-/// one before, so it follows the last one to two windows of traffic.
-const WINDOW: u64 = 50_000;
+/// Sampled declarations per window in the service: PSI covers the current
+/// window and the one before, so it follows the last one to two windows of
+/// traffic.
+pub const DEFAULT_WINDOW: u64 = 50_000;
 
 /// Sampled declarations between two refreshes of the gauges.
 const REFRESH: u64 = 1_024;
@@ -22,6 +23,8 @@ pub struct DriftMonitor {
     model: Arc<ModelArtifact>,
     /// One declaration in `sample_every` is counted.
     sample_every: u64,
+    /// Sampled declarations per window.
+    window: u64,
     seen: AtomicU64,
     windows: Mutex<Windows>,
 }
@@ -42,11 +45,12 @@ pub struct ColumnDrift {
 impl DriftMonitor {
     /// A monitor for `model`, or none when its artifact has no baseline
     /// (saved before drift was measured).
-    pub fn new(model: Arc<ModelArtifact>, sample_every: u64) -> Option<Self> {
+    pub fn new(model: Arc<ModelArtifact>, sample_every: u64, window: u64) -> Option<Self> {
         let current = model.drift_baseline.as_ref()?.counts();
         Some(Self {
             model,
             sample_every: sample_every.max(1),
+            window: window.max(1),
             seen: AtomicU64::new(0),
             windows: Mutex::new(Windows {
                 current,
@@ -71,7 +75,7 @@ impl DriftMonitor {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         windows.current.observe(self.baseline(), row, scores);
         let rows = windows.current.rows;
-        if rows >= WINDOW {
+        if rows >= self.window {
             let full = std::mem::replace(&mut windows.current, self.baseline().counts());
             windows.previous = Some(full);
         }
@@ -120,8 +124,11 @@ fn export(report: &[ColumnDrift]) {
     let mut max = 0.0f64;
     for c in report {
         metrics::gauge!("parcel_risk_drift_psi", "column" => c.column.clone()).set(c.psi);
-        shifted += u32::from(c.psi >= PSI_MAJOR);
-        max = max.max(c.psi);
+        // Recency measures the age of the frozen history, not the traffic.
+        if !is_recency(&c.column) {
+            shifted += u32::from(c.psi >= PSI_MAJOR);
+            max = max.max(c.psi);
+        }
     }
     metrics::gauge!("parcel_risk_drift_max_psi").set(max);
     metrics::gauge!("parcel_risk_drift_columns_shifted").set(f64::from(shifted));

@@ -221,10 +221,11 @@ impl Scorer {
         }
     }
 
-    /// Counts one in `sample_every` scored declarations for drift (when the
-    /// model has a baseline).
-    pub fn with_drift(mut self, sample_every: u64) -> Self {
-        self.drift = drift::DriftMonitor::new(self.model.clone(), sample_every).map(Arc::new);
+    /// Counts one in `sample_every` scored declarations for drift, in
+    /// windows of `window` sampled (when the model has a baseline).
+    pub fn with_drift(mut self, sample_every: u64, window: u64) -> Self {
+        self.drift =
+            drift::DriftMonitor::new(self.model.clone(), sample_every, window).map(Arc::new);
         self
     }
 

@@ -29,8 +29,9 @@ pub struct Router {
     allocator: Mutex<ChannelAllocator>,
     config: PriorityConfig,
     rates: &'static RateTable,
-    /// One scored declaration in this many is counted for drift.
-    drift_every: Option<u64>,
+    /// One scored declaration in this many is counted for drift, in
+    /// windows of so many sampled.
+    drift: Option<(u64, u64)>,
 }
 
 /// What the windows need of a declaration: its party keys and declared value
@@ -60,15 +61,16 @@ impl Router {
             allocator: Mutex::new(ChannelAllocator::new(config.clone(), CHANNEL_HALF_LIFE)),
             config,
             rates: RateTable::built_in(),
-            drift_every: None,
+            drift: None,
         }
     }
 
-    /// Measures drift on one in `sample_every` scored declarations, for
-    /// this model and every model swapped in later.
-    pub fn monitor_drift(mut self, sample_every: u64) -> Self {
-        self.drift_every = Some(sample_every);
-        let scorer = (*self.scorer()).clone().with_drift(sample_every);
+    /// Measures drift on one in `sample_every` scored declarations, in
+    /// windows of `window` sampled, for this model and every model swapped
+    /// in later.
+    pub fn monitor_drift(mut self, sample_every: u64, window: u64) -> Self {
+        self.drift = Some((sample_every, window));
+        let scorer = (*self.scorer()).clone().with_drift(sample_every, window);
         self.scorer.store(Arc::new(scorer));
         self
     }
@@ -86,8 +88,8 @@ impl Router {
     /// Swaps in another model; work in flight finishes on the old one.
     pub fn swap_model(&self, model: Arc<ModelArtifact>) {
         let mut scorer = Scorer::with_priority(model, self.config.clone());
-        if let Some(every) = self.drift_every {
-            scorer = scorer.with_drift(every);
+        if let Some((every, window)) = self.drift {
+            scorer = scorer.with_drift(every, window);
         }
         self.scorer.store(Arc::new(scorer));
     }
