@@ -116,6 +116,19 @@ fn main() {
             black_box(router.assess(&routed, &examples[i % n].declaration));
         }),
     );
+    // What the service's drift sampling adds (one in 8, its default; one in
+    // 1, the CLI's), alternated with the unsampled router above.
+    for every in [8, 1] {
+        let sampled = Router::new(model.clone(), PriorityConfig::default())
+            .monitor_drift(every, parcel_risk::scoring::drift::DEFAULT_WINDOW);
+        let sampled_scorer = sampled.scorer();
+        summary(
+            &format!("score with split window and drift 1 in {every}"),
+            rounds(|i| {
+                black_box(sampled.assess(&sampled_scorer, &examples[i % n].declaration));
+            }),
+        );
+    }
     if std::env::var("PARCEL_RISK_BENCH_LEARNERS").as_deref() != Ok("0") {
         learners(&examples);
     }
