@@ -312,6 +312,13 @@ pub fn train(
     let schema = features.schema();
     tracing::info!(features = schema.len(), "features fitted");
 
+    let recency = replay(
+        &examples,
+        &features,
+        Duration::hours(params.label_delay_hours),
+        |e| in_baseline_sample(e, examples.len()),
+    )
+    .rows;
     let replay = replay(
         &examples,
         &features,
@@ -329,15 +336,9 @@ pub fn train(
     // would show every count feature drifting once the history is full).
     // Recency is the exception: against a frozen history every training
     // declaration was seen "today"; it comes from the past-only replay, as
-    // the model learnt it.
+    // the model learnt it (made before the main replay, so that only one
+    // history is in memory at a time).
     let mut drift_rows = baseline_rows(&examples, &features, &history);
-    let recency = self::replay(
-        &examples,
-        &features,
-        Duration::hours(params.label_delay_hours),
-        |e: &TrainingExample| in_baseline_sample(e, examples.len()),
-    )
-    .rows;
     for (c, name) in schema.names.iter().enumerate() {
         if name.ends_with("log_days_since") {
             drift_rows.column_mut(c).assign(&recency.column(c));
