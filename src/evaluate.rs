@@ -204,7 +204,7 @@ pub fn evaluate(
                 revenue_eur: rev.iter().sum(),
                 rankers: vec![
                     measure(MODEL_RANKER, &scores),
-                    measure("model priority (risk x revenue)", &priority),
+                    measure("model priority (expected loss)", &priority),
                     measure("random", &random),
                     measure("highest declared value", &declared_value),
                     measure("riskiest parties (past fraud rate)", &party_rate),

@@ -628,3 +628,32 @@ fn red_per_day_holds_on_a_generated_stream_whose_volume_doubles_then_halves() {
         );
     }
 }
+
+#[test]
+fn drift_reads_a_file_against_the_built_in_model_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate_with_binary(&dir.path().join("traffic.jsonl"), 1500, &[]);
+    let json = dir.path().join("drift.json");
+    let out = std::process::Command::new(BIN)
+        .args(["drift", "--top", "5", "--data"])
+        .arg(&input)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| column | PSI | verdict |"), "{stdout}");
+    assert!(stdout.contains("recency columns"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let columns = report["columns"].as_array().unwrap();
+    assert_eq!(report["declarations"], 1500);
+    assert!(columns.len() > 100, "{report}");
+    let score = columns.iter().find(|c| c["column"] == "score:any").unwrap();
+    assert!(score["psi"].as_f64().unwrap() >= 0.0);
+}

@@ -17,6 +17,9 @@ pub struct DriftArgs {
     /// Columns to list, largest PSI first.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
+    /// Also write every column's PSI as JSON (for scripts and dashboards).
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +50,26 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         model.model_version,
         monitor.sampled()
     );
+    if let Some(path) = &args.json {
+        let columns: Vec<serde_json::Value> = report
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "column": c.column,
+                    "psi": c.psi,
+                    "verdict": verdict(c.psi),
+                    "recency": is_recency(&c.column),
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "model_version": model.model_version,
+            "declarations": monitor.sampled(),
+            "baseline_rows": baseline_rows,
+            "columns": columns,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
     let (recency, columns): (Vec<_>, Vec<_>) =
         report.into_iter().partition(|c| is_recency(&c.column));
     println!("| column | PSI | verdict |\n|---|---|---|");

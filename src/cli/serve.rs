@@ -202,7 +202,7 @@ pub struct ChannelArgs {
         env = "PARCEL_RISK_CATEGORY_WEIGHTS"
     )]
     pub category_weights: Vec<priority::CategoryWeight>,
-    /// No category weights at all: priority is risk × revenue only.
+    /// No category weights at all: priority is the fiscal expected loss only.
     #[arg(long, conflicts_with = "category_weights")]
     pub no_category_weights: bool,
 }

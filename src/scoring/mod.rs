@@ -139,9 +139,9 @@ const RULE_BREAKING: &[&str] = &[
 
 impl Assessment {
     /// Whether the declaration must not go GREEN: the model is nearly sure
-    /// of fraud ([`CERTAIN_FRAUD`]), or a reason says a rule is broken. The
-    /// priority (risk × revenue at risk) can be near zero for both where no
-    /// reference value exists, which released them before.
+    /// of fraud ([`CERTAIN_FRAUD`]), or a reason says a rule is broken,
+    /// however small its expected loss (a priority of risk × revenue at risk
+    /// released them when no reference value existed).
     pub fn never_release(&self) -> bool {
         self.overall_score >= CERTAIN_FRAUD
             || self.reasons.iter().any(|r| RULE_BREAKING.contains(&r.code))
