@@ -76,7 +76,8 @@ impl ServiceState {
         priority: PriorityConfig,
     ) -> Self {
         Self {
-            router: Router::new(Arc::new(model), priority),
+            // Live traffic: no faulty client's lodging year moves the day on.
+            router: Router::new(Arc::new(model), priority).live(),
             reference,
             meters: Meters::register(),
             store: None,

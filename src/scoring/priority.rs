@@ -551,7 +551,17 @@ struct DailyPace {
     last_total: Option<f64>,
     mean_gap_seconds: Option<f64>,
     observed: f64,
+    /// Declarations in a row lodged more than [`MAX_STEP`] ahead of the
+    /// clock, and the earliest of them.
+    ahead: u32,
+    ahead_earliest: Option<DateTime<Utc>>,
 }
+
+/// How far ahead of the clock one declaration may move it.
+const MAX_STEP: chrono::TimeDelta = chrono::TimeDelta::hours(6);
+
+/// Declarations in a row further ahead than [`MAX_STEP`] that move the clock.
+const JUMP_CONFIRMATIONS: u32 = 32;
 
 #[derive(Debug, Clone, Copy)]
 struct Day {
@@ -601,19 +611,21 @@ impl DailyPace {
             last_total: None,
             mean_gap_seconds: None,
             observed: 0.0,
+            ahead: 0,
+            ahead_earliest: None,
         }
     }
 
     /// Counts a declaration; true when it opens a new day.
     fn observe(&mut self, lodged_at: DateTime<Utc>) -> bool {
         self.observed += 1.0;
+        let now = self.advance(lodged_at);
         if let Some(last) = self.clock {
             // Out-of-order lodging times count as simultaneous.
-            let gap = (lodged_at - last).num_milliseconds().max(0) as f64 / 1000.0;
+            let gap = (now - last).num_milliseconds().max(0) as f64 / 1000.0;
             let mean = self.mean_gap_seconds.get_or_insert(gap);
             *mean += (gap - *mean) / VOLUME_MEMORY.min(self.observed);
         }
-        let now = self.clock.map_or(lodged_at, |c| c.max(lodged_at));
         self.clock = Some(now);
         let new_day = self.day.is_none_or(|d| now >= d.end);
         if new_day {
@@ -626,6 +638,33 @@ impl DailyPace {
         let f = self.fraction();
         self.by_slot[((f * SLOTS as f64) as usize).min(SLOTS - 1)] += 1.0;
         new_day
+    }
+
+    /// Where the clock goes for a declaration lodged at `lodged_at`. A
+    /// lodging time far ahead of the clock moves it only once
+    /// [`JUMP_CONFIRMATIONS`] declarations in a row are that far ahead (then
+    /// to the earliest of them): one declaration dated in 2030 must not end
+    /// today for everyone, while traffic that resumes after a quiet night
+    /// still moves the clock.
+    fn advance(&mut self, lodged_at: DateTime<Utc>) -> DateTime<Utc> {
+        let Some(clock) = self.clock else {
+            return lodged_at;
+        };
+        if lodged_at <= clock + MAX_STEP {
+            self.ahead = 0;
+            self.ahead_earliest = None;
+            return clock.max(lodged_at);
+        }
+        self.ahead += 1;
+        let earliest = self.ahead_earliest.map_or(lodged_at, |e| e.min(lodged_at));
+        if self.ahead >= JUMP_CONFIRMATIONS {
+            self.ahead = 0;
+            self.ahead_earliest = None;
+            earliest
+        } else {
+            self.ahead_earliest = Some(earliest);
+            clock
+        }
     }
 
     /// Learns from the day that ends: its volume, and its shape if it was
@@ -882,6 +921,35 @@ mod tests {
         });
         let counts = red_per_day(config, &days, 4);
         assert_within_ten_percent(&counts, |_| 80.0);
+    }
+
+    #[test]
+    fn a_declaration_dated_years_ahead_does_not_end_the_day_but_resumed_traffic_moves_on() {
+        let mut a = ChannelAllocator::new(capacity(50.0), CHANNEL_HALF_LIFE);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+        let future = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let mut red_on = |a: &mut ChannelAllocator, day: i64, from: u32, to: u32| {
+            let mut red = 0;
+            for i in from..to {
+                let at = t0 + Duration::days(day) + Duration::milliseconds(i64::from(i) * 4_320);
+                // A faulty client's declaration dated 2030 every 1,000.
+                if i % 1000 == 500 {
+                    a.decide(&format!("F{day}-{i}"), future, 0.0);
+                }
+                let priority = rng.r#gen::<f64>().powi(8) * 20.0;
+                let d = a.decide(&format!("D{day}-{i}"), at, priority);
+                red += u32::from(d.channel == Channel::Red);
+            }
+            red
+        };
+        red_on(&mut a, 0, 0, 20_000);
+        let second = red_on(&mut a, 1, 0, 20_000);
+        assert!((45..=55).contains(&second), "day 2: {second} RED");
+        // Two quiet days, then traffic again: the clock moves on and RED
+        // is counted in the new day.
+        let resumed = red_on(&mut a, 4, 0, 20_000);
+        assert!((45..=55).contains(&resumed), "day 5: {resumed} RED");
     }
 
     #[test]

@@ -32,7 +32,14 @@ pub struct Router {
     /// One scored declaration in this many is counted for drift, in
     /// windows of so many sampled.
     drift: Option<(u64, u64)>,
+    /// Traffic arrives as it is lodged (the service): no lodging time later
+    /// than an hour from now moves the allocator's clock.
+    live: bool,
 }
+
+/// How far past the wall clock a live lodging time may move the
+/// allocator's clock (clock skew between systems).
+const LIVE_CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// What the windows need of a declaration: its party keys and declared value
 /// (EUR cents), derived where the declaration is hot in cache.
@@ -62,7 +69,17 @@ impl Router {
             config,
             rates: RateTable::built_in(),
             drift: None,
+            live: false,
         }
+    }
+
+    /// For live traffic: a lodging time more than an hour past the wall
+    /// clock (a faulty client's year) is taken as an hour from now by the
+    /// channel allocator, so it cannot move the day on for everyone. Batch
+    /// work over past traffic keeps the lodging times as they are.
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     /// Measures drift on one in `sample_every` scored declarations, in
@@ -110,9 +127,11 @@ impl Router {
     /// Routes scored declarations in order, taking the allocator's lock once.
     /// `each` hears every decision (counters, summaries).
     pub fn route(&self, assessments: &mut [Assessment], mut each: impl FnMut(Decision)) {
+        let latest = self.live.then(|| Utc::now() + LIVE_CLOCK_TOLERANCE);
         let mut allocator = self.allocator();
         for a in assessments {
-            let decision = allocator.decide(&a.declaration_id, a.lodged_at, a.priority_value);
+            let at = latest.map_or(a.lodged_at, |latest| a.lodged_at.min(latest));
+            let decision = allocator.decide(&a.declaration_id, at, a.priority_value);
             each(decision);
             a.route(decision, 0);
         }
