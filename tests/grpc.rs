@@ -893,3 +893,100 @@ async fn silent_sockets_are_closed_and_free_their_slots() {
         .await
         .unwrap();
 }
+
+/// Two streams whose clients send thousands of declarations and read none
+/// of the answers: they hold the server's memory budget, not more; a
+/// well-behaved unary call is still answered, and once memory is short a
+/// stalled stream loses its unread answers and ends RESOURCE_EXHAUSTED
+/// (after the answers already sent, in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_nobody_reads_are_held_to_the_memory_budget() {
+    let server = TestServer::start(ServerConfig {
+        memory_budget_bytes: 2 << 20,
+        stalled_stream: std::time::Duration::from_millis(500),
+        ..ServerConfig::default()
+    })
+    .await;
+    let declarations = traffic_declarations(4000);
+    let mut senders = Vec::new();
+    let mut answers = Vec::new();
+    let mut sent_ids = Vec::new();
+    // Both streams open (and reserve) before either sends.
+    for s in 0..2 {
+        let mut client = server.client().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ScoreDeclarationsRequest>(64);
+        let stream = client
+            .score_declarations(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("the budget has room for two streams")
+            .into_inner();
+        answers.push(stream);
+        let mut ids = Vec::new();
+        let requests: Vec<_> = declarations
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d.declaration_id = format!("slow{s}-{}", d.declaration_id);
+                ids.push(d.declaration_id.clone());
+                pb::ScoreDeclarationsRequest {
+                    declaration: Some(d),
+                }
+            })
+            .collect();
+        sent_ids.push(ids);
+        senders.push(tokio::spawn(async move {
+            for r in requests {
+                if tx.send(r).await.is_err() {
+                    return;
+                }
+            }
+            // Keep the request side open: the client is slow, not done.
+            std::future::pending::<()>().await;
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut polite = server.client().await;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        polite.score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(full_declaration("POLITE")),
+        }),
+    )
+    .await
+    .expect("a well-behaved call is answered while slow readers hold the budget")
+    .expect("scored");
+    assert!(answer.into_inner().assessment.is_some());
+
+    let mut cut = 0;
+    for (stream, ids) in answers.iter_mut().zip(&sent_ids) {
+        let mut n = 0;
+        let end = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(3), stream.message()).await {
+                Ok(Ok(Some(a))) => {
+                    assert_eq!(a.declaration_id, ids[n], "answer {n} out of order");
+                    n += 1;
+                }
+                Ok(Ok(None)) => panic!("the stream ended OK after {n} answers"),
+                Ok(Err(status)) => break Some(status),
+                // Not cut: everything it was sent is answered, then it waits.
+                Err(_) => break None,
+            }
+        };
+        match end {
+            Some(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                assert!(
+                    status.message().contains("answers were dropped"),
+                    "{status}"
+                );
+                assert!(n < ids.len());
+                cut += 1;
+            }
+            None => assert_eq!(n, ids.len()),
+        }
+    }
+    assert!(cut >= 1, "a stalled stream is cut once memory is short");
+    for s in senders {
+        s.abort();
+    }
+}

@@ -53,6 +53,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds, env = "PARCEL_RISK_HANDSHAKE_TIMEOUT_SECONDS")]
     pub handshake_timeout_seconds: f64,
     /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
+    /// What streams, calls and uploads may hold in all, MiB: requests being
+    /// scored, answers not yet sent, the transport's send buffers (448 KiB a
+    /// stream), uploads until their commit. Past it, streams read no more
+    /// (backpressure) and new streams and uploads are refused
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = crate::grpc::budget::DEFAULT_BUDGET_MIB, value_parser = clap::value_parser!(u32).range(1..), env = "PARCEL_RISK_MEMORY_BUDGET_MIB")]
+    pub memory_budget_mib: u32,
+    /// While more than half the memory budget is in use, a stream whose
+    /// client reads none of its answers for this long loses them and ends
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = crate::grpc::budget::DEFAULT_STALLED_AFTER.as_secs_f64(), value_parser = positive_seconds, env = "PARCEL_RISK_STALLED_STREAM_SECONDS")]
+    pub stalled_stream_seconds: f64,
     #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
     pub drain_seconds: u64,
     #[command(flatten)]
@@ -337,6 +349,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         drain_notice: Duration::from_secs(args.drain_seconds)
             .div_f64(4.0)
             .min(Duration::from_secs(1)),
+        memory_budget_bytes: args.memory_budget_mib as usize * 1024 * 1024,
+        stalled_stream: Duration::from_secs_f64(args.stalled_stream_seconds),
     };
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

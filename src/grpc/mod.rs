@@ -2,6 +2,7 @@
 //! Only this module, `wire`, `io` and `cli` see generated types.
 
 pub mod auth;
+pub mod budget;
 pub mod convert;
 pub mod echo;
 pub mod rpc_metrics;
@@ -38,6 +39,11 @@ pub struct ServerConfig {
     /// How long a new connection gets for its TLS handshake or HTTP/2
     /// preface before it is closed.
     pub handshake_timeout: std::time::Duration,
+    /// What streams, calls and uploads may hold in all ([`budget`]).
+    pub memory_budget_bytes: usize,
+    /// While memory is short, how long a stream's client may leave its
+    /// answers unread before they are dropped and the stream ends.
+    pub stalled_stream: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +54,8 @@ impl Default for ServerConfig {
             max_connections: 1024,
             drain_notice: std::time::Duration::from_secs(1),
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            memory_budget_bytes: budget::DEFAULT_BUDGET_MIB as usize * 1024 * 1024,
+            stalled_stream: budget::DEFAULT_STALLED_AFTER,
         }
     }
 }
@@ -108,7 +116,12 @@ pub async fn serve_secured(
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let service = RiskServiceServer::new(RiskService::new(state, stop_rx))
+    let budget = Arc::new(budget::MemoryBudget::new(
+        config.memory_budget_bytes,
+        config.stalled_stream,
+    ));
+    reap_stalled_streams(Arc::downgrade(&budget));
+    let service = RiskServiceServer::new(RiskService::new(state, stop_rx, budget))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let reporter = health_reporter.clone();
@@ -166,6 +179,23 @@ pub async fn serve_secured(
         }
     }
     Ok(())
+}
+
+/// Once a second while the server runs (the service holds the budget),
+/// ends the streams whose clients leave their answers unread while memory
+/// is short.
+fn reap_stalled_streams(budget: std::sync::Weak<budget::MemoryBudget>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(budget) = budget.upgrade() else {
+                break;
+            };
+            budget.reap_stalled(std::time::Instant::now());
+        }
+    });
 }
 
 /// How long a new connection gets to show it speaks gRPC (its TLS handshake
@@ -266,7 +296,19 @@ where
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     rpc_metrics::describe();
-    let counters: [(&'static str, &'static str); 16] = [
+    let counters: [(&'static str, &'static str); 19] = [
+        (
+            "parcel_risk_memory_waits_total",
+            "Batches and calls that waited for the memory budget (backpressure)",
+        ),
+        (
+            "parcel_risk_memory_refusals_total",
+            "Streams and uploads refused RESOURCE_EXHAUSTED: memory budget spent",
+        ),
+        (
+            "parcel_risk_streams_stalled_total",
+            "Streams ended because their client left its answers unread while memory was short",
+        ),
         (
             "parcel_risk_declarations_scored_total",
             "Declarations scored (stream, unary and plans)",
@@ -347,9 +389,24 @@ pub fn describe_metrics() {
         "parcel_risk_calls_forbidden_total",
         "parcel_risk_report_quota_refused_total",
         "parcel_risk_results_refused_random_claim_total",
+        "parcel_risk_memory_waits_total",
+        "parcel_risk_streams_stalled_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
+    for what in ["stream", "upload"] {
+        metrics::counter!("parcel_risk_memory_refusals_total", "what" => what).absolute(0);
+    }
+    describe_gauge!(
+        "parcel_risk_memory_budget_bytes",
+        Unit::Bytes,
+        "What streams, calls and uploads may hold in all (--memory-budget-mib)"
+    );
+    describe_gauge!(
+        "parcel_risk_memory_budget_used_bytes",
+        Unit::Bytes,
+        "Memory budget in use: stream reservations, batches, unsent answers, uploads"
+    );
     for result in ["ok", "refused"] {
         metrics::counter!("parcel_risk_model_reloads_total", "result" => result).absolute(0);
         metrics::counter!("parcel_risk_security_reloads_total", "result" => result).absolute(0);

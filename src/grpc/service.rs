@@ -2,13 +2,14 @@
 //! pipeline in [`score_stream`].
 //!
 //! Streams are scored in batches of whatever requests are already waiting
-//! (up to `MAX_BATCH`) inside `block_in_place`: CPU work stays off the async
-//! executor without a task spawn or channel hop per message. The response stream pulls
-//! requests only when tonic pulls responses, so a client that reads slowly
-//! stalls its own requests through HTTP/2 flow control instead of growing a
-//! buffer here; a client that goes away drops the stream and everything in it.
+//! (up to `MAX_BATCH`, `MAX_BATCH_BYTES`) inside `block_in_place`: CPU work
+//! stays off the async executor without a task spawn or channel hop per
+//! message. The response stream pulls requests only when tonic pulls
+//! responses, so a client that reads slowly stalls its own requests through
+//! HTTP/2 flow control instead of growing a buffer here; a client that goes
+//! away drops the stream and everything in it. What streams, calls and
+//! uploads hold counts against the server's [`MemoryBudget`].
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +19,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::budget::{ANSWER_ESTIMATE_BYTES, MemoryBudget, Next, OpenStream};
 use super::convert::validation_to_pb;
 use super::state::ServiceState;
 use super::status::{ServiceError, code_name, inbound_error};
@@ -37,17 +39,29 @@ pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most requests scored in one blocking task.
 pub const MAX_BATCH: usize = 256;
+/// A batch stops growing once its requests reach this many bytes: a client
+/// that does not read holds at most one batch of answers.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// The gRPC service.
 #[derive(Clone)]
 pub struct RiskService {
     state: Arc<ServiceState>,
     shutdown: watch::Receiver<bool>,
+    budget: Arc<MemoryBudget>,
 }
 
 impl RiskService {
-    pub fn new(state: Arc<ServiceState>, shutdown: watch::Receiver<bool>) -> Self {
-        Self { state, shutdown }
+    pub fn new(
+        state: Arc<ServiceState>,
+        shutdown: watch::Receiver<bool>,
+        budget: Arc<MemoryBudget>,
+    ) -> Self {
+        Self {
+            state,
+            shutdown,
+            budget,
+        }
     }
 
     /// New calls are refused once the server is shutting down.
@@ -168,7 +182,9 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + '
 struct Pipeline<S> {
     inbound: S,
     state: Arc<ServiceState>,
-    ready: VecDeque<pb::ScoreDeclarationsResponse>,
+    budget: Arc<MemoryBudget>,
+    /// The stream's reservation and its answers not yet taken.
+    stream: OpenStream,
     shutdown: watch::Receiver<bool>,
     /// A broken inbound stream, reported after the answers before it.
     failure: Option<Status>,
@@ -180,6 +196,8 @@ pub fn score_stream<S>(
     inbound: S,
     state: Arc<ServiceState>,
     shutdown: watch::Receiver<bool>,
+    budget: Arc<MemoryBudget>,
+    stream: OpenStream,
 ) -> impl Stream<Item = Result<pb::ScoreDeclarationsResponse, Status>> + Send + 'static
 where
     S: Stream<Item = Result<pb::ScoreDeclarationsRequest, Status>> + Send + Unpin + 'static,
@@ -187,15 +205,21 @@ where
     let pipeline = Pipeline {
         inbound,
         state,
-        ready: VecDeque::new(),
+        budget,
+        stream,
         shutdown,
         failure: None,
         ended: false,
     };
     futures_util::stream::unfold(pipeline, |mut p| async move {
         loop {
-            if let Some(response) = p.ready.pop_front() {
-                return Some((Ok(response), p));
+            match p.stream.unsent.next(Instant::now()) {
+                Next::Answer(response) => return Some((Ok(*response), p)),
+                Next::Dropped(n) => {
+                    p.ended = true;
+                    return Some((Err(stalled(n)), p));
+                }
+                Next::Empty => {}
             }
             if let Some(status) = p.failure.take() {
                 return Some((Err(status), p));
@@ -230,10 +254,14 @@ where
                 }
                 None => return None,
             };
+            let mut bytes = prost::Message::encoded_len(&batch[0]);
             let mut failure = None;
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match p.inbound.next().now_or_never() {
-                    Some(Some(Ok(request))) => batch.push(request),
+                    Some(Some(Ok(request))) => {
+                        bytes += prost::Message::encoded_len(&request);
+                        batch.push(request);
+                    }
                     Some(Some(Err(status))) => {
                         failure = Some(inbound_error(status));
                         break;
@@ -245,9 +273,19 @@ where
                     None => break,
                 }
             }
+            // The batch's requests and answers count against the budget
+            // until its last answer is taken; while it is spent, this
+            // stream reads no more (its client is held back by flow control).
+            let want = bytes + batch.len() * ANSWER_ESTIMATE_BYTES;
+            // Shutting down: what was received is answered, budget or not.
+            let held = tokio::select! {
+                biased;
+                _ = p.shutdown.wait_for(|stop| *stop) => p.budget.nothing(),
+                held = p.budget.take(want) => held,
+            };
             let state = p.state.clone();
             let responses = off_executor(move || respond_batch(&state, &state.scorer(), batch));
-            p.ready.extend(responses);
+            p.stream.unsent.queue(responses, held, Instant::now());
             if let Some(status) = failure {
                 // Answer what came before the broken message, then fail.
                 p.failure = Some(status);
@@ -255,6 +293,14 @@ where
             }
         }
     })
+}
+
+/// How a stream ends when its answers were dropped because its client did
+/// not read them while memory was short.
+fn stalled(dropped: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "{dropped} answers were dropped: this stream read none of its answers for too long while the server's memory was short; resend those declarations (scoring is idempotent by declaration id)"
+    ))
 }
 
 /// The status of calls and open streams once the server is shutting down.
@@ -315,10 +361,13 @@ impl pb::risk_service_server::RiskService for RiskService {
         request: Request<Streaming<pb::ScoreDeclarationsRequest>>,
     ) -> Result<Response<Self::ScoreDeclarationsStream>, Status> {
         self.open()?;
+        let reserved = self.budget.open_stream().map_err(ServiceError::from)?;
         let stream = score_stream(
             request.into_inner(),
             self.state.clone(),
             self.shutdown.clone(),
+            Arc::clone(&self.budget),
+            reserved,
         );
         Ok(Response::new(Box::pin(stream)))
     }
@@ -331,6 +380,10 @@ impl pb::risk_service_server::RiskService for RiskService {
         self.open()?;
         let pb::ScoreDeclarationRequest { declaration } = request.into_inner();
         let declaration = declaration.ok_or(ServiceError::Missing("declaration"))?;
+        let _held = self
+            .budget
+            .take(prost::Message::encoded_len(&declaration) + ANSWER_ESTIMATE_BYTES)
+            .await;
         let state = self.state.clone();
         let assessment = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -367,6 +420,11 @@ impl pb::risk_service_server::RiskService for RiskService {
             declarations,
             capacity,
         } = request.into_inner();
+        let request_bytes: usize = declarations.iter().map(prost::Message::encoded_len).sum();
+        let _held = self
+            .budget
+            .take(request_bytes + declarations.len() * ANSWER_ESTIMATE_BYTES)
+            .await;
         let state = self.state.clone();
         let entries = tokio::task::spawn_blocking(move || {
             plan_batch(&state, declarations, capacity as usize)
@@ -421,16 +479,21 @@ impl pb::risk_service_server::RiskService for RiskService {
         let mut stream = request.into_inner();
         let mut results = Vec::new();
         let mut bytes = 0usize;
+        let mut held = None;
         while let Some(request) = stream.message().await.map_err(inbound_error)? {
             let index = results.len();
             if index >= MAX_RESULTS_PER_STREAM {
                 return Err(ServiceError::TooManyResults(MAX_RESULTS_PER_STREAM).into());
             }
-            // Held until the commit: the upload's memory is bounded too.
+            // Held until the commit: the upload's memory is bounded too,
+            // alone and with everything else the server holds.
             bytes = bytes.saturating_add(prost::Message::encoded_len(&request));
             if bytes > MAX_UPLOAD_BYTES {
                 return Err(ServiceError::UploadTooLarge(MAX_UPLOAD_BYTES).into());
             }
+            self.budget
+                .grow_upload(&mut held, bytes)
+                .map_err(ServiceError::from)?;
             let Some(result) = request.result else {
                 return Err(ServiceError::MissingAt(format!("results[{index}]")).into());
             };

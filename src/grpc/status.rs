@@ -32,6 +32,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Quota(#[from] crate::security::quota::QuotaExceeded),
+    #[error(transparent)]
+    Memory(#[from] super::budget::BudgetError),
 }
 
 /// Most bytes of field violations in a status's details. With the status
@@ -119,7 +121,8 @@ impl ServiceError {
             ServiceError::TooManyResults(_)
             | ServiceError::UploadTooLarge(_)
             | ServiceError::TooLarge { .. }
-            | ServiceError::Quota(_) => Code::ResourceExhausted,
+            | ServiceError::Quota(_)
+            | ServiceError::Memory(_) => Code::ResourceExhausted,
             ServiceError::TaskFailed(_) => Code::Internal,
             ServiceError::NoStore => Code::FailedPrecondition,
             ServiceError::Store(e) => match e {
@@ -153,6 +156,7 @@ impl ServiceError {
             | ServiceError::TaskFailed(_)
             | ServiceError::TooLarge { .. }
             | ServiceError::NoStore
+            | ServiceError::Memory(_)
             | ServiceError::Store(_) => None,
         }
     }
@@ -181,6 +185,12 @@ impl From<ServiceError> for Status {
             | ServiceError::UploadTooLarge(_)
             | ServiceError::NoStore
             | ServiceError::TooLarge { .. } => Status::new(err.code(), err.to_string()),
+            ServiceError::Memory(_) => {
+                // Memory comes back as streams and uploads end: soon.
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+                Status::with_error_details(err.code(), err.to_string(), details)
+            }
             ServiceError::Quota(exceeded) => {
                 metrics::counter!("parcel_risk_report_quota_refused_total").increment(1);
                 tracing::warn!(caller = %exceeded.caller, "inspection results refused: quota reached");
