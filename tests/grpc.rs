@@ -907,7 +907,7 @@ async fn streams_nobody_reads_are_held_to_the_memory_budget() {
         ..ServerConfig::default()
     })
     .await;
-    let declarations = traffic_declarations(4000);
+    let declarations = traffic_declarations(3000);
     let mut senders = Vec::new();
     let mut answers = Vec::new();
     let mut sent_ids = Vec::new();

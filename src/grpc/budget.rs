@@ -125,10 +125,13 @@ impl MemoryBudget {
         }
     }
 
-    /// Takes `bytes` from the budget, waiting while it is spent; a request
-    /// larger than the whole budget takes all of it.
+    /// Takes `bytes` from the budget, waiting while it is spent. A share is
+    /// at most the quarter that stream reservations leave free, so that it
+    /// can always be had once other batches and calls end (the semaphore
+    /// serves waiters in order: a share that could never be granted would
+    /// block every call behind it).
     pub async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
-        let want = kib(bytes).clamp(1, self.total_kib);
+        let want = kib(bytes).clamp(1, self.total_kib / 4);
         if let Ok(permit) = Arc::clone(&self.permits).try_acquire_many_owned(want) {
             return permit;
         }
@@ -353,8 +356,13 @@ mod tests {
         assert!(call.is_ok(), "calls get the quarter streams cannot take");
         drop(call);
         drop(second);
-        let room = budget.total_kib - budget.used_kib();
-        let held = budget.take(room as usize * 1024).await;
+        // Shares of a quarter each until the budget is spent.
+        let mut shares = Vec::new();
+        while budget.used_kib() < budget.total_kib {
+            let room = (budget.total_kib - budget.used_kib()).min(budget.total_kib / 4);
+            shares.push(budget.take(room as usize * 1024).await);
+        }
+        let held = shares.pop().expect("a share");
         // Spent: the next batch waits until the first one's answers are taken.
         let waiting = tokio::time::timeout(Duration::from_millis(50), budget.take(1024)).await;
         assert!(
@@ -381,10 +389,10 @@ mod tests {
         // Plenty of memory: a slow reader keeps its answers.
         assert_eq!(budget.reap_stalled(later), 0);
         // Short of memory: its answers are dropped, its share given back.
-        let big = budget.take(6 << 20).await;
+        let big = [budget.take(2 << 20).await, budget.take(2 << 20).await];
         assert_eq!(budget.reap_stalled(start + Duration::from_secs(10)), 0);
         assert_eq!(budget.reap_stalled(later), 1);
-        assert_eq!(budget.used_kib(), STREAM_RESERVATION_KIB + 6 * 1024);
+        assert_eq!(budget.used_kib(), STREAM_RESERVATION_KIB + 4 * 1024);
         assert_eq!(stream.unsent.next(later), Next::Dropped(2));
         assert_eq!(stream.unsent.next(later), Next::Empty);
         drop(big);
