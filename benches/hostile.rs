@@ -464,6 +464,7 @@ async fn fuzz_stream(
         }
     };
     let mut received = 0u64;
+    let mut torn_down = false;
     loop {
         match answers.message().await {
             Ok(Some(answer)) => {
@@ -487,13 +488,16 @@ async fn fuzz_stream(
             Ok(None) => break,
             Err(status) => {
                 eprintln!("fuzz stream ended after {received} answers: {status}");
-                counts.teardowns.fetch_add(1, Ordering::Relaxed);
+                torn_down = true;
                 break;
             }
         }
     }
     if received < messages {
         eprintln!("fuzz stream: {received} of {messages} answered");
+        torn_down = true;
+    }
+    if torn_down {
         counts.teardowns.fetch_add(1, Ordering::Relaxed);
     }
     let _ = producer.await;
@@ -727,10 +731,19 @@ fn main() {
     {
         println!("  {line}");
     }
+    // The streams and sockets are gone: the server tears them down.
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_end, hwm_end) = server.rss_mib();
+    println!(
+        "after the flood closed: server RSS {rss_end:.1} MiB; peak over the whole run {hwm_end:.1} MiB"
+    );
     let alive = server.alive();
     let panics = server.panics();
     println!("server alive at the end: {alive}; panics in its log: {panics}");
-    if !alive || panics > 0 || counts.teardowns.load(Ordering::Relaxed) > 0 {
+    let failed = !alive || panics > 0 || counts.teardowns.load(Ordering::Relaxed) > 0;
+    // `exit` runs no destructors: stop the server first.
+    drop(server);
+    if failed {
         std::process::exit(1);
     }
 }

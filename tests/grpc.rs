@@ -990,3 +990,56 @@ async fn streams_nobody_reads_are_held_to_the_memory_budget() {
         s.abort();
     }
 }
+
+/// A connection with no call open for the idle timeout is closed; one with a
+/// stream open (even a quiet one) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_open_streams_are_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = std::time::Duration::from_millis(300);
+    let server = TestServer::start(ServerConfig {
+        idle_timeout: timeout,
+        ..ServerConfig::default()
+    })
+    .await;
+    // Speaks HTTP/2 (preface and SETTINGS), then makes no call.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    idle.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let opened = std::time::Instant::now();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection is closed");
+    assert!(opened.elapsed() >= timeout, "not before the idle timeout");
+
+    // A stream open and quiet for three timeouts is kept, and still answers.
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ScoreDeclarationsRequest>(4);
+    let mut answers = client
+        .score_declarations(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(timeout * 3).await;
+    tx.send(pb::ScoreDeclarationsRequest {
+        declaration: Some(full_declaration("QUIET")),
+    })
+    .await
+    .unwrap();
+    let answer = answers
+        .message()
+        .await
+        .expect("the stream is alive")
+        .unwrap();
+    assert_eq!(answer.declaration_id, "QUIET");
+}

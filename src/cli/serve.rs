@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = crate::grpc::budget::DEFAULT_STALLED_AFTER.as_secs_f64(), value_parser = positive_seconds, env = "PARCEL_RISK_STALLED_STREAM_SECONDS")]
     pub stalled_stream_seconds: f64,
+    /// A connection with no call open for this many seconds is closed
+    /// (clients reconnect on their next call).
+    #[arg(long, default_value_t = crate::grpc::idle::DEFAULT_IDLE_TIMEOUT.as_secs_f64(), value_parser = positive_seconds, env = "PARCEL_RISK_IDLE_TIMEOUT_SECONDS")]
+    pub idle_timeout_seconds: f64,
     #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
     pub drain_seconds: u64,
     #[command(flatten)]
@@ -351,6 +355,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .min(Duration::from_secs(1)),
         memory_budget_bytes: args.memory_budget_mib as usize * 1024 * 1024,
         stalled_stream: Duration::from_secs_f64(args.stalled_stream_seconds),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout_seconds),
     };
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

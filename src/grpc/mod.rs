@@ -5,6 +5,7 @@ pub mod auth;
 pub mod budget;
 pub mod convert;
 pub mod echo;
+pub mod idle;
 pub mod rpc_metrics;
 pub mod service;
 pub mod state;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     /// While memory is short, how long a stream's client may leave its
     /// answers unread before they are dropped and the stream ends.
     pub stalled_stream: std::time::Duration,
+    /// A connection with no call open for this long is closed ([`idle`]).
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             handshake_timeout: HANDSHAKE_TIMEOUT,
             memory_budget_bytes: budget::DEFAULT_BUDGET_MIB as usize * 1024 * 1024,
             stalled_stream: budget::DEFAULT_STALLED_AFTER,
+            idle_timeout: idle::DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -139,9 +143,11 @@ pub async fn serve_secured(
         tokio::time::sleep(notice).await;
         tracing::info!("closing the port; waiting for connections to end");
     };
+    let connections = Arc::new(idle::Connections::default());
     let router = Server::builder()
         // Outermost: it sees the status codes as clients get them.
         .layer(rpc_metrics::RpcMetricsLayer)
+        .layer(idle::IdleLayer::new(Arc::clone(&connections)))
         .layer(tower::util::MapResponseLayer::new(client_error_codes))
         .max_concurrent_streams(config.max_concurrent_streams)
         // Dead peers and half-open connections are found and closed.
@@ -152,7 +158,10 @@ pub async fn serve_secured(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(auth::Authorized::new(service, Arc::clone(&security)));
-    let connections = incoming(listener, config.max_connections);
+    let connections =
+        futures_util::StreamExt::map(incoming(listener, config.max_connections), move |c| {
+            c.map(|c| c.reaped_when_idle(&connections, config.idle_timeout))
+        });
     let timeout = config.handshake_timeout;
     match security.tls() {
         Some(tls) => {
@@ -296,7 +305,11 @@ where
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     rpc_metrics::describe();
-    let counters: [(&'static str, &'static str); 19] = [
+    let counters: [(&'static str, &'static str); 20] = [
+        (
+            "parcel_risk_connections_idle_closed_total",
+            "Connections closed after the idle timeout with no call open",
+        ),
         (
             "parcel_risk_memory_waits_total",
             "Batches and calls that waited for the memory budget (backpressure)",
@@ -391,6 +404,7 @@ pub fn describe_metrics() {
         "parcel_risk_results_refused_random_claim_total",
         "parcel_risk_memory_waits_total",
         "parcel_risk_streams_stalled_total",
+        "parcel_risk_connections_idle_closed_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -465,6 +479,23 @@ fn client_error_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
 pub struct Connection {
     stream: tokio::net::TcpStream,
     _slot: tokio::sync::OwnedSemaphorePermit,
+    /// Ends the connection (reads see its end) once no call has been open
+    /// on it for the idle timeout.
+    idle: Option<idle::IdleCheck>,
+}
+
+impl Connection {
+    /// Registers the connection with the server's idle reaping.
+    fn reaped_when_idle(
+        mut self,
+        connections: &Arc<idle::Connections>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        if let Ok(peer) = self.stream.peer_addr() {
+            self.idle = Some(idle::IdleCheck::new(connections.accepted(peer), timeout));
+        }
+        self
+    }
 }
 
 impl tonic::transport::server::Connected for Connection {
@@ -481,7 +512,18 @@ impl tokio::io::AsyncRead for Connection {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+        let read = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if read.is_pending()
+            && let Some(idle) = self.idle.as_mut()
+            && idle.poll_idle(cx).is_ready()
+        {
+            // The end of the stream: the server closes the connection.
+            self.idle = None;
+            metrics::counter!("parcel_risk_connections_idle_closed_total").increment(1);
+            tracing::debug!("connection closed: no call for the idle timeout");
+            return std::task::Poll::Ready(Ok(()));
+        }
+        read
     }
 }
 
@@ -570,6 +612,7 @@ pub fn incoming(
                     Ok(Connection {
                         stream,
                         _slot: slot,
+                        idle: None,
                     }),
                     (listener, slots, refused),
                 ));
