@@ -218,6 +218,47 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The server's largest RSS since the last `take`, sampled every 20 ms.
+struct RssSampler {
+    max_kib: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let max_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, s) = (Arc::clone(&max_kib), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|st| {
+                        st.lines()
+                            .find(|l| l.starts_with("VmRSS:"))
+                            .and_then(|l| l.split_whitespace().nth(1))
+                            .and_then(|kb| kb.parse::<u64>().ok())
+                    })
+                    .unwrap_or(0);
+                m.fetch_max(rss, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self { max_kib, stop }
+    }
+
+    /// MiB, and starts a new period.
+    fn take(&self) -> f64 {
+        self.max_kib.swap(0, Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Valid encoded declarations to start mutations from.
 fn pool(n: u64) -> Vec<pb::Declaration> {
     let generator = Generator::new(GeneratorConfig {
@@ -632,6 +673,8 @@ fn main() {
     // 3. Idle sockets and streams that never read, while a well-behaved
     // client makes unary calls.
     let (rss_before, _) = server.rss_mib();
+    let sampler = RssSampler::start(server.child.id());
+    let server_ref = &server;
     let flood = runtime.block_on(async {
         let mut sockets = Vec::with_capacity(idle_sockets);
         for i in 0..idle_sockets {
@@ -705,7 +748,24 @@ fn main() {
             }
         }
         latencies.sort_by(f64::total_cmp);
-        let result = (sockets.len(), opened, latencies, failed);
+        let held_peak = sampler.take();
+        let (held_rss, _) = server_ref.rss_mib();
+        let counters: Vec<String> = server_ref
+            .metrics_matching("parcel_risk_memory")
+            .into_iter()
+            .chain(server_ref.metrics_matching("parcel_risk_streams"))
+            .chain(server_ref.metrics_matching("parcel_risk_connections"))
+            .chain(server_ref.metrics_matching("parcel_risk_handshake"))
+            .collect();
+        let result = (
+            sockets.len(),
+            opened,
+            latencies,
+            failed,
+            held_rss,
+            held_peak,
+            counters,
+        );
         for p in producers {
             p.abort();
         }
@@ -713,29 +773,24 @@ fn main() {
         drop(sockets);
         result
     });
-    let (rss_after, hwm) = server.rss_mib();
-    let (sockets, opened, latencies, failed) = flood;
+    let (sockets, opened, latencies, failed, held_rss, held_peak, counters) = flood;
     println!(
-        "flood: {sockets} idle sockets, {opened} of {slow_streams} non-reading streams open; well-behaved unary ({} calls, {failed} failed): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server RSS before {rss_before:.1} MiB, during {rss_after:.1} MiB, peak {hwm:.1} MiB",
+        "flood: {sockets} idle sockets, {opened} of {slow_streams} non-reading streams open; well-behaved unary ({} calls, {failed} failed): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server RSS before {rss_before:.1} MiB, while held {held_rss:.1} MiB (peak {held_peak:.1} MiB)",
         latencies.len(),
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99),
         quantile(&latencies, 1.0),
     );
-    for line in server
-        .metrics_matching("parcel_risk_memory")
-        .into_iter()
-        .chain(server.metrics_matching("parcel_risk_streams"))
-        .chain(server.metrics_matching("parcel_risk_connections"))
-        .chain(server.metrics_matching("parcel_risk_handshake"))
-    {
+    for line in counters {
         println!("  {line}");
     }
     // The streams and sockets are gone: the server tears them down.
     std::thread::sleep(Duration::from_secs(3));
+    let teardown_peak = sampler.take();
+    drop(sampler);
     let (rss_end, hwm_end) = server.rss_mib();
     println!(
-        "after the flood closed: server RSS {rss_end:.1} MiB; peak over the whole run {hwm_end:.1} MiB"
+        "after the flood closed: server RSS {rss_end:.1} MiB (peak while closing {teardown_peak:.1} MiB); peak over the whole run {hwm_end:.1} MiB"
     );
     let alive = server.alive();
     let panics = server.panics();
