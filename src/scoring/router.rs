@@ -127,13 +127,23 @@ impl Router {
     /// Routes scored declarations in order, taking the allocator's lock once.
     /// `each` hears every decision (counters, summaries).
     pub fn route(&self, assessments: &mut [Assessment], mut each: impl FnMut(Decision)) {
-        let latest = self.live.then(|| Utc::now() + LIVE_CLOCK_TOLERANCE);
+        let now = Utc::now();
         let mut allocator = self.allocator();
         for a in assessments {
-            let at = latest.map_or(a.lodged_at, |latest| a.lodged_at.min(latest));
+            let at = self.allocator_clock(a.lodged_at, now);
             let decision = allocator.decide(&a.declaration_id, at, a.priority_value);
             each(decision);
             a.route(decision, 0);
+        }
+    }
+
+    /// The time the channel allocator counts a declaration at: its lodging
+    /// time, at most an hour past `now` for live traffic.
+    fn allocator_clock(&self, lodged_at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.live {
+            lodged_at.min(now + LIVE_CLOCK_TOLERANCE)
+        } else {
+            lodged_at
         }
     }
 
@@ -246,3 +256,30 @@ pub fn check_model(model: &ModelArtifact) -> Result<(), ModelCheckError> {
 
 /// Scores of a smoke set closer together than this are one score.
 const DEGENERATE_SPREAD: f64 = 1e-9;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelArtifact;
+
+    #[test]
+    fn live_traffic_cannot_move_the_allocator_clock_past_the_wall_clock() {
+        let model = Arc::new(ModelArtifact::embedded_default().expect("the default model"));
+        let batch = Router::new(Arc::clone(&model), PriorityConfig::default());
+        let live = Router::new(model, PriorityConfig::default()).live();
+        let now = Utc::now();
+        let faulty = now + chrono::TimeDelta::days(4 * 365);
+        let soon = now + chrono::TimeDelta::minutes(30);
+        let earlier = now - chrono::TimeDelta::days(2);
+        // A faulty client's year is an hour from now for live traffic...
+        assert_eq!(
+            live.allocator_clock(faulty, now),
+            now + LIVE_CLOCK_TOLERANCE
+        );
+        // ...clock skew within the hour and past times are kept...
+        assert_eq!(live.allocator_clock(soon, now), soon);
+        assert_eq!(live.allocator_clock(earlier, now), earlier);
+        // ...and batch work over past traffic keeps every lodging time.
+        assert_eq!(batch.allocator_clock(faulty, now), faulty);
+    }
+}
