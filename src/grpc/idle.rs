@@ -5,10 +5,11 @@
 //! live client that answers pings but makes no calls is what this is for.)
 //!
 //! Each accepted connection has an [`Activity`]: the calls open on it and
-//! when the last one ended. [`IdleLayer`] finds it by the peer address the
-//! transport puts in every request (one lookup per call, not per message)
-//! and holds it busy until the call's response body is gone; the
-//! connection's reads end it (EOF) once it has been idle long enough.
+//! when the last one ended. The per-call layer (`rpc_metrics`) finds it by
+//! the peer address the transport puts in every request (one lookup per
+//! call, not per message) and holds it busy until the call's response body
+//! is gone; the connection's reads end it (EOF) once it has been idle long
+//! enough.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +22,6 @@ use std::time::Duration;
 // tokio's clock, which its timers use.
 use tokio::time::Instant;
 
-use http_body::{Body, Frame};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// Default idle timeout.
@@ -137,34 +137,7 @@ impl Drop for Registered {
     }
 }
 
-/// The layer: marks each call's connection busy until its response ends.
-#[derive(Debug, Clone)]
-pub struct IdleLayer {
-    connections: Arc<Connections>,
-}
-
-impl IdleLayer {
-    pub fn new(connections: Arc<Connections>) -> Self {
-        Self { connections }
-    }
-}
-
-impl<S> tower::Layer<S> for IdleLayer {
-    type Service = Idle<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Idle {
-            inner,
-            connections: Arc::clone(&self.connections),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Idle<S> {
-    inner: S,
-    connections: Arc<Connections>,
-}
-
+/// The peer address the transport puts in every request.
 fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     let extensions = request.extensions();
     extensions
@@ -173,59 +146,11 @@ fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
         .or_else(|| extensions.get::<TcpConnectInfo>()?.remote_addr())
 }
 
-impl<S, B, R> tower::Service<http::Request<B>> for Idle<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    R: Body,
-{
-    type Response = http::Response<BusyBody<R>>;
-    type Error = S::Error;
-    type Future = futures_util::future::MapOk<
-        S::Future,
-        Box<dyn FnOnce(http::Response<R>) -> http::Response<BusyBody<R>> + Send>,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        use futures_util::TryFutureExt;
-        let guard = peer(&request)
-            .and_then(|p| self.connections.find(p))
-            .map(|a| a.begin());
-        self.inner
-            .call(request)
-            .map_ok(Box::new(move |response: http::Response<R>| {
-                response.map(|body| BusyBody { body, _call: guard })
-            }))
-    }
-}
-
-/// A response body that keeps its connection busy until it is dropped.
-pub struct BusyBody<B> {
-    body: B,
-    _call: Option<CallGuard>,
-}
-
-impl<B: Body + Unpin> Body for BusyBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+impl Connections {
+    /// Marks the connection of `request` busy until the guard is dropped
+    /// (with the call's response body: see `rpc_metrics`).
+    pub fn busy<B>(&self, request: &http::Request<B>) -> Option<CallGuard> {
+        peer(request).and_then(|p| self.find(p)).map(|a| a.begin())
     }
 }
 

@@ -146,8 +146,9 @@ pub async fn serve_secured(
     let connections = Arc::new(idle::Connections::default());
     let router = Server::builder()
         // Outermost: it sees the status codes as clients get them.
-        .layer(rpc_metrics::RpcMetricsLayer)
-        .layer(idle::IdleLayer::new(Arc::clone(&connections)))
+        .layer(rpc_metrics::RpcMetricsLayer::new(Some(Arc::clone(
+            &connections,
+        ))))
         .layer(tower::util::MapResponseLayer::new(client_error_codes))
         .max_concurrent_streams(config.max_concurrent_streams)
         // Dead peers and half-open connections are found and closed.

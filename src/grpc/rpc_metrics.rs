@@ -3,13 +3,17 @@
 //! message), as a tower layer over the HTTP/2 requests. The status is read
 //! where gRPC puts it: the response headers of a trailers-only answer, or the
 //! trailers after the body. A call whose body ends without a status (the
-//! client went away) counts as CANCELLED.
+//! client went away) counts as CANCELLED. The same per-call wrapper keeps
+//! the call's connection busy for idle reaping ([`super::idle`]).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame};
+
+use super::idle::{CallGuard, Connections};
 
 /// The methods the server knows, as metric labels; any other path (a
 /// client may send anything) is `other`, so that labels stay few.
@@ -67,20 +71,33 @@ pub fn describe() {
     }
 }
 
-/// The layer: `Server::builder().layer(RpcMetricsLayer)`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcMetricsLayer;
+/// The layer: `Server::builder().layer(RpcMetricsLayer::new(..))`.
+#[derive(Debug, Clone, Default)]
+pub struct RpcMetricsLayer {
+    /// Open connections, marked busy while a call lasts (none: no reaping).
+    connections: Option<Arc<Connections>>,
+}
+
+impl RpcMetricsLayer {
+    pub fn new(connections: Option<Arc<Connections>>) -> Self {
+        Self { connections }
+    }
+}
 
 impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
+        RpcMetrics {
+            inner,
+            connections: self.connections.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcMetrics<S> {
     inner: S,
+    connections: Option<Arc<Connections>>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
@@ -104,6 +121,7 @@ where
         use futures_util::TryFutureExt;
         let method = method_label(request.uri().path());
         let started = Instant::now();
+        let busy = self.connections.as_ref().and_then(|c| c.busy(&request));
         self.inner
             .call(request)
             .map_ok(Box::new(move |response: http::Response<R>| {
@@ -118,6 +136,7 @@ where
                     started,
                     status,
                     done: false,
+                    _busy: busy,
                 })
             }))
     }
@@ -131,6 +150,8 @@ pub struct MeteredBody<B> {
     /// Known from the headers (trailers-only) or the trailers.
     status: Option<&'static str>,
     done: bool,
+    /// The call's connection is busy until the body is dropped.
+    _busy: Option<CallGuard>,
 }
 
 impl<B> MeteredBody<B> {
