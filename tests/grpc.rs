@@ -911,9 +911,18 @@ async fn streams_nobody_reads_are_held_to_the_memory_budget() {
     let mut senders = Vec::new();
     let mut answers = Vec::new();
     let mut sent_ids = Vec::new();
-    // Both streams open (and reserve) before either sends.
+    // Both streams open (and reserve) before either sends. Small receive
+    // windows: the clients' transport holds few answers, so the server's
+    // queues fill (and stall) soon even on a loaded machine.
     for s in 0..2 {
-        let mut client = server.client().await;
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(64 * 1024)
+            .connect()
+            .await
+            .unwrap();
+        let mut client = RiskServiceClient::new(channel);
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::ScoreDeclarationsRequest>(64);
         let stream = client
             .score_declarations(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -944,7 +953,7 @@ async fn streams_nobody_reads_are_held_to_the_memory_budget() {
             std::future::pending::<()>().await;
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let mut polite = server.client().await;
     let answer = tokio::time::timeout(
         std::time::Duration::from_secs(10),
