@@ -52,9 +52,8 @@ pub struct ServeArgs {
     /// preface; a socket that stays silent is closed (and its slot freed).
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds, env = "PARCEL_RISK_HANDSHAKE_TIMEOUT_SECONDS")]
     pub handshake_timeout_seconds: f64,
-    /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
     /// What streams, calls and uploads may hold in all, MiB: requests being
-    /// scored, answers not yet sent, the transport's send buffers (448 KiB a
+    /// scored, answers not yet sent, the transport's send buffers (1 MiB a
     /// stream), uploads until their commit. Past it, streams read no more
     /// (backpressure) and new streams and uploads are refused
     /// RESOURCE_EXHAUSTED.
@@ -69,6 +68,7 @@ pub struct ServeArgs {
     /// (clients reconnect on their next call).
     #[arg(long, default_value_t = crate::grpc::idle::DEFAULT_IDLE_TIMEOUT.as_secs_f64(), value_parser = positive_seconds, env = "PARCEL_RISK_IDLE_TIMEOUT_SECONDS")]
     pub idle_timeout_seconds: f64,
+    /// Seconds open streams get to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10, env = "PARCEL_RISK_DRAIN_SECONDS")]
     pub drain_seconds: u64,
     #[command(flatten)]
