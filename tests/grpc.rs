@@ -909,6 +909,7 @@ async fn streams_nobody_reads_are_held_to_the_memory_budget() {
     .await;
     let declarations = traffic_declarations(3000);
     let mut senders = Vec::new();
+    let mut feeds = Vec::new();
     let mut answers = Vec::new();
     let mut sent_ids = Vec::new();
     // Both streams open (and reserve) before either sends. Small receive
@@ -943,6 +944,9 @@ async fn streams_nobody_reads_are_held_to_the_memory_budget() {
             })
             .collect();
         sent_ids.push(ids);
+        feeds.push((tx, requests));
+    }
+    for (tx, requests) in feeds {
         senders.push(tokio::spawn(async move {
             for r in requests {
                 if tx.send(r).await.is_err() {
