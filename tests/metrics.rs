@@ -5,7 +5,7 @@ use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
 
 use crate::common::{full_declaration, get_metrics};
-use crate::security::{metrics_addr, spawn_binary};
+use crate::security::{metrics_addr, spawn_serve};
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -38,15 +38,7 @@ fn result(notes: &str) -> pb::InspectionResult {
 async fn every_series_is_there_from_the_start_and_calls_are_counted_by_method_and_code() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut child, addr, log) = spawn_binary(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let (mut child, addr, log) = spawn_serve(&data, &["--metrics-addr", "127.0.0.1:0"]);
     let metrics_addr = metrics_addr(&log.lock().unwrap());
     let fresh = scrape(metrics_addr).await;
     for series in [
@@ -168,17 +160,10 @@ async fn drift_of_the_scored_traffic_is_exported_per_column() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // The built-in model carries a drift baseline; every declaration counts.
-    let (mut child, addr, log) = spawn_binary(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--drift-sample-every",
-        "1",
-    ]);
+    let (mut child, addr, log) = spawn_serve(
+        &data,
+        &["--metrics-addr", "127.0.0.1:0", "--drift-sample-every", "1"],
+    );
     let metrics_addr = metrics_addr(&log.lock().unwrap());
     let mut client = RiskServiceClient::connect(format!("http://{addr}"))
         .await

@@ -602,6 +602,18 @@ pub(crate) fn metrics_addr(log: &str) -> SocketAddr {
     logged_addr(log, "metrics on /metrics").expect("the metrics address is logged")
 }
 
+/// Runs `serve` on a free loopback port with its store in `data` and the
+/// `extra` flags; see [`spawn_binary`].
+pub(crate) fn spawn_serve(
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
+    let data = data.to_str().unwrap();
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--data-dir", data];
+    args.extend_from_slice(extra);
+    spawn_binary(&args)
+}
+
 /// Runs the binary with `args`, returns it, its address and its log so far
 /// (the log keeps filling in the background).
 pub(crate) fn spawn_binary(
@@ -646,17 +658,15 @@ async fn tokens_reload_on_sighup_and_never_reach_the_log() {
     let (old, new) = ("0ld-t0ken-do-not-log", "n3w-t0ken-do-not-log");
     let access = access_file(dir.path(), &format!("ops score {}\n", token_hash(old)));
     let data = dir.path().join("data");
-    let (mut child, addr, log) = spawn_binary(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "off",
-        "--auth-tokens",
-        access.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let (mut child, addr, log) = spawn_serve(
+        &data,
+        &[
+            "--metrics-addr",
+            "off",
+            "--auth-tokens",
+            access.to_str().unwrap(),
+        ],
+    );
     let channel = plain_channel(addr.parse().unwrap()).await;
     assert!(
         model_info(&mut with_token(channel.clone(), Some(old)))
@@ -849,19 +859,17 @@ async fn the_metrics_endpoint_serves_with_the_service_certificate() {
     let pki = Pki::new("test CA");
     let files = tls_files(&pki, false);
     let data = pki.path("data");
-    let (mut child, addr, log) = spawn_binary(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--tls-cert",
-        files.cert.to_str().unwrap(),
-        "--tls-key",
-        files.key.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let (mut child, addr, log) = spawn_serve(
+        &data,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            files.cert.to_str().unwrap(),
+            "--tls-key",
+            files.key.to_str().unwrap(),
+        ],
+    );
     let metrics_addr = metrics_addr(&log.lock().unwrap());
     // One scored call, so that the counters have something to say.
     let channel = tls_channel(addr.parse().unwrap(), &pki.ca_pem(), None)
