@@ -89,9 +89,10 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         let mut psi: Vec<f64> = recency.iter().map(|c| c.psi).collect();
         psi.sort_by(f64::total_cmp);
         println!(
-            "{} recency columns (days since an entity was last seen), median PSI {:.3}: scoring reads the history as training left it, so these grow with its age; a large value says the history is stale (retrain)",
+            "{} recency columns (days from an entity's last sighting to the end of the history), median PSI {:.3}, largest {:.3}: the served history learns no entity first seen after training; a large value says it is stale (retrain)",
             recency.len(),
-            psi[psi.len() / 2]
+            psi[psi.len() / 2],
+            psi[psi.len() - 1]
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -509,6 +509,11 @@ pub struct Record {
     tables: Vec<HashMap<u64, KeyStats>>,
     inspected: u64,
     fraud: u64,
+    /// The latest day (since 1970) any key was seen: recency is measured up
+    /// to it (see [`Record::signals`]). Older artifacts lack it; `freeze`
+    /// recomputes it from the tables.
+    #[serde(default)]
+    latest_day: i32,
     /// Read-only copies of `tables` for serving, built by [`Record::freeze`].
     #[serde(skip)]
     frozen: Vec<FrozenTable>,
@@ -609,6 +614,7 @@ impl Record {
             tables: vec![HashMap::default(); fields.fields.len()],
             inspected: 0,
             fraud: 0,
+            latest_day: 0,
             frozen: Vec::new(),
         }
     }
@@ -621,6 +627,13 @@ impl Record {
     /// not change afterwards (`observe`, `learn` and `prune` drop them, and
     /// lookups fall back to the maps).
     pub fn freeze(&mut self) {
+        let latest_seen = self
+            .tables
+            .iter()
+            .flat_map(|t| t.values())
+            .map(|s| s.last_day)
+            .max();
+        self.latest_day = self.latest_day.max(latest_seen.unwrap_or(0));
         self.frozen = self.tables.iter().map(FrozenTable::build).collect();
     }
 
@@ -638,6 +651,14 @@ impl Record {
 
     /// What the record says of a declaration, field by field. A record of
     /// another field count (an artifact from before) reads as empty.
+    ///
+    /// Recency is the days from a key's last sighting to the record's
+    /// latest day (or the declaration's day, if earlier), not to the
+    /// declaration's day: while training replays traffic, the record's
+    /// latest day is the declaration's own (or the day before), but a
+    /// served record stops at the end of training, and "days since" counted
+    /// to today would grow with the model's age, whatever the traffic does:
+    /// a train/serve skew the model never learnt.
     pub fn signals(
         &self,
         fields: &RecordFields,
@@ -645,7 +666,7 @@ impl Record {
         d: &Declaration,
     ) -> RecordSignals {
         let prior = self.prior();
-        let today = day_of(d);
+        let today = day_of(d).min(self.latest_day);
         if self.is_frozen() {
             let touched = keys.iter().fold(0, |acc, (field, key)| {
                 acc ^ self
@@ -715,6 +736,7 @@ impl Record {
             stats.seen = stats.seen.saturating_add(1);
             stats.last_day = stats.last_day.max(day);
         }
+        self.latest_day = self.latest_day.max(day);
     }
 
     /// Records an inspection's outcome (`fraud`), for every key of its declaration.
@@ -884,6 +906,42 @@ mod tests {
         }
         assert_eq!(FrozenTable::build(&HashMap::default()).get(5), None);
         assert_eq!(FrozenTable::default().get(5), None);
+    }
+
+    #[test]
+    fn recency_is_counted_to_the_records_latest_day_so_a_served_record_does_not_age() {
+        let f = fields(&[&[Part::Importer]]);
+        let mut record = Record::new(&f);
+        let mut d = declaration();
+        d.importer.identification_number = "BE0000000001".into();
+        let mut other = d.clone();
+        other.importer.identification_number = "BE0000000002".into();
+        let day = chrono::Duration::days(1);
+        let start = d.lodged_at;
+        let days_since = |record: &Record, d: &Declaration| {
+            record.signals(&f, &f.keys(d, &PartyKeys::of(d)), d).fields[0].days_since
+        };
+        record.observe(&f.keys(&d, &PartyKeys::of(&d)), &d);
+        other.lodged_at = start + day * 5;
+        record.observe(&f.keys(&other, &PartyKeys::of(&other)), &other);
+        // While replaying: five days from its sighting to the latest one.
+        d.lodged_at = start + day * 5;
+        assert_eq!(days_since(&record, &d), 5);
+        // Served a month later, the record still reads five days, as in training.
+        record.freeze();
+        d.lodged_at = start + day * 35;
+        assert_eq!(days_since(&record, &d), 5);
+        // An older declaration is read up to its own day.
+        d.lodged_at = start + day * 2;
+        assert_eq!(days_since(&record, &d), 2);
+        // A record read back from an artifact without the field finds it again.
+        let json = serde_json::to_value(&record).unwrap();
+        let mut map = json.as_object().unwrap().clone();
+        map.remove("latest_day");
+        let mut loaded: Record = serde_json::from_value(serde_json::Value::Object(map)).unwrap();
+        loaded.freeze();
+        d.lodged_at = start + day * 35;
+        assert_eq!(days_since(&loaded, &d), 5);
     }
 
     #[test]

@@ -131,9 +131,11 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
 }
 
 /// Whether a column is the recency of an entity (days since last seen).
-/// Scoring reads the history as it stood at the end of training, so these
-/// columns grow with the history's age whatever the traffic does: they say
-/// when to retrain, and summaries count them apart.
+/// Recency is counted to the end of the record (not to the declaration's
+/// day), so it does not grow with the model's age; but a served record
+/// learns no entity first seen after training, so these columns measure
+/// how stale the history is more than how the traffic moves: summaries
+/// count them apart.
 pub fn is_recency(column: &str) -> bool {
     column.ends_with("log_days_since")
 }

@@ -124,7 +124,7 @@ fn export(report: &[ColumnDrift]) {
     let mut max = 0.0f64;
     for c in report {
         metrics::gauge!("parcel_risk_drift_psi", "column" => c.column.clone()).set(c.psi);
-        // Recency measures the age of the frozen history, not the traffic.
+        // Recency measures how stale the frozen history is, not the traffic.
         if !is_recency(&c.column) {
             shifted += u32::from(c.psi >= PSI_MAJOR);
             max = max.max(c.psi);
