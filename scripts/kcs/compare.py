@@ -79,7 +79,7 @@ def parcel_risk_scores(kcs, work):
         for row in reader:
             writer.writerow(row)
     model = os.path.join(work, "model")
-    run([binary, "train", "--data", train_csv, "--out", model, "--version", "kcs-2020"],
+    run([binary, "train", "--data", train_csv, "--out", model, "--force", "--version", "kcs-2020"],
         stderr=open(os.path.join(work, "train.log"), "w"))
     scores_csv = os.path.join(work, "valid-scores.csv")
     run([binary, "rescore", "--input", unlabelled, "--model", model, "--output", scores_csv],
