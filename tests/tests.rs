@@ -12,4 +12,5 @@ mod metrics;
 mod model;
 mod rescore;
 mod security;
+mod shared_state;
 mod validation;

@@ -39,7 +39,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gRPC API (health, reflection, metrics) on a model.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Generate synthetic Liège traffic with ground truth (TrainingExample lines).
     Generate(generate::GenerateArgs),
     /// Read a data file, validate every record and report the bad ones by line.
@@ -159,7 +159,7 @@ pub fn load_examples(
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Generate(args) => generate::run(args),
         Command::Check(args) => check::run(args),
         Command::Train(args) => train::run(args),

@@ -20,7 +20,8 @@ use crate::domain::{Declaration, RateTable};
 
 /// Window length.
 pub const WINDOW: Duration = Duration::hours(24);
-const MAX_PER_BUYER: usize = 64;
+/// Parcels remembered per buyer.
+pub const MAX_PER_BUYER: usize = 64;
 /// Observations between sweeps of idle buyers.
 const SWEEP_EVERY: u64 = 65_536;
 
@@ -68,7 +69,7 @@ pub struct SplitSignal {
 /// Memory of the party signals (drop addresses, shared IOSS numbers).
 pub const PARTY_WINDOW: Duration = Duration::days(30);
 /// Distinct values remembered per key: enough to tell "many" from "few".
-const MAX_DISTINCT: usize = 32;
+pub const MAX_DISTINCT: usize = 32;
 /// Keys a [`DistinctWindow`] holds before it evicts the least recently active.
 const MAX_KEYS: usize = 1 << 17;
 
@@ -156,6 +157,11 @@ impl DistinctWindow {
     }
 }
 
+/// A buyer: the name at the delivery address.
+pub fn buyer_key(keys: &PartyKeys) -> u64 {
+    keys.address ^ keys.importer_name.rotate_left(17)
+}
+
 /// The sliding windows of one shard of a [`SplitWindow`].
 #[derive(Debug, Default)]
 pub struct WindowShard {
@@ -185,8 +191,7 @@ impl WindowShard {
     ) -> SplitSignal {
         let at = micros(at);
         let window = span(WINDOW);
-        let buyer = keys.address ^ keys.importer_name.rotate_left(17);
-        let recent = self.buyers.entry(buyer).or_default();
+        let recent = self.buyers.entry(buyer_key(keys)).or_default();
         // Oldest first: drop the parcels that left the window.
         let expired = recent
             .iter()

@@ -119,6 +119,9 @@ pub async fn serve_secured(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    if state.router().shared_state().is_some() {
+        report_shared_state(Arc::downgrade(&state), health_reporter.clone());
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let budget = Arc::new(budget::MemoryBudget::new(
         config.memory_budget_bytes,
@@ -204,6 +207,46 @@ fn reap_stalled_streams(budget: std::sync::Weak<budget::MemoryBudget>) {
                 break;
             };
             budget.reap_stalled(std::time::Instant::now());
+        }
+    });
+}
+
+/// The health service name that says whether the shared state answers.
+pub const SHARED_STATE_HEALTH: &str = "parcelrisk.v1.SharedState";
+
+/// Once a second while the state lives, asks the shared state for a PING
+/// (off the executor) and reports it in health under
+/// [`SHARED_STATE_HEALTH`] and in `parcel_risk_shared_state_up`. The
+/// service itself stays SERVING: it scores on local windows meanwhile.
+fn report_shared_state(
+    state: std::sync::Weak<ServiceState>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reported = None;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else {
+                break;
+            };
+            let probe = tokio::task::spawn_blocking(move || {
+                state.router().shared_state().is_some_and(|s| s.probe())
+            });
+            let up = probe.await.unwrap_or(false);
+            metrics::gauge!("parcel_risk_shared_state_up").set(if up { 1.0 } else { 0.0 });
+            if reported != Some(up) {
+                let status = if up {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter
+                    .set_service_status(SHARED_STATE_HEALTH, status)
+                    .await;
+                reported = Some(up);
+            }
         }
     });
 }
@@ -306,7 +349,7 @@ where
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     rpc_metrics::describe();
-    let counters: [(&'static str, &'static str); 20] = [
+    let counters: [(&'static str, &'static str); 22] = [
         (
             "parcel_risk_connections_idle_closed_total",
             "Connections closed after the idle timeout with no call open",
@@ -387,6 +430,14 @@ pub fn describe_metrics() {
             "parcel_risk_results_total",
             "Reported inspection results by outcome (recorded, duplicate, conflict, invalid, refused)",
         ),
+        (
+            "parcel_risk_shared_state_failures_total",
+            "Batches whose shared-state round trip failed, by kind (unreachable, backing_off, protocol)",
+        ),
+        (
+            "parcel_risk_shared_state_local_declarations_total",
+            "Declarations scored on this replica's own windows because the shared state was not reached",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -406,6 +457,7 @@ pub fn describe_metrics() {
         "parcel_risk_memory_waits_total",
         "parcel_risk_streams_stalled_total",
         "parcel_risk_connections_idle_closed_total",
+        "parcel_risk_shared_state_local_declarations_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -430,12 +482,24 @@ pub fn describe_metrics() {
         metrics::counter!("parcel_risk_results_total", "outcome" => outcome).absolute(0);
     }
     metrics::counter!("parcel_risk_errors_total", "code" => "INVALID_ARGUMENT").absolute(0);
+    for kind in ["unreachable", "backing_off", "protocol"] {
+        metrics::counter!("parcel_risk_shared_state_failures_total", "kind" => kind).absolute(0);
+    }
     describe_histogram!(
         "parcel_risk_scoring_seconds",
         Unit::Seconds,
         "Validation and scoring time per declaration (stream batches averaged)"
     );
     describe_gauge!("parcel_risk_model_info", "The serving model (1) by version");
+    describe_gauge!(
+        "parcel_risk_shared_state_up",
+        "Whether the shared state (--shared-state) answered its last call (1) or not (0)"
+    );
+    describe_histogram!(
+        "parcel_risk_shared_state_seconds",
+        Unit::Seconds,
+        "Round trip of one batch's windows to the shared state"
+    );
     describe_gauge!(
         "parcel_risk_drift_psi",
         "Population stability index of a feature or score, live sample against the training traffic (0.1 moderate, 0.25 major)"

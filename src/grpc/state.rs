@@ -96,6 +96,12 @@ impl ServiceState {
         self
     }
 
+    /// Shares the cross-declaration windows with other replicas.
+    pub fn with_shared_state(mut self, shared: crate::scoring::shared::SharedWindows) -> Self {
+        self.router = self.router.with_shared_state(shared);
+        self
+    }
+
     /// Records routed declarations and inspection results in `store`.
     pub fn with_store(mut self, store: Store) -> Self {
         self.store = Some(store);

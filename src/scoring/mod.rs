@@ -10,6 +10,7 @@ pub mod plan;
 pub mod priority;
 pub mod reasons;
 pub mod router;
+pub mod shared;
 
 use std::sync::Arc;
 

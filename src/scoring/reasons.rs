@@ -135,6 +135,20 @@ pub fn random_sample() -> Reason {
     }
 }
 
+/// Shared state was configured but not reached: the split-consignment,
+/// address and IOSS windows saw only this replica's traffic, so their
+/// signals may be weaker than the whole traffic's.
+pub fn windows_local_only() -> Reason {
+    Reason {
+        code: "DQ_WINDOWS_LOCAL_ONLY",
+        category: ReasonCategory::DataQuality,
+        goods_item_number: 0,
+        contribution: 0.0,
+        message: "Cross-declaration windows read from this replica only: the shared state was unreachable".to_owned(),
+        evidence: vec![("windows", "local".to_owned())],
+    }
+}
+
 /// The reason of a risk-selected declaration no rule explains: the model's
 /// score and the features that raised it most.
 pub fn model_score(score: f64, top_features: &[(&'static str, f64)]) -> Reason {

@@ -14,7 +14,8 @@ use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
 use crate::model::ModelArtifact;
 
 use super::priority::{CHANNEL_HALF_LIFE, ChannelAllocator, Decision, PriorityConfig};
-use super::{Assessment, Scorer, plan};
+use super::shared::SharedWindows;
+use super::{Assessment, Scorer, plan, reasons};
 
 /// Owns the serving scorer (swappable while serving), the cross-declaration
 /// windows and the channel allocator. Shared by reference between threads:
@@ -35,6 +36,9 @@ pub struct Router {
     /// Traffic arrives as it is lodged (the service): no lodging time later
     /// than an hour from now moves the allocator's clock.
     live: bool,
+    /// Windows shared with other replicas; `window` above is then this
+    /// replica's own view, used while they cannot be reached.
+    shared: Option<SharedWindows>,
 }
 
 /// How far past the wall clock a live lodging time may move the
@@ -70,7 +74,21 @@ impl Router {
             rates: RateTable::built_in(),
             drift: None,
             live: false,
+            shared: None,
         }
+    }
+
+    /// Reads and updates the cross-declaration windows in `shared` (one
+    /// round trip per batch), falling back to this replica's own while it
+    /// cannot be reached.
+    pub fn with_shared_state(mut self, shared: SharedWindows) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared windows, when configured.
+    pub fn shared_state(&self) -> Option<&SharedWindows> {
+        self.shared.as_ref()
     }
 
     /// For live traffic: a lodging time more than an hour past the wall
@@ -117,6 +135,35 @@ impl Router {
             .observe_parcel(&input.keys, input.lodged_at, input.declared_cents)
     }
 
+    /// Reads and updates the windows for a batch, in order: the shared
+    /// windows when configured and reachable (`true`), else this replica's
+    /// own (`false` when shared state is configured but was not reached).
+    /// The replica's own windows see every batch either way, so they are
+    /// warm when the shared state goes away.
+    pub fn observe_batch(&self, inputs: &[WindowInput]) -> (Vec<SplitSignal>, bool) {
+        let local: Vec<SplitSignal> = inputs.iter().map(|i| self.observe(i)).collect();
+        let Some(shared) = &self.shared else {
+            return (local, true);
+        };
+        let started = std::time::Instant::now();
+        match shared.observe_batch(inputs) {
+            Ok(signals) => {
+                metrics::histogram!("parcel_risk_shared_state_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::gauge!("parcel_risk_shared_state_up").set(1.0);
+                (signals, true)
+            }
+            Err(e) => {
+                metrics::counter!("parcel_risk_shared_state_failures_total", "kind" => e.kind())
+                    .increment(1);
+                metrics::counter!("parcel_risk_shared_state_local_declarations_total")
+                    .increment(inputs.len() as u64);
+                metrics::gauge!("parcel_risk_shared_state_up").set(0.0);
+                (local, false)
+            }
+        }
+    }
+
     /// Scores a declaration against the shared windows, without routing it.
     pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
         let input = WindowInput::of(d, self.rates);
@@ -147,16 +194,30 @@ impl Router {
         }
     }
 
-    /// Scores declarations in order and routes them.
+    /// Scores declarations in order and routes them: the windows are read
+    /// for the whole batch first (one round trip when shared).
     pub fn score_all(
         &self,
         scorer: &Scorer,
         declarations: &[Declaration],
         each: impl FnMut(Decision),
     ) -> Vec<Assessment> {
+        let inputs: Vec<WindowInput> = declarations
+            .iter()
+            .map(|d| WindowInput::of(d, self.rates))
+            .collect();
+        let (splits, shared_or_local) = self.observe_batch(&inputs);
         let mut assessments: Vec<Assessment> = declarations
             .iter()
-            .map(|d| self.assess(scorer, d))
+            .zip(&inputs)
+            .zip(splits)
+            .map(|((d, input), split)| {
+                let mut a = scorer.score_with_keys(d, &input.keys, split);
+                if !shared_or_local {
+                    a.reasons.push(reasons::windows_local_only());
+                }
+                a
+            })
             .collect();
         self.route(&mut assessments, each);
         assessments

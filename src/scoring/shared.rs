@@ -1,0 +1,376 @@
+//! Cross-declaration windows shared by replicas, in Redis.
+//!
+//! With two replicas behind a load balancer, each sees half of a buyer's
+//! parcels: split consignments and address fan-in at half strength. Here
+//! the windows of [`crate::features::window`] (the 24 h split window with
+//! values, distinct names per delivery address and sellers per IOSS number
+//! over 30 days, with the same caps) live in Redis, read and updated by one
+//! Lua script per scored batch: one round trip, atomic, and the same rules
+//! as the in-process window, so that two replicas fed alternately give the
+//! signals one replica fed everything gives.
+//!
+//! Redis unreachable or slow: the call gives up at its deadline and the
+//! batch is scored on the replica's own window (which every batch also
+//! updates), and calls are not tried again for [`RETRY_AFTER`], so a dead
+//! Redis costs one deadline a second, not one a batch.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::features::window::{
+    MAX_DISTINCT, MAX_PER_BUYER, PARTY_WINDOW, SplitSignal, WINDOW, buyer_key,
+};
+
+use super::router::WindowInput;
+
+/// After a failure, how long batches use the local window before Redis is
+/// tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The default deadline of one batch's round trip.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The default prefix of every key (two deployments can share one Redis).
+pub const DEFAULT_PREFIX: &str = "parcel-risk";
+
+const SCRIPT: &str = include_str!("shared_windows.lua");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedStateError {
+    #[error("shared state URL {url:?}: {source}")]
+    Url {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("shared state unreachable: {0}")]
+    Unreachable(String),
+    #[error("shared state not tried again yet (it failed less than a second ago)")]
+    BackingOff,
+    #[error("shared state answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl SharedStateError {
+    /// A label for the failures counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SharedStateError::Url { .. } => "url",
+            SharedStateError::Unreachable(_) => "unreachable",
+            SharedStateError::BackingOff => "backing_off",
+            SharedStateError::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// The connection and when to try again after a failure.
+struct Link {
+    connection: Option<redis::Connection>,
+    retry_at: Option<Instant>,
+}
+
+/// The windows in one Redis (a primary; see docs/deployment.md).
+pub struct SharedWindows {
+    client: redis::Client,
+    /// The URL without its password, for logs.
+    display: String,
+    prefix: String,
+    timeout: Duration,
+    script: redis::Script,
+    link: Mutex<Link>,
+    up: AtomicBool,
+}
+
+impl std::fmt::Debug for SharedWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWindows")
+            .field("url", &self.display)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("up", &self.is_up())
+            .finish()
+    }
+}
+
+impl SharedWindows {
+    /// Checks the URL (`redis://[:password@]host:port[/db]`; `rediss://`
+    /// needs a build with TLS, see docs/deployment.md). Does not connect:
+    /// a Redis that is down at start is tried with the first batch, and
+    /// scoring goes on locally until it answers.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, SharedStateError> {
+        let client = redis::Client::open(url).map_err(|source| SharedStateError::Url {
+            url: without_password(url),
+            source,
+        })?;
+        Ok(Self {
+            client,
+            display: without_password(url),
+            prefix: prefix.to_owned(),
+            timeout: timeout.max(Duration::from_millis(1)),
+            script: redis::Script::new(SCRIPT),
+            link: Mutex::new(Link {
+                connection: None,
+                retry_at: None,
+            }),
+            up: AtomicBool::new(false),
+        })
+    }
+
+    /// The URL, password removed.
+    pub fn url(&self) -> &str {
+        &self.display
+    }
+
+    /// Whether the last batch was answered by Redis.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Reads and updates the shared windows for a batch, in order: what
+    /// [`crate::features::window::SplitWindow::observe_parcel`] gives for
+    /// each, had one window seen every replica's traffic.
+    pub fn observe_batch(
+        &self,
+        inputs: &[WindowInput],
+    ) -> Result<Vec<SplitSignal>, SharedStateError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut link = self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if link.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Err(SharedStateError::BackingOff);
+        }
+        let outcome = self.call(&mut link, inputs);
+        self.settle(&mut link, outcome.as_ref().err());
+        outcome
+    }
+
+    /// Whether Redis answers a PING now (within the deadline; not while
+    /// backing off after a failure). Health asks it once a second, so a
+    /// Redis that comes back is seen without waiting for traffic.
+    pub fn probe(&self) -> bool {
+        let mut link = self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if link.retry_at.is_some_and(|at| Instant::now() < at) {
+            return false;
+        }
+        let answered = self.connect(&mut link).and_then(|connection| {
+            redis::cmd("PING")
+                .query::<String>(connection)
+                .map_err(|e| SharedStateError::Unreachable(e.to_string()))
+        });
+        self.settle(&mut link, answered.as_ref().err());
+        answered.is_ok()
+    }
+
+    /// Keeps the connection after a success; after a failure drops it (the
+    /// next try reconnects) and waits [`RETRY_AFTER`] before trying again.
+    fn settle(&self, link: &mut Link, failure: Option<&SharedStateError>) {
+        match failure {
+            None => {
+                link.retry_at = None;
+                if !self.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(url = %self.display, "shared state reached: windows are shared");
+                }
+            }
+            Some(e) => {
+                link.connection = None;
+                link.retry_at = Some(Instant::now() + RETRY_AFTER);
+                if self.up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(url = %self.display, error = %e, "shared state lost: scoring on this replica's windows until it answers");
+                }
+            }
+        }
+    }
+
+    fn connect<'a>(
+        &self,
+        link: &'a mut Link,
+    ) -> Result<&'a mut redis::Connection, SharedStateError> {
+        let unreachable = |e: redis::RedisError| SharedStateError::Unreachable(e.to_string());
+        if link.connection.is_none() {
+            let connection = self
+                .client
+                .get_connection_with_timeout(self.timeout)
+                .map_err(unreachable)?;
+            connection
+                .set_read_timeout(Some(self.timeout))
+                .map_err(unreachable)?;
+            connection
+                .set_write_timeout(Some(self.timeout))
+                .map_err(unreachable)?;
+            link.connection = Some(connection);
+        }
+        link.connection
+            .as_mut()
+            .ok_or_else(|| SharedStateError::Unreachable("no connection".into()))
+    }
+
+    fn call(
+        &self,
+        link: &mut Link,
+        inputs: &[WindowInput],
+    ) -> Result<Vec<SplitSignal>, SharedStateError> {
+        let unreachable = |e: redis::RedisError| SharedStateError::Unreachable(e.to_string());
+        let connection = self.connect(link)?;
+        let micros = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX);
+        let millis = |d: chrono::Duration| d.num_milliseconds();
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .arg(&self.prefix)
+            .arg(micros(WINDOW))
+            .arg(micros(PARTY_WINDOW))
+            .arg(MAX_PER_BUYER)
+            .arg(MAX_DISTINCT)
+            // Keys outlive their window by an hour: lodging times and the
+            // Redis clock may disagree a little.
+            .arg(millis(WINDOW + chrono::Duration::hours(1)))
+            .arg(millis(PARTY_WINDOW + chrono::Duration::hours(1)));
+        for input in inputs {
+            let keys = &input.keys;
+            invocation
+                .arg(buyer_key(keys))
+                .arg(keys.address)
+                .arg(keys.importer_name)
+                .arg(keys.ioss.map_or_else(String::new, |k| k.to_string()))
+                .arg(keys.exporter)
+                .arg(keys.declaration)
+                .arg(input.lodged_at.timestamp_micros())
+                .arg(input.declared_cents);
+        }
+        let rows: Vec<Vec<String>> = invocation.invoke(connection).map_err(|e| {
+            if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() {
+                unreachable(e)
+            } else {
+                SharedStateError::Protocol(e.to_string())
+            }
+        })?;
+        if rows.len() != inputs.len() {
+            return Err(SharedStateError::Protocol(format!(
+                "{} answers for {} declarations",
+                rows.len(),
+                inputs.len()
+            )));
+        }
+        rows.iter()
+            .zip(inputs)
+            .map(|(row, input)| signal(row, input.declared_cents))
+            .collect()
+    }
+}
+
+/// One declaration's answer: four counts, then the values of the counted parcels.
+fn signal(row: &[String], own_cents: i64) -> Result<SplitSignal, SharedStateError> {
+    let number = |i: usize| -> Result<i64, SharedStateError> {
+        row.get(i)
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| SharedStateError::Protocol(format!("answer {row:?}")))
+    };
+    let count = |i: usize| number(i).map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX));
+    let mut combined = own_cents;
+    for i in 4..row.len() {
+        combined = combined.saturating_add(number(i)?);
+    }
+    Ok(SplitSignal {
+        buyer_parcels: count(0)?,
+        same_seller_parcels: count(1)?,
+        combined_value_eur_cents: combined,
+        address_names: count(2)?,
+        ioss_sellers: count(3)?,
+    })
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            without_password("redis://:s3cret@10.0.0.5:6379/2"),
+            "redis://:***@10.0.0.5:6379/2"
+        );
+        assert_eq!(
+            without_password("rediss://app:s3cret@redis:6380"),
+            "rediss://app:***@redis:6380"
+        );
+        assert_eq!(
+            without_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn answers_sum_values_saturating_and_refuse_garbage() {
+        let row: Vec<String> = ["2", "1", "3", "0", "1500", &i64::MAX.to_string()]
+            .map(String::from)
+            .to_vec();
+        let s = signal(&row, 700).unwrap();
+        assert_eq!(
+            (
+                s.buyer_parcels,
+                s.same_seller_parcels,
+                s.address_names,
+                s.ioss_sellers
+            ),
+            (2, 1, 3, 0)
+        );
+        assert_eq!(s.combined_value_eur_cents, i64::MAX);
+        assert!(signal(&["x".into()], 0).is_err());
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_and_a_dead_redis_backs_off() {
+        assert!(SharedWindows::new("http://nope", DEFAULT_PREFIX, DEFAULT_TIMEOUT).is_err());
+        // Nothing listens on port 1.
+        let shared =
+            SharedWindows::new("redis://127.0.0.1:1", DEFAULT_PREFIX, DEFAULT_TIMEOUT).unwrap();
+        let input = WindowInput {
+            keys: crate::features::history::PartyKeys {
+                exporter: 1,
+                address: 2,
+                importer_name: 3,
+                ioss: None,
+                declarant: 4,
+                declaration: 5,
+            },
+            declared_cents: 100,
+            lodged_at: chrono::Utc::now(),
+        };
+        let first = shared.observe_batch(std::slice::from_ref(&input));
+        assert!(
+            matches!(first, Err(SharedStateError::Unreachable(_))),
+            "{first:?}"
+        );
+        let second = shared.observe_batch(std::slice::from_ref(&input));
+        assert!(
+            matches!(second, Err(SharedStateError::BackingOff)),
+            "{second:?}"
+        );
+        assert!(!shared.is_up());
+    }
+}

@@ -1,0 +1,354 @@
+//! Shared state on a real Redis (`redis-server` started on a free port when
+//! it is on PATH; skipped otherwise, unless PARCEL_RISK_REQUIRE_REDIS=1, as
+//! `.ci/run` sets it, makes a missing server a failure).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parcel_risk::domain::{Declaration, TrainingExample};
+use parcel_risk::generate::{Generator, GeneratorConfig};
+use parcel_risk::model::ModelArtifact;
+use parcel_risk::scoring::shared::{DEFAULT_TIMEOUT, RETRY_AFTER, SharedWindows};
+use parcel_risk::scoring::{Assessment, PriorityConfig, Router};
+
+/// A `redis-server` of the test's own, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on `port` (0: a free one); `None` when redis-server is not
+    /// installed and the environment does not require it.
+    pub fn start(port: u16) -> Option<Self> {
+        let port = if port == 0 {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        } else {
+            port
+        };
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                assert!(
+                    std::env::var("PARCEL_RISK_REQUIRE_REDIS").as_deref() != Ok("1"),
+                    "redis-server is required (PARCEL_RISK_REQUIRE_REDIS=1) but cannot start: {e}"
+                );
+                eprintln!("redis-server not available ({e}): shared-state test skipped");
+                return None;
+            }
+        };
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn traffic(parcels: u64) -> Vec<Declaration> {
+    let generator = Generator::new(GeneratorConfig {
+        parcels,
+        days: 2,
+        seed: 11,
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    let mut examples: Vec<TrainingExample> = (0..generator.chunk_count())
+        .flat_map(|c| generator.domain_chunk(c))
+        .collect();
+    parcel_risk::model::train::sort_by_time(&mut examples);
+    examples.into_iter().map(|e| e.declaration).collect()
+}
+
+fn model() -> Arc<ModelArtifact> {
+    Arc::new(ModelArtifact::embedded_default().expect("the default model"))
+}
+
+fn replica(model: &Arc<ModelArtifact>, url: &str, prefix: &str) -> Router {
+    Router::new(Arc::clone(model), PriorityConfig::default())
+        .with_shared_state(SharedWindows::new(url, prefix, DEFAULT_TIMEOUT).unwrap())
+}
+
+/// What the windows change in an assessment (routing aside: each replica
+/// has its own allocator).
+fn scored(a: &Assessment) -> (String, [u64; 4], Vec<&'static str>) {
+    (
+        a.declaration_id.clone(),
+        [
+            a.overall_score.to_bits(),
+            a.undervaluation_score.to_bits(),
+            a.misdescription_score.to_bits(),
+            a.priority_value.to_bits(),
+        ],
+        a.reasons.iter().map(|r| r.code).collect(),
+    )
+}
+
+const BATCH: usize = 32;
+
+/// Scores `declarations` in batches, each batch on the next router in turn.
+fn alternately(routers: &[&Router], declarations: &[Declaration]) -> Vec<Assessment> {
+    declarations
+        .chunks(BATCH)
+        .enumerate()
+        .flat_map(|(i, batch)| {
+            let router = routers[i % routers.len()];
+            router.score_all(&router.scorer(), batch, |_| ())
+        })
+        .collect()
+}
+
+fn count(assessments: &[Assessment], code: &str) -> usize {
+    assessments
+        .iter()
+        .filter(|a| a.reasons.iter().any(|r| r.code == code))
+        .count()
+}
+
+#[test]
+fn two_replicas_fed_alternately_score_as_one_replica_fed_everything() {
+    let Some(redis) = RedisServer::start(0) else {
+        return;
+    };
+    let model = model();
+    let declarations = traffic(6_000);
+    // One replica, in-process windows, fed everything.
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let expected = alternately(&[&one], &declarations);
+    let split = count(&expected, "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY");
+    let fan_in = count(&expected, "PTY_ADDRESS_HIGH_FAN_IN");
+    assert!(split > 20 && fan_in > 0, "split {split}, fan-in {fan_in}");
+
+    // Two replicas on one Redis, fed batch by batch in turn.
+    let (a, b) = (
+        replica(&model, &redis.url(), "t1"),
+        replica(&model, &redis.url(), "t1"),
+    );
+    let shared = alternately(&[&a, &b], &declarations);
+    assert_eq!(count(&shared, "DQ_WINDOWS_LOCAL_ONLY"), 0);
+    assert_eq!(shared.len(), expected.len());
+    for (got, want) in shared.iter().zip(&expected) {
+        assert_eq!(scored(got), scored(want));
+    }
+
+    // Without the shared state, the same two replicas see half of each
+    // buyer's parcels: what the test would catch.
+    let (c, d) = (
+        Router::new(Arc::clone(&model), PriorityConfig::default()),
+        Router::new(Arc::clone(&model), PriorityConfig::default()),
+    );
+    let apart = alternately(&[&c, &d], &declarations);
+    assert!(count(&apart, "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY") < split);
+
+    // Another prefix is another deployment: it starts empty.
+    let other = replica(&model, &redis.url(), "t2");
+    let again = alternately(&[&other], &declarations);
+    for (got, want) in again.iter().zip(&expected) {
+        assert_eq!(scored(got), scored(want));
+    }
+}
+
+#[test]
+fn a_declaration_resent_to_the_other_replica_scores_the_same_and_counts_once() {
+    let Some(redis) = RedisServer::start(0) else {
+        return;
+    };
+    let model = model();
+    let declarations = traffic(2_000);
+    let once = alternately(&[&replica(&model, &redis.url(), "r1")], &declarations);
+    let (a, b) = (
+        replica(&model, &redis.url(), "r2"),
+        replica(&model, &redis.url(), "r2"),
+    );
+    let mut first = Vec::new();
+    // One declaration at a time: a resend is read against the parcels its
+    // first sending saw, but a later parcel of the batch may have expired
+    // the oldest of them (in-process windows alike).
+    for batch in declarations.chunks(1) {
+        let sent = a.score_all(&a.scorer(), batch, |_| ());
+        // The client's retry after a transport error lands on the other
+        // replica: the same answers...
+        let resent = b.score_all(&b.scorer(), batch, |_| ());
+        for (got, want) in resent.iter().zip(&sent) {
+            assert_eq!(scored(got), scored(want));
+        }
+        first.extend(sent);
+    }
+    // ...and the later parcels see each resent one once.
+    for (got, want) in first.iter().zip(&once) {
+        assert_eq!(scored(got), scored(want));
+    }
+}
+
+#[test]
+fn scoring_goes_on_locally_while_redis_is_down_and_shares_again_when_it_returns() {
+    let Some(redis) = RedisServer::start(0) else {
+        return;
+    };
+    let port = redis.port;
+    let model = model();
+    let declarations = traffic(1_500);
+    let (before, rest) = declarations.split_at(500);
+    let (during, after) = rest.split_at(500);
+    let router = replica(&model, &redis.url(), "k");
+    let shared = router.shared_state().unwrap();
+
+    let scored_before = alternately(&[&router], before);
+    assert_eq!(count(&scored_before, "DQ_WINDOWS_LOCAL_ONLY"), 0);
+    assert!(shared.is_up() && shared.probe());
+
+    drop(redis);
+    let started = Instant::now();
+    let scored_during = alternately(&[&router], during);
+    // Every declaration answered, each saying its windows were local; one
+    // deadline paid at most, not one per batch.
+    assert_eq!(scored_during.len(), during.len());
+    assert_eq!(count(&scored_during, "DQ_WINDOWS_LOCAL_ONLY"), during.len());
+    assert!(!shared.is_up());
+    assert!(
+        started.elapsed() < DEFAULT_TIMEOUT * 4 + Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let _redis = RedisServer::start(port).expect("redis-server again");
+    std::thread::sleep(RETRY_AFTER + Duration::from_millis(100));
+    let scored_after = alternately(&[&router], after);
+    assert_eq!(count(&scored_after, "DQ_WINDOWS_LOCAL_ONLY"), 0);
+    assert!(shared.is_up());
+}
+
+/// The shared state's health, as a load balancer or operator reads it.
+async fn shared_state_health(channel: tonic::transport::Channel) -> i32 {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: parcel_risk::grpc::SHARED_STATE_HEALTH.into(),
+        })
+        .await
+        .map_or(-1, |r| r.into_inner().status)
+}
+
+async fn health_becomes(channel: &tonic::transport::Channel, status: i32) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = shared_state_health(channel.clone()).await;
+        if now == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health stayed {now}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_shared_state_reports_it_in_health_and_answers_while_it_is_down() {
+    use parcel_risk::pb;
+    use parcel_risk::pb::risk_service_client::RiskServiceClient;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Some(redis) = RedisServer::start(0) else {
+        return;
+    };
+    let port = redis.port;
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let (mut child, addr, log) = crate::security::spawn_serve(
+        &dir.path().join("data"),
+        &[
+            "--metrics-addr",
+            "off",
+            "--shared-state",
+            &url,
+            "--shared-state-prefix",
+            "served",
+        ],
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = RiskServiceClient::new(channel.clone());
+    let mut score = async |id: &str| {
+        client
+            .score_declaration(pb::ScoreDeclarationRequest {
+                declaration: Some(crate::common::full_declaration(id)),
+            })
+            .await
+            .map(|r| {
+                r.into_inner()
+                    .assessment
+                    .unwrap()
+                    .reasons
+                    .into_iter()
+                    .map(|r| r.code)
+                    .collect::<Vec<_>>()
+            })
+    };
+    health_becomes(&channel, ServingStatus::Serving as i32).await;
+    let codes = score("SHARED-1").await.unwrap();
+    assert!(
+        !codes.iter().any(|c| c == "DQ_WINDOWS_LOCAL_ONLY"),
+        "{codes:?}"
+    );
+
+    drop(redis);
+    health_becomes(&channel, ServingStatus::NotServing as i32).await;
+    // Still scoring, and saying its windows were its own.
+    let codes = score("SHARED-2").await.unwrap();
+    assert!(
+        codes.iter().any(|c| c == "DQ_WINDOWS_LOCAL_ONLY"),
+        "{codes:?}"
+    );
+
+    let _redis = RedisServer::start(port).expect("redis-server again");
+    health_becomes(&channel, ServingStatus::Serving as i32).await;
+    let codes = score("SHARED-3").await.unwrap();
+    assert!(
+        !codes.iter().any(|c| c == "DQ_WINDOWS_LOCAL_ONLY"),
+        "{codes:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.lock().unwrap();
+    assert!(log.contains("shared state lost"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
