@@ -352,3 +352,69 @@ async fn serve_with_shared_state_reports_it_in_health_and_answers_while_it_is_do
     assert!(log.contains("shared state lost"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn red_per_day_holds_across_two_replicas() {
+    use chrono::NaiveDate;
+    use parcel_risk::domain::Channel;
+    use parcel_risk::scoring::PriorityParams;
+    let Some(redis) = RedisServer::start(0) else {
+        return;
+    };
+    let (model, _) = crate::common::trained();
+    let generator = Generator::new(GeneratorConfig {
+        parcels: 24_000,
+        days: 4,
+        seed: 5,
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    let mut examples: Vec<TrainingExample> = (0..generator.chunk_count())
+        .flat_map(|c| generator.domain_chunk(c))
+        .collect();
+    parcel_risk::model::train::sort_by_time(&mut examples);
+    let stream: Vec<Declaration> = examples.into_iter().map(|e| e.declaration).collect();
+    let capacity = 25.0;
+    let config = PriorityParams {
+        red_per_day: Some(capacity),
+        ..PriorityParams::default()
+    }
+    .check()
+    .unwrap();
+    let red_per_day = |routers: &[&Router]| {
+        let mut per_day: std::collections::BTreeMap<NaiveDate, u32> = Default::default();
+        for a in alternately(routers, &stream) {
+            *per_day.entry(a.lodged_at.date_naive()).or_default() +=
+                u32::from(a.route.unwrap().channel == Channel::Red);
+        }
+        per_day.into_iter().collect::<Vec<_>>()
+    };
+    let shared = |prefix: &str| {
+        Router::new(Arc::clone(model), config.clone())
+            .with_shared_state(SharedWindows::new(&redis.url(), prefix, DEFAULT_TIMEOUT).unwrap())
+    };
+    let (a, b) = (shared("cap"), shared("cap"));
+    let days = red_per_day(&[&a, &b]);
+    eprintln!("RED per day across two replicas sharing state: {days:?}");
+    assert!(days.len() >= 4, "{days:?}");
+    // After the first day (volume unknown until then), each day's RED
+    // across both replicas is the capacity, within 10 %.
+    for (date, red) in &days[1..days.len() - 1] {
+        assert!(
+            (f64::from(*red) - capacity).abs() <= 0.1 * capacity,
+            "{date}: {red} RED across two replicas, capacity {capacity}; all days {days:?}"
+        );
+    }
+    // Each replica on its own spends the whole capacity: twice as much.
+    let (c, d) = (
+        Router::new(Arc::clone(model), config.clone()),
+        Router::new(Arc::clone(model), config.clone()),
+    );
+    let apart = red_per_day(&[&c, &d]);
+    eprintln!("RED per day across two replicas apart: {apart:?}");
+    let (date, red) = apart[2];
+    assert!(
+        f64::from(red) > 1.5 * capacity,
+        "{date}: {red} RED without shared state; all days {apart:?}"
+    );
+}

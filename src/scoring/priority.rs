@@ -416,6 +416,27 @@ impl ChannelAllocator {
         &self.config
     }
 
+    /// The calendar day (in the configured time zone) a declaration lodged
+    /// at `at` counts in, as the Unix second it starts: the key under which
+    /// replicas add up a day's traffic.
+    pub fn day_start(&self, at: DateTime<Utc>) -> i64 {
+        Day::containing(at, self.config.time_zone).start.timestamp()
+    }
+
+    /// Declarations counted in the current day, and the day's start.
+    pub fn today(&self) -> (Option<i64>, f64) {
+        (self.pace.day.map(|d| d.start.timestamp()), self.pace.seen)
+    }
+
+    /// Sets this replica's share of the day's traffic across the fleet
+    /// (from a shared count), which scales `red_per_day`. Takes effect at
+    /// the next refresh of the cut-offs (at most 64 declarations later).
+    pub fn set_fleet_share(&mut self, share: f64) {
+        if share.is_finite() {
+            self.pace.fleet_share = share.clamp(1e-6, 1.0);
+        }
+    }
+
     /// The RED share of traffic in force now: what is left of today's
     /// target over the traffic expected in the rest of the day.
     pub fn red_share(&self) -> f64 {
@@ -555,6 +576,9 @@ struct DailyPace {
     /// clock, and the earliest of them.
     ahead: u32,
     ahead_earliest: Option<DateTime<Utc>>,
+    /// This replica's share of today's traffic across every replica (1
+    /// alone): `red_per_day` is the fleet's, so each takes its share.
+    fleet_share: f64,
 }
 
 /// How far ahead of the clock one declaration may move it.
@@ -613,6 +637,7 @@ impl DailyPace {
             observed: 0.0,
             ahead: 0,
             ahead_earliest: None,
+            fleet_share: 1.0,
         }
     }
 
@@ -732,9 +757,11 @@ impl DailyPace {
     /// RED wanted today in all: the capacity, or the share of what has
     /// come and what is expected to come.
     fn target(&self, config: &PriorityConfig, expected: f64) -> f64 {
-        config
-            .red_per_day
-            .unwrap_or_else(|| config.red_share * (self.seen + self.remaining(expected)))
+        match config.red_per_day {
+            // Replicas share the day's capacity by their share of its traffic.
+            Some(capacity) => capacity * self.fleet_share,
+            None => config.red_share * (self.seen + self.remaining(expected)),
+        }
     }
 
     /// Traffic expected in the rest of the day.

@@ -41,6 +41,19 @@ pub struct Router {
     shared: Option<SharedWindows>,
 }
 
+/// What the windows said of a batch.
+#[derive(Debug)]
+pub struct WindowsRead {
+    /// Per declaration, in order.
+    pub signals: Vec<SplitSignal>,
+    /// False when shared state is configured but was not reached (the
+    /// signals are this replica's own).
+    pub shared: bool,
+    /// The batch's day (its start, Unix seconds) and the fleet's count of
+    /// it, this batch included: with shared state only.
+    pub fleet_today: Option<(i64, u64)>,
+}
+
 /// How far past the wall clock a live lodging time may move the
 /// allocator's clock (clock skew between systems).
 const LIVE_CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
@@ -136,22 +149,36 @@ impl Router {
     }
 
     /// Reads and updates the windows for a batch, in order: the shared
-    /// windows when configured and reachable (`true`), else this replica's
-    /// own (`false` when shared state is configured but was not reached).
-    /// The replica's own windows see every batch either way, so they are
-    /// warm when the shared state goes away.
-    pub fn observe_batch(&self, inputs: &[WindowInput]) -> (Vec<SplitSignal>, bool) {
+    /// windows when configured and reachable, else this replica's own
+    /// ([`WindowsRead::shared`] false when shared state is configured but
+    /// was not reached). The replica's own windows see every batch either
+    /// way, so they are warm when the shared state goes away. With shared
+    /// state, the batch is also counted in the fleet's traffic of its day.
+    pub fn observe_batch(&self, inputs: &[WindowInput]) -> WindowsRead {
         let local: Vec<SplitSignal> = inputs.iter().map(|i| self.observe(i)).collect();
         let Some(shared) = &self.shared else {
-            return (local, true);
+            return WindowsRead {
+                signals: local,
+                shared: true,
+                fleet_today: None,
+            };
         };
+        let now = Utc::now();
+        let day = inputs.last().map(|i| {
+            self.allocator()
+                .day_start(self.allocator_clock(i.lodged_at, now))
+        });
         let started = std::time::Instant::now();
-        match shared.observe_batch(inputs) {
-            Ok(signals) => {
+        match shared.observe_batch(inputs, day) {
+            Ok(batch) => {
                 metrics::histogram!("parcel_risk_shared_state_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::gauge!("parcel_risk_shared_state_up").set(1.0);
-                (signals, true)
+                WindowsRead {
+                    signals: batch.signals,
+                    shared: true,
+                    fleet_today: day.zip(batch.fleet_today),
+                }
             }
             Err(e) => {
                 metrics::counter!("parcel_risk_shared_state_failures_total", "kind" => e.kind())
@@ -159,7 +186,11 @@ impl Router {
                 metrics::counter!("parcel_risk_shared_state_local_declarations_total")
                     .increment(inputs.len() as u64);
                 metrics::gauge!("parcel_risk_shared_state_up").set(0.0);
-                (local, false)
+                WindowsRead {
+                    signals: local,
+                    shared: false,
+                    fleet_today: None,
+                }
             }
         }
     }
@@ -173,9 +204,26 @@ impl Router {
 
     /// Routes scored declarations in order, taking the allocator's lock once.
     /// `each` hears every decision (counters, summaries).
-    pub fn route(&self, assessments: &mut [Assessment], mut each: impl FnMut(Decision)) {
+    pub fn route(&self, assessments: &mut [Assessment], each: impl FnMut(Decision)) {
+        self.route_in_fleet(assessments, None, each);
+    }
+
+    /// As [`Router::route`]; with `fleet_today` (a day's start and the
+    /// fleet's count of it, this batch included), this replica first takes
+    /// its share of the day's traffic as its share of `red_per_day`.
+    fn route_in_fleet(
+        &self,
+        assessments: &mut [Assessment],
+        fleet_today: Option<(i64, u64)>,
+        mut each: impl FnMut(Decision),
+    ) {
         let now = Utc::now();
         let mut allocator = self.allocator();
+        if let Some((day, fleet)) = fleet_today {
+            let (today, seen) = allocator.today();
+            let own = if today == Some(day) { seen } else { 0.0 } + assessments.len() as f64;
+            allocator.set_fleet_share(own / (fleet as f64).max(1.0));
+        }
         for a in assessments {
             let at = self.allocator_clock(a.lodged_at, now);
             let decision = allocator.decide(&a.declaration_id, at, a.priority_value);
@@ -206,20 +254,20 @@ impl Router {
             .iter()
             .map(|d| WindowInput::of(d, self.rates))
             .collect();
-        let (splits, shared_or_local) = self.observe_batch(&inputs);
+        let read = self.observe_batch(&inputs);
         let mut assessments: Vec<Assessment> = declarations
             .iter()
             .zip(&inputs)
-            .zip(splits)
+            .zip(read.signals)
             .map(|((d, input), split)| {
                 let mut a = scorer.score_with_keys(d, &input.keys, split);
-                if !shared_or_local {
+                if !read.shared {
                     a.reasons.push(reasons::windows_local_only());
                 }
                 a
             })
             .collect();
-        self.route(&mut assessments, each);
+        self.route_in_fleet(&mut assessments, read.fleet_today, each);
         assessments
     }
 

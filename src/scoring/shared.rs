@@ -129,12 +129,17 @@ impl SharedWindows {
     /// Reads and updates the shared windows for a batch, in order: what
     /// [`crate::features::window::SplitWindow::observe_parcel`] gives for
     /// each, had one window seen every replica's traffic.
+    ///
+    /// With `day` (the start of the calendar day the batch counts in, Unix
+    /// seconds), the batch is also added to the fleet's traffic of that
+    /// day, and [`SharedBatch::fleet_today`] says how much it is now.
     pub fn observe_batch(
         &self,
         inputs: &[WindowInput],
-    ) -> Result<Vec<SplitSignal>, SharedStateError> {
+        day: Option<i64>,
+    ) -> Result<SharedBatch, SharedStateError> {
         if inputs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(SharedBatch::default());
         }
         let mut link = self
             .link
@@ -143,7 +148,7 @@ impl SharedWindows {
         if link.retry_at.is_some_and(|at| Instant::now() < at) {
             return Err(SharedStateError::BackingOff);
         }
-        let outcome = self.call(&mut link, inputs);
+        let outcome = self.call(&mut link, inputs, day);
         self.settle(&mut link, outcome.as_ref().err());
         outcome
     }
@@ -215,7 +220,8 @@ impl SharedWindows {
         &self,
         link: &mut Link,
         inputs: &[WindowInput],
-    ) -> Result<Vec<SplitSignal>, SharedStateError> {
+        day: Option<i64>,
+    ) -> Result<SharedBatch, SharedStateError> {
         let unreachable = |e: redis::RedisError| SharedStateError::Unreachable(e.to_string());
         let connection = self.connect(link)?;
         let micros = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX);
@@ -230,7 +236,9 @@ impl SharedWindows {
             // Keys outlive their window by an hour: lodging times and the
             // Redis clock may disagree a little.
             .arg(millis(WINDOW + chrono::Duration::hours(1)))
-            .arg(millis(PARTY_WINDOW + chrono::Duration::hours(1)));
+            .arg(millis(PARTY_WINDOW + chrono::Duration::hours(1)))
+            .arg(day.map_or_else(String::new, |d| d.to_string()))
+            .arg(inputs.len());
         for input in inputs {
             let keys = &input.keys;
             invocation
@@ -250,6 +258,9 @@ impl SharedWindows {
                 SharedStateError::Protocol(e.to_string())
             }
         })?;
+        let Some((fleet, rows)) = rows.split_first() else {
+            return Err(SharedStateError::Protocol("an empty answer".into()));
+        };
         if rows.len() != inputs.len() {
             return Err(SharedStateError::Protocol(format!(
                 "{} answers for {} declarations",
@@ -257,11 +268,30 @@ impl SharedWindows {
                 inputs.len()
             )));
         }
-        rows.iter()
+        let fleet_today = fleet
+            .first()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|_| day.is_some());
+        let signals = rows
+            .iter()
             .zip(inputs)
             .map(|(row, input)| signal(row, input.declared_cents))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(SharedBatch {
+            signals,
+            fleet_today,
+        })
     }
+}
+
+/// What the shared state says of a batch.
+#[derive(Debug, Default)]
+pub struct SharedBatch {
+    /// Per declaration, in order.
+    pub signals: Vec<SplitSignal>,
+    /// Declarations the fleet has counted in the batch's day, this batch
+    /// included (when a day was given).
+    pub fleet_today: Option<u64>,
 }
 
 /// One declaration's answer: four counts, then the values of the counted parcels.
@@ -361,12 +391,12 @@ mod tests {
             declared_cents: 100,
             lodged_at: chrono::Utc::now(),
         };
-        let first = shared.observe_batch(std::slice::from_ref(&input));
+        let first = shared.observe_batch(std::slice::from_ref(&input), None);
         assert!(
             matches!(first, Err(SharedStateError::Unreachable(_))),
             "{first:?}"
         );
-        let second = shared.observe_batch(std::slice::from_ref(&input));
+        let second = shared.observe_batch(std::slice::from_ref(&input), None);
         assert!(
             matches!(second, Err(SharedStateError::BackingOff)),
             "{second:?}"

@@ -3,15 +3,17 @@
 -- DistinctWindow), read and updated in one atomic call per batch.
 --
 -- ARGV: prefix, split window (us), party window (us), most parcels per
--- buyer, most distinct values per key, split TTL (ms), party TTL (ms), then
--- per declaration 8 values: buyer, address, importer name, IOSS ("" for
+-- buyer, most distinct values per key, split TTL (ms), party TTL (ms), the
+-- day the batch counts in (its start in Unix seconds; "" not to count) and
+-- the batch's size, then per declaration 8 values: buyer, address, importer name, IOSS ("" for
 -- none), exporter, declaration ("0" for none), lodged at (us), declared
 -- value (EUR cents). Keys are 64-bit numbers in decimal; times and values
 -- stay strings when stored (Lua numbers are doubles: a value near 2^63
 -- would lose digits), and are compared as numbers (microseconds since 1970
 -- fit a double exactly).
 --
--- Returns per declaration: buyer parcels, of them from the same seller,
+-- Returns first the fleet's count of the day so far (this batch included;
+-- "0" when not counted), then per declaration: buyer parcels, of them from the same seller,
 -- distinct names at the address, distinct sellers of the IOSS number ("0"
 -- without one), then the declared values of the counted parcels (summed by
 -- the caller, saturating, as the local window does).
@@ -23,6 +25,9 @@ local max_per_buyer = tonumber(ARGV[4])
 local max_distinct = tonumber(ARGV[5])
 local split_ttl = ARGV[6]
 local party_ttl = ARGV[7]
+local day = ARGV[8]
+local batch_size = ARGV[9]
+local header = 9
 
 -- Distinct values of a key over the party window (a hash: value -> last
 -- seen); answers how many, this one included.
@@ -62,10 +67,17 @@ local function distinct(key, value, at_text)
   return count
 end
 
-local out = {}
-local count = (#ARGV - 7) / 8
+-- Traffic per day across replicas: each takes its share of the day's capacity.
+local fleet = 0
+if day ~= '' then
+  local key = prefix .. ':fleet:' .. day
+  fleet = redis.call('INCRBY', key, batch_size)
+  redis.call('EXPIRE', key, 3 * 86400)
+end
+local out = { { tostring(fleet) } }
+local count = (#ARGV - header) / 8
 for i = 0, count - 1 do
-  local b = 7 + i * 8
+  local b = header + i * 8
   local buyer, address, name, ioss = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local exporter, declaration, at_text, value = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
   local at = tonumber(at_text)
