@@ -2,7 +2,10 @@
 //! - the real `ScoreDeclarations` stream on the default model,
 //! - a no-op echo of the same messages (the transport ceiling),
 //! - the same stream over TLS (rustls, a certificate made for the run),
-//! - unary `ScoreDeclaration` with one request in flight, plaintext and TLS.
+//! - unary `ScoreDeclaration` with one request in flight, plaintext and TLS;
+//! - with `redis-server` on PATH: two replicas sharing their windows and
+//!   capacity in Redis (`--shared-state`), the streams spread over both,
+//!   alternated with one replica on in-process state.
 //!
 //! Several connections and streams, a bounded window of requests in flight per
 //! stream; prints throughput and p50/p99 latency. Client and server share this
@@ -32,6 +35,7 @@ use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
 use parcel_risk::pb::risk_service_server::RiskServiceServer;
 use parcel_risk::scoring::Scorer;
+use parcel_risk::scoring::shared::SharedWindows;
 use parcel_risk::security::{Security, TlsFiles};
 use parcel_risk::wire::assessment_to_pb;
 use tokio::sync::Semaphore;
@@ -116,9 +120,20 @@ async fn run_streams(
     streams: usize,
     window: usize,
 ) -> RunResult {
+    run_streams_on(&[target], requests, connections, streams, window).await
+}
+
+/// As [`run_streams`], the connections spread over `targets` in turn.
+async fn run_streams_on(
+    targets: &[&Target],
+    requests: Arc<Vec<pb::ScoreDeclarationsRequest>>,
+    connections: usize,
+    streams: usize,
+    window: usize,
+) -> RunResult {
     let mut clients = Vec::new();
-    for _ in 0..connections {
-        clients.push(connect(target).await);
+    for i in 0..connections {
+        clients.push(connect(targets[i % targets.len()]).await);
     }
     let lanes = connections * streams;
     let started = Instant::now();
@@ -186,6 +201,56 @@ fn async_stream(
     )
 }
 
+/// A `redis-server` of the bench's own on a free port, killed on drop.
+struct RedisChild {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisChild {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() {
     let declarations = env("BENCH_DECLARATIONS", 100_000);
     let connections = env("BENCH_CONNECTIONS", 2);
@@ -241,11 +306,28 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let redis = RedisChild::start();
+    let replicas: Vec<Arc<ServiceState>> = redis.as_ref().map_or_else(Vec::new, |redis| {
+        (0..2)
+            .map(|_| {
+                let shared = SharedWindows::new(
+                    &redis.url(),
+                    &format!("bench-{}", std::process::id()),
+                    parcel_risk::scoring::shared::DEFAULT_TIMEOUT,
+                )
+                .expect("redis URL");
+                Arc::new(
+                    ServiceState::new(model.clone(), ReferenceData::built_in())
+                        .with_shared_state(shared),
+                )
+            })
+            .collect()
+    });
     let state = Arc::new(ServiceState::new(model, ReferenceData::built_in()));
     let certificate_dir = tempfile::tempdir().expect("tempdir");
     let (tls_files, ca_pem) = certificates(certificate_dir.path());
     let security = Arc::new(Security::load(Some(tls_files), None).expect("TLS"));
-    let (score_addr, echo_addr, tls_addr) = server_rt.block_on(async {
+    let (server_addrs, replica_addrs) = server_rt.block_on(async {
         let bind = || async {
             tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -282,8 +364,20 @@ fn main() {
                     parcel_risk::grpc::ServerConfig::default().max_connections,
                 )),
         );
-        addrs
+        let mut replica_addrs = Vec::new();
+        for replica in &replicas {
+            let listener = bind().await;
+            replica_addrs.push(listener.local_addr().expect("addr"));
+            tokio::spawn(serve(
+                listener,
+                Arc::clone(replica),
+                ServerConfig::default(),
+                std::future::pending(),
+            ));
+        }
+        (addrs, replica_addrs)
     });
+    let (score_addr, echo_addr, tls_addr) = server_addrs;
     let plain = |addr| Target { addr, tls_ca: None };
     let (echo_target, score_target) = (plain(echo_addr), plain(score_addr));
     let tls_target = Target {
@@ -348,6 +442,42 @@ fn main() {
             score.rate() / echo.rate(),
             tls.rate() / score.rate()
         );
+
+        if !replica_addrs.is_empty() {
+            let replica_targets: Vec<Target> = replica_addrs.iter().map(|a| plain(*a)).collect();
+            let replica_refs: Vec<&Target> = replica_targets.iter().collect();
+            run_streams_on(&replica_refs, warm.clone(), connections, streams, window).await;
+            let mut ratios = Vec::new();
+            for round in 0..rounds {
+                let (one, two) = if round % 2 == 0 {
+                    let one = run_streams(&score_target, requests.clone(), connections, streams, window).await;
+                    let two = run_streams_on(&replica_refs, requests.clone(), connections, streams, window).await;
+                    (one, two)
+                } else {
+                    let two = run_streams_on(&replica_refs, requests.clone(), connections, streams, window).await;
+                    let one = run_streams(&score_target, requests.clone(), connections, streams, window).await;
+                    (one, two)
+                };
+                let (mut one, mut two) = (one, two);
+                ratios.push(two.rate() / one.rate());
+                println!(
+                    "shared state round {}: one replica, in-process state {:>9.0} msg/s (p99 {:.0} us)   two replicas + Redis {:>9.0} msg/s (p99 {:.0} us)   ratio {:.2}",
+                    round + 1,
+                    one.rate(),
+                    one.quantile(0.99),
+                    two.rate(),
+                    two.quantile(0.99),
+                    ratios[round]
+                );
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "two replicas sharing state in Redis / one replica in-process: median {:.2} (target >= 0.5)",
+                ratios[ratios.len() / 2]
+            );
+        } else {
+            println!("redis-server not on PATH: shared-state round skipped");
+        }
 
         // Unary, one call in flight: plaintext and TLS in alternating blocks.
         let mut clients = [connect(&score_target).await, connect(&tls_target).await];

@@ -43,6 +43,10 @@ pub enum SharedStateError {
         url: String,
         source: redis::RedisError,
     },
+    #[error(
+        "shared state URL {0:?}: TLS (rediss://) is not in this build; reach Redis over a private network or a TLS tunnel (docs/deployment.md)"
+    )]
+    Tls(String),
     #[error("shared state unreachable: {0}")]
     Unreachable(String),
     #[error("shared state not tried again yet (it failed less than a second ago)")]
@@ -55,7 +59,7 @@ impl SharedStateError {
     /// A label for the failures counter.
     pub fn kind(&self) -> &'static str {
         match self {
-            SharedStateError::Url { .. } => "url",
+            SharedStateError::Url { .. } | SharedStateError::Tls(_) => "url",
             SharedStateError::Unreachable(_) => "unreachable",
             SharedStateError::BackingOff => "backing_off",
             SharedStateError::Protocol(_) => "protocol",
@@ -93,11 +97,14 @@ impl std::fmt::Debug for SharedWindows {
 }
 
 impl SharedWindows {
-    /// Checks the URL (`redis://[:password@]host:port[/db]`; `rediss://`
-    /// needs a build with TLS, see docs/deployment.md). Does not connect:
+    /// Checks the URL (`redis://[:password@]host:port[/db]`; `rediss://` is
+    /// refused: this build's client has no TLS). Does not connect:
     /// a Redis that is down at start is tried with the first batch, and
     /// scoring goes on locally until it answers.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, SharedStateError> {
+        if url.starts_with("rediss:") {
+            return Err(SharedStateError::Tls(without_password(url)));
+        }
         let client = redis::Client::open(url).map_err(|source| SharedStateError::Url {
             url: without_password(url),
             source,
@@ -376,6 +383,14 @@ mod tests {
     #[test]
     fn a_bad_url_is_refused_and_a_dead_redis_backs_off() {
         assert!(SharedWindows::new("http://nope", DEFAULT_PREFIX, DEFAULT_TIMEOUT).is_err());
+        let tls = SharedWindows::new(
+            "rediss://:pw@10.0.0.1:6380",
+            DEFAULT_PREFIX,
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(tls.contains("TLS") && !tls.contains("pw"), "{tls}");
         // Nothing listens on port 1.
         let shared =
             SharedWindows::new("redis://127.0.0.1:1", DEFAULT_PREFIX, DEFAULT_TIMEOUT).unwrap();

@@ -2,21 +2,28 @@
 -- replicas. The same rules as src/features/window.rs (WindowShard and
 -- DistinctWindow), read and updated in one atomic call per batch.
 --
+-- Each window of a key is one string value: a buyer's parcels, oldest
+-- first ("at value exporter declaration seen;..."), or a key's distinct
+-- values in the in-process order ("value at;..."). The batch reads every
+-- key it needs with one MGET, works on them in memory, and writes each key
+-- it changed once (SET with its expiry): a few commands per declaration,
+-- not one per step.
+--
 -- ARGV: prefix, split window (us), party window (us), most parcels per
 -- buyer, most distinct values per key, split TTL (ms), party TTL (ms), the
 -- day the batch counts in (its start in Unix seconds; "" not to count) and
--- the batch's size, then per declaration 8 values: buyer, address, importer name, IOSS ("" for
--- none), exporter, declaration ("0" for none), lodged at (us), declared
--- value (EUR cents). Keys are 64-bit numbers in decimal; times and values
--- stay strings when stored (Lua numbers are doubles: a value near 2^63
--- would lose digits), and are compared as numbers (microseconds since 1970
--- fit a double exactly).
+-- the batch's size, then per declaration 8 values: buyer, address, importer
+-- name, IOSS ("" for none), exporter, declaration ("0" for none), lodged at
+-- (us), declared value (EUR cents). Keys are 64-bit numbers in decimal;
+-- times and values stay strings when stored (Lua numbers are doubles: a
+-- value near 2^63 would lose digits), and are compared as numbers
+-- (microseconds since 1970 fit a double exactly).
 --
 -- Returns first the fleet's count of the day so far (this batch included;
--- "0" when not counted), then per declaration: buyer parcels, of them from the same seller,
--- distinct names at the address, distinct sellers of the IOSS number ("0"
--- without one), then the declared values of the counted parcels (summed by
--- the caller, saturating, as the local window does).
+-- "0" when not counted), then per declaration: buyer parcels, of them from
+-- the same seller, distinct names at the address, distinct sellers of the
+-- IOSS number ("0" without one), then the declared values of the counted
+-- parcels (summed by the caller, saturating, as the local window does).
 
 local prefix = ARGV[1]
 local split_window = tonumber(ARGV[2])
@@ -28,44 +35,104 @@ local party_ttl = ARGV[7]
 local day = ARGV[8]
 local batch_size = ARGV[9]
 local header = 9
+local count = (#ARGV - header) / 8
 
--- Distinct values of a key over the party window (a hash: value -> last
--- seen); answers how many, this one included.
-local function distinct(key, value, at_text)
-  local at = tonumber(at_text)
-  local all = redis.call('HGETALL', key)
-  local count = 0
-  local found = nil
-  local oldest_value, oldest_at = nil, nil
-  for j = 1, #all, 2 do
-    local v, t = all[j], tonumber(all[j + 1])
-    if at - t > party_window then
-      redis.call('HDEL', key, v)
-    else
-      count = count + 1
-      if v == value then
-        found = t
+local function arg(i, field)
+  return ARGV[header + i * 8 + field]
+end
+
+-- Every key of the batch, read at once.
+local names, index, ttl = {}, {}, {}
+local function need(key, key_ttl)
+  if index[key] == nil then
+    names[#names + 1] = key
+    index[key] = #names
+    ttl[key] = key_ttl
+  end
+end
+for i = 0, count - 1 do
+  need(prefix .. ':buyer:' .. arg(i, 1), split_ttl)
+  need(prefix .. ':address:' .. arg(i, 2), party_ttl)
+  if arg(i, 4) ~= '' then
+    need(prefix .. ':ioss:' .. arg(i, 4), party_ttl)
+  end
+end
+local stored = {}
+if #names > 0 then
+  stored = redis.call('MGET', unpack(names))
+end
+
+-- Parsed windows, by key, parsed on first use; `changed` keys are written back.
+local windows, changed = {}, {}
+
+local function buyer_window(key)
+  local w = windows[key]
+  if w == nil then
+    w = {}
+    local raw = stored[index[key]]
+    if raw then
+      for e_at, e_value, e_exporter, e_declaration, e_seen in
+        string.gmatch(raw, '([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+)') do
+        w[#w + 1] = { at_text = e_at, at = tonumber(e_at), value = e_value,
+          exporter = e_exporter, declaration = e_declaration, seen_text = e_seen,
+          seen = tonumber(e_seen) }
       end
-      if oldest_at == nil or t < oldest_at then
-        oldest_value, oldest_at = v, t
+    end
+    windows[key] = w
+  end
+  return w
+end
+
+local function distinct_window(key)
+  local w = windows[key]
+  if w == nil then
+    w = {}
+    local raw = stored[index[key]]
+    if raw then
+      for v, t in string.gmatch(raw, '([^ ;]+) ([^ ;]+)') do
+        w[#w + 1] = { value = v, at_text = t, at = tonumber(t) }
+      end
+    end
+    windows[key] = w
+  end
+  return w
+end
+
+-- Distinct values of a key over the party window; answers how many, this
+-- one included (DistinctWindow::observe).
+local function distinct(key, value, at_text, at)
+  local seen = distinct_window(key)
+  local kept, found, oldest = {}, nil, nil
+  for j = 1, #seen do
+    local e = seen[j]
+    if not (at - e.at > party_window) then
+      kept[#kept + 1] = e
+      if e.value == value then
+        found = #kept
+      end
+      if oldest == nil or e.at < kept[oldest].at then
+        oldest = #kept
       end
     end
   end
   if found ~= nil then
-    if at > found then
-      redis.call('HSET', key, value, at_text)
+    if at > kept[found].at then
+      kept[found] = { value = value, at_text = at_text, at = at }
     end
-  elseif count < max_distinct then
-    redis.call('HSET', key, value, at_text)
-    count = count + 1
-  elseif oldest_value ~= nil then
+  elseif #kept < max_distinct then
+    kept[#kept + 1] = { value = value, at_text = at_text, at = at }
+  elseif oldest ~= nil then
     -- Full: the value seen longest ago makes room.
-    redis.call('HDEL', key, oldest_value)
-    redis.call('HSET', key, value, at_text)
+    kept[oldest] = { value = value, at_text = at_text, at = at }
   end
-  redis.call('PEXPIRE', key, party_ttl)
-  return count
+  windows[key] = kept
+  changed[key] = true
+  return #kept
 end
+
+-- The order parcels were first seen in, across replicas: one number per
+-- declaration of the batch, reserved at once.
+local first_seen = redis.call('INCRBY', prefix .. ':observed', count) - count
 
 -- Traffic per day across replicas: each takes its share of the day's capacity.
 local fleet = 0
@@ -74,37 +141,24 @@ if day ~= '' then
   fleet = redis.call('INCRBY', key, batch_size)
   redis.call('EXPIRE', key, 3 * 86400)
 end
+
 local out = { { tostring(fleet) } }
-local count = (#ARGV - header) / 8
 for i = 0, count - 1 do
-  local b = header + i * 8
-  local buyer, address, name, ioss = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-  local exporter, declaration, at_text, value = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
+  local buyer, address, name, ioss = arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)
+  local exporter, declaration, at_text, value = arg(i, 5), arg(i, 6), arg(i, 7), arg(i, 8)
   local at = tonumber(at_text)
 
-  -- The buyer's parcels, oldest first: "at value exporter declaration seen_as".
+  -- The buyer's parcels, oldest first (WindowShard::observe).
   local key = prefix .. ':buyer:' .. buyer
-  local entries = {}
-  for _, raw in ipairs(redis.call('LRANGE', key, 0, -1)) do
-    local e_at, e_value, e_exporter, e_declaration, e_seen =
-      string.match(raw, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
-    if e_at then
-      entries[#entries + 1] = {
-        at_text = e_at, at = tonumber(e_at), value = e_value, exporter = e_exporter,
-        declaration = e_declaration, seen = tonumber(e_seen), seen_text = e_seen,
-      }
-    end
-  end
-  -- Drop the parcels that left the window, from the oldest on.
+  local all = buyer_window(key)
   local first = 1
-  while first <= #entries and at - entries[first].at > split_window do
+  while first <= #all and at - all[first].at > split_window do
     first = first + 1
   end
-  local kept = {}
-  for j = first, #entries do
-    kept[#kept + 1] = entries[j]
+  local entries = {}
+  for j = first, #all do
+    entries[#entries + 1] = all[j]
   end
-  entries = kept
   -- A resent declaration is read as the first time and updates its entry.
   local resent = nil
   if declaration ~= '0' then
@@ -116,7 +170,7 @@ for i = 0, count - 1 do
     end
   end
   local seen_before = resent and entries[resent].seen or math.huge
-  local names = distinct(prefix .. ':address:' .. address, name, at_text)
+  local names_at_address = distinct(prefix .. ':address:' .. address, name, at_text, at)
   local buyer_parcels, same_seller = 0, 0
   local values = {}
   for j = 1, #entries do
@@ -130,14 +184,9 @@ for i = 0, count - 1 do
       values[#values + 1] = e.value
     end
   end
-  local seen_text
-  if resent then
-    seen_text = entries[resent].seen_text
-  else
-    seen_text = tostring(redis.call('INCR', prefix .. ':observed'))
-  end
-  local entry = { at_text = at_text, value = value, exporter = exporter,
-    declaration = declaration, seen_text = seen_text }
+  local seen = resent and entries[resent].seen or (first_seen + i + 1)
+  local entry = { at_text = at_text, at = at, value = value, exporter = exporter,
+    declaration = declaration, seen = seen, seen_text = string.format('%d', seen) }
   if resent then
     entries[resent] = entry
   else
@@ -146,22 +195,38 @@ for i = 0, count - 1 do
     end
     entries[#entries + 1] = entry
   end
-  redis.call('DEL', key)
-  for j = 1, #entries do
-    local e = entries[j]
-    redis.call('RPUSH', key, e.at_text .. ' ' .. e.value .. ' ' .. e.exporter .. ' '
-      .. e.declaration .. ' ' .. e.seen_text)
-  end
-  redis.call('PEXPIRE', key, split_ttl)
+  windows[key] = entries
+  changed[key] = true
 
   local sellers = 0
   if ioss ~= '' then
-    sellers = distinct(prefix .. ':ioss:' .. ioss, exporter, at_text)
+    sellers = distinct(prefix .. ':ioss:' .. ioss, exporter, at_text, at)
   end
-  local row = { tostring(buyer_parcels), tostring(same_seller), tostring(names), tostring(sellers) }
+  local row = { tostring(buyer_parcels), tostring(same_seller), tostring(names_at_address),
+    tostring(sellers) }
   for j = 1, #values do
     row[#row + 1] = values[j]
   end
   out[#out + 1] = row
+end
+
+-- Each changed window written once, with its expiry.
+for key, _ in pairs(changed) do
+  local w = windows[key]
+  if #w == 0 then
+    redis.call('DEL', key)
+  else
+    local parts = {}
+    for j = 1, #w do
+      local e = w[j]
+      if e.exporter ~= nil then
+        parts[j] = e.at_text .. ' ' .. e.value .. ' ' .. e.exporter .. ' ' .. e.declaration
+          .. ' ' .. e.seen_text
+      else
+        parts[j] = e.value .. ' ' .. e.at_text
+      end
+    end
+    redis.call('SET', key, table.concat(parts, ';'), 'PX', ttl[key])
+  end
 end
 return out
