@@ -4,7 +4,8 @@
 --
 -- Each window of a key is one string value: a buyer's parcels, oldest
 -- first ("at value exporter declaration seen;..."), or a key's distinct
--- values in the in-process order ("value at;..."). The batch reads every
+-- values in the in-process order ("value at;..."); each entry keeps its
+-- text, so only new entries are formatted. The batch reads every
 -- key it needs with one MGET, works on them in memory, and writes each key
 -- it changed once (SET with its expiry): a few commands per declaration,
 -- not one per step.
@@ -71,11 +72,10 @@ local function buyer_window(key)
     w = {}
     local raw = stored[index[key]]
     if raw then
-      for e_at, e_value, e_exporter, e_declaration, e_seen in
-        string.gmatch(raw, '([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+)') do
-        w[#w + 1] = { at_text = e_at, at = tonumber(e_at), value = e_value,
-          exporter = e_exporter, declaration = e_declaration, seen_text = e_seen,
-          seen = tonumber(e_seen) }
+      for text, e_at, e_value, e_exporter, e_declaration, e_seen in
+        string.gmatch(raw, '(([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+))') do
+        w[#w + 1] = { text = text, at = tonumber(e_at), value = e_value,
+          exporter = e_exporter, declaration = e_declaration, seen = tonumber(e_seen) }
       end
     end
     windows[key] = w
@@ -89,8 +89,8 @@ local function distinct_window(key)
     w = {}
     local raw = stored[index[key]]
     if raw then
-      for v, t in string.gmatch(raw, '([^ ;]+) ([^ ;]+)') do
-        w[#w + 1] = { value = v, at_text = t, at = tonumber(t) }
+      for text, v, t in string.gmatch(raw, '(([^ ;]+) ([^ ;]+))') do
+        w[#w + 1] = { text = text, value = v, at = tonumber(t) }
       end
     end
     windows[key] = w
@@ -115,15 +115,16 @@ local function distinct(key, value, at_text, at)
       end
     end
   end
+  local entry = { text = value .. ' ' .. at_text, value = value, at = at }
   if found ~= nil then
     if at > kept[found].at then
-      kept[found] = { value = value, at_text = at_text, at = at }
+      kept[found] = entry
     end
   elseif #kept < max_distinct then
-    kept[#kept + 1] = { value = value, at_text = at_text, at = at }
+    kept[#kept + 1] = entry
   elseif oldest ~= nil then
     -- Full: the value seen longest ago makes room.
-    kept[oldest] = { value = value, at_text = at_text, at = at }
+    kept[oldest] = entry
   end
   windows[key] = kept
   changed[key] = true
@@ -185,8 +186,9 @@ for i = 0, count - 1 do
     end
   end
   local seen = resent and entries[resent].seen or (first_seen + i + 1)
-  local entry = { at_text = at_text, at = at, value = value, exporter = exporter,
-    declaration = declaration, seen = seen, seen_text = string.format('%d', seen) }
+  local entry = { at = at, value = value, exporter = exporter, declaration = declaration,
+    seen = seen, text = at_text .. ' ' .. value .. ' ' .. exporter .. ' ' .. declaration .. ' '
+      .. string.format('%d', seen) }
   if resent then
     entries[resent] = entry
   else
@@ -218,13 +220,7 @@ for key, _ in pairs(changed) do
   else
     local parts = {}
     for j = 1, #w do
-      local e = w[j]
-      if e.exporter ~= nil then
-        parts[j] = e.at_text .. ' ' .. e.value .. ' ' .. e.exporter .. ' ' .. e.declaration
-          .. ' ' .. e.seen_text
-      else
-        parts[j] = e.value .. ' ' .. e.at_text
-      end
+      parts[j] = w[j].text
     end
     redis.call('SET', key, table.concat(parts, ';'), 'PX', ttl[key])
   end
