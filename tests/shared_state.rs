@@ -80,11 +80,12 @@ impl Drop for RedisServer {
     }
 }
 
-fn traffic(parcels: u64) -> Vec<Declaration> {
+/// Generated declarations in lodging order.
+fn traffic(parcels: u64, days: u32, seed: u64) -> Vec<Declaration> {
     let generator = Generator::new(GeneratorConfig {
         parcels,
-        days: 2,
-        seed: 11,
+        days,
+        seed,
         ..GeneratorConfig::default()
     })
     .unwrap();
@@ -146,7 +147,7 @@ fn two_replicas_fed_alternately_score_as_one_replica_fed_everything() {
         return;
     };
     let model = model();
-    let declarations = traffic(6_000);
+    let declarations = traffic(6_000, 2, 11);
     // One replica, in-process windows, fed everything.
     let one = Router::new(Arc::clone(&model), PriorityConfig::default());
     let expected = alternately(&[&one], &declarations);
@@ -189,7 +190,7 @@ fn a_declaration_resent_to_the_other_replica_scores_the_same_and_counts_once() {
         return;
     };
     let model = model();
-    let declarations = traffic(2_000);
+    let declarations = traffic(2_000, 2, 11);
     let once = alternately(&[&replica(&model, &redis.url(), "r1")], &declarations);
     let (a, b) = (
         replica(&model, &redis.url(), "r2"),
@@ -222,7 +223,7 @@ fn scoring_goes_on_locally_while_redis_is_down_and_shares_again_when_it_returns(
     };
     let port = redis.port;
     let model = model();
-    let declarations = traffic(1_500);
+    let declarations = traffic(1_500, 2, 11);
     let (before, rest) = declarations.split_at(500);
     let (during, after) = rest.split_at(500);
     let router = replica(&model, &redis.url(), "k");
@@ -362,18 +363,7 @@ fn red_per_day_holds_across_two_replicas() {
         return;
     };
     let (model, _) = crate::common::trained();
-    let generator = Generator::new(GeneratorConfig {
-        parcels: 24_000,
-        days: 4,
-        seed: 5,
-        ..GeneratorConfig::default()
-    })
-    .unwrap();
-    let mut examples: Vec<TrainingExample> = (0..generator.chunk_count())
-        .flat_map(|c| generator.domain_chunk(c))
-        .collect();
-    parcel_risk::model::train::sort_by_time(&mut examples);
-    let stream: Vec<Declaration> = examples.into_iter().map(|e| e.declaration).collect();
+    let stream = traffic(24_000, 4, 5);
     let capacity = 25.0;
     let config = PriorityParams {
         red_per_day: Some(capacity),
