@@ -89,9 +89,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..), env = "PARCEL_RISK_DRIFT_SAMPLE_EVERY")]
     pub drift_sample_every: u64,
     /// Share the cross-declaration windows (split consignments, address
-    /// fan-in, shared IOSS numbers) with other replicas in this Redis:
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`. Unreachable or slow, each
-    /// batch is scored on this replica's own windows and says so.
+    /// fan-in, shared IOSS numbers) and the day's traffic count (each
+    /// replica takes its share of --red-per-day) with other replicas in
+    /// this Redis: `redis://[:PASSWORD@]HOST:PORT[/DB]`. Unreachable or
+    /// slow, each batch is scored on this replica's own windows and says so.
     #[arg(long, env = "PARCEL_RISK_SHARED_STATE")]
     pub shared_state: Option<String>,
     /// Prefix of every shared-state key (two deployments can share one Redis).
