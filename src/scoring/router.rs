@@ -195,7 +195,9 @@ impl Router {
         }
     }
 
-    /// Scores a declaration against the shared windows, without routing it.
+    /// Scores a declaration against this process's windows, without
+    /// routing it (one at a time; batches go through [`Router::score_all`],
+    /// which reads the shared state when there is one).
     pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
         let input = WindowInput::of(d, self.rates);
         let split = self.observe(&input);
