@@ -118,16 +118,102 @@ const TRUTH_HEADER_COLUMNS: std::ops::Range<usize> = 64..66;
 struct Columns<'m>(&'m [Option<usize>]);
 
 impl Columns<'_> {
-    fn get<'a>(&self, row: &'a csv::StringRecord, name: &str) -> &'a str {
-        self.0[col(name)].and_then(|i| row.get(i)).unwrap_or("")
+    /// The cell of known column `column` (an index into [`COLUMNS`]; see
+    /// [`cell!`]); empty when the file does not have the column.
+    fn get<'a, R: Cells>(&self, row: &'a R, column: usize) -> &'a str {
+        self.0[column].and_then(|i| row.cell(i)).unwrap_or("")
     }
 }
 
-fn col(name: &str) -> usize {
-    COLUMNS
-        .iter()
-        .position(|c| *c == name)
-        .expect("column names are constants of this module")
+/// The index of a column in [`COLUMNS`], found at compile time where the
+/// name is a constant (a misspelt name fails the build).
+const fn col(name: &str) -> usize {
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        if const_eq(COLUMNS[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a column of COLUMNS")
+}
+
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The cell of a named known column: `cell!(columns, row, "hs6")`, the
+/// column's index resolved at compile time (decoding reads ~60 cells a row).
+macro_rules! cell {
+    ($columns:expr, $row:expr, $name:literal) => {
+        $columns.get($row, const { col($name) })
+    };
+}
+
+/// The columns of a party, in the order [`COLUMNS`] lists them after
+/// `<prefix>_name`.
+const PARTY_FIELDS: [&str; 8] = [
+    "name", "id", "street", "postcode", "city", "country", "phone", "email",
+];
+const _: () = {
+    let parties = [
+        col("exporter_name"),
+        col("importer_name"),
+        col("declarant_name"),
+    ];
+    let prefixes = ["exporter_", "importer_", "declarant_"];
+    let mut p = 0;
+    while p < parties.len() {
+        let mut f = 0;
+        while f < PARTY_FIELDS.len() {
+            // `<prefix><field>` sits at `<prefix>name` + f.
+            let name = COLUMNS[parties[p] + f].as_bytes();
+            let (prefix, field) = (prefixes[p].as_bytes(), PARTY_FIELDS[f].as_bytes());
+            assert!(name.len() == prefix.len() + field.len());
+            let mut i = 0;
+            while i < name.len() {
+                let want = if i < prefix.len() {
+                    prefix[i]
+                } else {
+                    field[i - prefix.len()]
+                };
+                assert!(name[i] == want);
+                i += 1;
+            }
+            f += 1;
+        }
+        p += 1;
+    }
+};
+
+/// A row's cells by their position in the file: a CSV record, or a row of
+/// a Parquet record batch read in place.
+pub trait Cells: Sized {
+    /// The cell at `index` (a null is empty); `None` past the row's end.
+    fn cell(&self, index: usize) -> Option<&str>;
+    /// The rows of one declaration, ready to decode.
+    fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord;
+}
+
+impl Cells for csv::StringRecord {
+    fn cell(&self, index: usize) -> Option<&str> {
+        self.get(index)
+    }
+
+    fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord {
+        RawRecord::Rows { rows, layout }
+    }
 }
 
 // ---------------------------------------------------------------- reading
@@ -161,19 +247,20 @@ impl Layout {
         Ok(Layout { mapping, extras })
     }
 
-    fn id<'a>(&self, row: &'a csv::StringRecord) -> Option<&'a str> {
-        self.mapping[col("declaration_id")].and_then(|i| row.get(i))
+    fn id<'a, R: Cells>(&self, row: &'a R) -> Option<&'a str> {
+        self.mapping[const { col("declaration_id") }].and_then(|i| row.cell(i))
     }
 }
 
 /// One physical row, or a row that could not be read (reported, skipped).
-pub type Row = (u64, Result<csv::StringRecord, String>);
+pub type Row<C> = (u64, Result<C, String>);
 
 /// Rows of a tabular file (CSV or Parquet), with its header.
 pub trait RowSource {
+    type Cells: Cells;
     fn header(&mut self) -> Result<Vec<String>, IoError>;
     /// The next row; `None` at the end of the file.
-    fn next_row(&mut self) -> Result<Option<Row>, IoError>;
+    fn next_row(&mut self) -> Result<Option<Row<Self::Cells>>, IoError>;
 }
 
 /// CSV rows.
@@ -250,6 +337,8 @@ impl<R: std::io::Read> std::io::Read for LineIndex<R> {
 }
 
 impl<R: BufRead> RowSource for CsvRows<R> {
+    type Cells = csv::StringRecord;
+
     fn header(&mut self) -> Result<Vec<String>, IoError> {
         Ok(self
             .reader
@@ -260,7 +349,7 @@ impl<R: BufRead> RowSource for CsvRows<R> {
             .collect())
     }
 
-    fn next_row(&mut self) -> Result<Option<Row>, IoError> {
+    fn next_row(&mut self) -> Result<Option<Row<csv::StringRecord>>, IoError> {
         match self.reader.read_record(&mut self.record) {
             Ok(true) => {
                 let position = self.record.position().cloned();
@@ -280,10 +369,10 @@ impl<R: BufRead> RowSource for CsvRows<R> {
 
 /// Groups consecutive rows with the same `declaration_id` into one record,
 /// without parsing the cells (see [`RawRecord`]).
-pub struct RowGrouper<S> {
+pub struct RowGrouper<S: RowSource> {
     source: S,
     layout: Option<Arc<Layout>>,
-    pending: Option<Row>,
+    pending: Option<Row<S::Cells>>,
     done: bool,
 }
 
@@ -297,7 +386,7 @@ impl<S: RowSource> RowGrouper<S> {
         }
     }
 
-    fn next_row(&mut self) -> Result<Option<Row>, IoError> {
+    fn next_row(&mut self) -> Result<Option<Row<S::Cells>>, IoError> {
         match self.pending.take() {
             Some(row) => Ok(Some(row)),
             None => self.source.next_row(),
@@ -339,7 +428,7 @@ impl<S: RowSource> RowGrouper<S> {
                 }
             }
         }
-        Ok(Some(RawRecord::Rows { rows, layout }))
+        Ok(Some(S::Cells::into_raw(rows, layout)))
     }
 }
 
@@ -359,8 +448,8 @@ impl<S: RowSource> Iterator for RowGrouper<S> {
 }
 
 /// Parses and validates the rows of one declaration.
-pub fn decode_rows(
-    rows: &[(u64, csv::StringRecord)],
+pub fn decode_rows<R: Cells>(
+    rows: &[(u64, R)],
     layout: &Layout,
     reference: &ReferenceData<'static>,
 ) -> Result<TrainingExample, RecordError> {
@@ -395,13 +484,12 @@ fn item_index(error: &crate::domain::ValidationError) -> Option<usize> {
 }
 
 /// Builds the wire message of one declaration from its rows.
-fn rows_to_pb(
-    rows: &[(u64, csv::StringRecord)],
+fn rows_to_pb<R: Cells>(
+    rows: &[(u64, R)],
     columns: Columns<'_>,
     extras: &[(usize, String)],
 ) -> Result<pb::TrainingExample, RecordError> {
     let (first_line, first) = &rows[0];
-    let get = |row, name: &str| columns.get(row, name);
     // Declaration-level cells must agree across the rows of a declaration, or
     // one of them would be silently dropped.
     for (line, row) in &rows[1..] {
@@ -409,7 +497,7 @@ fn rows_to_pb(
             let header_level = index < FIRST_ITEM_COLUMN
                 || RESULT_COLUMNS.contains(&index)
                 || TRUTH_HEADER_COLUMNS.contains(&index);
-            if header_level && get(row, name) != get(first, name) {
+            if header_level && columns.get(row, index) != columns.get(first, index) {
                 return Err(RecordError::Syntax {
                     line: *line,
                     message: format!(
@@ -422,38 +510,43 @@ fn rows_to_pb(
     let line = *first_line;
     let err = |message: String| RecordError::Syntax { line, message };
     let r = first;
-    let party = |prefix: &str| -> pb::Party {
-        let country = get(r, &format!("{prefix}_country"));
-        let street = get(r, &format!("{prefix}_street"));
-        let postcode = get(r, &format!("{prefix}_postcode"));
-        let city = get(r, &format!("{prefix}_city"));
+    // `first` is `<prefix>_name`; the other fields follow in PARTY_FIELDS order.
+    let party = |first: usize| -> pb::Party {
+        let field = |name: &str| {
+            let offset = PARTY_FIELDS.iter().position(|f| *f == name);
+            columns.get(r, first + offset.expect("a party field"))
+        };
+        let country = field("country");
+        let street = field("street");
+        let postcode = field("postcode");
+        let city = field("city");
         let has_address = [country, street, postcode, city]
             .iter()
             .any(|s| !s.is_empty());
         pb::Party {
-            name: get(r, &format!("{prefix}_name")).to_owned(),
-            identification_number: get(r, &format!("{prefix}_id")).to_owned(),
+            name: field("name").to_owned(),
+            identification_number: field("id").to_owned(),
             address: has_address.then(|| pb::Address {
                 street_and_number: street.to_owned(),
                 postcode: postcode.to_owned(),
                 city: city.to_owned(),
                 country: country.to_owned(),
             }),
-            phone: get(r, &format!("{prefix}_phone")).to_owned(),
-            email: get(r, &format!("{prefix}_email")).to_owned(),
+            phone: field("phone").to_owned(),
+            email: field("email").to_owned(),
         }
     };
-    let mut attributes: HashMap<String, String> = match get(r, "attributes") {
+    let mut attributes: HashMap<String, String> = match cell!(columns, r, "attributes") {
         "" => HashMap::new(),
         json => serde_json::from_str(json).map_err(|e| err(format!("column attributes: {e}")))?,
     };
     for (index, key) in extras {
-        let value = r.get(*index).unwrap_or("");
+        let value = r.cell(*index).unwrap_or("");
         if !value.is_empty() {
             attributes.insert(key.clone(), value.to_owned());
         }
     }
-    let ens = match get(r, "ens") {
+    let ens = match cell!(columns, r, "ens") {
         "" => None,
         json => Some(
             serde_json::from_str::<pb::EnsHouseConsignment>(json)
@@ -461,7 +554,7 @@ fn rows_to_pb(
         ),
     };
     let mut transport_documents = Vec::new();
-    for doc in split_list(get(r, "transport_documents")) {
+    for doc in split_list(cell!(columns, r, "transport_documents")) {
         let (kind, reference) = doc
             .split_once(':')
             .ok_or_else(|| err(format!("transport document {doc:?} is not KIND:reference")))?;
@@ -484,125 +577,138 @@ fn rows_to_pb(
             line: *row_line,
             message: format!("column {name}: {m}"),
         };
-        let goods_item_number: u32 = parse_num(get(row, "goods_item_number"))
+        let goods_item_number: u32 = parse_num(cell!(columns, row, "goods_item_number"))
             .map_err(|m| cell_err("goods_item_number", m))?;
         items.push(pb::GoodsItem {
             goods_item_number,
-            description: get(row, "description").to_owned(),
-            hs6: get(row, "hs6").to_owned(),
-            intrinsic_value: money(row, columns, "value")
-                .map_err(|m| cell_err("value_minor", m))?,
-            gross_mass_g: parse_num(get(row, "gross_mass_g"))
+            description: cell!(columns, row, "description").to_owned(),
+            hs6: cell!(columns, row, "hs6").to_owned(),
+            intrinsic_value: money(
+                cell!(columns, row, "value_currency"),
+                cell!(columns, row, "value_minor"),
+            )
+            .map_err(|m| cell_err("value_minor", m))?,
+            gross_mass_g: parse_num(cell!(columns, row, "gross_mass_g"))
                 .map_err(|m| cell_err("gross_mass_g", m))?,
-            quantity: parse_num(get(row, "quantity")).map_err(|m| cell_err("quantity", m))?,
-            additional_procedure_codes: split_list(get(row, "procedure_codes"))
+            quantity: parse_num(cell!(columns, row, "quantity"))
+                .map_err(|m| cell_err("quantity", m))?,
+            additional_procedure_codes: split_list(cell!(columns, row, "procedure_codes"))
                 .map(str::to_owned)
                 .collect(),
-            country_of_origin: get(row, "country_of_origin").to_owned(),
+            country_of_origin: cell!(columns, row, "country_of_origin").to_owned(),
         });
-        if parse_bool(get(row, "finding")).map_err(|m| cell_err("finding", m))? {
+        if parse_bool(cell!(columns, row, "finding")).map_err(|m| cell_err("finding", m))? {
             findings.push(pb::ItemFinding {
                 goods_item_number,
-                undervalued: parse_bool(get(row, "finding_undervalued"))
+                undervalued: parse_bool(cell!(columns, row, "finding_undervalued"))
                     .map_err(|m| cell_err("finding_undervalued", m))?,
-                corrected_intrinsic_value: money(row, columns, "finding_value")
-                    .map_err(|m| cell_err("finding_value_minor", m))?,
-                misdescribed: parse_bool(get(row, "finding_misdescribed"))
+                corrected_intrinsic_value: money(
+                    cell!(columns, row, "finding_value_currency"),
+                    cell!(columns, row, "finding_value_minor"),
+                )
+                .map_err(|m| cell_err("finding_value_minor", m))?,
+                misdescribed: parse_bool(cell!(columns, row, "finding_misdescribed"))
                     .map_err(|m| cell_err("finding_misdescribed", m))?,
-                corrected_description: get(row, "finding_description").to_owned(),
-                corrected_hs6: get(row, "finding_hs6").to_owned(),
+                corrected_description: cell!(columns, row, "finding_description").to_owned(),
+                corrected_hs6: cell!(columns, row, "finding_hs6").to_owned(),
             });
         }
-        if !get(row, "truth_hs6").is_empty() {
+        if !cell!(columns, row, "truth_hs6").is_empty() {
             truth_items.push(pb::ItemTruth {
                 goods_item_number,
-                hs6: get(row, "truth_hs6").to_owned(),
-                description: get(row, "truth_description").to_owned(),
-                intrinsic_value: money(row, columns, "truth_value")
-                    .map_err(|m| cell_err("truth_value_minor", m))?,
+                hs6: cell!(columns, row, "truth_hs6").to_owned(),
+                description: cell!(columns, row, "truth_description").to_owned(),
+                intrinsic_value: money(
+                    cell!(columns, row, "truth_value_currency"),
+                    cell!(columns, row, "truth_value_minor"),
+                )
+                .map_err(|m| cell_err("truth_value_minor", m))?,
             });
         }
     }
 
     let declaration = pb::Declaration {
-        declaration_id: get(r, "declaration_id").to_owned(),
-        lrn: get(r, "lrn").to_owned(),
-        mrn: get(r, "mrn").to_owned(),
+        declaration_id: cell!(columns, r, "declaration_id").to_owned(),
+        lrn: cell!(columns, r, "lrn").to_owned(),
+        mrn: cell!(columns, r, "mrn").to_owned(),
         dataset: parse_enum(
-            get(r, "dataset"),
+            cell!(columns, r, "dataset"),
             "DATASET_TYPE_",
             pb::DatasetType::from_str_name,
         )
         .map_err(|m| err(format!("column dataset: {m}")))?,
-        additional_declaration_type: get(r, "additional_declaration_type").to_owned(),
-        lodged_at: parse_time(get(r, "lodged_at"))
+        additional_declaration_type: cell!(columns, r, "additional_declaration_type").to_owned(),
+        lodged_at: parse_time(cell!(columns, r, "lodged_at"))
             .map_err(|m| err(format!("column lodged_at: {m}")))?,
-        ucr: get(r, "ucr").to_owned(),
-        exporter: Some(party("exporter")),
-        importer: Some(party("importer")),
-        declarant: Some(party("declarant")),
-        ioss_number: get(r, "ioss_number").to_owned(),
+        ucr: cell!(columns, r, "ucr").to_owned(),
+        exporter: Some(party(const { col("exporter_name") })),
+        importer: Some(party(const { col("importer_name") })),
+        declarant: Some(party(const { col("declarant_name") })),
+        ioss_number: cell!(columns, r, "ioss_number").to_owned(),
         transport_documents,
-        location_of_goods: get(r, "location_of_goods").to_owned(),
+        location_of_goods: cell!(columns, r, "location_of_goods").to_owned(),
         carrier_channel: parse_enum(
-            get(r, "carrier_channel"),
+            cell!(columns, r, "carrier_channel"),
             "CARRIER_CHANNEL_",
             pb::CarrierChannel::from_str_name,
         )
         .map_err(|m| err(format!("column carrier_channel: {m}")))?,
-        flight_number: get(r, "flight_number").to_owned(),
-        arrival_at: parse_time(get(r, "arrival_at"))
+        flight_number: cell!(columns, r, "flight_number").to_owned(),
+        arrival_at: parse_time(cell!(columns, r, "arrival_at"))
             .map_err(|m| err(format!("column arrival_at: {m}")))?,
-        transport_and_insurance_costs: money(r, columns, "transport_cost")
-            .map_err(|m| err(format!("column transport_cost_minor: {m}")))?,
+        transport_and_insurance_costs: money(
+            cell!(columns, r, "transport_cost_currency"),
+            cell!(columns, r, "transport_cost_minor"),
+        )
+        .map_err(|m| err(format!("column transport_cost_minor: {m}")))?,
         items,
         ens,
         attributes,
     };
 
-    let result = if get(r, "inspection_id").is_empty() {
+    let result = if cell!(columns, r, "inspection_id").is_empty() {
         None
     } else {
         Some(pb::InspectionResult {
             declaration_id: declaration.declaration_id.clone(),
-            inspection_id: get(r, "inspection_id").to_owned(),
+            inspection_id: cell!(columns, r, "inspection_id").to_owned(),
             selection_reason: parse_enum(
-                get(r, "selection_reason"),
+                cell!(columns, r, "selection_reason"),
                 "SELECTION_REASON_",
                 pb::SelectionReason::from_str_name,
             )
             .map_err(|m| err(format!("column selection_reason: {m}")))?,
             control_type: parse_enum(
-                get(r, "control_type"),
+                cell!(columns, r, "control_type"),
                 "CHANNEL_",
                 pb::Channel::from_str_name,
             )
             .map_err(|m| err(format!("column control_type: {m}")))?,
             outcome: parse_enum(
-                get(r, "outcome"),
+                cell!(columns, r, "outcome"),
                 "INSPECTION_OUTCOME_",
                 pb::InspectionOutcome::from_str_name,
             )
             .map_err(|m| err(format!("column outcome: {m}")))?,
-            fraud_kinds: parse_fraud_kinds(get(r, "fraud_kinds"))
+            fraud_kinds: parse_fraud_kinds(cell!(columns, r, "fraud_kinds"))
                 .map_err(|m| err(format!("column fraud_kinds: {m}")))?,
             findings,
-            inspected_at: parse_time(get(r, "inspected_at"))
+            inspected_at: parse_time(cell!(columns, r, "inspected_at"))
                 .map_err(|m| err(format!("column inspected_at: {m}")))?,
-            officer_notes: get(r, "officer_notes").to_owned(),
+            officer_notes: cell!(columns, r, "officer_notes").to_owned(),
         })
     };
     if result.is_none() && !findings_is_empty(rows, columns) {
         return Err(err("findings given without an inspection_id".into()));
     }
-    let truth = if get(r, "truth_seller_profile").is_empty() {
+    let truth = if cell!(columns, r, "truth_seller_profile").is_empty() {
         None
     } else {
         Some(pb::GroundTruth {
-            fraud_kinds: parse_fraud_kinds(get(r, "truth_fraud_kinds"))
+            fraud_kinds: parse_fraud_kinds(cell!(columns, r, "truth_fraud_kinds"))
                 .map_err(|m| err(format!("column truth_fraud_kinds: {m}")))?,
             items: truth_items,
-            seller_profile: get(r, "truth_seller_profile").to_owned(),
+            seller_profile: cell!(columns, r, "truth_seller_profile").to_owned(),
         })
     };
     Ok(pb::TrainingExample {
@@ -612,9 +718,9 @@ fn rows_to_pb(
     })
 }
 
-fn findings_is_empty(rows: &[(u64, csv::StringRecord)], columns: Columns<'_>) -> bool {
+fn findings_is_empty<R: Cells>(rows: &[(u64, R)], columns: Columns<'_>) -> bool {
     rows.iter()
-        .all(|(_, row)| matches!(columns.get(row, "finding"), "" | "false" | "0"))
+        .all(|(_, row)| matches!(cell!(columns, row, "finding"), "" | "false" | "0"))
 }
 
 fn split_list(cell: &str) -> impl Iterator<Item = &str> {
@@ -669,13 +775,8 @@ fn parse_fraud_kinds(cell: &str) -> Result<Vec<i32>, String> {
         .collect()
 }
 
-fn money(
-    row: &csv::StringRecord,
-    columns: Columns<'_>,
-    prefix: &str,
-) -> Result<Option<pb::Money>, String> {
-    let currency = columns.get(row, &format!("{prefix}_currency"));
-    let amount = columns.get(row, &format!("{prefix}_minor"));
+/// Money from its currency and minor-units cells.
+fn money(currency: &str, amount: &str) -> Result<Option<pb::Money>, String> {
     if currency.is_empty() && amount.is_empty() {
         return Ok(None);
     }

@@ -128,9 +128,14 @@ pub enum RawRecord {
         text: String,
         kind: jsonl::LineKind,
     },
-    /// The rows of one declaration (CSV or Parquet).
+    /// The rows of one declaration in a CSV file.
     Rows {
         rows: Vec<(u64, ::csv::StringRecord)>,
+        layout: Arc<csv::Layout>,
+    },
+    /// The rows of one declaration in a Parquet file, read in place.
+    ArrowRows {
+        rows: Vec<(u64, parquet::ArrowRow)>,
         layout: Arc<csv::Layout>,
     },
     /// A record that could not even be cut out (bad UTF-8, broken row).
@@ -143,6 +148,7 @@ impl RawRecord {
         match self {
             RawRecord::Json { line, .. } => *line,
             RawRecord::Rows { rows, .. } => rows.first().map_or(0, |(line, _)| *line),
+            RawRecord::ArrowRows { rows, .. } => rows.first().map_or(0, |(line, _)| *line),
             RawRecord::Bad(e) => e.line(),
         }
     }
@@ -158,6 +164,7 @@ impl RawRecord {
                 jsonl::decode_line(&text, line, kind, reference)
             }
             RawRecord::Rows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
+            RawRecord::ArrowRows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
             RawRecord::Bad(e) => Err(e),
         }?;
         Ok((line, example))

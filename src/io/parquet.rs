@@ -14,6 +14,9 @@ use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
+use std::fmt::Write as _;
+
+use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -21,7 +24,8 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::file::reader::ChunkReader;
 
 use super::IoError;
-use super::csv::{COLUMNS, Row, RowSource, example_rows};
+use super::RawRecord;
+use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, example_rows};
 use crate::pb;
 
 /// Rows per record batch, read and written.
@@ -31,11 +35,12 @@ fn parquet_err(e: impl std::fmt::Display) -> IoError {
     IoError::Parquet(e.to_string())
 }
 
-/// The rows of a Parquet file as text cells.
+/// The rows of a Parquet file, read in place: a row is its batch and an
+/// index, and a cell borrows the batch's text (no copy per cell).
 pub struct ParquetRows {
     reader: ParquetRecordBatchReader,
     header: Vec<String>,
-    batch: Option<RecordBatch>,
+    batch: Option<Arc<TextBatch>>,
     next_in_batch: usize,
     row_number: u64,
     /// Bytes of the file consumed so far, estimated by row groups read.
@@ -82,14 +87,16 @@ impl ParquetRows {
 }
 
 impl RowSource for ParquetRows {
+    type Cells = ArrowRow;
+
     fn header(&mut self) -> Result<Vec<String>, IoError> {
         Ok(self.header.clone())
     }
 
-    fn next_row(&mut self) -> Result<Option<Row>, IoError> {
+    fn next_row(&mut self) -> Result<Option<Row<ArrowRow>>, IoError> {
         loop {
             if let Some(batch) = &self.batch
-                && self.next_in_batch < batch.num_rows()
+                && self.next_in_batch < batch.rows
             {
                 let index = self.next_in_batch;
                 self.next_in_batch += 1;
@@ -97,11 +104,18 @@ impl RowSource for ParquetRows {
                 if let Some((count, bytes_per_row)) = &self.progress {
                     count.fetch_add(*bytes_per_row, Ordering::Relaxed);
                 }
-                return Ok(Some((self.row_number, row_cells(batch, index))));
+                let row = match &batch.unreadable {
+                    Some(message) => Err(message.clone()),
+                    None => Ok(ArrowRow {
+                        batch: Arc::clone(batch),
+                        index,
+                    }),
+                };
+                return Ok(Some((self.row_number, row)));
             }
             match self.reader.next() {
                 Some(batch) => {
-                    self.batch = Some(batch.map_err(parquet_err)?);
+                    self.batch = Some(Arc::new(TextBatch::new(&batch.map_err(parquet_err)?)));
                     self.next_in_batch = 0;
                 }
                 None => return Ok(None),
@@ -110,48 +124,120 @@ impl RowSource for ParquetRows {
     }
 }
 
-/// Row `index` of a batch as text cells; a column type the format cannot
-/// hold makes the row bad, not the file.
-fn row_cells(batch: &RecordBatch, index: usize) -> Result<csv::StringRecord, String> {
-    let mut record = csv::StringRecord::with_capacity(256, batch.num_columns());
-    for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
-        if column.is_null(index) {
-            record.push_field("");
-            continue;
-        }
-        // Other arrow types (dates, decimals, nested) have no cell form here.
-        #[allow(clippy::wildcard_enum_match_arm)]
-        let cell = match column.data_type() {
-            DataType::Utf8 => column.as_string::<i32>().value(index).to_owned(),
-            DataType::LargeUtf8 => column.as_string::<i64>().value(index).to_owned(),
-            DataType::Utf8View => column.as_string_view().value(index).to_owned(),
-            DataType::Boolean => column.as_boolean().value(index).to_string(),
-            DataType::Int8 => column.as_primitive::<Int8Type>().value(index).to_string(),
-            DataType::Int16 => column.as_primitive::<Int16Type>().value(index).to_string(),
-            DataType::Int32 => column.as_primitive::<Int32Type>().value(index).to_string(),
-            DataType::Int64 => column.as_primitive::<Int64Type>().value(index).to_string(),
-            DataType::UInt8 => column.as_primitive::<UInt8Type>().value(index).to_string(),
-            DataType::UInt16 => column.as_primitive::<UInt16Type>().value(index).to_string(),
-            DataType::UInt32 => column.as_primitive::<UInt32Type>().value(index).to_string(),
-            DataType::UInt64 => column.as_primitive::<UInt64Type>().value(index).to_string(),
-            DataType::Float32 => column
-                .as_primitive::<Float32Type>()
-                .value(index)
-                .to_string(),
-            DataType::Float64 => column
-                .as_primitive::<Float64Type>()
-                .value(index)
-                .to_string(),
-            other => {
-                return Err(format!(
-                    "column {} has type {other}, which this format does not read",
-                    field.name()
-                ));
+/// A record batch with every column as UTF-8 text, in the file's column
+/// order. Text columns are kept as read (no copy); other types are formatted
+/// once per batch, as their cells would read in a CSV file.
+pub struct TextBatch {
+    columns: Vec<StringArray>,
+    rows: usize,
+    /// Why the batch's rows cannot be read: a column type the format cannot
+    /// hold makes its rows bad, not the file.
+    unreadable: Option<String>,
+}
+
+impl TextBatch {
+    fn new(batch: &RecordBatch) -> Self {
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        let mut unreadable = None;
+        for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
+            match as_text(column) {
+                Ok(text) => columns.push(text),
+                Err(other) => {
+                    unreadable.get_or_insert_with(|| {
+                        format!(
+                            "column {} has type {other}, which this format does not read",
+                            field.name()
+                        )
+                    });
+                    columns.push(StringArray::new_null(batch.num_rows()));
+                }
             }
-        };
-        record.push_field(&cell);
+        }
+        Self {
+            columns,
+            rows: batch.num_rows(),
+            unreadable,
+        }
     }
-    Ok(record)
+}
+
+/// One row of a [`TextBatch`].
+pub struct ArrowRow {
+    batch: Arc<TextBatch>,
+    index: usize,
+}
+
+impl Cells for ArrowRow {
+    fn cell(&self, index: usize) -> Option<&str> {
+        let column = self.batch.columns.get(index)?;
+        Some(if column.is_null(self.index) {
+            ""
+        } else {
+            column.value(self.index)
+        })
+    }
+
+    fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord {
+        RawRecord::ArrowRows { rows, layout }
+    }
+}
+
+/// A column as text: UTF-8 as it is, other scalar types formatted as
+/// `to_string` formats them; the type's name when it has no text form.
+fn as_text(column: &ArrayRef) -> Result<StringArray, DataType> {
+    fn format<T: std::fmt::Display>(
+        len: usize,
+        is_null: impl Fn(usize) -> bool,
+        value: impl Fn(usize) -> T,
+    ) -> StringArray {
+        let mut text = StringBuilder::with_capacity(len, len * 8);
+        for i in 0..len {
+            if is_null(i) {
+                text.append_null();
+            } else {
+                // Writing into the builder then appending "" ends the value.
+                let _ = write!(text, "{}", value(i));
+                text.append_value("");
+            }
+        }
+        text.finish()
+    }
+    let len = column.len();
+    let is_null = |i| column.is_null(i);
+    macro_rules! primitive {
+        ($t:ty) => {{
+            let values = column.as_primitive::<$t>();
+            format(len, is_null, |i| values.value(i))
+        }};
+    }
+    // Other arrow types (dates, decimals, nested) have no cell form here.
+    #[allow(clippy::wildcard_enum_match_arm)]
+    Ok(match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().clone(),
+        DataType::LargeUtf8 => {
+            let values = column.as_string::<i64>();
+            format(len, is_null, |i| values.value(i))
+        }
+        DataType::Utf8View => {
+            let values = column.as_string_view();
+            format(len, is_null, |i| values.value(i))
+        }
+        DataType::Boolean => {
+            let values = column.as_boolean();
+            format(len, is_null, |i| values.value(i))
+        }
+        DataType::Int8 => primitive!(Int8Type),
+        DataType::Int16 => primitive!(Int16Type),
+        DataType::Int32 => primitive!(Int32Type),
+        DataType::Int64 => primitive!(Int64Type),
+        DataType::UInt8 => primitive!(UInt8Type),
+        DataType::UInt16 => primitive!(UInt16Type),
+        DataType::UInt32 => primitive!(UInt32Type),
+        DataType::UInt64 => primitive!(UInt64Type),
+        DataType::Float32 => primitive!(Float32Type),
+        DataType::Float64 => primitive!(Float64Type),
+        other => return Err(other.clone()),
+    })
 }
 
 /// Writes examples as Parquet, one row per goods item.
@@ -212,5 +298,66 @@ impl<W: Write + Send> ParquetWriter<W> {
     pub fn finish(mut self) -> Result<W, IoError> {
         self.flush_rows()?;
         self.writer.into_inner().map_err(parquet_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{
+        BooleanArray, Date32Array, Float64Array, Int64Array, LargeStringArray, StringViewArray,
+    };
+
+    fn rows_of(batch: RecordBatch) -> Vec<Row<ArrowRow>> {
+        let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        let mut rows = ParquetRows::from_bytes(w.into_inner().unwrap()).unwrap();
+        std::iter::from_fn(|| rows.next_row().unwrap()).collect()
+    }
+
+    #[test]
+    fn typed_columns_read_as_their_text_and_nulls_as_empty_cells() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(Int64Array::from(vec![Some(-7), None])) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(Float64Array::from(vec![Some(1.0), Some(2.5)])),
+            ),
+            ("c", Arc::new(BooleanArray::from(vec![Some(true), None]))),
+            ("d", Arc::new(LargeStringArray::from(vec![Some("x"), None]))),
+            ("e", Arc::new(StringViewArray::from(vec![None, Some("y")]))),
+            ("f", Arc::new(StringArray::from(vec![Some("z"), None]))),
+        ])
+        .unwrap();
+        let rows = rows_of(batch);
+        let cells = |(number, row): &Row<ArrowRow>| {
+            let row = row.as_ref().unwrap();
+            let cells: Vec<&str> = (0..6).map(|i| row.cell(i).unwrap()).collect();
+            assert_eq!(row.cell(6), None);
+            (*number, cells.join("|"))
+        };
+        assert_eq!(cells(&rows[0]), (1, "-7|1|true|x||z".to_owned()));
+        assert_eq!(cells(&rows[1]), (2, "|2.5|||y|".to_owned()));
+    }
+
+    #[test]
+    fn a_column_without_a_text_form_makes_its_rows_bad_not_the_file() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "declaration_id",
+                Arc::new(StringArray::from(vec!["P1", "P2"])) as ArrayRef,
+            ),
+            ("when", Arc::new(Date32Array::from(vec![1, 2]))),
+        ])
+        .unwrap();
+        let rows = rows_of(batch);
+        assert_eq!(rows.len(), 2);
+        for (_, row) in &rows {
+            let message = row.as_ref().err().unwrap();
+            assert!(message.contains("column when has type Date32"), "{message}");
+        }
     }
 }
