@@ -300,8 +300,12 @@ impl OutputWriter {
                 OutputWriter::Bytes(output)
             }
             Format::Parquet => OutputWriter::Parquet(Box::new(
-                ArrowWriter::try_new(output, schema(), None)
-                    .map_err(|e| IoError::Parquet(e.to_string()))?,
+                ArrowWriter::try_new(
+                    output,
+                    schema(),
+                    Some(crate::io::parquet::writer_properties()),
+                )
+                .map_err(|e| IoError::Parquet(e.to_string()))?,
             )),
         })
     }

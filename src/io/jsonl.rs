@@ -85,6 +85,8 @@ pub struct JsonlFramer<R> {
     input: R,
     line: u64,
     kind: Option<LineKind>,
+    /// Bytes of the last line read.
+    last_len: usize,
 }
 
 impl<R: BufRead> JsonlFramer<R> {
@@ -93,6 +95,7 @@ impl<R: BufRead> JsonlFramer<R> {
             input,
             line: 0,
             kind: None,
+            last_len: 0,
         }
     }
 }
@@ -102,10 +105,12 @@ impl<R: BufRead> Iterator for JsonlFramer<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let mut bytes = Vec::new();
+            // Sized as the last line was: growing a 2 KB line from empty
+            // copied it eight times.
+            let mut bytes = Vec::with_capacity(self.last_len + 64);
             match self.input.read_until(b'\n', &mut bytes) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => self.last_len = n,
                 Err(e) => return Some(Err(IoError::Io(e))),
             }
             self.line += 1;

@@ -21,6 +21,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
 
 use super::IoError;
@@ -30,6 +32,15 @@ use crate::pb;
 
 /// Rows per record batch, read and written.
 const BATCH_ROWS: usize = 8192;
+
+/// How this program writes Parquet: zstd at its fastest level (a third of
+/// the size of snappy's output on generated traffic, and what data lakes
+/// read natively), row groups of the library's default 1 Mi rows.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
 
 fn parquet_err(e: impl std::fmt::Display) -> IoError {
     IoError::Parquet(e.to_string())
@@ -257,8 +268,8 @@ impl<W: Write + Send> ParquetWriter<W> {
                 .map(|name| Field::new(*name, DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
-        let writer =
-            ArrowWriter::try_new(output, Arc::clone(&schema), None).map_err(parquet_err)?;
+        let writer = ArrowWriter::try_new(output, Arc::clone(&schema), Some(writer_properties()))
+            .map_err(parquet_err)?;
         Ok(Self {
             writer,
             schema,
@@ -341,6 +352,34 @@ mod tests {
         };
         assert_eq!(cells(&rows[0]), (1, "-7|1|true|x||z".to_owned()));
         assert_eq!(cells(&rows[1]), (2, "|2.5|||y|".to_owned()));
+    }
+
+    #[test]
+    fn files_compressed_as_other_tools_do_read() {
+        use parquet::basic::{GzipLevel, ZstdLevel};
+        let batch = RecordBatch::try_from_iter([(
+            "declaration_id",
+            Arc::new(StringArray::from(vec!["P1", "P2"])) as ArrayRef,
+        )])
+        .unwrap();
+        for compression in [
+            Compression::UNCOMPRESSED,
+            Compression::SNAPPY,
+            Compression::ZSTD(ZstdLevel::try_new(9).unwrap()),
+            Compression::LZ4_RAW,
+            Compression::GZIP(GzipLevel::default()),
+        ] {
+            let properties = WriterProperties::builder()
+                .set_compression(compression)
+                .build();
+            let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
+            w.write(&batch).unwrap();
+            let mut rows = ParquetRows::from_bytes(w.into_inner().unwrap()).unwrap();
+            let ids: Vec<String> = std::iter::from_fn(|| rows.next_row().unwrap())
+                .map(|(_, row)| row.unwrap().cell(0).unwrap().to_owned())
+                .collect();
+            assert_eq!(ids, ["P1", "P2"], "{compression}");
+        }
     }
 
     #[test]
