@@ -512,10 +512,7 @@ fn rows_to_pb<R: Cells>(
     let r = first;
     // `first` is `<prefix>_name`; the other fields follow in PARTY_FIELDS order.
     let party = |first: usize| -> pb::Party {
-        let field = |name: &str| {
-            let offset = PARTY_FIELDS.iter().position(|f| *f == name);
-            columns.get(r, first + offset.expect("a party field"))
-        };
+        let field = |name: &str| columns.get(r, first + party_field(name));
         let country = field("country");
         let street = field("street");
         let postcode = field("postcode");
@@ -856,43 +853,49 @@ pub(crate) fn example_rows(
     for cell in row.iter_mut() {
         cell.clear();
     }
-    let mut set = |name: &str, value: String| row[col(name)] = value;
-    set("declaration_id", d.declaration_id.clone());
-    set("lrn", d.lrn.clone());
-    set("mrn", d.mrn.clone());
-    set(
+    // The column's index is found at compile time (see `cell!`).
+    macro_rules! set {
+        ($name:literal, $value:expr $(,)?) => {
+            row[const { col($name) }] = $value
+        };
+    }
+    set!("declaration_id", d.declaration_id.clone());
+    set!("lrn", d.lrn.clone());
+    set!("mrn", d.mrn.clone());
+    set!(
         "dataset",
         enum_name(
             pb::DatasetType::try_from(d.dataset).map(|e| e.as_str_name()),
             "DATASET_TYPE_",
         ),
     );
-    set(
+    set!(
         "additional_declaration_type",
         d.additional_declaration_type.clone(),
     );
-    set("lodged_at", time(d.lodged_at.as_ref()));
-    set("ucr", d.ucr.clone());
-    for (prefix, party) in [
-        ("exporter", &d.exporter),
-        ("importer", &d.importer),
-        ("declarant", &d.declarant),
+    set!("lodged_at", time(d.lodged_at.as_ref()));
+    set!("ucr", d.ucr.clone());
+    for (first, party) in [
+        (const { col("exporter_name") }, &d.exporter),
+        (const { col("importer_name") }, &d.importer),
+        (const { col("declarant_name") }, &d.declarant),
     ] {
         if let Some(p) = party {
-            set(&format!("{prefix}_name"), p.name.clone());
-            set(&format!("{prefix}_id"), p.identification_number.clone());
-            set(&format!("{prefix}_phone"), p.phone.clone());
-            set(&format!("{prefix}_email"), p.email.clone());
+            let field = |name: &str| first + party_field(name);
+            row[field("name")] = p.name.clone();
+            row[field("id")] = p.identification_number.clone();
+            row[field("phone")] = p.phone.clone();
+            row[field("email")] = p.email.clone();
             if let Some(a) = &p.address {
-                set(&format!("{prefix}_street"), a.street_and_number.clone());
-                set(&format!("{prefix}_postcode"), a.postcode.clone());
-                set(&format!("{prefix}_city"), a.city.clone());
-                set(&format!("{prefix}_country"), a.country.clone());
+                row[field("street")] = a.street_and_number.clone();
+                row[field("postcode")] = a.postcode.clone();
+                row[field("city")] = a.city.clone();
+                row[field("country")] = a.country.clone();
             }
         }
     }
-    set("ioss_number", d.ioss_number.clone());
-    set(
+    set!("ioss_number", d.ioss_number.clone());
+    set!(
         "transport_documents",
         d.transport_documents
             .iter()
@@ -906,9 +909,9 @@ pub(crate) fn example_rows(
             .collect::<Vec<_>>()
             .join(";"),
     );
-    set("location_of_goods", d.location_of_goods.clone());
+    set!("location_of_goods", d.location_of_goods.clone());
     if d.carrier_channel != 0 {
-        set(
+        set!(
             "carrier_channel",
             enum_name(
                 pb::CarrierChannel::try_from(d.carrier_channel).map(|e| e.as_str_name()),
@@ -916,23 +919,23 @@ pub(crate) fn example_rows(
             ),
         );
     }
-    set("flight_number", d.flight_number.clone());
-    set("arrival_at", time(d.arrival_at.as_ref()));
+    set!("flight_number", d.flight_number.clone());
+    set!("arrival_at", time(d.arrival_at.as_ref()));
     if let Some(m) = &d.transport_and_insurance_costs {
-        set("transport_cost_currency", m.currency.clone());
-        set("transport_cost_minor", m.amount_minor.to_string());
+        set!("transport_cost_currency", m.currency.clone());
+        set!("transport_cost_minor", m.amount_minor.to_string());
     }
     if let Some(ens) = &d.ens {
-        set("ens", serde_json::to_string(ens)?);
+        set!("ens", serde_json::to_string(ens)?);
     }
     if !d.attributes.is_empty() {
         // Sorted keys so that the same declaration always writes the same bytes.
         let sorted: std::collections::BTreeMap<_, _> = d.attributes.iter().collect();
-        set("attributes", serde_json::to_string(&sorted)?);
+        set!("attributes", serde_json::to_string(&sorted)?);
     }
     if let Some(r) = &example.result {
-        set("inspection_id", r.inspection_id.clone());
-        set(
+        set!("inspection_id", r.inspection_id.clone());
+        set!(
             "selection_reason",
             enum_name(
                 pb::SelectionReason::try_from(r.selection_reason).map(|e| e.as_str_name()),
@@ -940,7 +943,7 @@ pub(crate) fn example_rows(
             ),
         );
         if r.control_type != 0 {
-            set(
+            set!(
                 "control_type",
                 enum_name(
                     pb::Channel::try_from(r.control_type).map(|e| e.as_str_name()),
@@ -948,31 +951,35 @@ pub(crate) fn example_rows(
                 ),
             );
         }
-        set(
+        set!(
             "outcome",
             enum_name(
                 pb::InspectionOutcome::try_from(r.outcome).map(|e| e.as_str_name()),
                 "INSPECTION_OUTCOME_",
             ),
         );
-        set("fraud_kinds", fraud_kinds(&r.fraud_kinds));
-        set("inspected_at", time(r.inspected_at.as_ref()));
-        set("officer_notes", r.officer_notes.clone());
+        set!("fraud_kinds", fraud_kinds(&r.fraud_kinds));
+        set!("inspected_at", time(r.inspected_at.as_ref()));
+        set!("officer_notes", r.officer_notes.clone());
     }
     if let Some(t) = &example.truth {
-        set("truth_seller_profile", t.seller_profile.clone());
-        set("truth_fraud_kinds", fraud_kinds(&t.fraud_kinds));
+        set!("truth_seller_profile", t.seller_profile.clone());
+        set!("truth_fraud_kinds", fraud_kinds(&t.fraud_kinds));
     }
     for item in &d.items {
-        let mut set = |name: &str, value: String| row[col(name)] = value;
-        set("goods_item_number", item.goods_item_number.to_string());
-        set("description", item.description.clone());
-        set("hs6", item.hs6.clone());
-        set_money(&mut set, "value", item.intrinsic_value.as_ref());
-        set("gross_mass_g", item.gross_mass_g.to_string());
-        set("quantity", item.quantity.to_string());
-        set("procedure_codes", item.additional_procedure_codes.join(";"));
-        set("country_of_origin", item.country_of_origin.clone());
+        set!("goods_item_number", item.goods_item_number.to_string());
+        set!("description", item.description.clone());
+        set!("hs6", item.hs6.clone());
+        set_money(
+            row,
+            const { col("value_currency") },
+            const { col("value_minor") },
+            item.intrinsic_value.as_ref(),
+        );
+        set!("gross_mass_g", item.gross_mass_g.to_string());
+        set!("quantity", item.quantity.to_string());
+        set!("procedure_codes", item.additional_procedure_codes.join(";"));
+        set!("country_of_origin", item.country_of_origin.clone());
         let finding = example.result.as_ref().and_then(|r| {
             r.findings
                 .iter()
@@ -980,28 +987,21 @@ pub(crate) fn example_rows(
         });
         match finding {
             Some(f) => {
-                set("finding", "true".into());
-                set("finding_undervalued", f.undervalued.to_string());
+                set!("finding", "true".into());
+                set!("finding_undervalued", f.undervalued.to_string());
                 set_money(
-                    &mut set,
-                    "finding_value",
+                    row,
+                    const { col("finding_value_currency") },
+                    const { col("finding_value_minor") },
                     f.corrected_intrinsic_value.as_ref(),
                 );
-                set("finding_misdescribed", f.misdescribed.to_string());
-                set("finding_description", f.corrected_description.clone());
-                set("finding_hs6", f.corrected_hs6.clone());
+                set!("finding_misdescribed", f.misdescribed.to_string());
+                set!("finding_description", f.corrected_description.clone());
+                set!("finding_hs6", f.corrected_hs6.clone());
             }
             None => {
-                for name in [
-                    "finding",
-                    "finding_undervalued",
-                    "finding_value_currency",
-                    "finding_value_minor",
-                    "finding_misdescribed",
-                    "finding_description",
-                    "finding_hs6",
-                ] {
-                    set(name, String::new());
+                for column in const { col("finding")..col("finding_hs6") + 1 } {
+                    row[column].clear();
                 }
             }
         }
@@ -1012,18 +1012,18 @@ pub(crate) fn example_rows(
         });
         match truth {
             Some(t) => {
-                set("truth_hs6", t.hs6.clone());
-                set("truth_description", t.description.clone());
-                set_money(&mut set, "truth_value", t.intrinsic_value.as_ref());
+                set!("truth_hs6", t.hs6.clone());
+                set!("truth_description", t.description.clone());
+                set_money(
+                    row,
+                    const { col("truth_value_currency") },
+                    const { col("truth_value_minor") },
+                    t.intrinsic_value.as_ref(),
+                );
             }
             None => {
-                for name in [
-                    "truth_hs6",
-                    "truth_description",
-                    "truth_value_currency",
-                    "truth_value_minor",
-                ] {
-                    set(name, String::new());
+                for column in const { col("truth_hs6")..col("truth_value_minor") + 1 } {
+                    row[column].clear();
                 }
             }
         }
@@ -1032,17 +1032,30 @@ pub(crate) fn example_rows(
     Ok(())
 }
 
-fn set_money(set: &mut impl FnMut(&str, String), prefix: &str, money: Option<&pb::Money>) {
+/// Money as its currency cell and minor-units cell (both empty when absent).
+fn set_money(row: &mut [String], currency: usize, minor: usize, money: Option<&pb::Money>) {
     match money {
         Some(m) => {
-            set(&format!("{prefix}_currency"), m.currency.clone());
-            set(&format!("{prefix}_minor"), m.amount_minor.to_string());
+            row[currency] = m.currency.clone();
+            row[minor] = m.amount_minor.to_string();
         }
         None => {
-            set(&format!("{prefix}_currency"), String::new());
-            set(&format!("{prefix}_minor"), String::new());
+            row[currency].clear();
+            row[minor].clear();
         }
     }
+}
+
+/// The offset of a party's field from its `<prefix>_name` column.
+const fn party_field(name: &str) -> usize {
+    let mut i = 0;
+    while i < PARTY_FIELDS.len() {
+        if const_eq(PARTY_FIELDS[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a party field")
 }
 
 fn enum_name<E>(name: Result<&'static str, E>, prefix: &str) -> String {

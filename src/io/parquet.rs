@@ -255,8 +255,10 @@ fn as_text(column: &ArrayRef) -> Result<StringArray, DataType> {
 pub struct ParquetWriter<W: Write + Send> {
     writer: ArrowWriter<W>,
     schema: Arc<Schema>,
-    /// Cells of the rows not yet written, column by column.
-    columns: Vec<Vec<Option<String>>>,
+    /// Cells of the rows not yet written, column by column (an empty cell is a null).
+    columns: Vec<StringBuilder>,
+    /// Rows in `columns`.
+    rows: usize,
     row: Vec<String>,
 }
 
@@ -273,33 +275,42 @@ impl<W: Write + Send> ParquetWriter<W> {
         Ok(Self {
             writer,
             schema,
-            columns: vec![Vec::with_capacity(BATCH_ROWS); COLUMNS.len()],
+            columns: (0..COLUMNS.len())
+                .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
+                .collect(),
+            rows: 0,
             row: vec![String::new(); COLUMNS.len()],
         })
     }
 
     pub fn write_pb(&mut self, example: &pb::TrainingExample) -> Result<(), IoError> {
-        let columns = &mut self.columns;
+        let (columns, rows) = (&mut self.columns, &mut self.rows);
         example_rows(example, &mut self.row, |row| {
             for (column, cell) in columns.iter_mut().zip(row) {
-                column.push((!cell.is_empty()).then(|| cell.clone()));
+                if cell.is_empty() {
+                    column.append_null();
+                } else {
+                    column.append_value(cell);
+                }
             }
+            *rows += 1;
             Ok(())
         })?;
-        if self.columns[0].len() >= BATCH_ROWS {
+        if self.rows >= BATCH_ROWS {
             self.flush_rows()?;
         }
         Ok(())
     }
 
     fn flush_rows(&mut self) -> Result<(), IoError> {
-        if self.columns[0].is_empty() {
+        if self.rows == 0 {
             return Ok(());
         }
+        self.rows = 0;
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
-            .map(|cells| Arc::new(StringArray::from(std::mem::take(cells))) as ArrayRef)
+            .map(|cells| Arc::new(cells.finish()) as ArrayRef)
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(parquet_err)?;
         self.writer.write(&batch).map_err(parquet_err)
