@@ -1,14 +1,20 @@
-//! Batch rescoring against a decode-only pass over the same file, in the
-//! same run: throughput, peak memory and their ratio. Runs the release
-//! binary, so that peak memory is the process's own.
+//! Batch rescoring of the same declarations in each input format, against a
+//! decode-only pass over the same file, in the same run: records/s, CPU-µs
+//! per declaration by stage (read and decode; score, route and write, the
+//! difference), peak memory, and how far each is from a year of Liège
+//! traffic in an hour. Runs the release binary, so that peak memory and CPU
+//! time are the process's own.
 //!
-//! `cargo bench --bench rescore` (10 M declarations, ~17 GB of JSON Lines
-//! under target/bench-data, made once and reused). Environment:
-//! PARCEL_RISK_BENCH_DECLARATIONS (default 10000000), PARCEL_RISK_BENCH_ROUNDS
-//! (default 1; rounds alternate decode-only and rescore),
-//! PARCEL_RISK_BENCH_OUTPUT (csv, jsonl or parquet; default csv, written to
-//! /dev/null so that the disk is not the limit), MIMALLOC_PURGE_DELAY
-//! (default here 1000 ms, for both passes; mimalloc's own default is 10).
+//! `cargo bench --bench rescore` (10 M declarations, ~17 GB of JSON Lines and
+//! ~0.6 GB of zstd Parquet under target/bench-data, made once and reused).
+//! Environment: PARCEL_RISK_BENCH_DECLARATIONS (default 10000000),
+//! PARCEL_RISK_BENCH_FORMATS (default `jsonl,parquet`; `csv` too),
+//! PARCEL_RISK_BENCH_ROUNDS (default 1; each round runs every format's
+//! decode-only and rescore passes in turn), PARCEL_RISK_BENCH_OUTPUT (the
+//! output of text inputs: csv, jsonl or parquet; default csv; Parquet input
+//! is rescored to Parquet; written to /dev/null so that the disk is not the
+//! limit), MIMALLOC_PURGE_DELAY (default here 1000 ms, for every pass;
+//! mimalloc's own default is 10).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +33,23 @@ struct Pass {
     records_per_second: f64,
     peak_mib: f64,
     seconds: f64,
+    /// User + system CPU seconds of the process.
+    cpu_seconds: f64,
     stages: String,
+}
+
+/// CPU seconds (user + system) of this process's waited-for children, from
+/// /proc/self/stat (cutime, cstime; in USER_HZ ticks, 100 a second on Linux).
+fn children_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name, which is in parentheses; cutime and
+    // cstime are fields 16 and 17 of the line, 14th and 15th after it.
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    (fields[13] + fields[14]) / 100.0
 }
 
 fn field<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
@@ -38,6 +60,7 @@ fn field<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
 }
 
 fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
+    let cpu_before = children_cpu_seconds();
     let out = Command::new(bin)
         // mimalloc returns freed memory to the OS after 10 ms by default; a
         // batch run that frees and refills the same batches is faster when it
@@ -59,6 +82,7 @@ fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
         peak_mib: field(&stderr, "peak memory ", " MiB").parse().unwrap(),
         seconds: field(&stderr, " rejected in ", " s:").parse().unwrap(),
         stages: field(&stderr, "stage seconds: ", "\n").to_owned(),
+        cpu_seconds: children_cpu_seconds() - cpu_before,
     }
 }
 
@@ -72,13 +96,80 @@ fn main() {
     let bin = env!("CARGO_BIN_EXE_parcel-risk");
     let n: u64 = env_or("PARCEL_RISK_BENCH_DECLARATIONS", 10_000_000);
     let rounds: usize = env_or("PARCEL_RISK_BENCH_ROUNDS", 1);
-    let output_format: String = env_or("PARCEL_RISK_BENCH_OUTPUT", "csv".to_owned());
+    let text_output: String = env_or("PARCEL_RISK_BENCH_OUTPUT", "csv".to_owned());
+    let formats: String = env_or("PARCEL_RISK_BENCH_FORMATS", "jsonl,parquet".to_owned());
+    let formats: Vec<&str> = formats.split(',').map(str::trim).collect();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join(format!("rescore-{n}.jsonl"));
+    println!(
+        "{n} declarations in each of {}; {} cores",
+        formats.join(", "),
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
+    let inputs: Vec<(&str, PathBuf)> = formats
+        .iter()
+        .map(|format| (*format, input_file(bin, &dir, n, format)))
+        .collect();
+    let mut passes: Vec<(Vec<Pass>, Vec<Pass>)> =
+        inputs.iter().map(|_| Default::default()).collect();
+    for round in 0..rounds {
+        for ((format, input), (decodes, rescores)) in inputs.iter().zip(&mut passes) {
+            let output = if *format == "parquet" {
+                "parquet"
+            } else {
+                text_output.as_str()
+            };
+            let d = run(bin, &["--decode-only"], input);
+            let s = run(
+                bin,
+                &["--output", "/dev/null", "--output-format", output],
+                input,
+            );
+            println!(
+                "round {round} {format:>7}: decode-only {:>7.0} records/s ({:.1} s, {:.2} CPU-µs each, peak {:.0} MiB) | rescore -> {output} {:>7.0} records/s ({:.1} s, {:.2} CPU-µs each, peak {:.0} MiB)",
+                d.records_per_second,
+                d.seconds,
+                1e6 * d.cpu_seconds / n as f64,
+                d.peak_mib,
+                s.records_per_second,
+                s.seconds,
+                1e6 * s.cpu_seconds / n as f64,
+                s.peak_mib,
+            );
+            println!("  rescore stage seconds: {}", s.stages);
+            decodes.push(d);
+            rescores.push(s);
+        }
+    }
+    println!(
+        "\nmedians over {rounds} round(s); a year of Liège traffic (1.3 bn) in an hour needs {LIEGE_YEAR_PER_SECOND:.0} records/s"
+    );
+    println!(
+        "| input | decode-only records/s | read+decode CPU-µs/decl | rescore records/s | CPU-µs/decl | of which score+route+write | peak MiB | of 361 k/s | machines for a year in an hour |"
+    );
+    for ((format, _), (decodes, rescores)) in inputs.iter().zip(&passes) {
+        let of = |passes: &[Pass], f: fn(&Pass) -> f64| median(passes.iter().map(f).collect());
+        let decode_rate = of(decodes, |p| p.records_per_second);
+        let rescore_rate = of(rescores, |p| p.records_per_second);
+        let decode_cpu = 1e6 * of(decodes, |p| p.cpu_seconds) / n as f64;
+        let rescore_cpu = 1e6 * of(rescores, |p| p.cpu_seconds) / n as f64;
+        let peak = of(rescores, |p| p.peak_mib);
+        println!(
+            "| {format} | {decode_rate:.0} | {decode_cpu:.2} | {rescore_rate:.0} | {rescore_cpu:.2} | {:.2} | {peak:.0} | {:.1} % | {:.1} |",
+            rescore_cpu - decode_cpu,
+            100.0 * rescore_rate / LIEGE_YEAR_PER_SECOND,
+            LIEGE_YEAR_PER_SECOND / rescore_rate,
+        );
+    }
+}
+
+/// The bench's input in `format`, generated once (same seed in every format)
+/// and read once so that every pass reads it from the page cache.
+fn input_file(bin: &str, dir: &Path, n: u64, format: &str) -> PathBuf {
+    let input = dir.join(format!("rescore-{n}.{format}"));
     if !input.exists() {
         eprintln!("generating {n} declarations into {}", input.display());
-        let partial = dir.join(format!("rescore-{n}.partial.jsonl"));
+        let partial = dir.join(format!("rescore-{n}.partial.{format}"));
         let status = Command::new(bin)
             .args(["generate", "--parcels", &n.to_string(), "--seed", "9"])
             .args(["--days", &(n / 90_000).max(1).to_string()])
@@ -89,57 +180,17 @@ fn main() {
         assert!(status.success());
         std::fs::rename(&partial, &input).unwrap();
     }
-    let bytes = std::fs::metadata(&input).unwrap().len();
-    println!(
-        "input: {n} declarations, {:.2} GB of JSON Lines, {} cores",
-        bytes as f64 / 1e9,
-        std::thread::available_parallelism().map_or(1, |p| p.get())
-    );
-    // The first pass over a file not yet in the page cache reads it from
-    // disk: read it once first, so that both passes of every round read
-    // from memory (a cold first decode-only pass once showed a ratio of 0.75
-    // where the warm rounds showed 0.54 and 0.58).
+    // A file not yet in the page cache is read from disk by the first pass
+    // only (a cold first pass once showed a ratio of 0.75 where warm rounds
+    // showed 0.54 and 0.58).
     let started = std::time::Instant::now();
     let mut file = std::fs::File::open(&input).unwrap();
-    std::io::copy(&mut file, &mut std::io::sink()).unwrap();
+    let bytes = std::io::copy(&mut file, &mut std::io::sink()).unwrap();
     println!(
-        "read once to warm the page cache: {:.1} s ({:.2} GB/s)",
+        "{}: {:.2} GB, read once to warm the page cache in {:.1} s",
+        input.display(),
+        bytes as f64 / 1e9,
         started.elapsed().as_secs_f64(),
-        bytes as f64 / 1e9 / started.elapsed().as_secs_f64()
     );
-    let (mut decode, mut score, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let d = run(bin, &["--decode-only"], &input);
-        let s = run(
-            bin,
-            &["--output", "/dev/null", "--output-format", &output_format],
-            &input,
-        );
-        println!(
-            "round {round}: decode-only {:>9.0} records/s ({:.1} s, peak {:.0} MiB) | rescore -> {output_format} {:>9.0} records/s ({:.1} s, peak {:.0} MiB) | ratio {:.2}",
-            d.records_per_second,
-            d.seconds,
-            d.peak_mib,
-            s.records_per_second,
-            s.seconds,
-            s.peak_mib,
-            s.records_per_second / d.records_per_second
-        );
-        println!("  rescore stage seconds: {}", s.stages);
-        decode.push(d.records_per_second);
-        score.push(s.records_per_second);
-        ratios.push(s.records_per_second / d.records_per_second);
-    }
-    let (d, s) = (median(decode), median(score));
-    println!(
-        "median: decode-only {d:.0} records/s, rescore {s:.0} records/s, ratio {:.2}; median of the rounds' ratios {:.2} (target 0.75)",
-        s / d,
-        median(ratios)
-    );
-    println!(
-        "a year of Liège traffic in an hour needs {LIEGE_YEAR_PER_SECOND:.0} records/s: rescore is at {:.1} % of it ({:.1} machines like this one, or {:.1} h on one)",
-        100.0 * s / LIEGE_YEAR_PER_SECOND,
-        LIEGE_YEAR_PER_SECOND / s,
-        1.3e9 / s / 3600.0
-    );
+    input
 }
