@@ -58,6 +58,18 @@ fn rescore_into(
     output_format: Format,
     priority: PriorityConfig,
 ) -> (Vec<u64>, Summary) {
+    rescore_from(input, format, out, output_format, priority, None)
+}
+
+/// As [`rescore_into`], scoring from `score_from` on (the rest warms up).
+fn rescore_from(
+    input: &Path,
+    format: Option<Format>,
+    out: &Path,
+    output_format: Format,
+    priority: PriorityConfig,
+    score_from: Option<chrono::DateTime<chrono::Utc>>,
+) -> (Vec<u64>, Summary) {
     let (model, _) = trained();
     let router = Router::new(model.clone(), priority);
     let output =
@@ -75,6 +87,7 @@ fn rescore_into(
         Options {
             batch_records: 100,
             chunk_records: 16,
+            score_from,
         },
         None,
         &mut |e: &RecordError| {
@@ -226,6 +239,80 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
         let got: Vec<pb::RiskAssessment> = run.assessments.into_iter().map(strip).collect();
         assert!(got == reference, "{} differs", input.display());
     }
+}
+
+#[test]
+fn a_slice_rescored_after_a_warm_up_scores_as_one_pass_over_everything() {
+    let (_, examples) = trained();
+    let examples = &examples[..1500];
+    let dir = tempfile::tempdir().unwrap();
+    let mut jsonl = JsonlWriter::new(Vec::new());
+    for e in examples {
+        jsonl.write(e).unwrap();
+    }
+    let input = write(dir.path(), "all.jsonl", &jsonl.into_inner());
+    let mut times: Vec<_> = examples.iter().map(|e| e.declaration.lodged_at).collect();
+    times.sort();
+    let from = times[times.len() / 2];
+    let lodged: std::collections::HashMap<&str, _> = examples
+        .iter()
+        .map(|e| {
+            (
+                e.declaration.declaration_id.as_str(),
+                e.declaration.lodged_at,
+            )
+        })
+        .collect();
+    // Scores, reasons and stakes; the channel is the allocator's, which
+    // starts afresh at `from`.
+    let scores = |path: &Path| -> Vec<pb::RiskAssessment> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut a: pb::RiskAssessment = serde_json::from_str(l).unwrap();
+                a.assessed_at = None;
+                a.priority = None;
+                a
+            })
+            .collect()
+    };
+    let run = |input: &Path, score_from| {
+        let out = dir.path().join("out.jsonl");
+        let (rejected, summary) = rescore_from(
+            input,
+            None,
+            &out,
+            Format::Jsonl,
+            PriorityConfig::default(),
+            score_from,
+        );
+        assert!(rejected.is_empty());
+        (scores(&out), summary)
+    };
+    let (everything, _) = run(&input, None);
+    let (after_warm_up, summary) = run(&input, Some(from));
+    let tail: Vec<pb::RiskAssessment> = everything
+        .iter()
+        .filter(|a| lodged[a.declaration_id.as_str()] >= from)
+        .cloned()
+        .collect();
+    assert_eq!(summary.warm_up as usize + tail.len(), 1500);
+    assert!(tail.len() >= 700, "{}", tail.len());
+    assert!(after_warm_up == tail, "the warmed-up slice differs");
+    // Without the warm-up, the windows miss what came before: the warm-up is
+    // what makes the slice exact.
+    let mut cold = JsonlWriter::new(Vec::new());
+    for e in examples.iter().filter(|e| e.declaration.lodged_at >= from) {
+        cold.write(e).unwrap();
+    }
+    let cold = write(dir.path(), "slice.jsonl", &cold.into_inner());
+    let (without_warm_up, _) = run(&cold, None);
+    assert_eq!(without_warm_up.len(), tail.len());
+    assert!(
+        without_warm_up != tail,
+        "the slice does not need its warm-up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,6 +620,7 @@ fn progress_stands_where_scoring_is_not_where_reading_is() {
         Options {
             batch_records: 200,
             chunk_records: 50,
+            ..Options::default()
         },
         Some(&read),
         &mut |_| Ok(()),

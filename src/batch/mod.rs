@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::domain::{Declaration, ReferenceData};
@@ -35,13 +36,19 @@ pub use output::{ASSESSMENT_COLUMNS, Encoder, OutputWriter, Part};
 /// Batches waiting between stages.
 const QUEUE: usize = 2;
 
-/// How a run is cut up.
+/// How a run is cut up, and where its scoring starts.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Records per pipeline step.
     pub batch_records: usize,
     /// Records per parallel task within a step.
     pub chunk_records: usize,
+    /// Declarations lodged before this instant warm up the cross-declaration
+    /// windows only: observed in input order, not scored, routed or written.
+    /// A slice of a long history rescored with the days before it as
+    /// warm-up gets the scores one pass over the whole history would give
+    /// (docs/scale.md); `None` scores everything.
+    pub score_from: Option<DateTime<Utc>>,
 }
 
 impl Default for Options {
@@ -49,6 +56,7 @@ impl Default for Options {
         Self {
             batch_records: 8192,
             chunk_records: 256,
+            score_from: None,
         }
     }
 }
@@ -60,6 +68,8 @@ pub struct Summary {
     pub records: u64,
     pub scored: u64,
     pub rejected: u64,
+    /// Good declarations lodged before [`Options::score_from`]: observed only.
+    pub warm_up: u64,
     /// Assessments by channel, in [`crate::domain::Channel::ROUTED`] order
     /// (green, yellow, red).
     pub channels: [u64; 3],
@@ -379,15 +389,21 @@ impl ScoreStage<'_> {
         // Each declaration is scored once and freed by the task that scored
         // it, while it is in cache; its id moves into the assessment.
         let scorer = self.scorer;
+        let score_from = self.options.score_from;
+        let good = splits.iter().filter(|s| s.is_some()).count();
         let mut assessments: Vec<Assessment> = decoded
             .into_par_iter()
             .zip(splits)
             .with_min_len(self.options.chunk_records)
             .filter_map(|(record, split)| {
                 let ((_, d, input), split) = (record.ok()?, split?);
+                if score_from.is_some_and(|from| d.lodged_at < from) {
+                    return None;
+                }
                 Some(scorer.score_owned(d, &input.keys, split))
             })
             .collect();
+        summary.warm_up += (good - assessments.len()) as u64;
         lap(clock, &mut summary.stages.score);
         // The channel allocator's cut-offs depend on order too.
         self.router.route(&mut assessments, |decision| {
