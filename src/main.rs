@@ -12,10 +12,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
-    if let Err(err) = parcel_risk::telemetry::init(log_format) {
-        eprintln!("error: {err}");
-        return ExitCode::from(2);
-    }
+    // Kept to the end of `main`: dropping it sends the last spans.
+    let _telemetry = match parcel_risk::telemetry::init(log_format, cli.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     match cli::run(cli) {
         Ok(code) => code,
         // `parcel-risk rescore ... | head`: the reader has what it wanted.

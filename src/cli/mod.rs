@@ -28,6 +28,11 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PARCEL_RISK_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Export traces (one span per RPC and per scored batch, continuing the
+    /// caller's W3C `traceparent`) to this OpenTelemetry collector, OTLP over
+    /// gRPC, e.g. `http://localhost:4317`. Off when not given.
+    #[arg(long, global = true, env = "PARCEL_RISK_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

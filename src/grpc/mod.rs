@@ -157,7 +157,12 @@ pub async fn serve_secured(
         // Dead peers and half-open connections are found and closed.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+        .trace_fn(|request| {
+            let span =
+                tracing::info_span!("rpc", path = %request.uri().path(), otel.kind = "server");
+            crate::telemetry::continue_remote_trace(&span, request.headers());
+            span
+        })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

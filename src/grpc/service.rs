@@ -189,6 +189,9 @@ struct Pipeline<S> {
     /// A broken inbound stream, reported after the answers before it.
     failure: Option<Status>,
     ended: bool,
+    /// The call's span: each batch's span is its child (answers are made
+    /// after the handler has returned, outside the call's own span).
+    span: tracing::Span,
 }
 
 /// Turns a stream of requests into the stream of responses, in order.
@@ -210,6 +213,7 @@ where
         shutdown,
         failure: None,
         ended: false,
+        span: tracing::Span::current(),
     };
     futures_util::stream::unfold(pipeline, |mut p| async move {
         loop {
@@ -284,7 +288,21 @@ where
                 held = p.budget.take(want) => held,
             };
             let state = p.state.clone();
-            let responses = off_executor(move || respond_batch(&state, &state.scorer(), batch));
+            let span = tracing::info_span!(
+                parent: &p.span,
+                "score_batch",
+                // Counts as i64: OpenTelemetry has no unsigned integers, and other
+                // types are exported as text.
+                declarations = batch.len() as i64,
+                rejected = tracing::field::Empty,
+            );
+            let responses = off_executor(move || {
+                span.in_scope(|| {
+                    let responses = respond_batch(&state, &state.scorer(), batch);
+                    span.record("rejected", rejected(&responses) as i64);
+                    responses
+                })
+            });
             p.stream.unsent.queue(responses, held, Instant::now());
             if let Some(status) = failure {
                 // Answer what came before the broken message, then fail.
@@ -293,6 +311,19 @@ where
             }
         }
     })
+}
+
+/// Answers of a batch that are errors (declarations refused).
+fn rejected(responses: &[pb::ScoreDeclarationsResponse]) -> usize {
+    responses
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.outcome,
+                Some(pb::score_declarations_response::Outcome::Error(_))
+            )
+        })
+        .count()
 }
 
 /// How a stream ends when its answers were dropped because its client did
@@ -410,7 +441,7 @@ impl pb::risk_service_server::RiskService for RiskService {
         }))
     }
 
-    #[tracing::instrument(name = "PlanInspections", skip_all)]
+    #[tracing::instrument(name = "PlanInspections", skip_all, fields(declarations))]
     async fn plan_inspections(
         &self,
         request: Request<pb::PlanInspectionsRequest>,
@@ -420,14 +451,16 @@ impl pb::risk_service_server::RiskService for RiskService {
             declarations,
             capacity,
         } = request.into_inner();
+        tracing::Span::current().record("declarations", declarations.len() as i64);
         let request_bytes: usize = declarations.iter().map(prost::Message::encoded_len).sum();
         let _held = self
             .budget
             .take(request_bytes + declarations.len() * ANSWER_ESTIMATE_BYTES)
             .await;
         let state = self.state.clone();
+        let span = tracing::Span::current();
         let entries = tokio::task::spawn_blocking(move || {
-            plan_batch(&state, declarations, capacity as usize)
+            span.in_scope(|| plan_batch(&state, declarations, capacity as usize))
         })
         .await
         .map_err(ServiceError::from)?;
