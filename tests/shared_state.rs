@@ -408,3 +408,109 @@ fn red_per_day_holds_across_two_replicas() {
         "{date}: {red} RED without shared state; all days {apart:?}"
     );
 }
+
+/// Rescores `declarations` with `router` (JSON Lines in and out, batches of
+/// [`BATCH`]) and gives the assessments' scores and reason codes in order.
+fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3], Vec<String>)> {
+    use parcel_risk::batch::{self, Encoder, Options, OutputWriter, Scoring, Work};
+    use parcel_risk::io::{Format, jsonl::JsonlWriter, open_framer};
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    let mut lines = JsonlWriter::new(Vec::new());
+    for d in declarations {
+        lines
+            .write_declaration(&parcel_risk::pb::Declaration::from(d))
+            .unwrap();
+    }
+    std::fs::write(&input, lines.into_inner()).unwrap();
+    let work = Work::Score(Box::new(Scoring {
+        router,
+        encoder: Encoder::new(Format::Jsonl, chrono::Utc::now()),
+        output: OutputWriter::new(
+            Format::Jsonl,
+            Box::new(std::fs::File::create(&output).unwrap()),
+        )
+        .unwrap(),
+    }));
+    let summary = batch::run(
+        open_framer(&input, None, None).unwrap(),
+        &parcel_risk::domain::ReferenceData::built_in(),
+        work,
+        Options {
+            batch_records: BATCH,
+            chunk_records: 8,
+            ..Options::default()
+        },
+        None,
+        &mut |e| panic!("{e}"),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.scored as usize, declarations.len());
+    std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let a: parcel_risk::pb::RiskAssessment = serde_json::from_str(line).unwrap();
+            (
+                [
+                    a.overall_score.to_bits(),
+                    a.undervaluation_score.to_bits(),
+                    a.misdescription_score.to_bits(),
+                ],
+                a.reasons.into_iter().map(|r| r.code).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The fleet's traffic counts of every day under `prefix`, summed.
+fn fleet_count(url: &str, prefix: &str) -> u64 {
+    let mut redis = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:fleet:*"))
+        .query(&mut redis)
+        .unwrap();
+    keys.iter()
+        .map(|k| redis::cmd("GET").arg(k).query::<u64>(&mut redis).unwrap())
+        .sum()
+}
+
+#[test]
+fn a_rescore_on_shared_state_sees_the_live_windows_and_leaves_the_fleet_count_alone() {
+    let Some(redis) = RedisServer::start(0) else {
+        return;
+    };
+    let model = model();
+    let declarations = traffic(3_000, 2, 13);
+    let (live_part, rerun) = declarations.split_at(declarations.len() / 2);
+    // What one process fed everything says of the second half.
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let expected: Vec<([u64; 3], Vec<String>)> = alternately(&[&one], &declarations)
+        [live_part.len()..]
+        .iter()
+        .map(|a| {
+            let (_, bits, codes) = scored(a);
+            (
+                [bits[0], bits[1], bits[2]],
+                codes.into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect();
+
+    // A serving replica saw the first half; a rescore of the second half
+    // on the same Redis continues its windows.
+    let live = replica(&model, &redis.url(), "r1");
+    alternately(&[&live], live_part);
+    let counted = fleet_count(&redis.url(), "r1");
+    assert_eq!(counted as usize, live_part.len());
+    let batch = Router::new(Arc::clone(&model), PriorityConfig::default())
+        .with_shared_windows_only(SharedWindows::new(&redis.url(), "r1", DEFAULT_TIMEOUT).unwrap());
+    let got = rescore_with(&batch, rerun);
+    assert!(got == expected, "the rescore on shared state differs");
+    assert_eq!(fleet_count(&redis.url(), "r1"), counted);
+
+    // On its own windows, the same rescore misses the first half.
+    let alone = Router::new(Arc::clone(&model), PriorityConfig::default());
+    assert!(rescore_with(&alone, rerun) != expected);
+}

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use crate::domain::{Declaration, ReferenceData};
 use crate::features::window::SplitSignal;
 use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
-use crate::scoring::{Assessment, Router, Scorer, WindowInput};
+use crate::scoring::{Assessment, Router, Scorer, WindowInput, reasons};
 
 pub use output::{ASSESSMENT_COLUMNS, Encoder, OutputWriter, Part};
 
@@ -346,26 +346,43 @@ fn tally<T>(
     Ok(())
 }
 
-/// A decoded batch and what the split window says about each of its records,
-/// in order (`None` for a bad record).
-type Observed = (Vec<Decoded>, Vec<Option<SplitSignal>>);
+/// A decoded batch, what the windows say about each of its records, in
+/// order (`None` for a bad record), and whether shared windows configured
+/// for the run were reached for it.
+type Observed = (Vec<Decoded>, Vec<Option<SplitSignal>>, bool);
 
 /// The windows' thread: observes each batch's good declarations in input
-/// order (their signals depend on order) and passes the batch on.
+/// order (their signals depend on order) and passes the batch on. With
+/// shared windows, one round trip a batch reads and updates them.
 fn observe_batches(
     router: &Router,
     rx: &mpsc::Receiver<Vec<Decoded>>,
     tx: &mpsc::SyncSender<Observed>,
 ) {
     for decoded in rx {
-        let signals = decoded
-            .iter()
-            .map(|r| {
-                let (_, _, input) = r.as_ref().ok()?;
-                Some(router.observe(input))
-            })
-            .collect();
-        if tx.send((decoded, signals)).is_err() {
+        let observed = if router.shared_state().is_some() {
+            let inputs: Vec<WindowInput> = decoded
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|(_, _, input)| input.clone()))
+                .collect();
+            let read = router.observe_batch(&inputs);
+            let mut signals = read.signals.into_iter();
+            let signals = decoded
+                .iter()
+                .map(|r| r.as_ref().ok().and_then(|_| signals.next()))
+                .collect();
+            (decoded, signals, read.shared)
+        } else {
+            let signals = decoded
+                .iter()
+                .map(|r| {
+                    let (_, _, input) = r.as_ref().ok()?;
+                    Some(router.observe(input))
+                })
+                .collect();
+            (decoded, signals, true)
+        };
+        if tx.send(observed).is_err() {
             return;
         }
     }
@@ -382,7 +399,7 @@ struct ScoreStage<'a> {
 impl ScoreStage<'_> {
     fn score(
         &mut self,
-        (decoded, splits): Observed,
+        (decoded, splits, shared_reached): Observed,
         summary: &mut Summary,
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
@@ -400,7 +417,11 @@ impl ScoreStage<'_> {
                 if score_from.is_some_and(|from| d.lodged_at < from) {
                     return None;
                 }
-                Some(scorer.score_owned(d, &input.keys, split))
+                let mut a = scorer.score_owned(d, &input.keys, split);
+                if !shared_reached {
+                    a.reasons.push(reasons::windows_local_only());
+                }
+                Some(a)
             })
             .collect();
         summary.warm_up += (good - assessments.len()) as u64;

@@ -189,3 +189,43 @@ mod tests {
         Cli::command().debug_assert();
     }
 }
+
+/// Where the cross-declaration windows are shared (`serve`, `rescore`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SharedStateArgs {
+    /// Share the cross-declaration windows (split consignments, address
+    /// fan-in, shared IOSS numbers) with the replicas using this Redis:
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`. `serve` also shares the day's
+    /// traffic count (each replica takes its share of --red-per-day);
+    /// `rescore` reads the live windows and adds its declarations to them
+    /// (a declaration already seen is not counted twice) without counting
+    /// in the fleet's traffic. Unreachable or slow, each batch is scored on
+    /// the process's own windows and says so (DQ_WINDOWS_LOCAL_ONLY).
+    #[arg(long = "shared-state", env = "PARCEL_RISK_SHARED_STATE")]
+    pub url: Option<String>,
+    /// Prefix of every shared-state key (two deployments can share one Redis).
+    #[arg(long = "shared-state-prefix", default_value = crate::scoring::shared::DEFAULT_PREFIX, env = "PARCEL_RISK_SHARED_STATE_PREFIX")]
+    pub prefix: String,
+    /// Deadline of one batch's round trip to the shared state, in
+    /// milliseconds; past it the batch is scored on local windows.
+    #[arg(long = "shared-state-timeout-ms", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..), env = "PARCEL_RISK_SHARED_STATE_TIMEOUT_MS")]
+    pub timeout_ms: u64,
+}
+
+impl SharedStateArgs {
+    /// The shared windows, when a URL is given.
+    pub fn connect(&self) -> anyhow::Result<Option<crate::scoring::shared::SharedWindows>> {
+        use anyhow::Context as _;
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let shared = crate::scoring::shared::SharedWindows::new(
+            url,
+            &self.prefix,
+            std::time::Duration::from_millis(self.timeout_ms),
+        )
+        .context("cannot use the shared state")?;
+        tracing::info!(url = shared.url(), prefix = %self.prefix, "cross-declaration windows shared");
+        Ok(Some(shared))
+    }
+}

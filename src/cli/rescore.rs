@@ -64,6 +64,8 @@ pub struct RescoreArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub channels: ChannelArgs,
+    #[command(flatten)]
+    pub shared_state: super::SharedStateArgs,
 }
 
 /// Exit code 0 when every record was scored, 1 when some were rejected
@@ -113,7 +115,10 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         let model = super::load_model(args.model.as_deref())?;
         let config = args.channels.config()?;
-        let router = Router::new(Arc::new(model), config);
+        let mut router = Router::new(Arc::new(model), config);
+        if let Some(shared) = args.shared_state.connect()? {
+            router = router.with_shared_windows_only(shared);
+        }
         let output_format = args
             .output_format
             .or_else(|| Format::from_path(&args.output))

@@ -88,20 +88,8 @@ pub struct ServeArgs {
     /// model's training traffic (`parcel_risk_drift_psi`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..), env = "PARCEL_RISK_DRIFT_SAMPLE_EVERY")]
     pub drift_sample_every: u64,
-    /// Share the cross-declaration windows (split consignments, address
-    /// fan-in, shared IOSS numbers) and the day's traffic count (each
-    /// replica takes its share of --red-per-day) with other replicas in
-    /// this Redis: `redis://[:PASSWORD@]HOST:PORT[/DB]`. Unreachable or
-    /// slow, each batch is scored on this replica's own windows and says so.
-    #[arg(long, env = "PARCEL_RISK_SHARED_STATE")]
-    pub shared_state: Option<String>,
-    /// Prefix of every shared-state key (two deployments can share one Redis).
-    #[arg(long, default_value = crate::scoring::shared::DEFAULT_PREFIX, env = "PARCEL_RISK_SHARED_STATE_PREFIX")]
-    pub shared_state_prefix: String,
-    /// Deadline of one batch's round trip to the shared state, in
-    /// milliseconds; past it the batch is scored on local windows.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..), env = "PARCEL_RISK_SHARED_STATE_TIMEOUT_MS")]
-    pub shared_state_timeout_ms: u64,
+    #[command(flatten)]
+    pub shared_state: super::SharedStateArgs,
     /// Tokio worker threads (default: the number of cores).
     #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -330,14 +318,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_drift(args.drift_sample_every)
         .with_store(store)
         .with_report_quota(args.security.report_quota_per_hour);
-    if let Some(url) = &args.shared_state {
-        let shared = crate::scoring::shared::SharedWindows::new(
-            url,
-            &args.shared_state_prefix,
-            std::time::Duration::from_millis(args.shared_state_timeout_ms),
-        )
-        .context("cannot use the shared state")?;
-        tracing::info!(url = shared.url(), prefix = %args.shared_state_prefix, "cross-declaration windows shared");
+    if let Some(shared) = args.shared_state.connect()? {
         state = state.with_shared_state(shared);
     }
     let state = Arc::new(state);

@@ -36,6 +36,10 @@ pub struct Router {
     /// Traffic arrives as it is lodged (the service): no lodging time later
     /// than an hour from now moves the allocator's clock.
     live: bool,
+    /// Whether batches count in the fleet's traffic of their day (a
+    /// serving replica's do; a batch rerun's must not shift the replicas'
+    /// capacity shares).
+    counts_in_fleet: bool,
     /// Windows shared with other replicas; `window` above is then this
     /// replica's own view, used while they cannot be reached.
     shared: Option<SharedWindows>,
@@ -88,6 +92,7 @@ impl Router {
             drift: None,
             live: false,
             shared: None,
+            counts_in_fleet: true,
         }
     }
 
@@ -96,6 +101,16 @@ impl Router {
     /// cannot be reached.
     pub fn with_shared_state(mut self, shared: SharedWindows) -> Self {
         self.shared = Some(shared);
+        self.counts_in_fleet = true;
+        self
+    }
+
+    /// As [`Router::with_shared_state`], for a batch rerun: the windows are
+    /// read and updated, the fleet's traffic count is neither read nor
+    /// added to (this router's capacity is its own).
+    pub fn with_shared_windows_only(mut self, shared: SharedWindows) -> Self {
+        self.shared = Some(shared);
+        self.counts_in_fleet = false;
         self
     }
 
@@ -164,7 +179,7 @@ impl Router {
             };
         };
         let now = Utc::now();
-        let day = inputs.last().map(|i| {
+        let day = inputs.last().filter(|_| self.counts_in_fleet).map(|i| {
             self.allocator()
                 .day_start(self.allocator_clock(i.lodged_at, now))
         });
