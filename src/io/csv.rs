@@ -128,14 +128,22 @@ impl Columns<'_> {
 /// The index of a column in [`COLUMNS`], found at compile time where the
 /// name is a constant (a misspelt name fails the build).
 const fn col(name: &str) -> usize {
+    match position(COLUMNS, name) {
+        Some(i) => i,
+        None => panic!("not a column of COLUMNS"),
+    }
+}
+
+/// Where `name` is in `list`, in a constant expression.
+const fn position(list: &[&str], name: &str) -> Option<usize> {
     let mut i = 0;
-    while i < COLUMNS.len() {
-        if const_eq(COLUMNS[i], name) {
-            return i;
+    while i < list.len() {
+        if const_eq(list[i], name) {
+            return Some(i);
         }
         i += 1;
     }
-    panic!("not a column of COLUMNS")
+    None
 }
 
 const fn const_eq(a: &str, b: &str) -> bool {
@@ -1048,14 +1056,10 @@ fn set_money(row: &mut [String], currency: usize, minor: usize, money: Option<&p
 
 /// The offset of a party's field from its `<prefix>_name` column.
 const fn party_field(name: &str) -> usize {
-    let mut i = 0;
-    while i < PARTY_FIELDS.len() {
-        if const_eq(PARTY_FIELDS[i], name) {
-            return i;
-        }
-        i += 1;
+    match position(&PARTY_FIELDS, name) {
+        Some(i) => i,
+        None => panic!("not a party field"),
     }
-    panic!("not a party field")
 }
 
 fn enum_name<E>(name: Result<&'static str, E>, prefix: &str) -> String {
