@@ -410,7 +410,8 @@ fn red_per_day_holds_across_two_replicas() {
 }
 
 /// Rescores `declarations` with `router` (JSON Lines in and out, batches of
-/// [`BATCH`]) and gives the assessments' scores and reason codes in order.
+/// the default size: several round trips to Redis each) and gives the
+/// assessments' scores and reason codes in order.
 fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3], Vec<String>)> {
     use parcel_risk::batch::{self, Encoder, Options, OutputWriter, Scoring, Work};
     use parcel_risk::io::{Format, jsonl::JsonlWriter, open_framer};
@@ -436,11 +437,7 @@ fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3],
         open_framer(&input, None, None).unwrap(),
         &parcel_risk::domain::ReferenceData::built_in(),
         work,
-        Options {
-            batch_records: BATCH,
-            chunk_records: 8,
-            ..Options::default()
-        },
+        Options::default(),
         None,
         &mut |e| panic!("{e}"),
         &mut |_| {},

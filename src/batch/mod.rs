@@ -347,42 +347,48 @@ fn tally<T>(
 }
 
 /// A decoded batch, what the windows say about each of its records, in
-/// order (`None` for a bad record), and whether shared windows configured
-/// for the run were reached for it.
-type Observed = (Vec<Decoded>, Vec<Option<SplitSignal>>, bool);
+/// order (`None` for a bad record), and whether each was read from shared
+/// windows configured for the run (`false`: its own, Redis not reached).
+type Observed = (Vec<Decoded>, Vec<Option<(SplitSignal, bool)>>);
+
+/// Declarations per round trip to shared windows: what a service's stream
+/// sends in one (a whole batch of 8,192 would outlast the round trip's
+/// deadline: Redis spends tens of µs on each).
+const SHARED_ROUND_TRIP: usize = 256;
 
 /// The windows' thread: observes each batch's good declarations in input
 /// order (their signals depend on order) and passes the batch on. With
-/// shared windows, one round trip a batch reads and updates them.
+/// shared windows, one round trip per [`SHARED_ROUND_TRIP`] declarations
+/// reads and updates them.
 fn observe_batches(
     router: &Router,
     rx: &mpsc::Receiver<Vec<Decoded>>,
     tx: &mpsc::SyncSender<Observed>,
 ) {
     for decoded in rx {
-        let observed = if router.shared_state().is_some() {
+        let signals = if router.shared_state().is_some() {
             let inputs: Vec<WindowInput> = decoded
                 .iter()
                 .filter_map(|r| r.as_ref().ok().map(|(_, _, input)| input.clone()))
                 .collect();
-            let read = router.observe_batch(&inputs);
-            let mut signals = read.signals.into_iter();
-            let signals = decoded
+            let mut read = inputs.chunks(SHARED_ROUND_TRIP).flat_map(|chunk| {
+                let read = router.observe_batch(chunk);
+                read.signals.into_iter().map(move |s| (s, read.shared))
+            });
+            decoded
                 .iter()
-                .map(|r| r.as_ref().ok().and_then(|_| signals.next()))
-                .collect();
-            (decoded, signals, read.shared)
+                .map(|r| r.as_ref().ok().and_then(|_| read.next()))
+                .collect()
         } else {
-            let signals = decoded
+            decoded
                 .iter()
                 .map(|r| {
                     let (_, _, input) = r.as_ref().ok()?;
-                    Some(router.observe(input))
+                    Some((router.observe(input), true))
                 })
-                .collect();
-            (decoded, signals, true)
+                .collect()
         };
-        if tx.send(observed).is_err() {
+        if tx.send((decoded, signals)).is_err() {
             return;
         }
     }
@@ -399,7 +405,7 @@ struct ScoreStage<'a> {
 impl ScoreStage<'_> {
     fn score(
         &mut self,
-        (decoded, splits, shared_reached): Observed,
+        (decoded, splits): Observed,
         summary: &mut Summary,
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
@@ -413,7 +419,7 @@ impl ScoreStage<'_> {
             .zip(splits)
             .with_min_len(self.options.chunk_records)
             .filter_map(|(record, split)| {
-                let ((_, d, input), split) = (record.ok()?, split?);
+                let ((_, d, input), (split, shared_reached)) = (record.ok()?, split?);
                 if score_from.is_some_and(|from| d.lodged_at < from) {
                     return None;
                 }

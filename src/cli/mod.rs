@@ -198,8 +198,8 @@ pub struct SharedStateArgs {
     /// `redis://[:PASSWORD@]HOST:PORT[/DB]`. `serve` also shares the day's
     /// traffic count (each replica takes its share of --red-per-day);
     /// `rescore` reads the live windows and adds its declarations to them
-    /// (a declaration already seen is not counted twice) without counting
-    /// in the fleet's traffic. Unreachable or slow, each batch is scored on
+    /// (one already held is not added again, and is read against the
+    /// windows as they are now) without counting in the fleet's traffic. Unreachable or slow, each batch is scored on
     /// the process's own windows and says so (DQ_WINDOWS_LOCAL_ONLY).
     #[arg(long = "shared-state", env = "PARCEL_RISK_SHARED_STATE")]
     pub url: Option<String>,
