@@ -193,5 +193,24 @@ async fn drift_of_the_scored_traffic_is_exported_per_column() {
         "{after}"
     );
     assert!(after.contains("# HELP parcel_risk_drift_psi"), "{after}");
+    // GetModelInfo says the same: every column, largest first, recency
+    // columns marked.
+    let info = client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.drift_sampled, 1100);
+    assert!(info.drift.len() > 50, "{}", info.drift.len());
+    assert!(info.drift.windows(2).all(|w| w[0].psi >= w[1].psi));
+    let any_info = info.drift.iter().find(|c| c.column == "score:any").unwrap();
+    assert!(any_info.psi.is_finite() && !any_info.recency);
+    assert!(info.drift.iter().any(|c| c.recency));
+    assert!(
+        info.drift
+            .iter()
+            .filter(|c| c.recency)
+            .all(|c| c.column.contains("days_since"))
+    );
     child.kill().unwrap();
 }

@@ -590,6 +590,21 @@ impl pb::risk_service_server::RiskService for RiskService {
             feature_schema_hash: m.schema.hash.clone(),
             metrics,
             training_data_fingerprint: m.card.data_fingerprint.clone(),
+            drift: scorer
+                .drift()
+                .map(|monitor| {
+                    monitor
+                        .report()
+                        .into_iter()
+                        .map(|c| pb::ColumnDrift {
+                            recency: crate::model::drift::is_recency(&c.column),
+                            column: c.column,
+                            psi: c.psi,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            drift_sampled: scorer.drift().map_or(0, |monitor| monitor.sampled()),
         }))
     }
 }
