@@ -776,6 +776,104 @@ fn python_grpc() -> bool {
     found
 }
 
+/// The client package, installed as a user would (its build compiles the
+/// proto files), into `work`/site; its path.
+fn install_python_client(work: &Path) -> PathBuf {
+    let site = work.join("site");
+    let installed = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-build-isolation", "--no-deps", "--target"])
+        .arg(&site)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python"))
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    site
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_package_scores_a_csv_file_as_the_service_reads_it_and_reports_a_result() {
+    if !python_grpc() {
+        return;
+    }
+    let server = start(Security::open(), PriorityConfig::default(), 1000).await;
+    let work = tempfile::tempdir().unwrap();
+    let site = install_python_client(work.path());
+    let csv = work.path().join("declarations.csv");
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_parcel-risk"))
+        .args([
+            "generate",
+            "--parcels",
+            "300",
+            "--seed",
+            "4",
+            "--declarations-only",
+        ])
+        .arg("--out")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    // The riskiest declaration as the service's own CSV reader and a fresh
+    // router see the file, in its order.
+    let (model, _) = trained();
+    let router = parcel_risk::scoring::Router::new(model.clone(), PriorityConfig::default());
+    let declarations: Vec<parcel_risk::domain::Declaration> =
+        parcel_risk::io::open_examples(&csv, None, ReferenceData::built_in())
+            .unwrap()
+            .map(|r| r.unwrap().unwrap().1.declaration)
+            .collect();
+    let assessments = router.score_all(&router.scorer(), &declarations, |_| ());
+    let riskiest = assessments
+        .iter()
+        .reduce(|best, a| {
+            if a.overall_score > best.overall_score {
+                a
+            } else {
+                best
+            }
+        })
+        .unwrap();
+    let out = std::process::Command::new("python3")
+        .current_dir(work.path())
+        .env("PYTHONPATH", &site)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/python_rows.py"
+        ))
+        .arg(&csv)
+        .arg(server.addr.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("300 declarations, 300 scored, 0 refused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "riskiest {} {:.3}; result newly recorded True",
+            riskiest.declaration_id, riskiest.overall_score
+        )),
+        "{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
     if !python_grpc() {
@@ -792,27 +890,7 @@ async fn the_python_example_client_calls_a_mutual_tls_server_with_a_token() {
     drop(pki.client("py-client"));
     let root = env!("CARGO_MANIFEST_DIR");
     let work = tempfile::tempdir().unwrap();
-    // The client package, installed as a user would (its build compiles the
-    // proto files), into a directory of its own.
-    let site = work.path().join("site");
-    let installed = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--no-build-isolation", "--no-deps", "--target"])
-        .arg(&site)
-        .arg(format!("{root}/clients/python"))
-        .output()
-        .unwrap();
-    assert!(
-        installed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&installed.stderr)
-    );
+    let site = install_python_client(work.path());
     let run = |token: &str| {
         std::process::Command::new("python3")
             .current_dir(work.path())
