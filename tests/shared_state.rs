@@ -23,25 +23,42 @@ impl RedisServer {
     /// Starts one on `port` (0: a free one); `None` when redis-server is not
     /// installed and the environment does not require it.
     pub fn start(port: u16) -> Option<Self> {
-        let port = if port == 0 {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        } else {
-            port
-        };
+        let port = if port == 0 { free_port() } else { port };
+        Self::start_with(port, &["--port".into(), port.to_string()])
+    }
+
+    /// Starts one that speaks TLS only, on a free port, with the server
+    /// certificate and key `cert`, `key` (clients are not asked for one).
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> Option<Self> {
+        let port = free_port();
+        let path = |p: &std::path::Path| p.display().to_string();
+        Self::start_with(
+            port,
+            &[
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path(cert),
+                "--tls-key-file".into(),
+                path(key),
+                "--tls-ca-cert-file".into(),
+                path(ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        )
+    }
+
+    fn start_with(port: u16, listen: &[String]) -> Option<Self> {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -71,6 +88,13 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Drop for RedisServer {
@@ -116,7 +140,12 @@ fn scored(a: &Assessment) -> (String, [u64; 4], Vec<&'static str>) {
             a.misdescription_score.to_bits(),
             a.priority_value.to_bits(),
         ],
-        a.reasons.iter().map(|r| r.code).collect(),
+        // The allocator's random compliance picks are routing too.
+        a.reasons
+            .iter()
+            .map(|r| r.code)
+            .filter(|code| *code != "RND_COMPLIANCE_SAMPLE")
+            .collect(),
     )
 }
 
@@ -455,7 +484,11 @@ fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3],
                     a.undervaluation_score.to_bits(),
                     a.misdescription_score.to_bits(),
                 ],
-                a.reasons.into_iter().map(|r| r.code).collect(),
+                a.reasons
+                    .into_iter()
+                    .map(|r| r.code)
+                    .filter(|code| code != "RND_COMPLIANCE_SAMPLE")
+                    .collect(),
             )
         })
         .collect()
@@ -510,4 +543,41 @@ fn a_rescore_on_shared_state_sees_the_live_windows_and_leaves_the_fleet_count_al
     // On its own windows, the same rescore misses the first half.
     let alone = Router::new(Arc::clone(&model), PriorityConfig::default());
     assert!(rescore_with(&alone, rerun) != expected);
+}
+
+#[test]
+fn windows_are_shared_over_tls_verified_against_a_private_ca() {
+    let pki = crate::security::Pki::new("redis test CA");
+    let (cert, key) = pki.server();
+    let Some(redis) = RedisServer::start_tls(&cert, &key, &pki.path("ca.pem")) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", redis.port);
+    let model = model();
+    let declarations = traffic(2_000, 2, 17);
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let expected = alternately(&[&one], &declarations);
+    let tls_replica = || {
+        Router::new(Arc::clone(&model), PriorityConfig::default()).with_shared_state(
+            SharedWindows::with_ca(
+                &url,
+                "tls",
+                DEFAULT_TIMEOUT,
+                Some(pki.ca_pem().into_bytes()),
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b) = (tls_replica(), tls_replica());
+    let shared = alternately(&[&a, &b], &declarations);
+    assert_eq!(count(&shared, "DQ_WINDOWS_LOCAL_ONLY"), 0);
+    for (got, want) in shared.iter().zip(&expected) {
+        assert_eq!(scored(got), scored(want));
+    }
+    // Against the system's roots the private CA's certificate is refused:
+    // scoring goes on, on local windows, and says so.
+    let unverified = Router::new(Arc::clone(&model), PriorityConfig::default())
+        .with_shared_state(SharedWindows::new(&url, "tls", DEFAULT_TIMEOUT).unwrap());
+    let local = unverified.score_all(&unverified.scorer(), &declarations[..BATCH], |_| ());
+    assert_eq!(count(&local, "DQ_WINDOWS_LOCAL_ONLY"), BATCH);
 }

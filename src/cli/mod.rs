@@ -195,7 +195,7 @@ mod tests {
 pub struct SharedStateArgs {
     /// Share the cross-declaration windows (split consignments, address
     /// fan-in, shared IOSS numbers) with the replicas using this Redis:
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`. `serve` also shares the day's
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://…` for TLS. `serve` also shares the day's
     /// traffic count (each replica takes its share of --red-per-day);
     /// `rescore` reads the live windows and adds its declarations to them
     /// (one already held is not added again, and is read against the
@@ -210,6 +210,10 @@ pub struct SharedStateArgs {
     /// milliseconds; past it the batch is scored on local windows.
     #[arg(long = "shared-state-timeout-ms", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..), env = "PARCEL_RISK_SHARED_STATE_TIMEOUT_MS")]
     pub timeout_ms: u64,
+    /// CA certificate (PEM) a `rediss://` server's certificate must chain
+    /// to (a private CA); without it, the system's roots.
+    #[arg(long = "shared-state-ca", env = "PARCEL_RISK_SHARED_STATE_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl SharedStateArgs {
@@ -219,10 +223,20 @@ impl SharedStateArgs {
         let Some(url) = &self.url else {
             return Ok(None);
         };
-        let shared = crate::scoring::shared::SharedWindows::new(
+        let ca = self
+            .ca
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).with_context(|| {
+                    format!("cannot read the shared state's CA {}", path.display())
+                })
+            })
+            .transpose()?;
+        let shared = crate::scoring::shared::SharedWindows::with_ca(
             url,
             &self.prefix,
             std::time::Duration::from_millis(self.timeout_ms),
+            ca,
         )
         .context("cannot use the shared state")?;
         tracing::info!(url = shared.url(), prefix = %self.prefix, "cross-declaration windows shared");

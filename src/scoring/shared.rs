@@ -43,10 +43,8 @@ pub enum SharedStateError {
         url: String,
         source: redis::RedisError,
     },
-    #[error(
-        "shared state URL {0:?}: TLS (rediss://) is not in this build; reach Redis over a private network or a TLS tunnel (docs/deployment.md)"
-    )]
-    Tls(String),
+    #[error("shared state URL {url:?}: {message}")]
+    Tls { url: String, message: String },
     #[error("shared state unreachable: {0}")]
     Unreachable(String),
     #[error("shared state not tried again yet (it failed less than a second ago)")]
@@ -59,7 +57,7 @@ impl SharedStateError {
     /// A label for the failures counter.
     pub fn kind(&self) -> &'static str {
         match self {
-            SharedStateError::Url { .. } | SharedStateError::Tls(_) => "url",
+            SharedStateError::Url { .. } | SharedStateError::Tls { .. } => "url",
             SharedStateError::Unreachable(_) => "unreachable",
             SharedStateError::BackingOff => "backing_off",
             SharedStateError::Protocol(_) => "protocol",
@@ -97,18 +95,45 @@ impl std::fmt::Debug for SharedWindows {
 }
 
 impl SharedWindows {
-    /// Checks the URL (`redis://[:password@]host:port[/db]`; `rediss://` is
-    /// refused: this build's client has no TLS). Does not connect:
-    /// a Redis that is down at start is tried with the first batch, and
-    /// scoring goes on locally until it answers.
+    /// Checks the URL (`redis://[:password@]host:port[/db]`, or
+    /// `rediss://` for TLS, verified against the system's roots). Does not
+    /// connect: a Redis that is down at start is tried with the first
+    /// batch, and scoring goes on locally until it answers.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, SharedStateError> {
-        if url.starts_with("rediss:") {
-            return Err(SharedStateError::Tls(without_password(url)));
-        }
-        let client = redis::Client::open(url).map_err(|source| SharedStateError::Url {
+        Self::with_ca(url, prefix, timeout, None)
+    }
+
+    /// As [`SharedWindows::new`]; `ca_pem` (PEM) is the certificate
+    /// authority a `rediss://` server's certificate must chain to, instead
+    /// of the system's roots (a private CA).
+    pub fn with_ca(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Self, SharedStateError> {
+        let tls = url.starts_with("rediss:");
+        let url_error = |source| SharedStateError::Url {
             url: without_password(url),
             source,
-        })?;
+        };
+        let client = match ca_pem {
+            Some(_) if !tls => {
+                return Err(SharedStateError::Tls {
+                    url: without_password(url),
+                    message: "a CA certificate is given, so the URL must be rediss:// (TLS)".into(),
+                });
+            }
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+            .map_err(url_error)?,
+            None => redis::Client::open(url).map_err(url_error)?,
+        };
         Ok(Self {
             client,
             display: without_password(url),
@@ -383,14 +408,24 @@ mod tests {
     #[test]
     fn a_bad_url_is_refused_and_a_dead_redis_backs_off() {
         assert!(SharedWindows::new("http://nope", DEFAULT_PREFIX, DEFAULT_TIMEOUT).is_err());
-        let tls = SharedWindows::new(
-            "rediss://:pw@10.0.0.1:6380",
+        // A CA makes sense with TLS only; the message hides the password.
+        let tls = SharedWindows::with_ca(
+            "redis://:pw@10.0.0.1:6380",
             DEFAULT_PREFIX,
             DEFAULT_TIMEOUT,
+            Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
         )
         .unwrap_err()
         .to_string();
-        assert!(tls.contains("TLS") && !tls.contains("pw"), "{tls}");
+        assert!(tls.contains("rediss://") && !tls.contains("pw"), "{tls}");
+        assert!(
+            SharedWindows::new(
+                "rediss://:pw@10.0.0.1:6380",
+                DEFAULT_PREFIX,
+                DEFAULT_TIMEOUT
+            )
+            .is_ok()
+        );
         // Nothing listens on port 1.
         let shared =
             SharedWindows::new("redis://127.0.0.1:1", DEFAULT_PREFIX, DEFAULT_TIMEOUT).unwrap();
