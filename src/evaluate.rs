@@ -8,6 +8,8 @@
 //! they are used only when no inspection was random (the KCS history), and the
 //! report says so.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::regime::Regime;
 use crate::domain::{RateTable, SelectionReason, TrainingExample};
-use crate::features::history::{PartyKeys, fnv1a};
+use crate::features::history::{Found, PartyKeys, fnv1a};
 use crate::model::metrics::{auc, precision_at, ranking, recall_at, revenue_at};
 use crate::model::{ModelArtifact, Target};
 use crate::scoring::{PriorityConfig, Router};
@@ -94,19 +96,104 @@ fn riskiest_party_rate(model: &ModelArtifact, d: &crate::domain::Declaration) ->
         .max(h.ioss(&keys).fraud_rate)
 }
 
-/// Evaluates `model` on the examples lodged in `[from, until)`. Examples
+/// The inspection results of replayed traffic, handed to the router's live
+/// record once known (`inspected_at`, else training's label delay after
+/// lodging), as results reach the service in deployment and as training's
+/// replay learnt them. Results of traffic the model was trained on are in
+/// its record already.
+struct Feedback {
+    /// When known, which example, whether fraud was found.
+    pending: BinaryHeap<Reverse<(DateTime<Utc>, usize, Found)>>,
+    label_delay: chrono::Duration,
+    trained_until: Option<DateTime<Utc>>,
+}
+
+impl Feedback {
+    fn new(model: &ModelArtifact) -> Self {
+        Self {
+            pending: BinaryHeap::new(),
+            label_delay: chrono::Duration::hours(
+                crate::model::train::TrainParams::default().label_delay_hours,
+            ),
+            trained_until: model.card.last_lodged_at,
+        }
+    }
+
+    /// Learns the results known by `now`.
+    fn learn_due(
+        &mut self,
+        now: DateTime<Utc>,
+        router: &Router,
+        scorer: &crate::scoring::Scorer,
+        examples: &[TrainingExample],
+    ) {
+        while let Some(Reverse((at, i, found))) = self.pending.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.pending.pop();
+            router.learn_found(scorer, &examples[i].declaration, found);
+        }
+    }
+
+    fn is_new(&self, e: &TrainingExample) -> bool {
+        self.trained_until
+            .is_none_or(|until| e.declaration.lodged_at > until)
+    }
+
+    /// Queues the result of example `i`, if it has one the model has not.
+    fn push(&mut self, i: usize, e: &TrainingExample) {
+        let d = &e.declaration;
+        if let Some(result) = &e.result
+            && let Some(found) = Found::of(result)
+            && self.is_new(e)
+        {
+            let at = crate::model::train::result_known_at(result, d.lodged_at, self.label_delay);
+            self.pending.push(Reverse((at, i, found)));
+        }
+    }
+
+    /// Queues what inspecting example `i` finds (its ground truth), known
+    /// the label delay after its lodging: the service's own controls.
+    fn push_found(&mut self, i: usize, e: &TrainingExample) {
+        if let Some(t) = &e.truth
+            && self.is_new(e)
+        {
+            let [uv, md, fraud] = Target::ALL.map(|target| target.truth(t));
+            let at = e.declaration.lodged_at + self.label_delay;
+            self.pending.push(Reverse((at, i, Found { fraud, uv, md })));
+        }
+    }
+}
+
+/// The router replayed traffic goes through: as the service's, with the
+/// live record learning from the traffic and its results, or on the record
+/// as training left it.
+fn router_for(model: &Arc<ModelArtifact>, priority: PriorityConfig, live_record: bool) -> Router {
+    let router = Router::new(Arc::clone(model), priority);
+    if live_record {
+        router
+    } else {
+        router.without_live_record()
+    }
+}
+
+/// Evaluates `model` on the examples lodged in `[from, until)`; with
+/// `live_record`, its past record keeps learning from the traffic and the
+/// inspection results as they become known, as the service's does. Examples
 /// before `from` still pass through the split window, as live traffic would.
 pub fn evaluate(
     model: Arc<ModelArtifact>,
     mut examples: Vec<TrainingExample>,
     from: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
+    live_record: bool,
 ) -> Result<EvalReport, EvalError> {
     crate::model::train::sort_by_time(&mut examples);
     let rates = RateTable::built_in();
     let regime = Regime::built_in();
     let model_version = model.model_version.clone();
-    let router = Router::new(model.clone(), PriorityConfig::default());
+    let router = router_for(&model, PriorityConfig::default(), live_record);
     let scorer = router.scorer();
     let in_window = |e: &TrainingExample| {
         from.is_none_or(|f| e.declaration.lodged_at >= f)
@@ -135,8 +222,11 @@ pub fn evaluate(
     let mut keys = Vec::new();
     let mut positives: Vec<[bool; 3]> = Vec::new();
     let mut revenue = Vec::new();
-    for e in &examples {
+    let mut feedback = Feedback::new(&model);
+    for (i, e) in examples.iter().enumerate() {
+        feedback.learn_due(e.declaration.lodged_at, &router, &scorer, &examples);
         let assessment = router.assess(&scorer, &e.declaration);
+        feedback.push(i, e);
         if !in_window(e) {
             continue;
         }
@@ -314,6 +404,7 @@ pub fn simulate(
     mut examples: Vec<TrainingExample>,
     priority: PriorityConfig,
     from: Option<DateTime<Utc>>,
+    live_record: bool,
 ) -> Result<SimulationReport, EvalError> {
     use crate::domain::Channel;
     crate::model::train::sort_by_time(&mut examples);
@@ -322,7 +413,7 @@ pub fn simulate(
     let red_share = priority.red_share;
     let red_per_day_target = priority.red_per_day;
     let time_zone = priority.time_zone;
-    let router = Router::new(model.clone(), priority);
+    let router = router_for(&model, priority, live_record);
     let scorer = router.scorer();
     let mut selected = Vec::new();
     let mut random_picks = 0;
@@ -333,7 +424,9 @@ pub fn simulate(
     let mut keys = Vec::new();
     let mut days: Vec<DayCount> = Vec::new();
     let mut red_ids = Vec::new();
-    for e in &examples {
+    let mut feedback = Feedback::new(&model);
+    for (i, e) in examples.iter().enumerate() {
+        feedback.learn_due(e.declaration.lodged_at, &router, &scorer, &examples);
         let a = router
             .score_all(&scorer, std::slice::from_ref(&e.declaration), |_| ())
             .pop()
@@ -341,10 +434,16 @@ pub fn simulate(
         let Some(route) = a.route else {
             continue;
         };
+        let red = route.channel == Channel::Red;
+        // What the service's controls find comes back to it: the closed
+        // loop a deployment runs (the traffic's own recorded inspections
+        // are another selection's, not this one's).
+        if red {
+            feedback.push_found(i, e);
+        }
         if from.is_some_and(|f| e.declaration.lodged_at < f) {
             continue;
         }
-        let red = route.channel == Channel::Red;
         if red {
             red_ids.push(a.declaration_id.clone());
         }

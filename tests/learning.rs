@@ -11,7 +11,7 @@ use parcel_risk::scoring::{PriorityConfig, PriorityParams};
 use parcel_risk::store::{self, Store};
 use tokio_stream::StreamExt;
 
-use crate::common::{full_declaration, trained};
+use crate::common::{full_declaration, party, trained, ts};
 use crate::grpc::TestServer;
 
 fn result(declaration_id: &str, inspection_id: &str) -> pb::InspectionResult {
@@ -241,6 +241,95 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
     let r = examples[0].result.as_ref().unwrap();
     assert_eq!(r.selection_reason, pb::SelectionReason::RiskScore as i32);
     assert_eq!(r.officer_notes, "phone declared as case");
+}
+
+/// The live record: what the service's own controls find about a trader
+/// the model never saw reaches the next declarations of that trader,
+/// without a retrain; a frozen record does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_results_teach_the_served_record_about_new_traders() {
+    // Every declaration is routed (and so stored for results to join).
+    let priority = PriorityParams {
+        compliance_share: 1.0,
+        red_share: 1.0,
+        yellow_share: 0.0,
+        ..PriorityParams::default()
+    }
+    .check()
+    .unwrap();
+    let now = chrono::Utc::now().timestamp() - 3_600;
+    // A trader pair the training traffic never had, lodged after it.
+    let declaration = |id: &str, i: i64| {
+        let mut d = full_declaration(id);
+        d.lodged_at = ts(now + i);
+        d.arrival_at = ts(now + i + 3_600);
+        d.importer = party("Newcomer Imports Sprl", "BE");
+        if let Some(e) = d.exporter.as_mut() {
+            e.name = "Never Seen Before Trading".into();
+            e.identification_number = "CN99999999".into();
+        }
+        d
+    };
+    let mut last_scores = Vec::new();
+    for frozen in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        // The built-in model reads the record (the small test model's
+        // learners may not use it at all).
+        let model = parcel_risk::model::ModelArtifact::embedded_default().unwrap();
+        let mut state =
+            ServiceState::with_priority(model, ReferenceData::built_in(), priority.clone())
+                .with_store(Store::open(dir.path(), chrono::Duration::days(30)).unwrap());
+        if frozen {
+            state = state.with_frozen_record();
+        }
+        let state = Arc::new(state);
+        let server = TestServer::start_state(Arc::clone(&state), ServerConfig::default()).await;
+        let mut client = server.client().await;
+        let scoring = client.clone();
+        let score = |id: String, i: i64| {
+            let request = pb::ScoreDeclarationRequest {
+                declaration: Some(declaration(&id, i)),
+            };
+            let mut client = scoring.clone();
+            async move {
+                client
+                    .score_declaration(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .assessment
+                    .unwrap()
+                    .overall_score
+            }
+        };
+        let mut before = 0.0;
+        for i in 0..6 {
+            before = score(format!("N{i}"), i).await;
+        }
+        // Controls of the six find fraud each time.
+        let answer = client
+            .report_inspection_results(tokio_stream::iter((0..6).map(|i| {
+                pb::ReportInspectionResultsRequest {
+                    result: Some(result(&format!("N{i}"), "I1")),
+                }
+            })))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.recorded_count, 6);
+        let after = score("N6".into(), 6).await;
+        last_scores.push((before, after));
+    }
+    let [(live_before, live_after), (frozen_before, frozen_after)] = last_scores[..] else {
+        unreachable!()
+    };
+    // In log-odds (a model may already be nearly sure). The windows see
+    // the same parcels either way; only the record tells the two apart.
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    assert!(
+        logit(live_after) - logit(live_before) > logit(frozen_after) - logit(frozen_before) + 0.5,
+        "live record: {live_before} -> {live_after}; frozen: {frozen_before} -> {frozen_after}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,7 +210,7 @@ async fn drift_of_the_scored_traffic_is_exported_per_column() {
         info.drift
             .iter()
             .filter(|c| c.recency)
-            .all(|c| c.column.contains("days_since"))
+            .all(|c| c.column.contains("days_since") || c.column.ends_with("log_seen"))
     );
     child.kill().unwrap();
 }

@@ -483,7 +483,7 @@ fn drift_is_quiet_on_training_like_traffic_and_loud_when_values_collapse() {
     // Recency columns measure the age of the frozen history, not traffic.
     let largest = same
         .iter()
-        .find(|c| !parcel_risk::model::drift::is_recency(&c.column))
+        .find(|c| !parcel_risk::model::drift::is_history_measure(&c.column))
         .unwrap();
     assert!(
         largest.psi < 0.1,

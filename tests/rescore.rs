@@ -393,7 +393,7 @@ async fn the_service_rescore_and_simulate_route_a_stream_alike() {
         red.len()
     );
 
-    let report = parcel_risk::evaluate::simulate(model.clone(), examples, priority, None).unwrap();
+    let report = parcel_risk::evaluate::simulate(model.clone(), examples, priority, None, true).unwrap();
     let mut simulated = report.red_ids.clone();
     let mut served_red = red;
     simulated.sort();
@@ -737,7 +737,7 @@ fn drift_reads_a_file_against_the_built_in_model_and_writes_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("| column | PSI | verdict |"), "{stdout}");
-    assert!(stdout.contains("recency columns"), "{stdout}");
+    assert!(stdout.contains("history columns"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let columns = report["columns"].as_array().unwrap();

@@ -125,7 +125,7 @@ fn model() -> Arc<ModelArtifact> {
 }
 
 fn replica(model: &Arc<ModelArtifact>, url: &str, prefix: &str) -> Router {
-    Router::new(Arc::clone(model), PriorityConfig::default())
+    Router::new(Arc::clone(model), PriorityConfig::default()).without_live_record()
         .with_shared_state(SharedWindows::new(url, prefix, DEFAULT_TIMEOUT).unwrap())
 }
 
@@ -178,7 +178,7 @@ fn two_replicas_fed_alternately_score_as_one_replica_fed_everything() {
     let model = model();
     let declarations = traffic(6_000, 2, 11);
     // One replica, in-process windows, fed everything.
-    let one = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
     let expected = alternately(&[&one], &declarations);
     let split = count(&expected, "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY");
     let fan_in = count(&expected, "PTY_ADDRESS_HIGH_FAN_IN");
@@ -199,8 +199,8 @@ fn two_replicas_fed_alternately_score_as_one_replica_fed_everything() {
     // Without the shared state, the same two replicas see half of each
     // buyer's parcels: what the test would catch.
     let (c, d) = (
-        Router::new(Arc::clone(&model), PriorityConfig::default()),
-        Router::new(Arc::clone(&model), PriorityConfig::default()),
+        Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record(),
+        Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record(),
     );
     let apart = alternately(&[&c, &d], &declarations);
     assert!(count(&apart, "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY") < split);
@@ -409,7 +409,7 @@ fn red_per_day_holds_across_two_replicas() {
         per_day.into_iter().collect::<Vec<_>>()
     };
     let shared = |prefix: &str| {
-        Router::new(Arc::clone(model), config.clone())
+        Router::new(Arc::clone(model), config.clone()).without_live_record()
             .with_shared_state(SharedWindows::new(&redis.url(), prefix, DEFAULT_TIMEOUT).unwrap())
     };
     let (a, b) = (shared("cap"), shared("cap"));
@@ -426,8 +426,8 @@ fn red_per_day_holds_across_two_replicas() {
     }
     // Each replica on its own spends the whole capacity: twice as much.
     let (c, d) = (
-        Router::new(Arc::clone(model), config.clone()),
-        Router::new(Arc::clone(model), config.clone()),
+        Router::new(Arc::clone(model), config.clone()).without_live_record(),
+        Router::new(Arc::clone(model), config.clone()).without_live_record(),
     );
     let apart = red_per_day(&[&c, &d]);
     eprintln!("RED per day across two replicas apart: {apart:?}");
@@ -515,7 +515,7 @@ fn a_rescore_on_shared_state_sees_the_live_windows_and_leaves_the_fleet_count_al
     let declarations = traffic(3_000, 2, 13);
     let (live_part, rerun) = declarations.split_at(declarations.len() / 2);
     // What one process fed everything says of the second half.
-    let one = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
     let expected: Vec<([u64; 3], Vec<String>)> = alternately(&[&one], &declarations)
         [live_part.len()..]
         .iter()
@@ -534,14 +534,14 @@ fn a_rescore_on_shared_state_sees_the_live_windows_and_leaves_the_fleet_count_al
     alternately(&[&live], live_part);
     let counted = fleet_count(&redis.url(), "r1");
     assert_eq!(counted as usize, live_part.len());
-    let batch = Router::new(Arc::clone(&model), PriorityConfig::default())
+    let batch = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record()
         .with_shared_windows_only(SharedWindows::new(&redis.url(), "r1", DEFAULT_TIMEOUT).unwrap());
     let got = rescore_with(&batch, rerun);
     assert!(got == expected, "the rescore on shared state differs");
     assert_eq!(fleet_count(&redis.url(), "r1"), counted);
 
     // On its own windows, the same rescore misses the first half.
-    let alone = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let alone = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
     assert!(rescore_with(&alone, rerun) != expected);
 }
 
@@ -555,10 +555,10 @@ fn windows_are_shared_over_tls_verified_against_a_private_ca() {
     let url = format!("rediss://localhost:{}", redis.port);
     let model = model();
     let declarations = traffic(2_000, 2, 17);
-    let one = Router::new(Arc::clone(&model), PriorityConfig::default());
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
     let expected = alternately(&[&one], &declarations);
     let tls_replica = || {
-        Router::new(Arc::clone(&model), PriorityConfig::default()).with_shared_state(
+        Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record().with_shared_state(
             SharedWindows::with_ca(
                 &url,
                 "tls",
@@ -576,7 +576,7 @@ fn windows_are_shared_over_tls_verified_against_a_private_ca() {
     }
     // Against the system's roots the private CA's certificate is refused:
     // scoring goes on, on local windows, and says so.
-    let unverified = Router::new(Arc::clone(&model), PriorityConfig::default())
+    let unverified = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record()
         .with_shared_state(SharedWindows::new(&url, "tls", DEFAULT_TIMEOUT).unwrap());
     let local = unverified.score_all(&unverified.scorer(), &declarations[..BATCH], |_| ());
     assert_eq!(count(&local, "DQ_WINDOWS_LOCAL_ONLY"), BATCH);

@@ -20,13 +20,14 @@
 pub mod output;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::domain::{Declaration, ReferenceData};
+use crate::features::record::{LiveRead, RecordKeys};
 use crate::features::window::SplitSignal;
 use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
 use crate::scoring::{Assessment, Router, Scorer, WindowInput, reasons};
@@ -190,7 +191,10 @@ pub fn run(
                 // with decoding instead of stopping the pool.
                 let (window_tx, window_rx) = mpsc::sync_channel::<Vec<Decoded>>(1);
                 let (signals_tx, signals_rx) = mpsc::sync_channel::<Observed>(1);
-                let window = scope.spawn(move || observe_batches(router, &window_rx, &signals_tx));
+                let window_scorer = Arc::clone(&scorer);
+                let window = scope.spawn(move || {
+                    observe_batches(router, &window_scorer, &window_rx, &signals_tx)
+                });
                 let mut stage = ScoreStage {
                     router,
                     scorer: &scorer,
@@ -218,7 +222,11 @@ pub fn run(
                             batch,
                             reference,
                             options,
-                            |d| WindowInput::of(d, reference.rates),
+                            |d| {
+                                let input = WindowInput::of(d, reference.rates);
+                                let record = scorer.record_keys(d, &input.keys);
+                                (input, record)
+                            },
                             &mut summary,
                             reject,
                             &mut clock,
@@ -300,7 +308,11 @@ fn read_batches(
 
 /// A decoded record: its first line, the declaration, and what the run
 /// derives from it while it is hot in cache (nothing for a decode-only run).
-type Decoded<T = WindowInput> = Result<(u64, Declaration, T), RecordError>;
+type Decoded<T = Keyed> = Result<(u64, Declaration, T), RecordError>;
+
+/// What the windows and the live record need of a declaration, derived on
+/// the decoding pool where it is hot in cache.
+type Keyed = (WindowInput, RecordKeys);
 
 /// One batch of stage 2's first step: decoded and validated in parallel,
 /// `derive` applied to each good declaration, counted, its bad records
@@ -349,7 +361,11 @@ fn tally<T>(
 /// A decoded batch, what the windows say about each of its records, in
 /// order (`None` for a bad record), and whether each was read from shared
 /// windows configured for the run (`false`: its own, Redis not reached).
-type Observed = (Vec<Decoded>, Vec<Option<(SplitSignal, bool)>>);
+type Observed = (
+    Vec<Decoded>,
+    Vec<Option<(SplitSignal, bool)>>,
+    Vec<Option<LiveRead>>,
+);
 
 /// Declarations per round trip to shared windows: what a service's stream
 /// sends in one (a whole batch of 8,192 would outlast the round trip's
@@ -362,14 +378,15 @@ const SHARED_ROUND_TRIP: usize = 256;
 /// reads and updates them.
 fn observe_batches(
     router: &Router,
+    scorer: &Scorer,
     rx: &mpsc::Receiver<Vec<Decoded>>,
     tx: &mpsc::SyncSender<Observed>,
 ) {
-    for decoded in rx {
+    for mut decoded in rx {
         let signals = if router.shared_state().is_some() {
             let inputs: Vec<WindowInput> = decoded
                 .iter()
-                .filter_map(|r| r.as_ref().ok().map(|(_, _, input)| input.clone()))
+                .filter_map(|r| r.as_ref().ok().map(|(_, _, (input, _))| input.clone()))
                 .collect();
             let mut read = inputs.chunks(SHARED_ROUND_TRIP).flat_map(|chunk| {
                 let read = router.observe_batch(chunk);
@@ -383,12 +400,28 @@ fn observe_batches(
             decoded
                 .iter()
                 .map(|r| {
-                    let (_, _, input) = r.as_ref().ok()?;
+                    let (_, _, (input, _)) = r.as_ref().ok()?;
                     Some((router.observe(input), true))
                 })
                 .collect()
         };
-        if tx.send((decoded, signals)).is_err() {
+        // In input order too, one lock for the batch; the keys move into
+        // what is read (the scoring step needs them no more).
+        let mut live = scorer
+            .observe_live(
+                decoded
+                    .iter_mut()
+                    .filter_map(|r| r.as_mut().ok())
+                    .map(|(_, d, (input, keys))| (&*d, &input.keys, std::mem::take(keys)))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )
+            .into_iter();
+        let live = decoded
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(|_| live.next().flatten()))
+            .collect();
+        if tx.send((decoded, signals, live)).is_err() {
             return;
         }
     }
@@ -405,7 +438,7 @@ struct ScoreStage<'a> {
 impl ScoreStage<'_> {
     fn score(
         &mut self,
-        (decoded, splits): Observed,
+        (decoded, splits, live): Observed,
         summary: &mut Summary,
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
@@ -417,13 +450,14 @@ impl ScoreStage<'_> {
         let mut assessments: Vec<Assessment> = decoded
             .into_par_iter()
             .zip(splits)
+            .zip(live)
             .with_min_len(self.options.chunk_records)
-            .filter_map(|(record, split)| {
-                let ((_, d, input), (split, shared_reached)) = (record.ok()?, split?);
+            .filter_map(|((record, split), live)| {
+                let ((_, d, (input, _)), (split, shared_reached)) = (record.ok()?, split?);
                 if score_from.is_some_and(|from| d.lodged_at < from) {
                     return None;
                 }
-                let mut a = scorer.score_owned(d, &input.keys, split);
+                let mut a = scorer.score_owned(d, &input.keys, split, live.as_ref());
                 if !shared_reached {
                     a.reasons.push(reasons::windows_local_only());
                 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::ModelAndData;
-use crate::model::drift::{PSI_MAJOR, PSI_MODERATE, is_recency, verdict};
+use crate::model::drift::{PSI_MAJOR, PSI_MODERATE, is_history_measure, verdict};
 use crate::scoring::{PriorityConfig, Router};
 
 #[derive(Debug, clap::Args)]
@@ -58,7 +58,7 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
                     "column": c.column,
                     "psi": c.psi,
                     "verdict": verdict(c.psi),
-                    "recency": is_recency(&c.column),
+                    "recency": is_history_measure(&c.column),
                 })
             })
             .collect();
@@ -70,8 +70,8 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
-    let (recency, columns): (Vec<_>, Vec<_>) =
-        report.into_iter().partition(|c| is_recency(&c.column));
+    let (history, columns): (Vec<_>, Vec<_>) =
+        report.into_iter().partition(|c| is_history_measure(&c.column));
     println!("| column | PSI | verdict |\n|---|---|---|");
     for c in columns.iter().take(args.top) {
         println!("| {} | {:.3} | {} |", c.column, c.psi, verdict(c.psi));
@@ -85,12 +85,12 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         "\n{major} of {} columns shifted (PSI ≥ {PSI_MAJOR}), {moderate} moderately (≥ {PSI_MODERATE})",
         columns.len()
     );
-    if !recency.is_empty() {
-        let mut psi: Vec<f64> = recency.iter().map(|c| c.psi).collect();
+    if !history.is_empty() {
+        let mut psi: Vec<f64> = history.iter().map(|c| c.psi).collect();
         psi.sort_by(f64::total_cmp);
         println!(
-            "{} recency columns (days from an entity's last sighting to the end of the history), median PSI {:.3}, largest {:.3}: the served history learns no entity first seen after training; a large value says it is stale (retrain)",
-            recency.len(),
+            "{} history columns (an entity's recency and volume: days since last seen, times seen), median PSI {:.3}, largest {:.3}: they measure the history more than the traffic (volumes of frequent values grow past the training's as the record keeps learning; with --frozen-record, a large recency value says the history is stale: retrain)",
+            history.len(),
             psi[psi.len() / 2],
             psi[psi.len() - 1]
         );

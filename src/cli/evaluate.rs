@@ -16,11 +16,19 @@ pub struct EvaluateArgs {
     /// scripts/retrain.sh).
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
 }
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let (model, examples) = args.input.load()?;
-    let report = evaluate(model, examples, args.input.from, args.until)?;
+    let report = evaluate(
+        model,
+        examples,
+        args.input.from,
+        args.until,
+        !args.record.frozen_record,
+    )?;
     println!("{report}");
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&summary(&report))?)?;

@@ -190,6 +190,21 @@ mod tests {
     }
 }
 
+/// Whether the model's past record keeps learning after training (`serve`,
+/// `rescore`, `evaluate`, `simulate`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RecordArgs {
+    /// Score on the past record as training left it. By default the record
+    /// keeps learning: every declaration scored after the model's training
+    /// data is counted (its importer, seller, codes and pairs are seen,
+    /// recency runs to today) and `serve` counts every newly reported
+    /// inspection result of a declaration it routed, in at most 65,536
+    /// keys per field. Replicas sharing state (`--shared-state`) always
+    /// score on the frozen record, so that they agree.
+    #[arg(long, env = "PARCEL_RISK_FROZEN_RECORD")]
+    pub frozen_record: bool,
+}
+
 /// Where the cross-declaration windows are shared (`serve`, `rescore`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SharedStateArgs {

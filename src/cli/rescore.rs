@@ -66,6 +66,8 @@ pub struct RescoreArgs {
     pub channels: ChannelArgs,
     #[command(flatten)]
     pub shared_state: super::SharedStateArgs,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
 }
 
 /// Exit code 0 when every record was scored, 1 when some were rejected
@@ -116,6 +118,9 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
         let model = super::load_model(args.model.as_deref())?;
         let config = args.channels.config()?;
         let mut router = Router::new(Arc::new(model), config);
+        if args.record.frozen_record {
+            router = router.without_live_record();
+        }
         if let Some(shared) = args.shared_state.connect()? {
             router = router.with_shared_windows_only(shared);
         }

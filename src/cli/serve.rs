@@ -90,6 +90,8 @@ pub struct ServeArgs {
     pub drift_sample_every: u64,
     #[command(flatten)]
     pub shared_state: super::SharedStateArgs,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Tokio worker threads (default: the number of cores).
     #[arg(long, env = "PARCEL_RISK_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -318,6 +320,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_drift(args.drift_sample_every)
         .with_store(store)
         .with_report_quota(args.security.report_quota_per_hour);
+    if args.record.frozen_record {
+        state = state.with_frozen_record();
+    }
     if let Some(shared) = args.shared_state.connect()? {
         state = state.with_shared_state(shared);
     }

@@ -15,11 +15,19 @@ pub struct SimulateArgs {
     pub input: ModelAndData,
     #[command(flatten)]
     pub channels: ChannelArgs,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let (model, examples) = args.input.load()?;
-    let report = simulate(model, examples, args.channels.config()?, args.input.from)?;
+    let report = simulate(
+        model,
+        examples,
+        args.channels.config()?,
+        args.input.from,
+        !args.record.frozen_record,
+    )?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
 }

@@ -183,6 +183,42 @@ pub struct EntityStats {
     pub misdescription: u32,
 }
 
+impl EntityStats {
+    /// Counts of two disjoint stretches of traffic together.
+    pub fn plus(self, o: &EntityStats) -> EntityStats {
+        EntityStats {
+            seen: self.seen.saturating_add(o.seen),
+            inspected: self.inspected.saturating_add(o.inspected),
+            fraud: self.fraud.saturating_add(o.fraud),
+            undervaluation: self.undervaluation.saturating_add(o.undervaluation),
+            misdescription: self.misdescription.saturating_add(o.misdescription),
+        }
+    }
+}
+
+/// What live traffic added to a declaration's parties since the history
+/// was frozen ([`PartyHistory::live_signals`]), read before the
+/// declaration itself was added.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PartyRead {
+    pub exporter: EntityStats,
+    pub address: EntityStats,
+    pub ioss: EntityStats,
+    pub declarant: EntityStats,
+    /// Live inspections and frauds found, over all parties.
+    pub inspected: u64,
+    pub fraud: u64,
+}
+
+/// The four party signals of a declaration.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PartySignals {
+    pub exporter: PartySignal,
+    pub address: PartySignal,
+    pub ioss: PartySignal,
+    pub declarant: PartySignal,
+}
+
 impl From<[u32; 5]> for EntityStats {
     fn from(a: [u32; 5]) -> Self {
         Self {
@@ -283,6 +319,29 @@ pub struct PartySignal {
     pub caught_before: bool,
 }
 
+/// What an inspection found, as the history counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Found {
+    pub fraud: bool,
+    pub uv: bool,
+    pub md: bool,
+}
+
+impl Found {
+    /// `None` for an inconclusive inspection (it teaches nothing).
+    pub fn of(result: &InspectionResult) -> Option<Found> {
+        if result.outcome == InspectionOutcome::Inconclusive {
+            return None;
+        }
+        Some(Found {
+            fraud: result.outcome == InspectionOutcome::NonCompliant,
+            uv: result.found(FraudKind::Undervaluation),
+            md: result.found(FraudKind::Misdescription)
+                || result.found(FraudKind::Misclassification),
+        })
+    }
+}
+
 /// Pseudo-count of the prior in smoothed rates.
 const PRIOR_STRENGTH: f64 = 5.0;
 
@@ -292,21 +351,100 @@ impl PartyHistory {
     }
 
     fn signal(&self, stats: Option<&EntityStats>) -> PartySignal {
-        let prior = self.prior();
-        let s = stats.copied().unwrap_or_default();
-        let smooth = |k: u32| {
-            (f64::from(k) + PRIOR_STRENGTH * prior) / (f64::from(s.inspected) + PRIOR_STRENGTH)
+        signal(self.prior(), stats.copied().unwrap_or_default())
+    }
+
+    /// The four party signals, with what live traffic added (`live`).
+    pub fn live_signals(&self, keys: &PartyKeys, live: Option<&PartyRead>) -> PartySignals {
+        let Some(live) = live else {
+            return PartySignals {
+                exporter: self.exporter(keys),
+                address: self.address(keys),
+                ioss: self.ioss(keys),
+                declarant: self.declarant(keys),
+            };
         };
-        PartySignal {
-            fraud_rate: smooth(s.fraud),
-            undervaluation_rate: smooth(s.undervaluation),
-            misdescription_rate: smooth(s.misdescription),
-            log_seen: f64::from(s.seen).ln_1p(),
-            log_inspected: f64::from(s.inspected).ln_1p(),
-            caught_before: s.fraud > 0,
+        let prior = (self.fraud as f64 + live.fraud as f64 + 1.0)
+            / (self.inspected as f64 + live.inspected as f64 + 4.0);
+        let with = |base: Option<&EntityStats>, added: &EntityStats| {
+            signal(prior, base.copied().unwrap_or_default().plus(added))
+        };
+        PartySignals {
+            exporter: with(self.exporters.get(&keys.exporter), &live.exporter),
+            address: with(self.addresses.get(&keys.address), &live.address),
+            ioss: match keys.ioss {
+                Some(k) => with(self.ioss.get(&k), &live.ioss),
+                None => self.signal(None),
+            },
+            declarant: with(self.declarants.get(&keys.declarant), &live.declarant),
         }
     }
 
+    /// What this history holds of a declaration's parties (a live
+    /// history's read, [`PartyRead`]).
+    pub fn read(&self, keys: &PartyKeys) -> PartyRead {
+        let get = |m: &HashMap<u64, EntityStats>, k: u64| m.get(&k).copied().unwrap_or_default();
+        PartyRead {
+            exporter: get(&self.exporters, keys.exporter),
+            address: get(&self.addresses, keys.address),
+            ioss: keys.ioss.map(|k| get(&self.ioss, k)).unwrap_or_default(),
+            declarant: get(&self.declarants, keys.declarant),
+            inspected: self.inspected,
+            fraud: self.fraud,
+        }
+    }
+
+    /// Counts a declaration's parties as seen, without the distinct-name
+    /// and seller lists (live traffic has the online windows for those),
+    /// and keeps each table under `limit` entries: parties seen once and
+    /// never inspected go first, then those never inspected.
+    pub fn observe_bounded(&mut self, keys: &PartyKeys, limit: usize) {
+        for (map, key) in [
+            (&mut self.exporters, Some(keys.exporter)),
+            (&mut self.addresses, Some(keys.address)),
+            (&mut self.declarants, Some(keys.declarant)),
+            (&mut self.ioss, keys.ioss),
+        ] {
+            let Some(key) = key else { continue };
+            if map.len() >= limit && !map.contains_key(&key) {
+                map.retain(|_, s| s.seen >= 2 || s.inspected > 0);
+                if map.len() > limit * 3 / 4 {
+                    map.retain(|_, s| s.inspected > 0);
+                }
+                if map.len() > limit * 3 / 4 {
+                    map.clear();
+                }
+            }
+            let stats = map.entry(key).or_default();
+            stats.seen = stats.seen.saturating_add(1);
+        }
+    }
+
+    /// Entries over the four party tables.
+    pub fn len(&self) -> usize {
+        self.exporters.len() + self.addresses.len() + self.declarants.len() + self.ioss.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A party's smoothed rates and volumes, rates shrunk toward `prior`.
+fn signal(prior: f64, s: EntityStats) -> PartySignal {
+    let smooth =
+        |k: u32| (f64::from(k) + PRIOR_STRENGTH * prior) / (f64::from(s.inspected) + PRIOR_STRENGTH);
+    PartySignal {
+        fraud_rate: smooth(s.fraud),
+        undervaluation_rate: smooth(s.undervaluation),
+        misdescription_rate: smooth(s.misdescription),
+        log_seen: f64::from(s.seen).ln_1p(),
+        log_inspected: f64::from(s.inspected).ln_1p(),
+        caught_before: s.fraud > 0,
+    }
+}
+
+impl PartyHistory {
     pub fn exporter(&self, keys: &PartyKeys) -> PartySignal {
         self.signal(self.exporters.get(&keys.exporter))
     }
@@ -358,13 +496,14 @@ impl PartyHistory {
 
     /// Records what an inspection found.
     pub fn learn(&mut self, keys: &PartyKeys, result: &InspectionResult) {
-        if result.outcome == InspectionOutcome::Inconclusive {
-            return;
+        if let Some(found) = Found::of(result) {
+            self.learn_found(keys, found);
         }
-        let fraud = result.outcome == InspectionOutcome::NonCompliant;
-        let uv = result.found(FraudKind::Undervaluation);
-        let md =
-            result.found(FraudKind::Misdescription) || result.found(FraudKind::Misclassification);
+    }
+
+    /// Records what an inspection found, in short.
+    pub fn learn_found(&mut self, keys: &PartyKeys, found: Found) {
+        let Found { fraud, uv, md } = found;
         self.inspected += 1;
         self.fraud += u64::from(fraud);
         let update = |stats: &mut EntityStats| {

@@ -217,6 +217,23 @@ impl FeatureSet {
         rates: &RateTable,
         regime: &Regime,
     ) -> Signals {
+        self.signals_live(d, history, keys, split, None, rates, regime)
+    }
+
+    /// As [`FeatureSet::signals`], with what live traffic has added to the
+    /// past record since training ([`record::LiveRead`], read before `d`
+    /// was added).
+    #[allow(clippy::too_many_arguments)]
+    pub fn signals_live(
+        &self,
+        d: &Declaration,
+        history: &PartyHistory,
+        keys: &PartyKeys,
+        split: SplitSignal,
+        live: Option<&record::LiveRead>,
+        rates: &RateTable,
+        regime: &Regime,
+    ) -> Signals {
         let seller_country = d.exporter.country();
         let mut items = Vec::with_capacity(d.items.len());
         for item in &d.items {
@@ -304,17 +321,25 @@ impl FeatureSet {
                     && item.intrinsic_value.amount_minor % minor_per_major == 0,
             });
         }
-        let record_keys = self.record.keys(d, keys);
+        let record = match live {
+            Some(live) => history
+                .record
+                .signals_with(&self.record, &live.keys, Some(live), d),
+            None => history
+                .record
+                .signals(&self.record, &self.record.keys(d, keys), d),
+        };
+        let parties = history.live_signals(keys, live.map(|l| &l.party));
         Signals {
-            record: history.record.signals(&self.record, &record_keys, d),
+            record,
             declared_eur: items.iter().map(|i| i.declared_eur).sum(),
             expected_eur: items.iter().map(|i| i.expected_eur).sum(),
             total_mass_kg: d.items.iter().map(|i| i.gross_mass_g as f64).sum::<f64>() / 1000.0,
             items,
-            exporter: history.exporter(keys),
-            address: history.address(keys),
-            ioss: history.ioss(keys),
-            declarant: history.declarant(keys),
+            exporter: parties.exporter,
+            address: parties.address,
+            ioss: parties.ioss,
+            declarant: parties.declarant,
             // The frozen history knows the long past; the online window
             // knows what happened since the model was trained.
             address_names: history

@@ -19,11 +19,12 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use super::history::{PartyKeys, key_hash, sorted};
+use super::history::{Found, PartyHistory, PartyKeys, PartyRead, fnv1a, key_hash, sorted};
 use crate::domain::Declaration;
 
 /// Most fields (each adds four features).
@@ -239,6 +240,22 @@ pub struct KeyStats {
     pub fraud: u32,
     /// Day (since 1970) it was last seen.
     pub last_day: i32,
+}
+
+impl KeyStats {
+    /// Counts of two disjoint stretches of traffic together.
+    fn plus(self, other: &KeyStats) -> KeyStats {
+        KeyStats {
+            seen: self.seen.saturating_add(other.seen),
+            inspected: self.inspected.saturating_add(other.inspected),
+            fraud: self.fraud.saturating_add(other.fraud),
+            last_day: if other.seen > 0 {
+                self.last_day.max(other.last_day)
+            } else {
+                self.last_day
+            },
+        }
+    }
 }
 
 impl From<[i64; 4]> for KeyStats {
@@ -514,6 +531,9 @@ pub struct Record {
     /// recomputes it from the tables.
     #[serde(default)]
     latest_day: i32,
+    /// Most keys a table holds before it sheds ([`MAX_LIVE_KEYS`] when 0).
+    #[serde(skip)]
+    limit: usize,
     /// Read-only copies of `tables` for serving, built by [`Record::freeze`].
     #[serde(skip)]
     frozen: Vec<FrozenTable>,
@@ -615,12 +635,17 @@ impl Record {
             inspected: 0,
             fraud: 0,
             latest_day: 0,
+            limit: 0,
             frozen: Vec::new(),
         }
     }
 
-    fn prior(&self) -> f64 {
-        (self.fraud as f64 + 1.0) / (self.inspected as f64 + 4.0)
+    fn limit(&self) -> usize {
+        if self.limit == 0 {
+            MAX_LIVE_KEYS
+        } else {
+            self.limit
+        }
     }
 
     /// Builds the read-only tables serving looks keys up in. The record must
@@ -665,8 +690,26 @@ impl Record {
         keys: &RecordKeys,
         d: &Declaration,
     ) -> RecordSignals {
-        let prior = self.prior();
-        let today = day_of(d).min(self.latest_day);
+        self.signals_with(fields, keys, None, d)
+    }
+
+    /// As [`Record::signals`], with what live traffic added since the
+    /// record was frozen ([`LiveRead`], whose keys are `keys`): counts add
+    /// up, a key's last sighting and the latest day are the later of the
+    /// two, so recency is counted to the live traffic's day as it was to
+    /// the replayed declaration's day in training.
+    pub fn signals_with(
+        &self,
+        fields: &RecordFields,
+        keys: &RecordKeys,
+        live: Option<&LiveRead>,
+        d: &Declaration,
+    ) -> RecordSignals {
+        let (live_inspected, live_fraud, live_day) =
+            live.map_or((0, 0, 0), |l| (l.inspected, l.fraud, l.latest_day));
+        let prior = (self.fraud as f64 + live_fraud as f64 + 1.0)
+            / (self.inspected as f64 + live_inspected as f64 + 4.0);
+        let today = day_of(d).min(self.latest_day.max(live_day));
         if self.is_frozen() {
             let touched = keys.iter().fold(0, |acc, (field, key)| {
                 acc ^ self
@@ -687,12 +730,15 @@ impl Record {
             ),
             present: 0,
         };
-        for (field, key) in keys {
+        for (i, (field, key)) in keys.iter().enumerate() {
             let field = usize::from(*field);
             let Some(slot) = out.fields.get_mut(field) else {
                 continue;
             };
-            let stats = self.lookup(field, *key).unwrap_or_default();
+            let mut stats = self.lookup(field, *key).unwrap_or_default();
+            if let Some(added) = live.and_then(|l| l.before.get(i)) {
+                stats = stats.plus(added);
+            }
             let found = FieldSignal {
                 inspected: stats.inspected,
                 fraud: stats.fraud,
@@ -725,12 +771,13 @@ impl Record {
     pub fn observe(&mut self, keys: &RecordKeys, d: &Declaration) {
         self.frozen.clear();
         let day = day_of(d);
+        let limit = self.limit();
         for (field, key) in keys {
             let Some(table) = self.tables.get_mut(usize::from(*field)) else {
                 continue;
             };
-            if table.len() >= MAX_LIVE_KEYS && !table.contains_key(key) {
-                shrink(table);
+            if table.len() >= limit && !table.contains_key(key) {
+                shrink(table, limit);
             }
             let stats = table.entry(*key).or_default();
             stats.seen = stats.seen.saturating_add(1);
@@ -777,12 +824,139 @@ impl Record {
     }
 }
 
+/// What live traffic added to the record for one declaration's keys, read
+/// before the declaration itself was added (as training reads the record).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveRead {
+    /// The declaration's keys ([`RecordFields::keys`]).
+    pub keys: RecordKeys,
+    /// Per key, in the same order: what live traffic added to it.
+    pub before: SmallVec<[KeyStats; 32]>,
+    /// Live inspections and frauds found, over all keys.
+    pub inspected: u64,
+    pub fraud: u64,
+    /// The latest day live traffic was lodged on.
+    pub latest_day: i32,
+    /// What live traffic added to the party history of its parties.
+    pub party: PartyRead,
+}
+
+/// Most keys per field the live record holds: 40 fields × 2^16 keys × ~32
+/// bytes is at most ~80 MiB, a few days of a hub's traffic; the keys seen
+/// once and never inspected go first, then the least recently seen.
+pub const MAX_LIVE_RECORD_KEYS: usize = 1 << 16;
+/// Most parties per party table the live record holds (~28 bytes each).
+pub const MAX_LIVE_PARTIES: usize = 1 << 18;
+/// Declaration ids remembered so that a resend is not counted twice.
+const REMEMBERED_IDS: usize = 1 << 18;
+
+/// The record as live traffic extends it after training: the same counts
+/// ([`Record::observe`], [`Record::learn`]) over the declarations scored
+/// and the inspection results reported since, read on top of the frozen
+/// record of the artifact ([`Record::signals_with`]). So the served record
+/// keeps learning, as the replay did in training: new importers and codes
+/// are seen, recency is counted to today, and what inspections find
+/// raises the rates of the keys they name.
+#[derive(Debug)]
+pub struct LiveRecord {
+    record: Record,
+    /// The party history's counts (exporter, delivery address, IOSS
+    /// number, declarant) over the same traffic and results.
+    parties: PartyHistory,
+    /// The last lodging time the frozen record counted: traffic lodged up
+    /// to it is in there already (an evaluation's warm-up, a rerun of
+    /// training days), so it is read, not counted twice.
+    counted_until: Option<DateTime<Utc>>,
+    ids: rustc_hash::FxHashSet<u64>,
+    id_order: std::collections::VecDeque<u64>,
+}
+
+impl LiveRecord {
+    pub fn new(fields: &RecordFields, counted_until: Option<DateTime<Utc>>) -> Self {
+        let mut record = Record::new(fields);
+        record.limit = MAX_LIVE_RECORD_KEYS;
+        Self {
+            record,
+            parties: PartyHistory::default(),
+            counted_until,
+            ids: rustc_hash::FxHashSet::default(),
+            id_order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// What live traffic says of `keys` so far, without adding anything.
+    pub fn read(&self, keys: RecordKeys, party: &PartyKeys) -> LiveRead {
+        let before = keys
+            .iter()
+            .map(|(field, key)| {
+                self.record
+                    .tables
+                    .get(usize::from(*field))
+                    .and_then(|t| t.get(key))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect();
+        LiveRead {
+            keys,
+            before,
+            inspected: self.record.inspected,
+            fraud: self.record.fraud,
+            latest_day: self.record.latest_day,
+            party: self.parties.read(party),
+        }
+    }
+
+    /// Whether a declaration is one the frozen record has not counted.
+    pub fn is_new(&self, d: &Declaration) -> bool {
+        self.counted_until.is_none_or(|until| d.lodged_at > until)
+    }
+
+    /// Reads what live traffic says of a declaration, then adds it. A
+    /// declaration id seen lately (a resend), or lodged before the frozen
+    /// record ends, is read, not added.
+    pub fn observe(&mut self, keys: RecordKeys, party: &PartyKeys, d: &Declaration) -> LiveRead {
+        let read = self.read(keys, party);
+        if !self.is_new(d) {
+            return read;
+        }
+        let id = fnv1a(&[&d.declaration_id]);
+        if self.ids.insert(id) {
+            self.id_order.push_back(id);
+            if self.id_order.len() > REMEMBERED_IDS
+                && let Some(old) = self.id_order.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+            self.record.observe(&read.keys, d);
+            self.parties.observe_bounded(party, MAX_LIVE_PARTIES);
+        }
+        read
+    }
+
+    /// Adds an inspection's outcome for the keys and parties of its
+    /// declaration.
+    pub fn learn(&mut self, keys: &RecordKeys, party: &PartyKeys, found: Found) {
+        self.record.learn(keys, found.fraud);
+        self.parties.learn_found(party, found);
+    }
+
+    /// Keys held, over all fields and party tables.
+    pub fn len(&self) -> usize {
+        self.record.tables.iter().map(HashMap::len).sum::<usize>() + self.parties.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Makes room in a full table: the keys seen once and never inspected go;
 /// if that frees less than a quarter, the least recently seen half goes too.
-fn shrink(table: &mut HashMap<u64, KeyStats>) {
+fn shrink(table: &mut HashMap<u64, KeyStats>, limit: usize) {
     table.retain(|_, s| s.inspected > 0 || s.seen >= 2);
-    if table.len() > MAX_LIVE_KEYS * 3 / 4 {
-        keep_recent(table, MAX_LIVE_KEYS / 2);
+    if table.len() > limit * 3 / 4 {
+        keep_recent(table, limit / 2);
     }
 }
 
@@ -942,6 +1116,94 @@ mod tests {
         loaded.freeze();
         d.lodged_at = start + day * 35;
         assert_eq!(days_since(&loaded, &d), 5);
+    }
+
+    #[test]
+    fn the_live_record_extends_the_frozen_one_as_the_replay_did() {
+        let f = fields(&[&[Part::Importer]]);
+        let day = chrono::Duration::days(1);
+        let mut known = declaration();
+        known.importer.identification_number = "BE0000000001".into();
+        let mut newcomer = known.clone();
+        newcomer.importer.identification_number = "BE0000000002".into();
+        let start = known.lodged_at;
+        let keys = |d: &Declaration| f.keys(d, &PartyKeys::of(d));
+        // Training saw the known importer three times, one inspection clean.
+        let mut base = Record::new(&f);
+        for _ in 0..3 {
+            base.observe(&keys(&known), &known);
+        }
+        base.learn(&keys(&known), false);
+        base.freeze();
+        let read = |live: &mut LiveRecord, d: &mut Declaration, id: &str, at| {
+            d.declaration_id = id.into();
+            d.lodged_at = at;
+            let read = live.observe(keys(d), &PartyKeys::of(d), d);
+            base.signals_with(&f, &read.keys, Some(&read), d).fields[0]
+        };
+        let mut live = LiveRecord::new(&f, None);
+        // Ten days on, the first live declaration reads the frozen record.
+        let first = read(&mut live, &mut known, "a", start + day * 10);
+        assert_eq!((first.seen, first.inspected, first.days_since), (3, 1, 0));
+        // The newcomer is unknown to training; recency now runs to live days.
+        let fresh = read(&mut live, &mut newcomer, "b", start + day * 10);
+        assert_eq!((fresh.seen, fresh.days_since), (0, NEVER_DAYS));
+        // Read before it is added, as in training: the latest day is still
+        // day 10 for the first declaration of day 12.
+        let again = read(&mut live, &mut newcomer, "c", start + day * 12);
+        assert_eq!((again.seen, again.days_since), (1, 0));
+        let known_later = read(&mut live, &mut known, "d", start + day * 12);
+        assert_eq!((known_later.seen, known_later.days_since), (4, 2));
+        // A resend is read, not counted again.
+        let resent = read(&mut live, &mut newcomer, "c", start + day * 12);
+        assert_eq!(resent.seen, 2);
+        let after = read(&mut live, &mut newcomer, "e", start + day * 12);
+        assert_eq!(after.seen, 2, "c counted once");
+        // What an inspection finds raises the newcomer's rate.
+        let before = read(&mut live, &mut newcomer, "f", start + day * 13);
+        let rate = |s: &FieldSignal, l: &LiveRecord, d: &Declaration| {
+            let r = l.read(keys(d), &PartyKeys::of(d));
+            base.signals_with(&f, &r.keys, Some(&r), d).fraud_rate(s)
+        };
+        let rate_before = rate(&before, &live, &newcomer);
+        let fraud = Found {
+            fraud: true,
+            uv: true,
+            md: false,
+        };
+        let party = PartyKeys::of(&newcomer);
+        live.learn(&keys(&newcomer), &party, fraud);
+        live.learn(&keys(&newcomer), &party, fraud);
+        let found = read(&mut live, &mut newcomer, "g", start + day * 13);
+        assert_eq!((found.inspected, found.fraud), (2, 2));
+        assert!(rate(&found, &live, &newcomer) > rate_before + 0.2);
+        // Traffic the frozen record counted already is read, not counted.
+        let mut trained = LiveRecord::new(&f, Some(start + day * 20));
+        let mut old = newcomer.clone();
+        old.lodged_at = start + day * 19;
+        trained.observe(keys(&old), &PartyKeys::of(&old), &old);
+        assert!(trained.is_empty());
+        old.lodged_at = start + day * 21;
+        trained.observe(keys(&old), &PartyKeys::of(&old), &old);
+        // One record key, and the four parties' (IOSS when present).
+        let parties = 3 + usize::from(!old.ioss_number.is_empty());
+        assert_eq!(trained.len(), 1 + parties);
+    }
+
+    #[test]
+    fn the_live_record_holds_a_bounded_number_of_keys() {
+        let f = fields(&[&[Part::Importer]]);
+        let mut live = LiveRecord::new(&f, None);
+        let mut d = declaration();
+        for i in 0..(MAX_LIVE_RECORD_KEYS * 2) {
+            d.importer.identification_number = format!("BE{i:010}");
+            d.declaration_id = format!("D{i}");
+            let keys = f.keys(&d, &PartyKeys::of(&d));
+            live.observe(keys, &PartyKeys::of(&d), &d);
+        }
+        let record_keys = live.record.tables[0].len();
+        assert!(record_keys <= MAX_LIVE_RECORD_KEYS, "{record_keys}");
+        assert!(record_keys >= MAX_LIVE_RECORD_KEYS / 4, "{record_keys}");
     }
 
     #[test]

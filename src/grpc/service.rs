@@ -487,10 +487,7 @@ impl pb::risk_service_server::RiskService for RiskService {
             .ok_or(ServiceError::Missing("result"))?;
         let result = InspectionResult::try_from(result)
             .map_err(|e| ServiceError::InvalidResult(prefixed(e, "result.")))?;
-        let recorded = store
-            .record_results(vec![result], reporter)
-            .await
-            .map_err(ServiceError::from)?;
+        let recorded = record_and_learn(&self.state, store, vec![result], reporter).await?;
         count_recorded(&recorded);
         Ok(Response::new(pb::ReportInspectionResultResponse {
             newly_recorded: recorded.first() == Some(&Recorded::New),
@@ -547,10 +544,7 @@ impl pb::risk_service_server::RiskService for RiskService {
             .report_quota()
             .take(&reporter.name, count as u64)
             .map_err(ServiceError::from)?;
-        let recorded = store
-            .record_results(results, reporter)
-            .await
-            .map_err(ServiceError::from)?;
+        let recorded = record_and_learn(&self.state, store, results, reporter).await?;
         let new = count_recorded(&recorded);
         Ok(Response::new(pb::ReportInspectionResultsResponse {
             recorded_count: u32::try_from(new).unwrap_or(u32::MAX),
@@ -597,7 +591,7 @@ impl pb::risk_service_server::RiskService for RiskService {
                         .report()
                         .into_iter()
                         .map(|c| pb::ColumnDrift {
-                            recency: crate::model::drift::is_recency(&c.column),
+                            recency: crate::model::drift::is_history_measure(&c.column),
                             column: c.column,
                             psi: c.psi,
                         })
@@ -610,6 +604,36 @@ impl pb::risk_service_server::RiskService for RiskService {
 }
 
 /// Counts accepted results, new and duplicate; returns the new ones.
+/// Records results; the newly recorded ones whose declaration this service
+/// routed then teach the live record (off the executor), so the next
+/// declarations of the importer, seller and codes they name read what the
+/// inspection found.
+async fn record_and_learn(
+    state: &Arc<ServiceState>,
+    store: &crate::store::Store,
+    results: Vec<InspectionResult>,
+    reporter: Reporter,
+) -> Result<Vec<Recorded>, ServiceError> {
+    let kept = results.clone();
+    let outcomes = store.record_results_joined(results, reporter).await?;
+    let recorded = outcomes.iter().map(|(r, _)| *r).collect();
+    let inspected: Vec<_> = outcomes
+        .into_iter()
+        .zip(kept)
+        .filter_map(|((recorded, declaration), result)| {
+            (recorded == Recorded::New)
+                .then_some(declaration)
+                .flatten()
+                .map(|d| (d, result))
+        })
+        .collect();
+    if !inspected.is_empty() {
+        let state = Arc::clone(state);
+        tokio::task::spawn_blocking(move || state.learn(inspected)).await?;
+    }
+    Ok(recorded)
+}
+
 fn count_recorded(recorded: &[Recorded]) -> usize {
     let new = recorded.iter().filter(|r| **r == Recorded::New).count();
     let duplicate = recorded.len() - new;

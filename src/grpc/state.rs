@@ -96,6 +96,12 @@ impl ServiceState {
         self
     }
 
+    /// Scores on the past record as training left it (no online learning).
+    pub fn with_frozen_record(mut self) -> Self {
+        self.router = self.router.without_live_record();
+        self
+    }
+
     /// Shares the cross-declaration windows with other replicas.
     pub fn with_shared_state(mut self, shared: crate::scoring::shared::SharedWindows) -> Self {
         self.router = self.router.with_shared_state(shared);
@@ -184,6 +190,28 @@ impl ServiceState {
     pub fn score(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
         let mut all = self.score_all(scorer, std::slice::from_ref(d));
         all.pop().expect("one assessment per declaration")
+    }
+
+    /// Lets the live record of the serving model learn from newly recorded
+    /// results, each with the declaration it inspected as it was routed
+    /// (protobuf bytes from the store). A stored declaration that no longer
+    /// decodes or validates is skipped: the result itself is recorded.
+    pub fn learn(&self, inspected: Vec<(Vec<u8>, crate::domain::InspectionResult)>) {
+        let scorer = self.scorer();
+        let mut learnt = 0u64;
+        for (bytes, result) in inspected {
+            let Ok(pb) = <crate::pb::Declaration as prost::Message>::decode(bytes.as_slice())
+            else {
+                continue;
+            };
+            let Ok(d) = crate::wire::declaration_from_pb(pb, &self.reference) else {
+                continue;
+            };
+            self.router.learn(&scorer, &d, &result);
+            learnt += 1;
+        }
+        metrics::counter!("parcel_risk_live_record_results_total").increment(learnt);
+        metrics::gauge!("parcel_risk_live_record_keys").set(scorer.live_record_keys() as f64);
     }
 
     /// Scores declarations in order, routes them, counts their channels and

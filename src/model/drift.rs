@@ -130,14 +130,15 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
         .sum()
 }
 
-/// Whether a column is the recency of an entity (days since last seen).
-/// Recency is counted to the end of the record (not to the declaration's
-/// day), so it does not grow with the model's age; but a served record
-/// learns no entity first seen after training, so these columns measure
-/// how stale the history is more than how the traffic moves: summaries
-/// count them apart.
-pub fn is_recency(column: &str) -> bool {
-    column.ends_with("log_days_since")
+/// Whether a column measures the history itself more than the traffic:
+/// an entity's recency (days since last seen) or volume (times seen).
+/// Volumes count from the start of the training data; a served record that
+/// keeps learning counts on past the training's end, so the volumes of
+/// frequent values leave the training range however steady the traffic
+/// (and a frozen record's recency measures its age). Summaries count
+/// these columns apart.
+pub fn is_history_measure(column: &str) -> bool {
+    column.ends_with("log_days_since") || column.ends_with("log_seen")
 }
 
 /// A word for a PSI.

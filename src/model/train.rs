@@ -155,6 +155,16 @@ pub fn sort_by_time(examples: &mut [TrainingExample]) {
     });
 }
 
+/// When an inspection result becomes known: its `inspected_at`, else
+/// `label_delay` after lodging (never before lodging).
+pub fn result_known_at(
+    r: &InspectionResult,
+    lodged: DateTime<Utc>,
+    label_delay: Duration,
+) -> DateTime<Utc> {
+    r.inspected_at.unwrap_or(lodged + label_delay).max(lodged)
+}
+
 /// Replays sorted examples: each declaration's features see the history as it
 /// was at its lodging, and an inspection result enters the history only once
 /// its `inspected_at` (or lodging + `label_delay`) has passed.
@@ -177,9 +187,7 @@ pub fn replay(
     let mut random = Vec::new();
     let mut source = Vec::new();
     let mut row = Vec::with_capacity(width);
-    let known = |r: &InspectionResult, lodged: DateTime<Utc>| {
-        r.inspected_at.unwrap_or(lodged + label_delay).max(lodged)
-    };
+    let known = |r: &InspectionResult, lodged| result_known_at(r, lodged, label_delay);
 
     for (index, example) in examples.iter().enumerate() {
         let d = &example.declaration;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::model::ModelArtifact;
-use crate::model::drift::{DriftBaseline, DriftCounts, PSI_MAJOR, is_recency};
+use crate::model::drift::{DriftBaseline, DriftCounts, PSI_MAJOR, is_history_measure};
 
 /// Sampled declarations per window in the service: PSI covers the current
 /// window and the one before, so it follows the last one to two windows of
@@ -125,7 +125,7 @@ fn export(report: &[ColumnDrift]) {
     for c in report {
         metrics::gauge!("parcel_risk_drift_psi", "column" => c.column.clone()).set(c.psi);
         // Recency measures how stale the frozen history is, not the traffic.
-        if !is_recency(&c.column) {
+        if !is_history_measure(&c.column) {
             shifted += u32::from(c.psi >= PSI_MAJOR);
             max = max.max(c.psi);
         }

@@ -12,11 +12,12 @@ pub mod reasons;
 pub mod router;
 pub mod shared;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::domain::regime::{DutiableLine, Regime};
 use crate::domain::{Channel, Declaration, RateTable, SelectionReason};
-use crate::features::history::PartyKeys;
+use crate::features::history::{Found, PartyKeys};
+use crate::features::record::{LiveRead, LiveRecord, RecordKeys};
 use crate::features::window::SplitSignal;
 use crate::features::{ItemSignals, Signals};
 use crate::model::{ModelArtifact, Target};
@@ -197,6 +198,10 @@ pub struct Scorer {
     feature_names: Arc<[&'static str]>,
     /// Counts a sample of what is scored against the training traffic.
     drift: Option<Arc<drift::DriftMonitor>>,
+    /// The past record as live traffic and reported inspections extend it
+    /// after training; it belongs to this model (its fields), so a swapped
+    /// model starts its own.
+    live: Option<Arc<Mutex<LiveRecord>>>,
 }
 
 impl Scorer {
@@ -219,7 +224,75 @@ impl Scorer {
             regime: Regime::built_in(),
             priority,
             drift: None,
+            live: None,
         }
+    }
+
+    /// Keeps the model's past record learning from what this scorer sees
+    /// ([`LiveRecord`]): callers pass each declaration through
+    /// [`Scorer::observe_live`] in stream order before scoring it, and
+    /// inspection results through [`Scorer::learn_live`].
+    pub fn with_live_record(mut self) -> Self {
+        if !self.model.features.record.fields.is_empty() {
+            self.live = Some(Arc::new(Mutex::new(LiveRecord::new(
+                &self.model.features.record,
+                self.model.card.last_lodged_at,
+            ))));
+        }
+        self
+    }
+
+    fn live_record(&self) -> Option<MutexGuard<'_, LiveRecord>> {
+        self.live
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The keys the live record needs of a declaration (none without one).
+    pub fn record_keys(&self, d: &Declaration, keys: &PartyKeys) -> RecordKeys {
+        if self.live.is_some() {
+            self.model.features.record.keys(d, keys)
+        } else {
+            RecordKeys::new()
+        }
+    }
+
+    /// Reads, in order, what the live record says of each declaration, then
+    /// adds it (one lock for the batch). `None`s without a live record.
+    pub fn observe_live<'a>(
+        &self,
+        batch: impl ExactSizeIterator<Item = (&'a Declaration, &'a PartyKeys, RecordKeys)>,
+    ) -> Vec<Option<LiveRead>> {
+        match self.live_record() {
+            Some(mut live) => batch
+                .map(|(d, party, keys)| Some(live.observe(keys, party, d)))
+                .collect(),
+            None => batch.map(|_| None).collect(),
+        }
+    }
+
+    /// What the live record says of a declaration, without adding it (a
+    /// what-if plan).
+    pub fn peek_live(&self, d: &Declaration, keys: &PartyKeys) -> Option<LiveRead> {
+        let record_keys = self.record_keys(d, keys);
+        self.live_record().map(|live| live.read(record_keys, keys))
+    }
+
+    /// Counts an inspection's outcome in the live record, for the keys of
+    /// the declaration it inspected.
+    pub fn learn_live(&self, d: &Declaration, found: Found) {
+        if self.live.is_some() {
+            let party = PartyKeys::of(d);
+            let keys = self.record_keys(d, &party);
+            if let Some(mut live) = self.live_record() {
+                live.learn(&keys, &party, found);
+            }
+        }
+    }
+
+    /// Keys the live record holds (0 without one).
+    pub fn live_record_keys(&self) -> usize {
+        self.live_record().map_or(0, |l| l.len())
     }
 
     /// Counts one in `sample_every` scored declarations for drift, in
@@ -255,7 +328,19 @@ impl Scorer {
         keys: &PartyKeys,
         split: SplitSignal,
     ) -> Assessment {
-        self.assess(d, keys, split, d.declaration_id.clone())
+        self.assess(d, keys, split, None, d.declaration_id.clone())
+    }
+
+    /// As [`Scorer::score_with_keys`], with what the live record said of the
+    /// declaration ([`Scorer::observe_live`]).
+    pub fn score_live(
+        &self,
+        d: &Declaration,
+        keys: &PartyKeys,
+        split: SplitSignal,
+        live: Option<&LiveRead>,
+    ) -> Assessment {
+        self.assess(d, keys, split, live, d.declaration_id.clone())
     }
 
     /// As [`Scorer::score_with_keys`], consuming the declaration: its id
@@ -266,9 +351,10 @@ impl Scorer {
         mut d: Declaration,
         keys: &PartyKeys,
         split: SplitSignal,
+        live: Option<&LiveRead>,
     ) -> Assessment {
         let declaration_id = std::mem::take(&mut d.declaration_id);
-        self.assess(&d, keys, split, declaration_id)
+        self.assess(&d, keys, split, live, declaration_id)
     }
 
     /// Scores `d` under `declaration_id`. Reads every field of `d` but its
@@ -278,12 +364,19 @@ impl Scorer {
         d: &Declaration,
         keys: &PartyKeys,
         split: SplitSignal,
+        live: Option<&LiveRead>,
         declaration_id: String,
     ) -> Assessment {
         let m = &self.model;
-        let signals = m
-            .features
-            .signals(d, &m.history, keys, split, self.rates, self.regime);
+        let signals = m.features.signals_live(
+            d,
+            &m.history,
+            keys,
+            split,
+            live,
+            self.rates,
+            self.regime,
+        );
         let (uv, md, any, reasons, top_features) = SCRATCH.with(|scratch| {
             // The row and its contributions live in per-thread buffers:
             // two allocations less per declaration.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Declaration, RateTable};
-use crate::features::history::PartyKeys;
+use crate::domain::{Declaration, InspectionResult, RateTable};
+use crate::features::history::{Found, PartyKeys};
 use crate::features::window::{SplitSignal, SplitWindow, declared_cents};
 use crate::model::ModelArtifact;
 
@@ -43,6 +43,9 @@ pub struct Router {
     /// Windows shared with other replicas; `window` above is then this
     /// replica's own view, used while they cannot be reached.
     shared: Option<SharedWindows>,
+    /// Whether the past record keeps learning from the traffic routed and
+    /// the results reported ([`Scorer::with_live_record`]).
+    live_record: bool,
 }
 
 /// What the windows said of a batch.
@@ -84,7 +87,9 @@ impl WindowInput {
 impl Router {
     pub fn new(model: Arc<ModelArtifact>, config: PriorityConfig) -> Self {
         Self {
-            scorer: ArcSwap::from_pointee(Scorer::with_priority(model, config.clone())),
+            scorer: ArcSwap::from_pointee(
+                Scorer::with_priority(model, config.clone()).with_live_record(),
+            ),
             window: SplitWindow::default(),
             allocator: Mutex::new(ChannelAllocator::new(config.clone(), CHANNEL_HALF_LIFE)),
             config,
@@ -93,7 +98,19 @@ impl Router {
             live: false,
             shared: None,
             counts_in_fleet: true,
+            live_record: true,
         }
+    }
+
+    /// Scores on the past record as training left it: no online updates
+    /// from traffic or results. Replicas sharing windows do so, since each
+    /// would otherwise learn from its own half of the traffic and the
+    /// replicas would score one declaration differently.
+    pub fn without_live_record(mut self) -> Self {
+        self.live_record = false;
+        let model = self.scorer().model().clone();
+        self.swap_model(model);
+        self
     }
 
     /// Reads and updates the cross-declaration windows in `shared` (one
@@ -102,7 +119,7 @@ impl Router {
     pub fn with_shared_state(mut self, shared: SharedWindows) -> Self {
         self.shared = Some(shared);
         self.counts_in_fleet = true;
-        self
+        self.without_live_record()
     }
 
     /// As [`Router::with_shared_state`], for a batch rerun: the windows are
@@ -111,7 +128,7 @@ impl Router {
     pub fn with_shared_windows_only(mut self, shared: SharedWindows) -> Self {
         self.shared = Some(shared);
         self.counts_in_fleet = false;
-        self
+        self.without_live_record()
     }
 
     /// The shared windows, when configured.
@@ -151,6 +168,9 @@ impl Router {
     /// Swaps in another model; work in flight finishes on the old one.
     pub fn swap_model(&self, model: Arc<ModelArtifact>) {
         let mut scorer = Scorer::with_priority(model, self.config.clone());
+        if self.live_record {
+            scorer = scorer.with_live_record();
+        }
         if let Some((every, window)) = self.drift {
             scorer = scorer.with_drift(every, window);
         }
@@ -216,7 +236,30 @@ impl Router {
     pub fn assess(&self, scorer: &Scorer, d: &Declaration) -> Assessment {
         let input = WindowInput::of(d, self.rates);
         let split = self.observe(&input);
-        scorer.score_with_keys(d, &input.keys, split)
+        let live = scorer
+            .observe_live(std::iter::once((
+                d,
+                &input.keys,
+                scorer.record_keys(d, &input.keys),
+            )))
+            .pop()
+            .flatten();
+        scorer.score_live(d, &input.keys, split, live.as_ref())
+    }
+
+    /// Counts an inspection result in the live record of `scorer` (the
+    /// model serving now), for the declaration it inspected: what the
+    /// inspections find raises the rates of the importer, seller, codes
+    /// and pairs it names, as the replay did in training.
+    pub fn learn(&self, scorer: &Scorer, d: &Declaration, result: &InspectionResult) {
+        if let Some(found) = Found::of(result) {
+            self.learn_found(scorer, d, found);
+        }
+    }
+
+    /// As [`Router::learn`], given what the inspection found.
+    pub fn learn_found(&self, scorer: &Scorer, d: &Declaration, found: Found) {
+        scorer.learn_live(d, found);
     }
 
     /// Routes scored declarations in order, taking the allocator's lock once.
@@ -272,12 +315,19 @@ impl Router {
             .map(|d| WindowInput::of(d, self.rates))
             .collect();
         let read = self.observe_batch(&inputs);
+        let live = scorer.observe_live(
+            declarations
+                .iter()
+                .zip(&inputs)
+                .map(|(d, input)| (d, &input.keys, scorer.record_keys(d, &input.keys))),
+        );
         let mut assessments: Vec<Assessment> = declarations
             .iter()
             .zip(&inputs)
             .zip(read.signals)
-            .map(|((d, input), split)| {
-                let mut a = scorer.score_with_keys(d, &input.keys, split);
+            .zip(live)
+            .map(|(((d, input), split), live)| {
+                let mut a = scorer.score_live(d, &input.keys, split, live.as_ref());
                 if !read.shared {
                     a.reasons.push(reasons::windows_local_only());
                 }
@@ -305,7 +355,8 @@ impl Router {
             .map(|d| {
                 let keys = PartyKeys::of(d);
                 let split = window.observe_declaration(&keys, d, self.rates);
-                scorer.score_with_keys(d, &keys, split)
+                let live = scorer.peek_live(d, &keys);
+                scorer.score_live(d, &keys, split, live.as_ref())
             })
             .collect();
         let order = plan::plan(&mut assessments, capacity, &self.config);

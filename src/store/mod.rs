@@ -89,6 +89,10 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// What happened to one reported result, with the routed declaration (its
+/// protobuf bytes) of a newly recorded one, when there is one.
+pub type Outcome = (Recorded, Option<Vec<u8>>);
+
 /// Who reported results, as the service authenticated it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reporter {
@@ -143,7 +147,7 @@ enum Command {
         results: Vec<InspectionResult>,
         reporter: Reporter,
         received_at: DateTime<Utc>,
-        reply: tokio::sync::oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
     },
     Routed(Vec<RoutedRecord>),
 }
@@ -203,6 +207,18 @@ impl Store {
         results: Vec<InspectionResult>,
         reporter: Reporter,
     ) -> Result<Vec<Recorded>, StoreError> {
+        let outcomes = self.record_results_joined(results, reporter).await?;
+        Ok(outcomes.into_iter().map(|(recorded, _)| recorded).collect())
+    }
+
+    /// As [`Store::record_results`]; each newly recorded result comes with
+    /// the declaration it inspected as it was routed (protobuf bytes), when
+    /// this service routed it: what the live record learns from.
+    pub async fn record_results_joined(
+        &self,
+        results: Vec<InspectionResult>,
+        reporter: Reporter,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let tx = self.tx.clone();
         let command = Command::Results {
@@ -412,7 +428,7 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Command>, retention: Duratio
 fn write_group(
     conn: &mut Connection,
     commands: &[Command],
-) -> Result<Vec<Vec<Recorded>>, StoreError> {
+) -> Result<Vec<Vec<Outcome>>, StoreError> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(commands.len());
     {
@@ -432,6 +448,8 @@ fn write_group(
         )?;
         let mut routed_selection =
             tx.prepare_cached("SELECT selection_reason FROM routed WHERE declaration_id = ?1")?;
+        let mut routed_declaration =
+            tx.prepare_cached("SELECT declaration FROM routed WHERE declaration_id = ?1")?;
         let mut existing = tx.prepare_cached(
             "SELECT result FROM results WHERE declaration_id = ?1 AND inspection_id = ?2",
         )?;
@@ -492,7 +510,10 @@ fn write_group(
                             address,
                         ])?;
                         if inserted == 1 {
-                            recorded.push(Recorded::New);
+                            let declaration: Option<Vec<u8>> = routed_declaration
+                                .query_row([&result.declaration_id], |r| r.get(0))
+                                .optional()?;
+                            recorded.push((Recorded::New, declaration));
                             continue;
                         }
                         let before: Vec<u8> = existing.query_row(
@@ -505,7 +526,7 @@ fn write_group(
                                 inspection_id: result.inspection_id.clone(),
                             });
                         }
-                        recorded.push(Recorded::Duplicate);
+                        recorded.push((Recorded::Duplicate, None));
                     }
                     outcomes.push(recorded);
                 }
