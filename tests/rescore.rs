@@ -393,7 +393,8 @@ async fn the_service_rescore_and_simulate_route_a_stream_alike() {
         red.len()
     );
 
-    let report = parcel_risk::evaluate::simulate(model.clone(), examples, priority, None, true).unwrap();
+    let report =
+        parcel_risk::evaluate::simulate(model.clone(), examples, priority, None, true).unwrap();
     let mut simulated = report.red_ids.clone();
     let mut served_red = red;
     simulated.sort();

@@ -125,7 +125,8 @@ fn model() -> Arc<ModelArtifact> {
 }
 
 fn replica(model: &Arc<ModelArtifact>, url: &str, prefix: &str) -> Router {
-    Router::new(Arc::clone(model), PriorityConfig::default()).without_live_record()
+    Router::new(Arc::clone(model), PriorityConfig::default())
+        .without_live_record()
         .with_shared_state(SharedWindows::new(url, prefix, DEFAULT_TIMEOUT).unwrap())
 }
 
@@ -409,7 +410,8 @@ fn red_per_day_holds_across_two_replicas() {
         per_day.into_iter().collect::<Vec<_>>()
     };
     let shared = |prefix: &str| {
-        Router::new(Arc::clone(model), config.clone()).without_live_record()
+        Router::new(Arc::clone(model), config.clone())
+            .without_live_record()
             .with_shared_state(SharedWindows::new(&redis.url(), prefix, DEFAULT_TIMEOUT).unwrap())
     };
     let (a, b) = (shared("cap"), shared("cap"));
@@ -534,7 +536,8 @@ fn a_rescore_on_shared_state_sees_the_live_windows_and_leaves_the_fleet_count_al
     alternately(&[&live], live_part);
     let counted = fleet_count(&redis.url(), "r1");
     assert_eq!(counted as usize, live_part.len());
-    let batch = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record()
+    let batch = Router::new(Arc::clone(&model), PriorityConfig::default())
+        .without_live_record()
         .with_shared_windows_only(SharedWindows::new(&redis.url(), "r1", DEFAULT_TIMEOUT).unwrap());
     let got = rescore_with(&batch, rerun);
     assert!(got == expected, "the rescore on shared state differs");
@@ -558,15 +561,17 @@ fn windows_are_shared_over_tls_verified_against_a_private_ca() {
     let one = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
     let expected = alternately(&[&one], &declarations);
     let tls_replica = || {
-        Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record().with_shared_state(
-            SharedWindows::with_ca(
-                &url,
-                "tls",
-                DEFAULT_TIMEOUT,
-                Some(pki.ca_pem().into_bytes()),
+        Router::new(Arc::clone(&model), PriorityConfig::default())
+            .without_live_record()
+            .with_shared_state(
+                SharedWindows::with_ca(
+                    &url,
+                    "tls",
+                    DEFAULT_TIMEOUT,
+                    Some(pki.ca_pem().into_bytes()),
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        )
     };
     let (a, b) = (tls_replica(), tls_replica());
     let shared = alternately(&[&a, &b], &declarations);
@@ -576,7 +581,8 @@ fn windows_are_shared_over_tls_verified_against_a_private_ca() {
     }
     // Against the system's roots the private CA's certificate is refused:
     // scoring goes on, on local windows, and says so.
-    let unverified = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record()
+    let unverified = Router::new(Arc::clone(&model), PriorityConfig::default())
+        .without_live_record()
         .with_shared_state(SharedWindows::new(&url, "tls", DEFAULT_TIMEOUT).unwrap());
     let local = unverified.score_all(&unverified.scorer(), &declarations[..BATCH], |_| ());
     assert_eq!(count(&local, "DQ_WINDOWS_LOCAL_ONLY"), BATCH);

@@ -70,8 +70,9 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
-    let (history, columns): (Vec<_>, Vec<_>) =
-        report.into_iter().partition(|c| is_history_measure(&c.column));
+    let (history, columns): (Vec<_>, Vec<_>) = report
+        .into_iter()
+        .partition(|c| is_history_measure(&c.column));
     println!("| column | PSI | verdict |\n|---|---|---|");
     for c in columns.iter().take(args.top) {
         println!("| {} | {:.3} | {} |", c.column, c.psi, verdict(c.psi));

@@ -432,8 +432,9 @@ impl PartyHistory {
 
 /// A party's smoothed rates and volumes, rates shrunk toward `prior`.
 fn signal(prior: f64, s: EntityStats) -> PartySignal {
-    let smooth =
-        |k: u32| (f64::from(k) + PRIOR_STRENGTH * prior) / (f64::from(s.inspected) + PRIOR_STRENGTH);
+    let smooth = |k: u32| {
+        (f64::from(k) + PRIOR_STRENGTH * prior) / (f64::from(s.inspected) + PRIOR_STRENGTH)
+    };
     PartySignal {
         fraud_rate: smooth(s.fraud),
         undervaluation_rate: smooth(s.undervaluation),

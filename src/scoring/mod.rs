@@ -368,15 +368,9 @@ impl Scorer {
         declaration_id: String,
     ) -> Assessment {
         let m = &self.model;
-        let signals = m.features.signals_live(
-            d,
-            &m.history,
-            keys,
-            split,
-            live,
-            self.rates,
-            self.regime,
-        );
+        let signals =
+            m.features
+                .signals_live(d, &m.history, keys, split, live, self.rates, self.regime);
         let (uv, md, any, reasons, top_features) = SCRATCH.with(|scratch| {
             // The row and its contributions live in per-thread buffers:
             // two allocations less per declaration.
