@@ -48,6 +48,20 @@ fn generated(config: GeneratorConfig) -> Vec<TrainingExample> {
         .collect()
 }
 
+/// As [`rounds`], for two workloads, one round of each in turn.
+fn paired_rounds(mut f: impl FnMut(usize), mut g: impl FnMut(usize)) -> (Vec<f64>, Vec<f64>) {
+    let mut time = |h: &mut dyn FnMut(usize), round: usize| {
+        let start = Instant::now();
+        for i in 0..PER_ROUND {
+            h(round * PER_ROUND + i);
+        }
+        start.elapsed().as_nanos() as f64 / PER_ROUND as f64
+    };
+    (0..ROUNDS)
+        .map(|round| (time(&mut f, round), time(&mut g, round)))
+        .unzip()
+}
+
 fn rounds(mut f: impl FnMut(usize)) -> Vec<f64> {
     (0..ROUNDS)
         .map(|round| {
@@ -128,20 +142,19 @@ fn main() {
         .collect();
     let router = Router::new(model.clone(), PriorityConfig::default());
     let routed = router.scorer();
-    summary(
-        "score with split window (Router::assess)",
-        rounds(|i| {
-            black_box(router.assess(&routed, &later[i % n]));
-        }),
-    );
     let frozen = Router::new(model.clone(), PriorityConfig::default()).without_live_record();
     let frozen_scorer = frozen.scorer();
-    summary(
-        "same, frozen record (--frozen-record)",
-        rounds(|i| {
+    // Round by round in turn, so that the machine's load falls on both.
+    let (live_rounds, frozen_rounds) = paired_rounds(
+        |i| {
+            black_box(router.assess(&routed, &later[i % n]));
+        },
+        |i| {
             black_box(frozen.assess(&frozen_scorer, &later[i % n]));
-        }),
+        },
     );
+    summary("score with split window (Router::assess)", live_rounds);
+    summary("same, frozen record (--frozen-record)", frozen_rounds);
     println!(
         "live record after the routed round: {} keys",
         routed.live_record_keys()

@@ -198,8 +198,9 @@ pub struct RecordArgs {
     /// keeps learning: every declaration scored after the model's training
     /// data is counted (its importer, seller, codes and pairs are seen,
     /// recency runs to today) and `serve` counts every newly reported
-    /// inspection result of a declaration it routed, in at most 65,536
-    /// keys per field. Replicas sharing state (`--shared-state`) always
+    /// inspection result of a declaration it routed, in at most 32,768
+    /// keys per field and 65,536 parties per party table (about 45 MiB
+    /// with the default model). Replicas sharing state (`--shared-state`) always
     /// score on the frozen record, so that they agree.
     #[arg(long, env = "PARCEL_RISK_FROZEN_RECORD")]
     pub frozen_record: bool,

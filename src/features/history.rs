@@ -398,12 +398,22 @@ impl PartyHistory {
     /// and seller lists (live traffic has the online windows for those),
     /// and keeps each table under `limit` entries: parties seen once and
     /// never inspected go first, then those never inspected.
-    pub fn observe_bounded(&mut self, keys: &PartyKeys, limit: usize) {
-        for (map, key) in [
-            (&mut self.exporters, Some(keys.exporter)),
-            (&mut self.addresses, Some(keys.address)),
-            (&mut self.declarants, Some(keys.declarant)),
-            (&mut self.ioss, keys.ioss),
+    /// Returns what the history held of them before ([`PartyHistory::read`]).
+    pub fn observe_bounded(&mut self, keys: &PartyKeys, limit: usize) -> PartyRead {
+        let mut read = PartyRead {
+            inspected: self.inspected,
+            fraud: self.fraud,
+            ..PartyRead::default()
+        };
+        for (map, key, before) in [
+            (&mut self.exporters, Some(keys.exporter), &mut read.exporter),
+            (&mut self.addresses, Some(keys.address), &mut read.address),
+            (
+                &mut self.declarants,
+                Some(keys.declarant),
+                &mut read.declarant,
+            ),
+            (&mut self.ioss, keys.ioss, &mut read.ioss),
         ] {
             let Some(key) = key else { continue };
             if map.len() >= limit && !map.contains_key(&key) {
@@ -416,8 +426,10 @@ impl PartyHistory {
                 }
             }
             let stats = map.entry(key).or_default();
+            *before = *stats;
             stats.seen = stats.seen.saturating_add(1);
         }
+        read
     }
 
     /// Entries over the four party tables.

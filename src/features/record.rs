@@ -769,17 +769,31 @@ impl Record {
 
     /// Records that a declaration was lodged.
     pub fn observe(&mut self, keys: &RecordKeys, d: &Declaration) {
+        self.observe_each(keys, d, |_| ());
+    }
+
+    /// As [`Record::observe`]; `before` hears each key's counts as they
+    /// were before this declaration (in key order), so reading and adding
+    /// cost one lookup per key.
+    fn observe_each(
+        &mut self,
+        keys: &RecordKeys,
+        d: &Declaration,
+        mut before: impl FnMut(KeyStats),
+    ) {
         self.frozen.clear();
         let day = day_of(d);
         let limit = self.limit();
         for (field, key) in keys {
             let Some(table) = self.tables.get_mut(usize::from(*field)) else {
+                before(KeyStats::default());
                 continue;
             };
             if table.len() >= limit && !table.contains_key(key) {
                 shrink(table, limit);
             }
             let stats = table.entry(*key).or_default();
+            before(*stats);
             stats.seen = stats.seen.saturating_add(1);
             stats.last_day = stats.last_day.max(day);
         }
@@ -841,12 +855,15 @@ pub struct LiveRead {
     pub party: PartyRead,
 }
 
-/// Most keys per field the live record holds: 40 fields × 2^16 keys × ~32
-/// bytes is at most ~80 MiB, a few days of a hub's traffic; the keys seen
-/// once and never inspected go first, then the least recently seen.
-pub const MAX_LIVE_RECORD_KEYS: usize = 1 << 16;
-/// Most parties per party table the live record holds (~28 bytes each).
-pub const MAX_LIVE_PARTIES: usize = 1 << 18;
+/// Most keys per field the live record holds: a table of 2^15 keys takes
+/// 2^16 slots of 25 bytes (1.6 MiB), so 24 MiB for the default model's 15
+/// fields and 64 MiB at most ([`MAX_FIELDS`]). A hub meets millions of
+/// new parties a day: the table is a cache of the repeat ones (the keys
+/// seen once and never inspected go first, then the least recently seen).
+pub const MAX_LIVE_RECORD_KEYS: usize = 1 << 15;
+/// Most parties per party table the live record holds: 2^17 slots of 29
+/// bytes, 3.6 MiB per table, 15 MiB for the four.
+pub const MAX_LIVE_PARTIES: usize = 1 << 16;
 /// Declaration ids remembered so that a resend is not counted twice.
 const REMEMBERED_IDS: usize = 1 << 18;
 
@@ -916,22 +933,41 @@ impl LiveRecord {
     /// declaration id seen lately (a resend), or lodged before the frozen
     /// record ends, is read, not added.
     pub fn observe(&mut self, keys: RecordKeys, party: &PartyKeys, d: &Declaration) -> LiveRead {
-        let read = self.read(keys, party);
-        if !self.is_new(d) {
-            return read;
+        if !self.is_new(d) || !self.remember(&d.declaration_id) {
+            return self.read(keys, party);
         }
-        let id = fnv1a(&[&d.declaration_id]);
-        if self.ids.insert(id) {
-            self.id_order.push_back(id);
-            if self.id_order.len() > REMEMBERED_IDS
-                && let Some(old) = self.id_order.pop_front()
-            {
-                self.ids.remove(&old);
-            }
-            self.record.observe(&read.keys, d);
-            self.parties.observe_bounded(party, MAX_LIVE_PARTIES);
+        let (inspected, fraud, latest_day) = (
+            self.record.inspected,
+            self.record.fraud,
+            self.record.latest_day,
+        );
+        let mut before = SmallVec::new();
+        self.record
+            .observe_each(&keys, d, |stats| before.push(stats));
+        LiveRead {
+            keys,
+            before,
+            inspected,
+            fraud,
+            latest_day,
+            party: self.parties.observe_bounded(party, MAX_LIVE_PARTIES),
         }
-        read
+    }
+
+    /// Whether a declaration id is new to the last [`REMEMBERED_IDS`]
+    /// (then it is remembered).
+    fn remember(&mut self, declaration_id: &str) -> bool {
+        let id = fnv1a(&[declaration_id]);
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.id_order.push_back(id);
+        if self.id_order.len() > REMEMBERED_IDS
+            && let Some(old) = self.id_order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
     }
 
     /// Adds an inspection's outcome for the keys and parties of its
