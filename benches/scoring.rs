@@ -50,7 +50,7 @@ fn generated(config: GeneratorConfig) -> Vec<TrainingExample> {
 
 /// As [`rounds`], for two workloads, one round of each in turn.
 fn paired_rounds(mut f: impl FnMut(usize), mut g: impl FnMut(usize)) -> (Vec<f64>, Vec<f64>) {
-    let mut time = |h: &mut dyn FnMut(usize), round: usize| {
+    let time = |h: &mut dyn FnMut(usize), round: usize| {
         let start = Instant::now();
         for i in 0..PER_ROUND {
             h(round * PER_ROUND + i);
