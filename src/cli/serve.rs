@@ -225,6 +225,12 @@ pub struct ChannelArgs {
     /// No category weights at all: priority is the fiscal expected loss only.
     #[arg(long, conflicts_with = "category_weights")]
     pub no_category_weights: bool,
+    /// EUR a detected infringement is worth beyond the duties it recovers
+    /// (the penalty, the deterrence), added to every declaration's stake in
+    /// proportion to its fraud probability: the larger, the more RED goes
+    /// to near-certain frauds over large but doubtful stakes.
+    #[arg(long = "detection-value", default_value_t = priority::DEFAULT_DETECTION_VALUE_EUR, env = "PARCEL_RISK_DETECTION_VALUE")]
+    pub detection_value_eur: f64,
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -249,6 +255,7 @@ impl ChannelArgs {
                 (false, true) => priority::PriorityParams::default().category_weights,
                 (false, false) => self.category_weights.clone(),
             },
+            detection_value_eur: self.detection_value_eur,
             time_zone: self.time_zone,
         }
         .check()?)

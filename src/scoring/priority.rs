@@ -99,6 +99,8 @@ pub enum ParamsError {
     ComplianceOverRed { compliance: f64, red: f64 },
     #[error("category weight: {0}")]
     CategoryWeight(String),
+    #[error("detection value {0} must be a non-negative number of EUR")]
+    DetectionValue(f64),
     #[error("{0:?} is not a time zone of the IANA database (e.g. Europe/Brussels, UTC)")]
     TimeZone(String),
 }
@@ -111,6 +113,8 @@ pub const DEFAULT_YELLOW_SHARE: f64 = 0.004;
 pub const DEFAULT_EXPLORATION_SHARE: f64 = 0.10;
 /// Default uniform compliance sample of all traffic.
 pub const DEFAULT_COMPLIANCE_SHARE: f64 = 0.000_2;
+/// Default value of a detection beyond the duties it recovers, EUR.
+pub const DEFAULT_DETECTION_VALUE_EUR: f64 = 0.0;
 /// Default time zone of the calendar day that capacity is counted in.
 pub const DEFAULT_TIME_ZONE: &str = "UTC";
 
@@ -126,6 +130,7 @@ pub const DEFAULT_TIME_ZONE: &str = "UTC";
 /// | `compliance_share` | 0.0002 | uniform random compliance sample of all traffic, inside RED capacity |
 /// | `secret_seed` | 0 | keys the random picks; keep it secret |
 /// | `category_weights` | toys, electronics, cosmetics, footwear, bags, watches | EUR added to revenue at risk |
+/// | `detection_value_eur` | 0 | EUR a detected infringement is worth beyond its duties (the penalty, the deterrence), added for every fraud kind |
 /// | `time_zone` | UTC | the calendar day capacity is counted in (lodging time) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriorityParams {
@@ -136,6 +141,7 @@ pub struct PriorityParams {
     pub compliance_share: f64,
     pub secret_seed: u64,
     pub category_weights: Vec<CategoryWeight>,
+    pub detection_value_eur: f64,
     pub time_zone: Tz,
 }
 
@@ -160,6 +166,7 @@ impl Default for PriorityParams {
                 w("4202", 2.0),
                 w("9102", 2.0),
             ],
+            detection_value_eur: DEFAULT_DETECTION_VALUE_EUR,
             time_zone: Tz::UTC,
         }
     }
@@ -199,6 +206,9 @@ impl PriorityParams {
         }
         for w in &self.category_weights {
             w.check()?;
+        }
+        if !(self.detection_value_eur.is_finite() && self.detection_value_eur >= 0.0) {
+            return Err(ParamsError::DetectionValue(self.detection_value_eur));
         }
         Ok(PriorityConfig(self))
     }
@@ -257,7 +267,7 @@ impl PriorityConfig {
     /// predicted sub-headings + its safety/IPR category weight).
     pub fn priority(&self, stakes: Stakes, category_eur: f64) -> f64 {
         stakes.p_undervaluation * stakes.undervaluation_eur
-            + stakes.p_any * (stakes.revenue_gap_eur + category_eur)
+            + stakes.p_any * (stakes.revenue_gap_eur + category_eur + self.detection_value_eur)
     }
 
     /// A uniform number in [0, 1) fixed by the declaration id and the secret.
@@ -1037,6 +1047,15 @@ mod tests {
                 ParamsError::RedPerDay(_)
             ));
         }
+        for v in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                bad(PriorityParams {
+                    detection_value_eur: v,
+                    ..PriorityParams::default()
+                }),
+                ParamsError::DetectionValue(_)
+            ));
+        }
         assert!(matches!(
             bad(PriorityParams {
                 category_weights: vec![CategoryWeight {
@@ -1123,5 +1142,30 @@ mod tests {
             undervaluation_eur: 30.0,
         };
         assert_eq!(c.priority(stakes, 5.0), 0.2 * 30.0 + 0.5 * 15.0);
+    }
+
+    #[test]
+    fn a_detection_value_puts_certain_frauds_before_doubtful_stakes() {
+        let sure = Stakes {
+            p_any: 0.99,
+            p_undervaluation: 0.99,
+            revenue_gap_eur: 2.0,
+            undervaluation_eur: 4.0,
+        };
+        let doubtful = Stakes {
+            p_any: 0.3,
+            p_undervaluation: 0.3,
+            revenue_gap_eur: 10.0,
+            undervaluation_eur: 20.0,
+        };
+        let fiscal = PriorityConfig::default();
+        assert!(fiscal.priority(sure, 0.0) < fiscal.priority(doubtful, 0.0));
+        let valued = PriorityParams {
+            detection_value_eur: 20.0,
+            ..PriorityParams::default()
+        }
+        .check()
+        .unwrap();
+        assert!(valued.priority(sure, 0.0) > valued.priority(doubtful, 0.0));
     }
 }
