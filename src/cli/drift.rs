@@ -20,6 +20,8 @@ pub struct DriftArgs {
     /// Also write every column's PSI as JSON (for scripts and dashboards).
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
 }
 
 pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
@@ -36,7 +38,11 @@ pub fn run(args: DriftArgs) -> anyhow::Result<ExitCode> {
         examples.retain(|e| e.declaration.lodged_at >= from);
     }
     anyhow::ensure!(!examples.is_empty(), "no declarations to compare");
-    let router = Router::new(model.clone(), PriorityConfig::default()).monitor_drift(1, u64::MAX);
+    let mut router = Router::new(model.clone(), PriorityConfig::default());
+    if args.record.frozen_record {
+        router = router.without_live_record();
+    }
+    let router = router.monitor_drift(1, u64::MAX);
     let scorer = router.scorer();
     for e in &examples {
         router.assess(&scorer, &e.declaration);

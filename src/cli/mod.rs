@@ -191,7 +191,7 @@ mod tests {
 }
 
 /// Whether the model's past record keeps learning after training (`serve`,
-/// `rescore`, `evaluate`, `simulate`).
+/// `rescore`, `evaluate`, `simulate`, `drift`).
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct RecordArgs {
     /// Score on the past record as training left it. By default the record
