@@ -39,6 +39,20 @@ fn result(declaration_id: &str, inspection_id: &str) -> pb::InspectionResult {
     }
 }
 
+/// Channels where every declaration is a random compliance pick: each is
+/// routed RED, and so stored for results to join (risk picks wait for the
+/// allocator's warm-up).
+pub fn every_declaration_a_random_pick() -> PriorityConfig {
+    PriorityParams {
+        compliance_share: 1.0,
+        red_share: 1.0,
+        yellow_share: 0.0,
+        ..PriorityParams::default()
+    }
+    .check()
+    .unwrap()
+}
+
 fn state_with_store(dir: &std::path::Path, priority: PriorityConfig) -> Arc<ServiceState> {
     let (model, _) = trained();
     Arc::new(
@@ -98,16 +112,7 @@ async fn a_cancelled_upload_stores_nothing_and_a_finished_one_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
     let dir = tempfile::tempdir().unwrap();
-    // Every declaration is a random compliance pick, so each is routed and
-    // recorded (risk picks wait for the allocator's warm-up).
-    let priority = PriorityParams {
-        compliance_share: 1.0,
-        red_share: 1.0,
-        yellow_share: 0.0,
-        ..PriorityParams::default()
-    }
-    .check()
-    .unwrap();
+    let priority = every_declaration_a_random_pick();
     let state = state_with_store(dir.path(), priority);
     let server = TestServer::start_state(state, ServerConfig::default()).await;
     let mut client = server.client().await;
@@ -248,15 +253,7 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
 /// without a retrain; a frozen record does not move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_results_teach_the_served_record_about_new_traders() {
-    // Every declaration is routed (and so stored for results to join).
-    let priority = PriorityParams {
-        compliance_share: 1.0,
-        red_share: 1.0,
-        yellow_share: 0.0,
-        ..PriorityParams::default()
-    }
-    .check()
-    .unwrap();
+    let priority = every_declaration_a_random_pick();
     let now = chrono::Utc::now().timestamp() - 3_600;
     // A trader pair the training traffic never had, lodged after it.
     let declaration = |id: &str, i: i64| {

@@ -11,7 +11,7 @@ use parcel_risk::domain::ReferenceData;
 use parcel_risk::grpc::{ServerConfig, ServiceState, serve_secured};
 use parcel_risk::pb;
 use parcel_risk::pb::risk_service_client::RiskServiceClient;
-use parcel_risk::scoring::{PriorityConfig, PriorityParams};
+use parcel_risk::scoring::PriorityConfig;
 use parcel_risk::security::access::token_hash;
 use parcel_risk::security::{Security, TlsFiles};
 use parcel_risk::store::{self, Store};
@@ -516,15 +516,7 @@ async fn each_role_reaches_its_rpcs_and_is_denied_elsewhere_and_health_stays_ope
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_claim_stands_only_for_a_random_pick_and_quotas_bite() {
-    // Every declaration is a random compliance pick here.
-    let everything_random = PriorityParams {
-        compliance_share: 1.0,
-        red_share: 1.0,
-        yellow_share: 0.0,
-        ..PriorityParams::default()
-    }
-    .check()
-    .unwrap();
+    let everything_random = crate::learning::every_declaration_a_random_pick();
     let server = start(Security::open(), everything_random, 4).await;
     let mut client = RiskServiceClient::new(plain_channel(server.addr).await);
     let scored = client
