@@ -252,7 +252,7 @@ async fn results_are_validated_idempotent_and_joined_to_what_was_scored() {
 /// the model never saw reaches the next declarations of that trader,
 /// without a retrain; a frozen record does not move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reported_results_teach_the_served_record_about_new_traders() {
+async fn reported_results_teach_the_served_record_about_new_traders_and_survive_a_restart() {
     let priority = every_declaration_a_random_pick();
     let now = chrono::Utc::now().timestamp() - 3_600;
     // A trader pair the training traffic never had, lodged after it.
@@ -316,16 +316,43 @@ async fn reported_results_teach_the_served_record_about_new_traders() {
         assert_eq!(answer.recorded_count, 6);
         let after = score("N6".into(), 6).await;
         last_scores.push((before, after));
+        if !frozen {
+            restarted_over(dir.path(), &declaration("N7", 7), &priority);
+        }
     }
     let [(live_before, live_after), (frozen_before, frozen_after)] = last_scores[..] else {
         unreachable!()
     };
     // In log-odds (a model may already be nearly sure). The windows see
     // the same parcels either way; only the record tells the two apart.
-    let logit = |p: f64| (p / (1.0 - p)).ln();
     assert!(
         logit(live_after) - logit(live_before) > logit(frozen_after) - logit(frozen_before) + 0.5,
         "live record: {live_before} -> {live_after}; frozen: {frozen_before} -> {frozen_after}"
+    );
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// A service restarted over the store in `dir` learns the results stored
+/// there: it scores `next` above a twin on the frozen record (both start
+/// with empty windows).
+fn restarted_over(dir: &std::path::Path, next: &pb::Declaration, priority: &PriorityConfig) {
+    let model = parcel_risk::model::ModelArtifact::embedded_default().unwrap();
+    let restarted =
+        ServiceState::with_priority(model.clone(), ReferenceData::built_in(), priority.clone())
+            .with_store(Store::open(dir, chrono::Duration::days(30)).unwrap());
+    assert_eq!(restarted.learn_from_store().unwrap(), 6);
+    let frozen = ServiceState::with_priority(model, ReferenceData::built_in(), priority.clone())
+        .with_frozen_record();
+    let d =
+        parcel_risk::wire::declaration_from_pb(next.clone(), &ReferenceData::built_in()).unwrap();
+    let learnt = restarted.score(&restarted.scorer(), &d).overall_score;
+    let fresh = frozen.score(&frozen.scorer(), &d).overall_score;
+    assert!(
+        logit(learnt) > logit(fresh) + 0.5,
+        "restarted {learnt}, frozen {fresh}"
     );
 }
 

@@ -333,6 +333,13 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(shared) = args.shared_state.connect()? {
         state = state.with_shared_state(shared);
     }
+    // What controls found since the model's training survives a restart.
+    match state.learn_from_store() {
+        Ok(learnt) => tracing::info!(learnt, "live record: results learnt from the store"),
+        Err(e) => {
+            tracing::warn!(error = %e, "live record: the store's results could not be read; it learns from new ones")
+        }
+    }
     let state = Arc::new(state);
     match &args.model {
         Some(path) => {

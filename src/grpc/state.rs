@@ -143,6 +143,14 @@ impl ServiceState {
                 let version = model.model_version.clone();
                 let previous = self.scorer().model().model_version.clone();
                 self.swap_model(model);
+                match self.learn_from_store() {
+                    Ok(learnt) => {
+                        tracing::info!(learnt, "live record: results learnt from the store")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live record: the store's results could not be read; it learns from new ones")
+                    }
+                }
                 metrics::counter!("parcel_risk_model_reloads_total", "result" => "ok").increment(1);
                 metrics::gauge!("parcel_risk_model_info", "model_version" => previous).set(0.0);
                 metrics::gauge!("parcel_risk_model_info", "model_version" => version.clone())
@@ -212,6 +220,48 @@ impl ServiceState {
         }
         metrics::counter!("parcel_risk_live_record_results_total").increment(learnt);
         metrics::gauge!("parcel_risk_live_record_keys").set(scorer.live_record_keys() as f64);
+    }
+
+    /// Teaches the live record of the serving model the results the store
+    /// holds for declarations lodged after the model's training data: a
+    /// restarted service, or a model swapped in, would otherwise start
+    /// without what controls found since. Blocking (it reads the store):
+    /// call it off the async executor. Returns the results learnt.
+    pub fn learn_from_store(&self) -> Result<u64, crate::store::ExportError> {
+        let (Some(store), scorer) = (&self.store, self.scorer()) else {
+            return Ok(0);
+        };
+        if !scorer.learns_live() {
+            return Ok(0);
+        }
+        let trained_until = scorer
+            .model()
+            .card
+            .last_lodged_at
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let dir = store.path().parent().unwrap_or(Path::new("."));
+        let mut learnt = 0u64;
+        // A result can only be received after its declaration was lodged:
+        // the store's time filter keeps a superset, the lodging time decides.
+        crate::store::export(dir, trained_until, &[], |example| {
+            let (Some(declaration), Some(result)) = (example.declaration, example.result) else {
+                return Ok(());
+            };
+            let (Ok(d), Ok(result)) = (
+                crate::wire::declaration_from_pb(declaration, &self.reference),
+                crate::domain::InspectionResult::try_from(result),
+            ) else {
+                return Ok(());
+            };
+            if d.lodged_at > trained_until {
+                self.router.learn(&scorer, &d, &result);
+                learnt += 1;
+            }
+            Ok(())
+        })?;
+        metrics::counter!("parcel_risk_live_record_results_total").increment(learnt);
+        metrics::gauge!("parcel_risk_live_record_keys").set(scorer.live_record_keys() as f64);
+        Ok(learnt)
     }
 
     /// Scores declarations in order, routes them, counts their channels and

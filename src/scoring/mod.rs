@@ -290,6 +290,11 @@ impl Scorer {
         }
     }
 
+    /// Whether this scorer's past record learns live.
+    pub fn learns_live(&self) -> bool {
+        self.live.is_some()
+    }
+
     /// Keys the live record holds (0 without one).
     pub fn live_record_keys(&self) -> usize {
         self.live_record().map_or(0, |l| l.len())
