@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use super::history::{Found, PartyHistory, PartyKeys, PartyRead, fnv1a, key_hash, sorted};
+use super::history::{Found, PartyHistory, PartyKeys, PartyRead, key_hash, sorted};
 use crate::domain::Declaration;
 
 /// Most fields (each adds four features).
@@ -933,7 +933,7 @@ impl LiveRecord {
     /// declaration id seen lately (a resend), or lodged before the frozen
     /// record ends, is read, not added.
     pub fn observe(&mut self, keys: RecordKeys, party: &PartyKeys, d: &Declaration) -> LiveRead {
-        if !self.is_new(d) || !self.remember(&d.declaration_id) {
+        if !self.is_new(d) || !self.remember(party.declaration) {
             return self.read(keys, party);
         }
         let (inspected, fraud, latest_day) = (
@@ -954,10 +954,13 @@ impl LiveRecord {
         }
     }
 
-    /// Whether a declaration id is new to the last [`REMEMBERED_IDS`]
-    /// (then it is remembered).
-    fn remember(&mut self, declaration_id: &str) -> bool {
-        let id = fnv1a(&[declaration_id]);
+    /// Whether a declaration id ([`PartyKeys::declaration`], 0 for none:
+    /// always new) is new to the last [`REMEMBERED_IDS`] (then it is
+    /// remembered).
+    fn remember(&mut self, id: u64) -> bool {
+        if id == 0 {
+            return true;
+        }
         if !self.ids.insert(id) {
             return false;
         }

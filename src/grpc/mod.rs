@@ -354,7 +354,7 @@ where
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     rpc_metrics::describe();
-    let counters: [(&'static str, &'static str); 22] = [
+    let counters: [(&'static str, &'static str); 23] = [
         (
             "parcel_risk_connections_idle_closed_total",
             "Connections closed after the idle timeout with no call open",
@@ -443,6 +443,10 @@ pub fn describe_metrics() {
             "parcel_risk_shared_state_local_declarations_total",
             "Declarations scored on this replica's own windows because the shared state was not reached",
         ),
+        (
+            "parcel_risk_live_record_results_total",
+            "Inspection results the live record learnt (reported, or read from the store at start and at a model swap)",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -463,9 +467,14 @@ pub fn describe_metrics() {
         "parcel_risk_streams_stalled_total",
         "parcel_risk_connections_idle_closed_total",
         "parcel_risk_shared_state_local_declarations_total",
+        "parcel_risk_live_record_results_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
+    describe_gauge!(
+        "parcel_risk_live_record_keys",
+        "Keys the serving model's live record holds (record fields and party tables), bounded"
+    );
     for what in ["stream", "upload"] {
         metrics::counter!("parcel_risk_memory_refusals_total", "what" => what).absolute(0);
     }
