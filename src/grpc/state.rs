@@ -270,9 +270,7 @@ impl ServiceState {
         let assessments = self.router.score_all(scorer, declarations, |decision| {
             self.meters.count_channel(decision.channel)
         });
-        if scorer.learns_live() {
-            metrics::gauge!("parcel_risk_live_record_keys").set(scorer.live_record_keys() as f64);
-        }
+
         self.record_routed(declarations, &assessments);
         assessments
     }
