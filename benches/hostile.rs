@@ -264,6 +264,11 @@ fn pool(n: u64) -> Vec<pb::Declaration> {
     let generator = Generator::new(GeneratorConfig {
         parcels: n,
         seed: 77,
+        // After the built-in model's training data: the live record counts
+        // these parcels (and their random parties) as it counts live traffic.
+        start: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 10, 1, 0, 0, 0)
+            .single()
+            .expect("valid date"),
         ..GeneratorConfig::default()
     })
     .expect("config");
@@ -756,6 +761,7 @@ fn main() {
             .chain(server_ref.metrics_matching("parcel_risk_streams"))
             .chain(server_ref.metrics_matching("parcel_risk_connections"))
             .chain(server_ref.metrics_matching("parcel_risk_handshake"))
+            .chain(server_ref.metrics_matching("parcel_risk_live_record"))
             .collect();
         let result = (
             sockets.len(),

@@ -198,8 +198,8 @@ pub struct RecordArgs {
     /// keeps learning: every declaration scored after the model's training
     /// data is counted (its importer, seller, codes and pairs are seen,
     /// recency runs to today) and `serve` counts every newly reported
-    /// inspection result of a declaration it routed, in at most 32,768
-    /// keys per field and 65,536 parties per party table (about 45 MiB
+    /// inspection result of a declaration it routed, in at most 16,384
+    /// keys per field and 32,768 parties per party table (about 26 MiB
     /// with the default model). Replicas sharing state (`--shared-state`) always
     /// score on the frozen record, so that they agree.
     #[arg(long, env = "PARCEL_RISK_FROZEN_RECORD")]

@@ -855,15 +855,17 @@ pub struct LiveRead {
     pub party: PartyRead,
 }
 
-/// Most keys per field the live record holds: a table of 2^15 keys takes
-/// 2^16 slots of 25 bytes (1.6 MiB), so 24 MiB for the default model's 15
-/// fields and 64 MiB at most ([`MAX_FIELDS`]). A hub meets millions of
+/// Most keys per field the live record holds: a table of 2^14 keys takes
+/// 2^15 slots of 25 bytes (0.8 MiB), so 12 MiB for the default model's 15
+/// fields and 32 MiB at most ([`MAX_FIELDS`]). A hub meets millions of
 /// new parties a day: the table is a cache of the repeat ones (the keys
 /// seen once and never inspected go first, then the least recently seen).
-pub const MAX_LIVE_RECORD_KEYS: usize = 1 << 15;
-/// Most parties per party table the live record holds: 2^17 slots of 29
-/// bytes, 3.6 MiB per table, 15 MiB for the four.
-pub const MAX_LIVE_PARTIES: usize = 1 << 16;
+/// Sized so that the hostile soak (`cargo bench --bench hostile`) stays
+/// well under its 512 MiB bound with the record full of junk parties.
+pub const MAX_LIVE_RECORD_KEYS: usize = 1 << 14;
+/// Most parties per party table the live record holds: 2^16 slots of 29
+/// bytes, 1.8 MiB per table, 7.3 MiB for the four.
+pub const MAX_LIVE_PARTIES: usize = 1 << 15;
 /// Declaration ids remembered so that a resend is not counted twice.
 const REMEMBERED_IDS: usize = 1 << 18;
 
