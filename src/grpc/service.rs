@@ -603,7 +603,6 @@ impl pb::risk_service_server::RiskService for RiskService {
     }
 }
 
-/// Counts accepted results, new and duplicate; returns the new ones.
 /// Records results; the newly recorded ones whose declaration this service
 /// routed then teach the live record (off the executor), so the next
 /// declarations of the importer, seller and codes they name read what the
@@ -634,6 +633,7 @@ async fn record_and_learn(
     Ok(recorded)
 }
 
+/// Counts accepted results, new and duplicate; returns the new ones.
 fn count_recorded(recorded: &[Recorded]) -> usize {
     let new = recorded.iter().filter(|r| **r == Recorded::New).count();
     let duplicate = recorded.len() - new;
