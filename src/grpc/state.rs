@@ -205,21 +205,37 @@ impl ServiceState {
     /// (protobuf bytes from the store). A stored declaration that no longer
     /// decodes or validates is skipped: the result itself is recorded.
     pub fn learn(&self, inspected: Vec<(Vec<u8>, crate::domain::InspectionResult)>) {
+        self.learn_routed(
+            inspected.into_iter().filter_map(|(bytes, result)| {
+                let pb =
+                    <crate::pb::Declaration as prost::Message>::decode(bytes.as_slice()).ok()?;
+                Some((pb, result))
+            }),
+            |_| true,
+        );
+    }
+
+    /// Teaches the serving model's live record each result whose routed
+    /// declaration still validates and that `keep` accepts; counts them in
+    /// the live record's metrics. Returns how many were learnt.
+    fn learn_routed(
+        &self,
+        inspected: impl Iterator<Item = (crate::pb::Declaration, crate::domain::InspectionResult)>,
+        keep: impl Fn(&Declaration) -> bool,
+    ) -> u64 {
         let scorer = self.scorer();
         let mut learnt = 0u64;
-        for (bytes, result) in inspected {
-            let Ok(pb) = <crate::pb::Declaration as prost::Message>::decode(bytes.as_slice())
-            else {
-                continue;
-            };
-            let Ok(d) = crate::wire::declaration_from_pb(pb, &self.reference) else {
-                continue;
-            };
-            self.router.learn(&scorer, &d, &result);
-            learnt += 1;
+        for (pb, result) in inspected {
+            if let Ok(d) = crate::wire::declaration_from_pb(pb, &self.reference)
+                && keep(&d)
+            {
+                self.router.learn(&scorer, &d, &result);
+                learnt += 1;
+            }
         }
         metrics::counter!("parcel_risk_live_record_results_total").increment(learnt);
         metrics::gauge!("parcel_risk_live_record_keys").set(scorer.live_record_keys() as f64);
+        learnt
     }
 
     /// Teaches the live record of the serving model the results the store
@@ -240,28 +256,18 @@ impl ServiceState {
             .last_lodged_at
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let dir = store.path().parent().unwrap_or(Path::new("."));
-        let mut learnt = 0u64;
+        let mut inspected = Vec::new();
         // A result can only be received after its declaration was lodged:
         // the store's time filter keeps a superset, the lodging time decides.
         crate::store::export(dir, trained_until, &[], |example| {
-            let (Some(declaration), Some(result)) = (example.declaration, example.result) else {
-                return Ok(());
-            };
-            let (Ok(d), Ok(result)) = (
-                crate::wire::declaration_from_pb(declaration, &self.reference),
-                crate::domain::InspectionResult::try_from(result),
-            ) else {
-                return Ok(());
-            };
-            if d.lodged_at > trained_until {
-                self.router.learn(&scorer, &d, &result);
-                learnt += 1;
+            if let (Some(declaration), Some(result)) = (example.declaration, example.result)
+                && let Ok(result) = crate::domain::InspectionResult::try_from(result)
+            {
+                inspected.push((declaration, result));
             }
             Ok(())
         })?;
-        metrics::counter!("parcel_risk_live_record_results_total").increment(learnt);
-        metrics::gauge!("parcel_risk_live_record_keys").set(scorer.live_record_keys() as f64);
-        Ok(learnt)
+        Ok(self.learn_routed(inspected.into_iter(), |d| d.lodged_at > trained_until))
     }
 
     /// Scores declarations in order, routes them, counts their channels and
