@@ -101,6 +101,14 @@ fn main() {
         black_box(scorer.score(&e.declaration, SplitSignal::default()));
     }
     let m = &model;
+    if std::env::var("PROFILE_SCORE").is_ok() {
+        for _ in 0..20 {
+            for e in &examples {
+                black_box(scorer.score(&e.declaration, SplitSignal::default()));
+            }
+        }
+        return;
+    }
     let rates = parcel_risk::domain::RateTable::built_in();
     let regime = parcel_risk::domain::regime::Regime::built_in();
     let mut row = Vec::new();

@@ -90,8 +90,13 @@ impl Pki {
     }
 
     pub(crate) fn client(&self, name: &str) -> Identity {
-        let (cert, key) = self.issue(name, &[name], ExtendedKeyUsagePurpose::ClientAuth);
+        let (cert, key) = self.client_files(name);
         Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+    }
+
+    /// A client certificate's `NAME.pem` and `NAME.key`.
+    pub(crate) fn client_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue(name, &[name], ExtendedKeyUsagePurpose::ClientAuth)
     }
 }
 

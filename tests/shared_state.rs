@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use parcel_risk::domain::{Declaration, TrainingExample};
 use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::model::ModelArtifact;
-use parcel_risk::scoring::shared::{DEFAULT_TIMEOUT, RETRY_AFTER, SharedWindows};
+use parcel_risk::scoring::shared::{
+    ClientCertificate, DEFAULT_TIMEOUT, RETRY_AFTER, RedisTls, SharedWindows,
+};
 use parcel_risk::scoring::{Assessment, PriorityConfig, Router};
 
 /// A `redis-server` of the test's own, killed on drop.
@@ -28,11 +30,13 @@ impl RedisServer {
     }
 
     /// Starts one that speaks TLS only, on a free port, with the server
-    /// certificate and key `cert`, `key` (clients are not asked for one).
+    /// certificate and key `cert`, `key`; with `clients_need_certificates`,
+    /// clients must present one that chains to `ca`.
     pub fn start_tls(
         cert: &std::path::Path,
         key: &std::path::Path,
         ca: &std::path::Path,
+        clients_need_certificates: bool,
     ) -> Option<Self> {
         let port = free_port();
         let path = |p: &std::path::Path| p.display().to_string();
@@ -50,7 +54,12 @@ impl RedisServer {
                 "--tls-ca-cert-file".into(),
                 path(ca),
                 "--tls-auth-clients".into(),
-                "no".into(),
+                if clients_need_certificates {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
             ],
         )
     }
@@ -552,7 +561,7 @@ fn a_rescore_on_shared_state_sees_the_live_windows_and_leaves_the_fleet_count_al
 fn windows_are_shared_over_tls_verified_against_a_private_ca() {
     let pki = crate::security::Pki::new("redis test CA");
     let (cert, key) = pki.server();
-    let Some(redis) = RedisServer::start_tls(&cert, &key, &pki.path("ca.pem")) else {
+    let Some(redis) = RedisServer::start_tls(&cert, &key, &pki.path("ca.pem"), false) else {
         return;
     };
     let url = format!("rediss://localhost:{}", redis.port);
@@ -585,5 +594,47 @@ fn windows_are_shared_over_tls_verified_against_a_private_ca() {
         .without_live_record()
         .with_shared_state(SharedWindows::new(&url, "tls", DEFAULT_TIMEOUT).unwrap());
     let local = unverified.score_all(&unverified.scorer(), &declarations[..BATCH], |_| ());
+    assert_eq!(count(&local, "DQ_WINDOWS_LOCAL_ONLY"), BATCH);
+}
+
+#[test]
+fn replicas_present_their_certificate_to_a_redis_that_asks_for_one() {
+    let pki = crate::security::Pki::new("redis mutual TLS test CA");
+    let (cert, key) = pki.server();
+    let Some(redis) = RedisServer::start_tls(&cert, &key, &pki.path("ca.pem"), true) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", redis.port);
+    let (client_cert, client_key) = pki.client_files("replica");
+    let certificate = ClientCertificate {
+        cert_pem: std::fs::read(client_cert).unwrap(),
+        key_pem: std::fs::read(client_key).unwrap(),
+    };
+    let model = model();
+    let declarations = traffic(1_000, 2, 19);
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
+    let expected = alternately(&[&one], &declarations);
+    let replica = |client: Option<ClientCertificate>| {
+        let tls = RedisTls {
+            ca_pem: Some(pki.ca_pem().into_bytes()),
+            client,
+        };
+        Router::new(Arc::clone(&model), PriorityConfig::default())
+            .without_live_record()
+            .with_shared_state(SharedWindows::with_tls(&url, "mtls", DEFAULT_TIMEOUT, tls).unwrap())
+    };
+    let (a, b) = (
+        replica(Some(certificate.clone())),
+        replica(Some(certificate)),
+    );
+    let shared = alternately(&[&a, &b], &declarations);
+    assert_eq!(count(&shared, "DQ_WINDOWS_LOCAL_ONLY"), 0);
+    for (got, want) in shared.iter().zip(&expected) {
+        assert_eq!(scored(got), scored(want));
+    }
+    // Without a certificate this Redis hangs up: scoring goes on, on local
+    // windows, and says so.
+    let anonymous = replica(None);
+    let local = anonymous.score_all(&anonymous.scorer(), &declarations[..BATCH], |_| ());
     assert_eq!(count(&local, "DQ_WINDOWS_LOCAL_ONLY"), BATCH);
 }

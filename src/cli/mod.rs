@@ -230,6 +230,22 @@ pub struct SharedStateArgs {
     /// to (a private CA); without it, the system's roots.
     #[arg(long = "shared-state-ca", env = "PARCEL_RISK_SHARED_STATE_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) presented to a `rediss://` Redis that
+    /// asks its clients for one (`tls-auth-clients yes`); with
+    /// --shared-state-key.
+    #[arg(
+        long = "shared-state-cert",
+        env = "PARCEL_RISK_SHARED_STATE_CERT",
+        requires = "key"
+    )]
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --shared-state-cert.
+    #[arg(
+        long = "shared-state-key",
+        env = "PARCEL_RISK_SHARED_STATE_KEY",
+        requires = "cert"
+    )]
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl SharedStateArgs {
@@ -239,20 +255,27 @@ impl SharedStateArgs {
         let Some(url) = &self.url else {
             return Ok(None);
         };
-        let ca = self
-            .ca
-            .as_ref()
-            .map(|path| {
-                std::fs::read(path).with_context(|| {
-                    format!("cannot read the shared state's CA {}", path.display())
-                })
+        let read = |path: &std::path::PathBuf, what: &str| {
+            std::fs::read(path).with_context(|| {
+                format!("cannot read the shared state's {what} {}", path.display())
             })
-            .transpose()?;
-        let shared = crate::scoring::shared::SharedWindows::with_ca(
+        };
+        let tls = crate::scoring::shared::RedisTls {
+            ca_pem: self.ca.as_ref().map(|p| read(p, "CA")).transpose()?,
+            client: match (&self.cert, &self.key) {
+                (Some(cert), Some(key)) => Some(crate::scoring::shared::ClientCertificate {
+                    cert_pem: read(cert, "client certificate")?,
+                    key_pem: read(key, "client key")?,
+                }),
+                // clap requires both or neither.
+                _ => None,
+            },
+        };
+        let shared = crate::scoring::shared::SharedWindows::with_tls(
             url,
             &self.prefix,
             std::time::Duration::from_millis(self.timeout_ms),
-            ca,
+            tls,
         )
         .context("cannot use the shared state")?;
         tracing::info!(url = shared.url(), prefix = %self.prefix, "cross-declaration windows shared");

@@ -65,6 +65,33 @@ impl SharedStateError {
     }
 }
 
+/// TLS to Redis beyond the `rediss://` URL.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// PEM certificate(s) of the authority the server's certificate must
+    /// chain to; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// What this process presents when Redis asks clients for a certificate.
+    pub client: Option<ClientCertificate>,
+}
+
+/// A client certificate chain and its private key, both PEM.
+#[derive(Clone)]
+pub struct ClientCertificate {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    // The private key stays out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("private_ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
+
 /// The connection and when to try again after a failure.
 struct Link {
     connection: Option<redis::Connection>,
@@ -112,27 +139,59 @@ impl SharedWindows {
         timeout: Duration,
         ca_pem: Option<Vec<u8>>,
     ) -> Result<Self, SharedStateError> {
-        let tls = url.starts_with("rediss:");
+        let tls = RedisTls {
+            ca_pem,
+            client: None,
+        };
+        Self::with_tls(url, prefix, timeout, tls)
+    }
+
+    /// As [`SharedWindows::new`], with what TLS needs beyond the URL: a
+    /// private CA, and the certificate this process presents to a Redis
+    /// that asks its clients for one (`tls-auth-clients yes`). Either is
+    /// refused with a plain `redis://` URL, as are unreadable PEM files.
+    pub fn with_tls(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        tls: RedisTls,
+    ) -> Result<Self, SharedStateError> {
         let url_error = |source| SharedStateError::Url {
             url: without_password(url),
             source,
         };
-        let client = match ca_pem {
-            Some(_) if !tls => {
-                return Err(SharedStateError::Tls {
-                    url: without_password(url),
-                    message: "a CA certificate is given, so the URL must be rediss:// (TLS)".into(),
-                });
+        let tls_error = |message: String| SharedStateError::Tls {
+            url: without_password(url),
+            message,
+        };
+        let client = match tls {
+            RedisTls {
+                ca_pem: None,
+                client: None,
+            } => redis::Client::open(url).map_err(url_error)?,
+            _ if !url.starts_with("rediss:") => {
+                let given = if tls.client.is_some() {
+                    "a client certificate"
+                } else {
+                    "a CA certificate"
+                };
+                return Err(tls_error(format!(
+                    "{given} is given, so the URL must be rediss:// (TLS)"
+                )));
             }
-            Some(root_cert) => redis::Client::build_with_tls(
+            RedisTls { ca_pem, client } => redis::Client::build_with_tls(
                 url,
                 redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
+                    client_tls: client.map(|c| redis::ClientTlsConfig {
+                        client_cert: c.cert_pem,
+                        client_key: c.key_pem,
+                    }),
+                    root_cert: ca_pem,
                 },
             )
-            .map_err(url_error)?,
-            None => redis::Client::open(url).map_err(url_error)?,
+            // The redis crate reads the PEM here: a bad file is named now,
+            // not at the first batch.
+            .map_err(|e| tls_error(e.to_string()))?,
         };
         Ok(Self {
             client,
@@ -418,6 +477,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(tls.contains("rediss://") && !tls.contains("pw"), "{tls}");
+        // So does a client certificate, and one whose key is not PEM is
+        // refused at start, not at the first batch.
+        let client = |url: &str, key_pem: &[u8]| {
+            let tls = RedisTls {
+                ca_pem: None,
+                client: Some(ClientCertificate {
+                    cert_pem: Vec::new(),
+                    key_pem: key_pem.to_vec(),
+                }),
+            };
+            assert!(!format!("{tls:?}").contains("not a key"));
+            SharedWindows::with_tls(url, DEFAULT_PREFIX, DEFAULT_TIMEOUT, tls)
+                .unwrap_err()
+                .to_string()
+        };
+        let plain = client("redis://:pw@10.0.0.1:6380", b"");
+        assert!(
+            plain.contains("client certificate") && !plain.contains("pw"),
+            "{plain}"
+        );
+        let unreadable = client("rediss://:pw@10.0.0.1:6380", b"not a key");
+        assert!(
+            unreadable.contains("key") && !unreadable.contains("pw"),
+            "{unreadable}"
+        );
         assert!(
             SharedWindows::new(
                 "rediss://:pw@10.0.0.1:6380",
