@@ -21,10 +21,11 @@
 -- (microseconds since 1970 fit a double exactly).
 --
 -- Returns first the fleet's count of the day so far (this batch included;
--- "0" when not counted), then per declaration: buyer parcels, of them from
+-- 0 when not counted), then per declaration: buyer parcels, of them from
 -- the same seller, distinct names at the address, distinct sellers of the
--- IOSS number ("0" without one), then the declared values of the counted
--- parcels (summed by the caller, saturating, as the local window does).
+-- IOSS number (0 without one), all four as integers, then the declared
+-- values of the counted parcels as stored, in text (summed by the caller,
+-- saturating, as the local window does).
 
 local prefix = ARGV[1]
 local split_window = tonumber(ARGV[2])
@@ -38,11 +39,8 @@ local batch_size = ARGV[9]
 local header = 9
 local count = (#ARGV - header) / 8
 
-local function arg(i, field)
-  return ARGV[header + i * 8 + field]
-end
-
--- Every key of the batch, read at once.
+-- Every key of the batch, read at once. A declaration's keys are made once
+-- here and reused below: building strings is much of the script's work.
 local names, index, ttl = {}, {}, {}
 local function need(key, key_ttl)
   if index[key] == nil then
@@ -51,11 +49,23 @@ local function need(key, key_ttl)
     ttl[key] = key_ttl
   end
 end
+local buyer_prefix = prefix .. ':buyer:'
+local address_prefix = prefix .. ':address:'
+local ioss_prefix = prefix .. ':ioss:'
+local buyer_keys, address_keys, ioss_keys = {}, {}, {}
 for i = 0, count - 1 do
-  need(prefix .. ':buyer:' .. arg(i, 1), split_ttl)
-  need(prefix .. ':address:' .. arg(i, 2), party_ttl)
-  if arg(i, 4) ~= '' then
-    need(prefix .. ':ioss:' .. arg(i, 4), party_ttl)
+  local base = header + i * 8
+  local buyer_key = buyer_prefix .. ARGV[base + 1]
+  local address_key = address_prefix .. ARGV[base + 2]
+  buyer_keys[i] = buyer_key
+  address_keys[i] = address_key
+  need(buyer_key, split_ttl)
+  need(address_key, party_ttl)
+  local ioss = ARGV[base + 4]
+  if ioss ~= '' then
+    local ioss_key = ioss_prefix .. ioss
+    ioss_keys[i] = ioss_key
+    need(ioss_key, party_ttl)
   end
 end
 local stored = {}
@@ -143,22 +153,27 @@ if day ~= '' then
   redis.call('EXPIRE', key, 3 * 86400)
 end
 
-local out = { { tostring(fleet) } }
+-- Counts go back as numbers (integer replies): formatting them is work.
+local out = { { fleet } }
 for i = 0, count - 1 do
-  local buyer, address, name, ioss = arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)
-  local exporter, declaration, at_text, value = arg(i, 5), arg(i, 6), arg(i, 7), arg(i, 8)
+  local base = header + i * 8
+  local name, exporter = ARGV[base + 3], ARGV[base + 5]
+  local declaration, at_text, value = ARGV[base + 6], ARGV[base + 7], ARGV[base + 8]
   local at = tonumber(at_text)
 
   -- The buyer's parcels, oldest first (WindowShard::observe).
-  local key = prefix .. ':buyer:' .. buyer
-  local all = buyer_window(key)
+  local key = buyer_keys[i]
+  local entries = buyer_window(key)
   local first = 1
-  while first <= #all and at - all[first].at > split_window do
+  while first <= #entries and at - entries[first].at > split_window do
     first = first + 1
   end
-  local entries = {}
-  for j = first, #all do
-    entries[#entries + 1] = all[j]
+  if first > 1 then
+    local kept = {}
+    for j = first, #entries do
+      kept[#kept + 1] = entries[j]
+    end
+    entries = kept
   end
   -- A resent declaration is read as the first time and updates its entry.
   local resent = nil
@@ -171,9 +186,9 @@ for i = 0, count - 1 do
     end
   end
   local seen_before = resent and entries[resent].seen or math.huge
-  local names_at_address = distinct(prefix .. ':address:' .. address, name, at_text, at)
+  local names_at_address = distinct(address_keys[i], name, at_text, at)
   local buyer_parcels, same_seller = 0, 0
-  local values = {}
+  local row = { 0, 0, names_at_address, 0 }
   for j = 1, #entries do
     local e = entries[j]
     if math.abs(at - e.at) <= split_window and e.seen < seen_before
@@ -182,9 +197,10 @@ for i = 0, count - 1 do
       if e.exporter == exporter then
         same_seller = same_seller + 1
       end
-      values[#values + 1] = e.value
+      row[#row + 1] = e.value
     end
   end
+  row[1], row[2] = buyer_parcels, same_seller
   local seen = resent and entries[resent].seen or (first_seen + i + 1)
   local entry = { at = at, value = value, exporter = exporter, declaration = declaration,
     seen = seen, text = at_text .. ' ' .. value .. ' ' .. exporter .. ' ' .. declaration .. ' '
@@ -200,14 +216,9 @@ for i = 0, count - 1 do
   windows[key] = entries
   changed[key] = true
 
-  local sellers = 0
-  if ioss ~= '' then
-    sellers = distinct(prefix .. ':ioss:' .. ioss, exporter, at_text, at)
-  end
-  local row = { tostring(buyer_parcels), tostring(same_seller), tostring(names_at_address),
-    tostring(sellers) }
-  for j = 1, #values do
-    row[#row + 1] = values[j]
+  local ioss_key = ioss_keys[i]
+  if ioss_key then
+    row[4] = distinct(ioss_key, exporter, at_text, at)
   end
   out[#out + 1] = row
 end
