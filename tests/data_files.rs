@@ -7,7 +7,7 @@ use parcel_risk::domain::{ReferenceData, TrainingExample};
 use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::io::csv::CsvWriter;
 use parcel_risk::io::jsonl::JsonlWriter;
-use parcel_risk::io::parquet::ParquetWriter;
+use parcel_risk::io::parquet::ColumnarWriter;
 use parcel_risk::io::{ExampleReader, Format, RecordError};
 use parcel_risk::pb;
 use proptest::prelude::*;
@@ -36,8 +36,12 @@ fn write_all(examples: &[TrainingExample], format: Format) -> Vec<u8> {
             }
             w.into_inner().unwrap()
         }
-        Format::Parquet => {
-            let mut w = ParquetWriter::new(Vec::new()).unwrap();
+        Format::Parquet | Format::Arrow => {
+            let mut w = if format == Format::Arrow {
+                ColumnarWriter::arrow_ipc(Vec::new()).unwrap()
+            } else {
+                ColumnarWriter::parquet(Vec::new()).unwrap()
+            };
             for e in examples {
                 w.write_pb(&pb::TrainingExample::from(e)).unwrap();
             }
@@ -46,7 +50,7 @@ fn write_all(examples: &[TrainingExample], format: Format) -> Vec<u8> {
     }
 }
 
-const ALL_FORMATS: [Format; 3] = [Format::Jsonl, Format::Csv, Format::Parquet];
+const ALL_FORMATS: [Format; 4] = [Format::Jsonl, Format::Csv, Format::Parquet, Format::Arrow];
 
 fn generated(parcels: u64, seed: u64) -> Vec<TrainingExample> {
     let generator = Generator::new(GeneratorConfig {

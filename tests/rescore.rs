@@ -205,18 +205,21 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
     let dir = tempfile::tempdir().unwrap();
     let mut jsonl = JsonlWriter::new(Vec::new());
     let mut csv = parcel_risk::io::csv::CsvWriter::new(Vec::new()).unwrap();
-    let mut parquet = parcel_risk::io::parquet::ParquetWriter::new(Vec::new()).unwrap();
+    let mut parquet = parcel_risk::io::parquet::ColumnarWriter::parquet(Vec::new()).unwrap();
+    let mut arrow = parcel_risk::io::parquet::ColumnarWriter::arrow_ipc(Vec::new()).unwrap();
     for e in examples {
         let wire = pb::TrainingExample::from(e);
         jsonl.write_pb(&wire).unwrap();
         csv.write_pb(&wire).unwrap();
         parquet.write_pb(&wire).unwrap();
+        arrow.write_pb(&wire).unwrap();
     }
     let jsonl = jsonl.into_inner();
     let inputs = [
         write(dir.path(), "a.jsonl", &jsonl),
         write(dir.path(), "b.csv", &csv.into_inner().unwrap()),
         write(dir.path(), "c.parquet", &parquet.finish().unwrap()),
+        write(dir.path(), "e.arrow", &arrow.finish().unwrap()),
         write(
             dir.path(),
             "d.jsonl.zst",
@@ -239,6 +242,71 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
         let got: Vec<pb::RiskAssessment> = run.assessments.into_iter().map(strip).collect();
         assert!(got == reference, "{} differs", input.display());
     }
+}
+
+#[test]
+fn assessments_written_as_parquet_and_arrow_ipc_hold_the_same_rows() {
+    let (_, examples) = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let mut jsonl = JsonlWriter::new(Vec::new());
+    for e in &examples[..300] {
+        jsonl.write(e).unwrap();
+    }
+    let input = write(dir.path(), "in.jsonl", &jsonl.into_inner());
+    let read_back = |format: Format, name: &str| {
+        let out = dir.path().join(name);
+        let (rejected, _) = rescore_into(&input, None, &out, format, PriorityConfig::default());
+        assert!(rejected.is_empty());
+        let batches: Vec<arrow_array::RecordBatch> = match format {
+            Format::Arrow => {
+                arrow_ipc::reader::FileReader::try_new(std::fs::File::open(&out).unwrap(), None)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+            _ => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&out).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect(),
+        };
+        // Every cell as text, row by row; the assessment time is the run's own.
+        let mut rows = Vec::new();
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let mut cells = Vec::new();
+                for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
+                    use arrow_array::cast::AsArray;
+                    use arrow_array::types::{Float64Type, Int64Type};
+                    if field.name() == "assessed_at" {
+                        continue;
+                    }
+                    cells.push(match field.data_type() {
+                        arrow_schema::DataType::Float64 => {
+                            column.as_primitive::<Float64Type>().value(row).to_string()
+                        }
+                        arrow_schema::DataType::Int64 => {
+                            column.as_primitive::<Int64Type>().value(row).to_string()
+                        }
+                        _ => column.as_string::<i32>().value(row).to_owned(),
+                    });
+                }
+                rows.push(cells);
+            }
+        }
+        rows
+    };
+    let parquet = read_back(Format::Parquet, "out.parquet");
+    let arrow = read_back(Format::Arrow, "out.arrow");
+    assert_eq!(parquet.len(), 300);
+    assert_eq!(parquet[0].len(), 15);
+    assert!(
+        parquet == arrow,
+        "the Arrow IPC output differs from the Parquet output"
+    );
 }
 
 #[test]

@@ -6,11 +6,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use crate::io::parquet::ColumnarFile;
 use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{DateTime, SecondsFormat, Utc};
-use parquet::arrow::ArrowWriter;
 
 use crate::io::{Format, IoError};
 use crate::pb;
@@ -120,7 +120,7 @@ impl Encoder {
                 }
                 Ok(Part::Bytes(out))
             }
-            Format::Parquet => {
+            Format::Parquet | Format::Arrow => {
                 let mut columns: Vec<Column> = ASSESSMENT_COLUMNS
                     .iter()
                     .map(|(_, kind)| Column::new(*kind, assessments.len()))
@@ -279,7 +279,7 @@ fn flat<'a>(
 /// Writes parts in order to the output.
 pub enum OutputWriter {
     Bytes(Box<dyn Write + Send>),
-    Parquet(Box<ArrowWriter<Box<dyn Write + Send>>>),
+    Columnar(Box<ColumnarFile<Box<dyn Write + Send>>>),
 }
 
 impl OutputWriter {
@@ -299,40 +299,31 @@ impl OutputWriter {
                 )?;
                 OutputWriter::Bytes(output)
             }
-            Format::Parquet => OutputWriter::Parquet(Box::new(
-                ArrowWriter::try_new(
-                    output,
-                    schema(),
-                    Some(crate::io::parquet::writer_properties()),
-                )
-                .map_err(|e| IoError::Parquet(e.to_string()))?,
-            )),
+            Format::Parquet => {
+                OutputWriter::Columnar(Box::new(ColumnarFile::parquet(output, schema())?))
+            }
+            Format::Arrow => {
+                OutputWriter::Columnar(Box::new(ColumnarFile::arrow_ipc(output, schema())?))
+            }
         })
     }
 
     pub fn write(&mut self, part: Part) -> Result<(), IoError> {
         match (self, part) {
             (OutputWriter::Bytes(out), Part::Bytes(bytes)) => Ok(out.write_all(&bytes)?),
-            (OutputWriter::Parquet(writer), Part::Batch(batch)) => writer
-                .write(&batch)
-                .map_err(|e| IoError::Parquet(e.to_string())),
+            (OutputWriter::Columnar(writer), Part::Batch(batch)) => writer.write(&batch),
             (OutputWriter::Bytes(_), Part::Batch(_))
-            | (OutputWriter::Parquet(_), Part::Bytes(_)) => Err(IoError::Parquet(
+            | (OutputWriter::Columnar(_), Part::Bytes(_)) => Err(IoError::Parquet(
                 "a part was encoded for another format than the output's".into(),
             )),
         }
     }
 
-    /// Flushes everything (and writes the Parquet footer).
+    /// Flushes everything (and writes the Parquet or Arrow footer).
     pub fn finish(self) -> Result<(), IoError> {
         match self {
             OutputWriter::Bytes(mut out) => Ok(out.flush()?),
-            OutputWriter::Parquet(writer) => {
-                let mut out = writer
-                    .into_inner()
-                    .map_err(|e| IoError::Parquet(e.to_string()))?;
-                Ok(out.flush()?)
-            }
+            OutputWriter::Columnar(writer) => Ok(writer.finish()?.flush()?),
         }
     }
 }

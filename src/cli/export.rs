@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::io::Format;
 use crate::io::csv::CsvWriter;
 use crate::io::jsonl::JsonlWriter;
-use crate::io::parquet::ParquetWriter;
+use crate::io::parquet::ColumnarWriter;
 use crate::store;
 
 #[derive(Debug, clap::Args)]
@@ -65,8 +65,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             w.flush()?;
             counts
         }
-        Format::Parquet => {
-            let mut w = ParquetWriter::new(out)?;
+        Format::Parquet | Format::Arrow => {
+            let mut w = if format == Format::Arrow {
+                ColumnarWriter::arrow_ipc(out)?
+            } else {
+                ColumnarWriter::parquet(out)?
+            };
             let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
                 w.write_pb(&e)
             })?;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use rayon::prelude::*;
 
 use crate::generate::{Generator, GeneratorConfig, Stats};
-use crate::io::{Format, IoError, csv::CsvWriter, jsonl::JsonlWriter, parquet::ParquetWriter};
+use crate::io::{Format, IoError, csv::CsvWriter, jsonl::JsonlWriter, parquet::ColumnarWriter};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -130,7 +130,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
     };
     let mut sink = match format {
-        Format::Parquet => Sink::Parquet(Box::new(ParquetWriter::new(out)?)),
+        Format::Parquet => Sink::Columnar(Box::new(ColumnarWriter::parquet(out)?)),
+        Format::Arrow => Sink::Columnar(Box::new(ColumnarWriter::arrow_ipc(out)?)),
         Format::Csv => {
             let mut out = out;
             out.write_all(&CsvWriter::new(Vec::new())?.into_inner()?)?;
@@ -146,7 +147,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     )?;
     match sink {
         Sink::Bytes(mut out) => out.flush()?,
-        Sink::Parquet(writer) => writer.finish()?.flush()?,
+        Sink::Columnar(writer) => writer.finish()?.flush()?,
     }
     let elapsed = started.elapsed();
     if !args.quiet {
@@ -164,7 +165,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
 /// writer that takes the examples in order.
 enum Sink {
     Bytes(Box<dyn Write + Send>),
-    Parquet(Box<ParquetWriter<Box<dyn Write + Send>>>),
+    Columnar(Box<ColumnarWriter<Box<dyn Write + Send>>>),
 }
 
 /// One chunk, serialised when the format allows it.
@@ -218,7 +219,7 @@ fn write_chunks(
                         }
                         Part::Bytes(w.into_inner()?)
                     }
-                    Format::Parquet => Part::Examples(examples),
+                    Format::Parquet | Format::Arrow => Part::Examples(examples),
                 };
                 Ok((part, stats))
             })
@@ -227,12 +228,12 @@ fn write_chunks(
             let (part, stats) = part?;
             match (part, &mut *out) {
                 (Part::Bytes(bytes), Sink::Bytes(out)) => out.write_all(&bytes)?,
-                (Part::Examples(examples), Sink::Parquet(writer)) => {
+                (Part::Examples(examples), Sink::Columnar(writer)) => {
                     for e in &examples {
                         writer.write_pb(e)?;
                     }
                 }
-                (Part::Bytes(_), Sink::Parquet(_)) | (Part::Examples(_), Sink::Bytes(_)) => {
+                (Part::Bytes(_), Sink::Columnar(_)) | (Part::Examples(_), Sink::Bytes(_)) => {
                     anyhow::bail!("a chunk was serialised for another format than the output's")
                 }
             }

@@ -29,6 +29,17 @@ pub enum Format {
     Csv,
     /// Parquet with the CSV columns, one row per goods item (`.parquet`).
     Parquet,
+    /// Arrow IPC file (Feather v2) with the CSV columns, one row per goods
+    /// item (`.arrow`, `.feather`, `.ipc`).
+    Arrow,
+}
+
+impl Format {
+    /// Whether the format is a columnar file read by record batches, which
+    /// needs a file it can seek in.
+    pub fn is_columnar(self) -> bool {
+        matches!(self, Format::Parquet | Format::Arrow)
+    }
 }
 
 impl Format {
@@ -44,6 +55,7 @@ impl Format {
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
             "parquet" | "pq" => Some(Format::Parquet),
+            "arrow" | "feather" | "ipc" => Some(Format::Arrow),
             _ => None,
         }
     }
@@ -175,7 +187,7 @@ impl RawRecord {
 pub enum Framer<R: BufRead> {
     Jsonl(jsonl::JsonlFramer<R>),
     Csv(csv::RowGrouper<csv::CsvRows<R>>),
-    Parquet(csv::RowGrouper<parquet::ParquetRows>),
+    Columnar(csv::RowGrouper<parquet::ColumnarRows>),
     /// A file that could not be opened as its format: yields the error once.
     Failed(Option<IoError>),
 }
@@ -187,7 +199,7 @@ impl<R: BufRead> Iterator for Framer<R> {
         match self {
             Framer::Jsonl(f) => f.next(),
             Framer::Csv(f) => f.next(),
-            Framer::Parquet(f) => f.next(),
+            Framer::Columnar(f) => f.next(),
             Framer::Failed(e) => e.take().map(Err),
         }
     }
@@ -207,14 +219,19 @@ impl<R: BufRead> ExampleReader<R> {
         let framer = match format {
             Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
             Format::Csv => Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
-            Format::Parquet => {
+            Format::Parquet | Format::Arrow => {
                 let mut bytes = Vec::new();
                 match input
                     .read_to_end(&mut bytes)
                     .map_err(IoError::Io)
-                    .and_then(|_| parquet::ParquetRows::from_bytes(bytes))
-                {
-                    Ok(rows) => Framer::Parquet(csv::RowGrouper::new(rows)),
+                    .and_then(|_| {
+                        if format == Format::Arrow {
+                            parquet::ColumnarRows::from_arrow_ipc_bytes(bytes)
+                        } else {
+                            parquet::ColumnarRows::from_bytes(bytes)
+                        }
+                    }) {
+                    Ok(rows) => Framer::Columnar(csv::RowGrouper::new(rows)),
                     Err(e) => Framer::Failed(Some(e)),
                 }
             }
@@ -238,6 +255,8 @@ impl<R: BufRead> Iterator for ExampleReader<R> {
 
 /// The first bytes of a Parquet file.
 const PARQUET_MAGIC: &[u8] = b"PAR1";
+/// The first bytes of an Arrow IPC file.
+const ARROW_MAGIC: &[u8] = b"ARROW1";
 
 /// An input stream whose bytes read so far can be watched (for progress).
 pub type Input = Box<dyn BufRead + Send>;
@@ -259,16 +278,19 @@ pub fn open_framer(
         path: path.display().to_string(),
         source,
     };
-    if format == Format::Parquet {
+    if format.is_columnar() {
         if path.as_os_str() == "-" {
             return Err(IoError::Parquet(
-                "Parquet needs a file it can seek in; stdin is not supported".into(),
+                "Parquet and Arrow IPC need a file they can seek in; stdin is not supported".into(),
             ));
         }
         let file = File::open(path).map_err(open_err)?;
-        return Ok(Framer::Parquet(csv::RowGrouper::new(
-            parquet::ParquetRows::open(file, progress)?,
-        )));
+        let rows = if format == Format::Arrow {
+            parquet::ColumnarRows::open_arrow_ipc(file, progress)?
+        } else {
+            parquet::ColumnarRows::open(file, progress)?
+        };
+        return Ok(Framer::Columnar(csv::RowGrouper::new(rows)));
     }
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
@@ -280,7 +302,13 @@ pub fn open_framer(
         count: progress,
     };
     let mut input = compress::decompressing(Box::new(BufReader::with_capacity(1 << 20, raw)))?;
-    // A Parquet file read as text would be hundreds of rejects; say what it is.
+    // A Parquet or Arrow file read as text would be hundreds of rejects; say what it is.
+    if input.fill_buf()?.starts_with(ARROW_MAGIC) {
+        return Err(IoError::Parquet(format!(
+            "{} is an Arrow IPC file (it begins ARROW1), not text: name it .arrow or pass --format arrow",
+            path.display()
+        )));
+    }
     if input.fill_buf()?.starts_with(PARQUET_MAGIC) {
         return Err(IoError::Parquet(if path.as_os_str() == "-" {
             "standard input holds a Parquet file (it begins PAR1); Parquet needs a file it can seek in: pass its path".into()
@@ -293,7 +321,7 @@ pub fn open_framer(
     }
     Ok(match format {
         Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
-        Format::Csv | Format::Parquet => {
+        Format::Csv | Format::Parquet | Format::Arrow => {
             Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input)))
         }
     })

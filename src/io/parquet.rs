@@ -1,8 +1,10 @@
-//! Parquet with the columns of the CSV format ([`super::csv::COLUMNS`]), one
-//! row per goods item. The writer stores every column as nullable UTF-8 (an
-//! empty cell is a null), so a file round-trips exactly; the reader also
-//! takes integer, float and boolean columns, as other tools write them.
-//! Positions in error messages are row numbers counted from 1.
+//! Parquet and Arrow IPC files (Feather v2) with the columns of the CSV
+//! format ([`super::csv::COLUMNS`]), one row per goods item. The writers
+//! store every column as nullable UTF-8 (an empty cell is a null), so a file
+//! round-trips exactly; the readers also take integer, float and boolean
+//! columns, as other tools write them. Both go through the same record
+//! batches, so they read and validate alike. Positions in error messages are
+//! row numbers counted from 1.
 
 use std::fs::File;
 use std::io::Write;
@@ -18,9 +20,9 @@ use std::fmt::Write as _;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
@@ -56,19 +58,112 @@ fn parquet_err(e: impl std::fmt::Display) -> IoError {
     IoError::Parquet(e.to_string())
 }
 
-/// The rows of a Parquet file, read in place: a row is its batch and an
-/// index, and a cell borrows the batch's text (no copy per cell).
-pub struct ParquetRows {
-    reader: ParquetRecordBatchReader,
+fn arrow_ipc_err(e: impl std::fmt::Display) -> IoError {
+    IoError::Parquet(format!("Arrow IPC: {e}"))
+}
+
+/// A columnar file being written: Parquet or Arrow IPC, batch by batch.
+pub enum ColumnarFile<W: Write + Send> {
+    Parquet(Box<ArrowWriter<W>>),
+    ArrowIpc(Box<arrow_ipc::writer::FileWriter<W>>),
+}
+
+impl<W: Write + Send> ColumnarFile<W> {
+    /// Parquet as [`writer_properties`] says.
+    pub fn parquet(output: W, schema: Arc<Schema>) -> Result<Self, IoError> {
+        ArrowWriter::try_new(output, schema, Some(writer_properties()))
+            .map(|w| ColumnarFile::Parquet(Box::new(w)))
+            .map_err(parquet_err)
+    }
+
+    /// The Arrow IPC file format, uncompressed (its buffers are what the
+    /// readers map).
+    pub fn arrow_ipc(output: W, schema: Arc<Schema>) -> Result<Self, IoError> {
+        arrow_ipc::writer::FileWriter::try_new(output, &schema)
+            .map(|w| ColumnarFile::ArrowIpc(Box::new(w)))
+            .map_err(arrow_ipc_err)
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
+        match self {
+            ColumnarFile::Parquet(w) => w.write(batch).map_err(parquet_err),
+            ColumnarFile::ArrowIpc(w) => w.write(batch).map_err(arrow_ipc_err),
+        }
+    }
+
+    /// Writes the footer; gives the output back.
+    pub fn finish(self) -> Result<W, IoError> {
+        match self {
+            ColumnarFile::Parquet(w) => w.into_inner().map_err(parquet_err),
+            ColumnarFile::ArrowIpc(mut w) => {
+                w.finish().map_err(arrow_ipc_err)?;
+                w.into_inner().map_err(arrow_ipc_err)
+            }
+        }
+    }
+}
+
+/// Record batches from a Parquet or an Arrow IPC file.
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// Bytes of the file consumed so far, estimated by rows (Parquet, whose
+/// row count is in its footer) or by batches (Arrow IPC) read.
+struct Progress {
+    count: Arc<AtomicU64>,
+    per_row: u64,
+    per_batch: u64,
+}
+
+/// The rows of a Parquet or Arrow IPC file, read in place: a row is its
+/// batch and an index, and a cell borrows the batch's text (no copy per cell).
+pub struct ColumnarRows {
+    reader: Batches,
     header: Vec<String>,
     batch: Option<Arc<TextBatch>>,
     next_in_batch: usize,
     row_number: u64,
-    /// Bytes of the file consumed so far, estimated by row groups read.
-    progress: Option<(Arc<AtomicU64>, u64)>,
+    progress: Option<Progress>,
 }
 
-impl ParquetRows {
+impl ColumnarRows {
+    /// Opens an Arrow IPC file (the file format, also called Feather v2);
+    /// `progress` is advanced in proportion to the batches read.
+    pub fn open_arrow_ipc(file: File, progress: Option<Arc<AtomicU64>>) -> Result<Self, IoError> {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Self::from_arrow_ipc(file, progress.map(|p| (p, size)))
+    }
+
+    /// Reads an Arrow IPC file held in memory.
+    pub fn from_arrow_ipc_bytes(bytes: Vec<u8>) -> Result<Self, IoError> {
+        Self::from_arrow_ipc(std::io::Cursor::new(bytes), None)
+    }
+
+    fn from_arrow_ipc<R: std::io::Read + std::io::Seek + Send + 'static>(
+        input: R,
+        progress: Option<(Arc<AtomicU64>, u64)>,
+    ) -> Result<Self, IoError> {
+        let reader = arrow_ipc::reader::FileReader::try_new(input, None).map_err(arrow_ipc_err)?;
+        let header = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let batches = reader.num_batches().max(1) as u64;
+        Ok(Self {
+            reader: Box::new(reader),
+            header,
+            batch: None,
+            next_in_batch: 0,
+            row_number: 0,
+            progress: progress.map(|(count, size)| Progress {
+                count,
+                per_row: 0,
+                per_batch: size / batches,
+            }),
+        })
+    }
+
     /// Opens a Parquet file; `progress` is advanced in proportion to the rows read.
     pub fn open(file: File, progress: Option<Arc<AtomicU64>>) -> Result<Self, IoError> {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -97,17 +192,21 @@ impl ParquetRows {
             .build()
             .map_err(parquet_err)?;
         Ok(Self {
-            reader,
+            reader: Box::new(reader),
             header,
             batch: None,
             next_in_batch: 0,
             row_number: 0,
-            progress: progress.map(|(count, size)| (count, size / total_rows)),
+            progress: progress.map(|(count, size)| Progress {
+                count,
+                per_row: size / total_rows,
+                per_batch: 0,
+            }),
         })
     }
 }
 
-impl RowSource for ParquetRows {
+impl RowSource for ColumnarRows {
     type Cells = ArrowRow;
 
     fn header(&mut self) -> Result<Vec<String>, IoError> {
@@ -122,8 +221,8 @@ impl RowSource for ParquetRows {
                 let index = self.next_in_batch;
                 self.next_in_batch += 1;
                 self.row_number += 1;
-                if let Some((count, bytes_per_row)) = &self.progress {
-                    count.fetch_add(*bytes_per_row, Ordering::Relaxed);
+                if let Some(p) = &self.progress {
+                    p.count.fetch_add(p.per_row, Ordering::Relaxed);
                 }
                 let row = match &batch.unreadable {
                     Some(message) => Err(message.clone()),
@@ -138,6 +237,9 @@ impl RowSource for ParquetRows {
                 Some(batch) => {
                     self.batch = Some(Arc::new(TextBatch::new(&batch.map_err(parquet_err)?)));
                     self.next_in_batch = 0;
+                    if let Some(p) = &self.progress {
+                        p.count.fetch_add(p.per_batch, Ordering::Relaxed);
+                    }
                 }
                 None => return Ok(None),
             }
@@ -262,8 +364,8 @@ fn as_text(column: &ArrayRef) -> Result<StringArray, DataType> {
 }
 
 /// Writes examples as Parquet, one row per goods item.
-pub struct ParquetWriter<W: Write + Send> {
-    writer: ArrowWriter<W>,
+pub struct ColumnarWriter<W: Write + Send> {
+    writer: ColumnarFile<W>,
     schema: Arc<Schema>,
     /// Cells of the rows not yet written, column by column (an empty cell is a null).
     columns: Vec<StringBuilder>,
@@ -272,16 +374,28 @@ pub struct ParquetWriter<W: Write + Send> {
     row: Vec<String>,
 }
 
-impl<W: Write + Send> ParquetWriter<W> {
-    pub fn new(output: W) -> Result<Self, IoError> {
+impl<W: Write + Send> ColumnarWriter<W> {
+    /// Examples as Parquet.
+    pub fn parquet(output: W) -> Result<Self, IoError> {
+        Self::new(output, ColumnarFile::parquet)
+    }
+
+    /// Examples as an Arrow IPC file.
+    pub fn arrow_ipc(output: W) -> Result<Self, IoError> {
+        Self::new(output, ColumnarFile::arrow_ipc)
+    }
+
+    fn new(
+        output: W,
+        open: fn(W, Arc<Schema>) -> Result<ColumnarFile<W>, IoError>,
+    ) -> Result<Self, IoError> {
         let schema = Arc::new(Schema::new(
             COLUMNS
                 .iter()
                 .map(|name| Field::new(*name, DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
-        let writer = ArrowWriter::try_new(output, Arc::clone(&schema), Some(writer_properties()))
-            .map_err(parquet_err)?;
+        let writer = open(output, Arc::clone(&schema))?;
         Ok(Self {
             writer,
             schema,
@@ -323,13 +437,13 @@ impl<W: Write + Send> ParquetWriter<W> {
             .map(|cells| Arc::new(cells.finish()) as ArrayRef)
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(parquet_err)?;
-        self.writer.write(&batch).map_err(parquet_err)
+        self.writer.write(&batch)
     }
 
     /// Writes what is buffered and the file footer; gives the output back.
     pub fn finish(mut self) -> Result<W, IoError> {
         self.flush_rows()?;
-        self.writer.into_inner().map_err(parquet_err)
+        self.writer.finish()
     }
 }
 
@@ -343,7 +457,7 @@ mod tests {
     fn rows_of(batch: RecordBatch) -> Vec<Row<ArrowRow>> {
         let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
-        let mut rows = ParquetRows::from_bytes(w.into_inner().unwrap()).unwrap();
+        let mut rows = ColumnarRows::from_bytes(w.into_inner().unwrap()).unwrap();
         std::iter::from_fn(|| rows.next_row().unwrap()).collect()
     }
 
@@ -395,7 +509,7 @@ mod tests {
                 .build();
             let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
             w.write(&batch).unwrap();
-            let mut rows = ParquetRows::from_bytes(w.into_inner().unwrap()).unwrap();
+            let mut rows = ColumnarRows::from_bytes(w.into_inner().unwrap()).unwrap();
             let ids: Vec<String> = std::iter::from_fn(|| rows.next_row().unwrap())
                 .map(|(_, row)| row.unwrap().cell(0).unwrap().to_owned())
                 .collect();
