@@ -143,25 +143,25 @@ impl ColumnarRows {
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
         let reader = arrow_ipc::reader::FileReader::try_new(input, None).map_err(arrow_ipc_err)?;
-        let header = reader
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let schema = reader.schema();
         let batches = reader.num_batches().max(1) as u64;
-        Ok(Self {
-            reader: Box::new(reader),
-            header,
+        let progress = progress.map(|(count, size)| Progress {
+            count,
+            per_row: 0,
+            per_batch: size / batches,
+        });
+        Ok(Self::over(Box::new(reader), &schema, progress))
+    }
+
+    fn over(reader: Batches, schema: &Schema, progress: Option<Progress>) -> Self {
+        Self {
+            reader,
+            header: schema.fields().iter().map(|f| f.name().clone()).collect(),
             batch: None,
             next_in_batch: 0,
             row_number: 0,
-            progress: progress.map(|(count, size)| Progress {
-                count,
-                per_row: 0,
-                per_batch: size / batches,
-            }),
-        })
+            progress,
+        }
     }
 
     /// Opens a Parquet file; `progress` is advanced in proportion to the rows read.
@@ -180,29 +180,18 @@ impl ColumnarRows {
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_err)?;
-        let header = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let schema = Arc::clone(builder.schema());
         let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+        let progress = progress.map(|(count, size)| Progress {
+            count,
+            per_row: size / total_rows,
+            per_batch: 0,
+        });
         let reader = builder
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(parquet_err)?;
-        Ok(Self {
-            reader: Box::new(reader),
-            header,
-            batch: None,
-            next_in_batch: 0,
-            row_number: 0,
-            progress: progress.map(|(count, size)| Progress {
-                count,
-                per_row: size / total_rows,
-                per_batch: 0,
-            }),
-        })
+        Ok(Self::over(Box::new(reader), &schema, progress))
     }
 }
 
