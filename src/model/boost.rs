@@ -172,6 +172,9 @@ impl ParamGuard for BoostingParams {
     }
 }
 
+/// Rows up to this wide are walked from a fixed-size copy (a power of two).
+const PADDED_WIDTH: usize = 256;
+
 /// A fitted ensemble of oblivious trees; scores are P(true).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoostedTrees {
@@ -238,7 +241,9 @@ impl BoostedTrees {
         index
     }
 
-    /// Log-odds of one row. No allocation; `row` has the fitted width.
+    /// Log-odds of one row. No allocation; `row` has the fitted width
+    /// (`validate` checks every split reads a feature inside it, so a
+    /// masked index into the padded copy is the same feature).
     pub fn raw_score(&self, row: &[f64]) -> f64 {
         // The default depth gets a loop the compiler unrolls.
         match self.depth {
@@ -250,6 +255,19 @@ impl BoostedTrees {
     /// The base plus every tree's leaf, trees of depth `D`, in tree order
     /// (the same sum, bit for bit, as [`Self::sum_leaves_any_depth`]).
     fn sum_leaves<const D: usize>(&self, row: &[f64]) -> f64 {
+        if row.len() <= PADDED_WIDTH {
+            // A row of at most 256 features, copied into a fixed array: a
+            // feature index masked to 8 bits needs no bounds check, which
+            // was one compare and branch per level of every tree.
+            let mut padded = [0.0; PADDED_WIDTH];
+            padded[..row.len()].copy_from_slice(row);
+            return self.sum_leaves_with::<D, _>(|f| padded[f as usize & (PADDED_WIDTH - 1)]);
+        }
+        self.sum_leaves_with::<D, _>(|f| row[f as usize])
+    }
+
+    #[inline(always)]
+    fn sum_leaves_with<const D: usize, F: Fn(u32) -> f64>(&self, feature: F) -> f64 {
         let leaves = 1usize << D;
         self.features
             .chunks_exact(D)
@@ -258,8 +276,7 @@ impl BoostedTrees {
             .fold(self.base, |sum, ((features, thresholds), values)| {
                 let mut index = 0usize;
                 for level in 0..D {
-                    let x = row[features[level] as usize];
-                    index |= usize::from(x > thresholds[level]) << level;
+                    index |= usize::from(feature(features[level]) > thresholds[level]) << level;
                 }
                 sum + values[index & (leaves - 1)]
             })
@@ -760,6 +777,24 @@ mod tests {
             assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
             // The explaining walk gives the same log-odds.
             assert_eq!(bits, model.contributions(&row, &mut Vec::new()).to_bits());
+        }
+        // Rows wider than the padded copy take the checked walk: the same
+        // sum. The informative columns are moved past the 256th.
+        let wide = Array2::from_shape_fn((x.nrows(), 300), |(r, c)| {
+            if c >= 294 { x[[r, c - 294]] } else { 0.0 }
+        });
+        let model = BoostingParams::default()
+            .trees(20)
+            .depth(6)
+            .check()
+            .unwrap()
+            .fit_with_validation(wide.view(), &y, None)
+            .unwrap();
+        assert!(model.features.iter().any(|f| *f >= 256));
+        for row in wide.rows().into_iter().take(100) {
+            let row = row.to_vec();
+            let bits = model.raw_score(&row).to_bits();
+            assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
         }
     }
 
