@@ -245,6 +245,31 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
 }
 
 #[test]
+fn an_arrow_file_named_as_text_is_named_for_what_it_is() {
+    let (_, examples) = trained();
+    let mut arrow = parcel_risk::io::parquet::ColumnarWriter::arrow_ipc(Vec::new()).unwrap();
+    for e in &examples[..10] {
+        arrow.write_pb(&pb::TrainingExample::from(e)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let misnamed = write(dir.path(), "declarations.csv", &arrow.finish().unwrap());
+    let error = open_framer(&misnamed, None, None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("ARROW1") && error.contains(".arrow"),
+        "{error}"
+    );
+    // Named for what it is, it reads.
+    let named = dir.path().join("declarations.arrow");
+    std::fs::rename(&misnamed, &named).unwrap();
+    let run = rescore(&named, None);
+    assert_eq!(run.assessments.len(), 10);
+    assert!(run.rejected_lines.is_empty());
+}
+
+#[test]
 fn assessments_written_as_parquet_and_arrow_ipc_hold_the_same_rows() {
     let (_, examples) = trained();
     let dir = tempfile::tempdir().unwrap();

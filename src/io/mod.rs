@@ -115,7 +115,7 @@ pub enum IoError {
         source: io::Error,
     },
     #[error(
-        "cannot tell the format of {0}; name it .jsonl, .csv or .parquet, or give the format (--format; for rescore --input-format)"
+        "cannot tell the format of {0}; name it .jsonl, .csv, .parquet or .arrow, or give the format (--format; for rescore --input-format)"
     )]
     UnknownFormat(String),
     #[error(transparent)]
@@ -126,6 +126,8 @@ pub enum IoError {
     Json(#[from] serde_json::Error),
     #[error("parquet: {0}")]
     Parquet(String),
+    #[error("arrow: {0}")]
+    Arrow(String),
 }
 
 /// One item of a reader: a record, a bad record (reading goes on), or a fatal error.
@@ -304,7 +306,7 @@ pub fn open_framer(
     let mut input = compress::decompressing(Box::new(BufReader::with_capacity(1 << 20, raw)))?;
     // A Parquet or Arrow file read as text would be hundreds of rejects; say what it is.
     if input.fill_buf()?.starts_with(ARROW_MAGIC) {
-        return Err(IoError::Parquet(format!(
+        return Err(IoError::Arrow(format!(
             "{} is an Arrow IPC file (it begins ARROW1), not text: name it .arrow or pass --format arrow",
             path.display()
         )));

@@ -59,7 +59,7 @@ fn parquet_err(e: impl std::fmt::Display) -> IoError {
 }
 
 fn arrow_ipc_err(e: impl std::fmt::Display) -> IoError {
-    IoError::Parquet(format!("Arrow IPC: {e}"))
+    IoError::Arrow(e.to_string())
 }
 
 /// A columnar file being written: Parquet or Arrow IPC, batch by batch.
@@ -123,6 +123,8 @@ pub struct ColumnarRows {
     next_in_batch: usize,
     row_number: u64,
     progress: Option<Progress>,
+    /// How a batch that cannot be read is reported: Parquet's or Arrow's.
+    error: fn(ArrowError) -> IoError,
 }
 
 impl ColumnarRows {
@@ -150,10 +152,20 @@ impl ColumnarRows {
             per_row: 0,
             per_batch: size / batches,
         });
-        Ok(Self::over(Box::new(reader), &schema, progress))
+        Ok(Self::over(
+            Box::new(reader),
+            &schema,
+            progress,
+            arrow_ipc_err,
+        ))
     }
 
-    fn over(reader: Batches, schema: &Schema, progress: Option<Progress>) -> Self {
+    fn over(
+        reader: Batches,
+        schema: &Schema,
+        progress: Option<Progress>,
+        error: fn(ArrowError) -> IoError,
+    ) -> Self {
         Self {
             reader,
             header: schema.fields().iter().map(|f| f.name().clone()).collect(),
@@ -161,6 +173,7 @@ impl ColumnarRows {
             next_in_batch: 0,
             row_number: 0,
             progress,
+            error,
         }
     }
 
@@ -191,7 +204,7 @@ impl ColumnarRows {
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(parquet_err)?;
-        Ok(Self::over(Box::new(reader), &schema, progress))
+        Ok(Self::over(Box::new(reader), &schema, progress, parquet_err))
     }
 }
 
@@ -224,7 +237,7 @@ impl RowSource for ColumnarRows {
             }
             match self.reader.next() {
                 Some(batch) => {
-                    self.batch = Some(Arc::new(TextBatch::new(&batch.map_err(parquet_err)?)));
+                    self.batch = Some(Arc::new(TextBatch::new(&batch.map_err(self.error)?)));
                     self.next_in_batch = 0;
                     if let Some(p) = &self.progress {
                         p.count.fetch_add(p.per_batch, Ordering::Relaxed);
