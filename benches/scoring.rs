@@ -6,7 +6,8 @@
 //! alone on ready rows, and the whole assessment.
 //!
 //! `cargo bench --bench scoring` (set PARCEL_RISK_MODEL to bench another
-//! model; PARCEL_RISK_BENCH_LEARNERS=0 skips the per-learner part).
+//! model; PARCEL_RISK_BENCH_LEARNERS=0 skips the per-learner part;
+//! PARCEL_RISK_BENCH_PROFILE=score only scores, untimed, for a profiler).
 
 // The allocator of the shipped binary (src/main.rs), so the figures are its figures.
 #[global_allocator]
@@ -101,7 +102,9 @@ fn main() {
         black_box(scorer.score(&e.declaration, SplitSignal::default()));
     }
     let m = &model;
-    if std::env::var("PROFILE_SCORE").is_ok() {
+    // For a profiler (`perf record`): the bare score alone, 20 passes over
+    // the traffic, and nothing else (no timings).
+    if std::env::var("PARCEL_RISK_BENCH_PROFILE").as_deref() == Ok("score") {
         for _ in 0..20 {
             for e in &examples {
                 black_box(scorer.score(&e.declaration, SplitSignal::default()));
