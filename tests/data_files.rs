@@ -5,9 +5,9 @@ use std::io::Cursor;
 
 use parcel_risk::domain::{ReferenceData, TrainingExample};
 use parcel_risk::generate::{Generator, GeneratorConfig};
+use parcel_risk::io::columnar::ColumnarWriter;
 use parcel_risk::io::csv::CsvWriter;
 use parcel_risk::io::jsonl::JsonlWriter;
-use parcel_risk::io::parquet::ColumnarWriter;
 use parcel_risk::io::{ExampleReader, Format, RecordError};
 use parcel_risk::pb;
 use proptest::prelude::*;
@@ -37,11 +37,8 @@ fn write_all(examples: &[TrainingExample], format: Format) -> Vec<u8> {
             w.into_inner().unwrap()
         }
         Format::Parquet | Format::Arrow => {
-            let mut w = if format == Format::Arrow {
-                ColumnarWriter::arrow_ipc(Vec::new()).unwrap()
-            } else {
-                ColumnarWriter::parquet(Vec::new()).unwrap()
-            };
+            let container = format.container().unwrap();
+            let mut w = ColumnarWriter::new(Vec::new(), container).unwrap();
             for e in examples {
                 w.write_pb(&pb::TrainingExample::from(e)).unwrap();
             }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use parcel_risk::batch::{self, Encoder, Options, OutputWriter, Scoring, Summary, Work};
 use parcel_risk::domain::ReferenceData;
+use parcel_risk::io::columnar::ColumnarWriter;
 use parcel_risk::io::jsonl::JsonlWriter;
-use parcel_risk::io::{Format, RecordError, open_framer};
+use parcel_risk::io::{Container, Format, RecordError, open_framer};
 use parcel_risk::pb;
 use parcel_risk::scoring::{PriorityConfig, Router};
 
@@ -205,8 +206,8 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
     let dir = tempfile::tempdir().unwrap();
     let mut jsonl = JsonlWriter::new(Vec::new());
     let mut csv = parcel_risk::io::csv::CsvWriter::new(Vec::new()).unwrap();
-    let mut parquet = parcel_risk::io::parquet::ColumnarWriter::parquet(Vec::new()).unwrap();
-    let mut arrow = parcel_risk::io::parquet::ColumnarWriter::arrow_ipc(Vec::new()).unwrap();
+    let mut parquet = ColumnarWriter::new(Vec::new(), Container::Parquet).unwrap();
+    let mut arrow = ColumnarWriter::new(Vec::new(), Container::ArrowIpc).unwrap();
     for e in examples {
         let wire = pb::TrainingExample::from(e);
         jsonl.write_pb(&wire).unwrap();
@@ -247,7 +248,7 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
 #[test]
 fn an_arrow_file_named_as_text_is_named_for_what_it_is() {
     let (_, examples) = trained();
-    let mut arrow = parcel_risk::io::parquet::ColumnarWriter::arrow_ipc(Vec::new()).unwrap();
+    let mut arrow = ColumnarWriter::new(Vec::new(), Container::ArrowIpc).unwrap();
     for e in &examples[..10] {
         arrow.write_pb(&pb::TrainingExample::from(e)).unwrap();
     }
@@ -688,6 +689,8 @@ fn a_parquet_file_on_stdin_is_named_for_what_it_is() {
     let stderr = String::from_utf8_lossy(&by_name.stderr);
     assert!(stderr.contains("is a Parquet file"), "{stderr}");
     assert!(stderr.contains("--format parquet"), "{stderr}");
+    // rescore names its input's format with another flag.
+    assert!(stderr.contains("--input-format parquet"), "{stderr}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::io::parquet::ColumnarFile;
+use crate::io::columnar::ColumnarFile;
 use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -285,9 +285,12 @@ pub enum OutputWriter {
 impl OutputWriter {
     /// A writer of `format` on `output`; CSV starts with its header.
     pub fn new(format: Format, mut output: Box<dyn Write + Send>) -> Result<Self, IoError> {
-        Ok(match format {
-            Format::Jsonl => OutputWriter::Bytes(output),
-            Format::Csv => {
+        Ok(match format.container() {
+            Some(container) => {
+                OutputWriter::Columnar(Box::new(ColumnarFile::new(output, schema(), container)?))
+            }
+            None if format == Format::Jsonl => OutputWriter::Bytes(output),
+            None => {
                 let mut header = csv::Writer::from_writer(Vec::new());
                 header
                     .write_record(ASSESSMENT_COLUMNS.iter().map(|(name, _)| *name))
@@ -298,12 +301,6 @@ impl OutputWriter {
                         .map_err(|e| IoError::Csv(e.to_string()))?,
                 )?;
                 OutputWriter::Bytes(output)
-            }
-            Format::Parquet => {
-                OutputWriter::Columnar(Box::new(ColumnarFile::parquet(output, schema())?))
-            }
-            Format::Arrow => {
-                OutputWriter::Columnar(Box::new(ColumnarFile::arrow_ipc(output, schema())?))
             }
         })
     }

@@ -1,6 +1,6 @@
 //! `parcel-risk export`: training data out of the store: each inspection
 //! result joined to the declaration as it was scored, as TrainingExample
-//! records (JSON Lines, CSV or Parquet). The result keeps its selection
+//! records (JSON Lines, CSV, Parquet or Arrow IPC). The result keeps its selection
 //! reason, so training and evaluation can tell random picks from risk picks.
 
 use std::io::Write;
@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::io::Format;
+use crate::io::columnar::ColumnarWriter;
 use crate::io::csv::CsvWriter;
 use crate::io::jsonl::JsonlWriter;
-use crate::io::parquet::ColumnarWriter;
 use crate::store;
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct ExportArgs {
     /// Results received at or after this instant (RFC 3339 or YYYY-MM-DD).
     #[arg(long, value_parser = super::parse_instant)]
     pub since: chrono::DateTime<chrono::Utc>,
-    /// Output file: .jsonl, .csv or .parquet (`-`: JSON Lines on stdout).
+    /// Output file: .jsonl, .csv, .parquet or .arrow (`-`: JSON Lines on stdout).
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum)]
@@ -48,16 +48,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", args.out.display()))?,
         ))
     };
-    let counts = match format {
-        Format::Jsonl => {
-            let mut w = JsonlWriter::new(out);
+    let counts = match format.container() {
+        Some(container) => {
+            let mut w = ColumnarWriter::new(out, container)?;
             let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
                 w.write_pb(&e)
             })?;
-            w.flush()?;
+            w.finish()?.flush()?;
             counts
         }
-        Format::Csv => {
+        None if format == Format::Csv => {
             let mut w = CsvWriter::new(out)?;
             let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
                 w.write_pb(&e)
@@ -65,16 +65,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             w.flush()?;
             counts
         }
-        Format::Parquet | Format::Arrow => {
-            let mut w = if format == Format::Arrow {
-                ColumnarWriter::arrow_ipc(out)?
-            } else {
-                ColumnarWriter::parquet(out)?
-            };
+        None => {
+            let mut w = JsonlWriter::new(out);
             let counts = store::export(&args.data_dir, args.since, &args.reporters, |e| {
                 w.write_pb(&e)
             })?;
-            w.finish()?.flush()?;
+            w.flush()?;
             counts
         }
     };

@@ -9,7 +9,7 @@ use anyhow::Context;
 use rayon::prelude::*;
 
 use crate::generate::{Generator, GeneratorConfig, Stats};
-use crate::io::{Format, IoError, csv::CsvWriter, jsonl::JsonlWriter, parquet::ColumnarWriter};
+use crate::io::{Format, IoError, columnar::ColumnarWriter, csv::CsvWriter, jsonl::JsonlWriter};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -129,15 +129,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot create {}", args.out.display()))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
     };
-    let mut sink = match format {
-        Format::Parquet => Sink::Columnar(Box::new(ColumnarWriter::parquet(out)?)),
-        Format::Arrow => Sink::Columnar(Box::new(ColumnarWriter::arrow_ipc(out)?)),
-        Format::Csv => {
+    let mut sink = match format.container() {
+        Some(container) => Sink::Columnar(Box::new(ColumnarWriter::new(out, container)?)),
+        None if format == Format::Csv => {
             let mut out = out;
             out.write_all(&CsvWriter::new(Vec::new())?.into_inner()?)?;
             Sink::Bytes(out)
         }
-        Format::Jsonl => Sink::Bytes(out),
+        None => Sink::Bytes(out),
     };
     let stats = write_chunks(
         &generator,

@@ -1,15 +1,15 @@
 //! Data files: declarations and training examples as JSON Lines (the canonical
-//! proto3 JSON mapping), CSV or Parquet (one row per goods item), plain or
-//! gzip/zstd compressed.
+//! proto3 JSON mapping), CSV, Parquet or Arrow IPC (one row per goods item);
+//! the text formats plain or gzip/zstd compressed.
 //!
 //! Readers stream: they hold one record at a time, so memory stays constant
 //! whatever the file size. A bad record is reported with its line number and
 //! reading goes on; only an I/O error ends a file.
 
+pub mod columnar;
 pub mod compress;
 pub mod csv;
 pub mod jsonl;
-pub mod parquet;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -34,11 +34,28 @@ pub enum Format {
     Arrow,
 }
 
+/// The containers of the columnar formats, which hold the same columns and
+/// are read and written through the same record batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    Parquet,
+    ArrowIpc,
+}
+
 impl Format {
-    /// Whether the format is a columnar file read by record batches, which
-    /// needs a file it can seek in.
+    /// The container of a columnar format, read by record batches (it needs
+    /// a file it can seek in); `None` for the text formats.
+    pub fn container(self) -> Option<Container> {
+        match self {
+            Format::Parquet => Some(Container::Parquet),
+            Format::Arrow => Some(Container::ArrowIpc),
+            Format::Jsonl | Format::Csv => None,
+        }
+    }
+
+    /// Whether the format is a columnar file.
     pub fn is_columnar(self) -> bool {
-        matches!(self, Format::Parquet | Format::Arrow)
+        self.container().is_some()
     }
 }
 
@@ -147,9 +164,9 @@ pub enum RawRecord {
         rows: Vec<(u64, ::csv::StringRecord)>,
         layout: Arc<csv::Layout>,
     },
-    /// The rows of one declaration in a Parquet file, read in place.
+    /// The rows of one declaration in a Parquet or Arrow IPC file, read in place.
     ArrowRows {
-        rows: Vec<(u64, parquet::ArrowRow)>,
+        rows: Vec<(u64, columnar::ArrowRow)>,
         layout: Arc<csv::Layout>,
     },
     /// A record that could not even be cut out (bad UTF-8, broken row).
@@ -189,7 +206,7 @@ impl RawRecord {
 pub enum Framer<R: BufRead> {
     Jsonl(jsonl::JsonlFramer<R>),
     Csv(csv::RowGrouper<csv::CsvRows<R>>),
-    Columnar(csv::RowGrouper<parquet::ColumnarRows>),
+    Columnar(csv::RowGrouper<columnar::ColumnarRows>),
     /// A file that could not be opened as its format: yields the error once.
     Failed(Option<IoError>),
 }
@@ -215,24 +232,19 @@ pub struct ExampleReader<R: BufRead> {
 }
 
 impl<R: BufRead> ExampleReader<R> {
-    /// A reader over any input. Parquet is read into memory first (its
-    /// footer is at the end); [`open_examples`] streams a Parquet file instead.
+    /// A reader over any input. A columnar file is read into memory first
+    /// (its footer is at the end); [`open_examples`] streams one instead.
     pub fn new(mut input: R, format: Format, reference: ReferenceData<'static>) -> Self {
-        let framer = match format {
-            Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
-            Format::Csv => Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
-            Format::Parquet | Format::Arrow => {
+        let framer = match format.container() {
+            None if format == Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
+            None => Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
+            Some(container) => {
                 let mut bytes = Vec::new();
                 match input
                     .read_to_end(&mut bytes)
                     .map_err(IoError::Io)
-                    .and_then(|_| {
-                        if format == Format::Arrow {
-                            parquet::ColumnarRows::from_arrow_ipc_bytes(bytes)
-                        } else {
-                            parquet::ColumnarRows::from_bytes(bytes)
-                        }
-                    }) {
+                    .and_then(|_| columnar::ColumnarRows::from_bytes(bytes, container))
+                {
                     Ok(rows) => Framer::Columnar(csv::RowGrouper::new(rows)),
                     Err(e) => Framer::Failed(Some(e)),
                 }
@@ -280,20 +292,21 @@ pub fn open_framer(
         path: path.display().to_string(),
         source,
     };
-    if format.is_columnar() {
-        if path.as_os_str() == "-" {
-            return Err(IoError::Parquet(
-                "Parquet and Arrow IPC need a file they can seek in; stdin is not supported".into(),
-            ));
+    let text_framer: fn(Input) -> Framer<Input> = match format.container() {
+        Some(container) => {
+            if path.as_os_str() == "-" {
+                return Err(IoError::Parquet(
+                    "Parquet and Arrow IPC need a file they can seek in; stdin is not supported"
+                        .into(),
+                ));
+            }
+            let file = File::open(path).map_err(open_err)?;
+            let rows = columnar::ColumnarRows::open(file, container, progress)?;
+            return Ok(Framer::Columnar(csv::RowGrouper::new(rows)));
         }
-        let file = File::open(path).map_err(open_err)?;
-        let rows = if format == Format::Arrow {
-            parquet::ColumnarRows::open_arrow_ipc(file, progress)?
-        } else {
-            parquet::ColumnarRows::open(file, progress)?
-        };
-        return Ok(Framer::Columnar(csv::RowGrouper::new(rows)));
-    }
+        None if format == Format::Jsonl => |input| Framer::Jsonl(jsonl::JsonlFramer::new(input)),
+        None => |input| Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
+    };
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
@@ -307,7 +320,7 @@ pub fn open_framer(
     // A Parquet or Arrow file read as text would be hundreds of rejects; say what it is.
     if input.fill_buf()?.starts_with(ARROW_MAGIC) {
         return Err(IoError::Arrow(format!(
-            "{} is an Arrow IPC file (it begins ARROW1), not text: name it .arrow or pass --format arrow",
+            "{} is an Arrow IPC file (it begins ARROW1), not text: name it .arrow or give the format (--format arrow; for rescore --input-format arrow)",
             path.display()
         )));
     }
@@ -316,17 +329,12 @@ pub fn open_framer(
             "standard input holds a Parquet file (it begins PAR1); Parquet needs a file it can seek in: pass its path".into()
         } else {
             format!(
-                "{} is a Parquet file (it begins PAR1), not text: name it .parquet or pass --format parquet",
+                "{} is a Parquet file (it begins PAR1), not text: name it .parquet or give the format (--format parquet; for rescore --input-format parquet)",
                 path.display()
             )
         }));
     }
-    Ok(match format {
-        Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
-        Format::Csv | Format::Parquet | Format::Arrow => {
-            Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input)))
-        }
-    })
+    Ok(text_framer(input))
 }
 
 /// Opens a file (or `-` for stdin) for streaming reads.

@@ -27,9 +27,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
 
-use super::IoError;
-use super::RawRecord;
 use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, example_rows};
+use super::{Container, IoError, RawRecord};
 use crate::pb;
 
 /// Rows per record batch, read and written.
@@ -69,19 +68,17 @@ pub enum ColumnarFile<W: Write + Send> {
 }
 
 impl<W: Write + Send> ColumnarFile<W> {
-    /// Parquet as [`writer_properties`] says.
-    pub fn parquet(output: W, schema: Arc<Schema>) -> Result<Self, IoError> {
-        ArrowWriter::try_new(output, schema, Some(writer_properties()))
-            .map(|w| ColumnarFile::Parquet(Box::new(w)))
-            .map_err(parquet_err)
-    }
-
-    /// The Arrow IPC file format, uncompressed (its buffers are what the
-    /// readers map).
-    pub fn arrow_ipc(output: W, schema: Arc<Schema>) -> Result<Self, IoError> {
-        arrow_ipc::writer::FileWriter::try_new(output, &schema)
-            .map(|w| ColumnarFile::ArrowIpc(Box::new(w)))
-            .map_err(arrow_ipc_err)
+    /// Parquet as [`writer_properties`] says, or the Arrow IPC file format
+    /// uncompressed (its buffers are what the readers map).
+    pub fn new(output: W, schema: Arc<Schema>, container: Container) -> Result<Self, IoError> {
+        match container {
+            Container::Parquet => ArrowWriter::try_new(output, schema, Some(writer_properties()))
+                .map(|w| ColumnarFile::Parquet(Box::new(w)))
+                .map_err(parquet_err),
+            Container::ArrowIpc => arrow_ipc::writer::FileWriter::try_new(output, &schema)
+                .map(|w| ColumnarFile::ArrowIpc(Box::new(w)))
+                .map_err(arrow_ipc_err),
+        }
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
@@ -128,16 +125,28 @@ pub struct ColumnarRows {
 }
 
 impl ColumnarRows {
-    /// Opens an Arrow IPC file (the file format, also called Feather v2);
-    /// `progress` is advanced in proportion to the batches read.
-    pub fn open_arrow_ipc(file: File, progress: Option<Arc<AtomicU64>>) -> Result<Self, IoError> {
+    /// Opens a columnar file; `progress` is advanced in proportion to the
+    /// rows (Parquet, whose row count is in its footer) or the batches
+    /// (Arrow IPC) read.
+    pub fn open(
+        file: File,
+        container: Container,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<Self, IoError> {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Self::from_arrow_ipc(file, progress.map(|p| (p, size)))
+        let progress = progress.map(|p| (p, size));
+        match container {
+            Container::Parquet => Self::from_parquet(file, progress),
+            Container::ArrowIpc => Self::from_arrow_ipc(file, progress),
+        }
     }
 
-    /// Reads an Arrow IPC file held in memory.
-    pub fn from_arrow_ipc_bytes(bytes: Vec<u8>) -> Result<Self, IoError> {
-        Self::from_arrow_ipc(std::io::Cursor::new(bytes), None)
+    /// Reads a columnar file held in memory.
+    pub fn from_bytes(bytes: Vec<u8>, container: Container) -> Result<Self, IoError> {
+        match container {
+            Container::Parquet => Self::from_parquet(bytes::Bytes::from(bytes), None),
+            Container::ArrowIpc => Self::from_arrow_ipc(std::io::Cursor::new(bytes), None),
+        }
     }
 
     fn from_arrow_ipc<R: std::io::Read + std::io::Seek + Send + 'static>(
@@ -160,35 +169,7 @@ impl ColumnarRows {
         ))
     }
 
-    fn over(
-        reader: Batches,
-        schema: &Schema,
-        progress: Option<Progress>,
-        error: fn(ArrowError) -> IoError,
-    ) -> Self {
-        Self {
-            reader,
-            header: schema.fields().iter().map(|f| f.name().clone()).collect(),
-            batch: None,
-            next_in_batch: 0,
-            row_number: 0,
-            progress,
-            error,
-        }
-    }
-
-    /// Opens a Parquet file; `progress` is advanced in proportion to the rows read.
-    pub fn open(file: File, progress: Option<Arc<AtomicU64>>) -> Result<Self, IoError> {
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Self::from_chunks(file, progress.map(|p| (p, size)))
-    }
-
-    /// Reads a Parquet file held in memory.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, IoError> {
-        Self::from_chunks(bytes::Bytes::from(bytes), None)
-    }
-
-    fn from_chunks<T: ChunkReader + 'static>(
+    fn from_parquet<T: ChunkReader + 'static>(
         input: T,
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
@@ -205,6 +186,23 @@ impl ColumnarRows {
             .build()
             .map_err(parquet_err)?;
         Ok(Self::over(Box::new(reader), &schema, progress, parquet_err))
+    }
+
+    fn over(
+        reader: Batches,
+        schema: &Schema,
+        progress: Option<Progress>,
+        error: fn(ArrowError) -> IoError,
+    ) -> Self {
+        Self {
+            reader,
+            header: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            batch: None,
+            next_in_batch: 0,
+            row_number: 0,
+            progress,
+            error,
+        }
     }
 }
 
@@ -365,7 +363,7 @@ fn as_text(column: &ArrayRef) -> Result<StringArray, DataType> {
     })
 }
 
-/// Writes examples as Parquet, one row per goods item.
+/// Writes examples as Parquet or Arrow IPC, one row per goods item.
 pub struct ColumnarWriter<W: Write + Send> {
     writer: ColumnarFile<W>,
     schema: Arc<Schema>,
@@ -377,27 +375,14 @@ pub struct ColumnarWriter<W: Write + Send> {
 }
 
 impl<W: Write + Send> ColumnarWriter<W> {
-    /// Examples as Parquet.
-    pub fn parquet(output: W) -> Result<Self, IoError> {
-        Self::new(output, ColumnarFile::parquet)
-    }
-
-    /// Examples as an Arrow IPC file.
-    pub fn arrow_ipc(output: W) -> Result<Self, IoError> {
-        Self::new(output, ColumnarFile::arrow_ipc)
-    }
-
-    fn new(
-        output: W,
-        open: fn(W, Arc<Schema>) -> Result<ColumnarFile<W>, IoError>,
-    ) -> Result<Self, IoError> {
+    pub fn new(output: W, container: Container) -> Result<Self, IoError> {
         let schema = Arc::new(Schema::new(
             COLUMNS
                 .iter()
                 .map(|name| Field::new(*name, DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
-        let writer = open(output, Arc::clone(&schema))?;
+        let writer = ColumnarFile::new(output, Arc::clone(&schema), container)?;
         Ok(Self {
             writer,
             schema,
@@ -459,7 +444,8 @@ mod tests {
     fn rows_of(batch: RecordBatch) -> Vec<Row<ArrowRow>> {
         let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
-        let mut rows = ColumnarRows::from_bytes(w.into_inner().unwrap()).unwrap();
+        let mut rows =
+            ColumnarRows::from_bytes(w.into_inner().unwrap(), Container::Parquet).unwrap();
         std::iter::from_fn(|| rows.next_row().unwrap()).collect()
     }
 
@@ -511,7 +497,8 @@ mod tests {
                 .build();
             let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
             w.write(&batch).unwrap();
-            let mut rows = ColumnarRows::from_bytes(w.into_inner().unwrap()).unwrap();
+            let mut rows =
+                ColumnarRows::from_bytes(w.into_inner().unwrap(), Container::Parquet).unwrap();
             let ids: Vec<String> = std::iter::from_fn(|| rows.next_row().unwrap())
                 .map(|(_, row)| row.unwrap().cell(0).unwrap().to_owned())
                 .collect();
