@@ -424,6 +424,7 @@ impl PartyHistory {
                 if map.len() > limit * 3 / 4 {
                     map.clear();
                 }
+                super::compact(map, limit);
             }
             let stats = map.entry(key).or_default();
             *before = *stats;

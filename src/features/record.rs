@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::history::{Found, PartyHistory, PartyKeys, PartyRead, key_hash, sorted};
+use super::recent::RecentKeys;
 use crate::domain::Declaration;
 
 /// Most fields (each adds four features).
@@ -886,8 +887,7 @@ pub struct LiveRecord {
     /// to it is in there already (an evaluation's warm-up, a rerun of
     /// training days), so it is read, not counted twice.
     counted_until: Option<DateTime<Utc>>,
-    ids: rustc_hash::FxHashSet<u64>,
-    id_order: std::collections::VecDeque<u64>,
+    ids: RecentKeys<()>,
 }
 
 impl LiveRecord {
@@ -898,8 +898,7 @@ impl LiveRecord {
             record,
             parties: PartyHistory::default(),
             counted_until,
-            ids: rustc_hash::FxHashSet::default(),
-            id_order: std::collections::VecDeque::new(),
+            ids: RecentKeys::new(REMEMBERED_IDS),
         }
     }
 
@@ -963,15 +962,10 @@ impl LiveRecord {
         if id == 0 {
             return true;
         }
-        if !self.ids.insert(id) {
+        if self.ids.contains(id) {
             return false;
         }
-        self.id_order.push_back(id);
-        if self.id_order.len() > REMEMBERED_IDS
-            && let Some(old) = self.id_order.pop_front()
-        {
-            self.ids.remove(&old);
-        }
+        self.ids.insert(id, ());
         true
     }
 
@@ -999,6 +993,7 @@ fn shrink(table: &mut HashMap<u64, KeyStats>, limit: usize) {
     if table.len() > limit * 3 / 4 {
         keep_recent(table, limit / 2);
     }
+    super::compact(table, limit);
 }
 
 fn keep_recent(table: &mut HashMap<u64, KeyStats>, n: usize) {

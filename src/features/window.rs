@@ -80,12 +80,24 @@ type Values = SmallVec<[(u64, Micros); 2]>;
 
 /// Distinct values seen with each key over a sliding window, in bounded
 /// memory: at most `MAX_DISTINCT` values per key and `MAX_KEYS` keys (the
-/// keys idle longest go first): about 13 MB of table per window, plus
+/// keys idle longest go first): about 13 MB of table per window, rebuilt
+/// after each eviction so that it stays that size (see `compact`), plus
 /// 512 bytes for each key holding more than two values, whatever the
 /// volume; keys that recur rarely may be forgotten under heavy traffic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DistinctWindow {
     keys: HashMap<u64, Values>,
+    /// Most keys held: `MAX_KEYS` (smaller in tests).
+    limit: usize,
+}
+
+impl Default for DistinctWindow {
+    fn default() -> Self {
+        Self {
+            keys: HashMap::default(),
+            limit: MAX_KEYS,
+        }
+    }
 }
 
 impl DistinctWindow {
@@ -96,7 +108,7 @@ impl DistinctWindow {
     }
 
     fn observe_micros(&mut self, key: u64, value: u64, at: Micros) -> u32 {
-        if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(&key) {
+        if self.keys.len() >= self.limit && !self.keys.contains_key(&key) {
             self.evict(at);
         }
         let seen = self.keys.entry(key).or_default();
@@ -137,15 +149,15 @@ impl DistinctWindow {
         let window = span(PARTY_WINDOW);
         self.keys
             .retain(|_, seen| newest(seen).is_some_and(|t| now.saturating_sub(t) <= window));
-        if self.keys.len() < MAX_KEYS * 3 / 4 {
-            return;
+        if self.keys.len() >= self.limit * 3 / 4 {
+            let mut times: Vec<Micros> = self.keys.values().filter_map(newest).collect();
+            let cut = times.len() / 4;
+            let (_, threshold, _) = times.select_nth_unstable(cut);
+            let threshold = *threshold;
+            self.keys
+                .retain(|_, seen| newest(seen).is_some_and(|t| t > threshold));
         }
-        let mut times: Vec<Micros> = self.keys.values().filter_map(newest).collect();
-        let cut = times.len() / 4;
-        let (_, threshold, _) = times.select_nth_unstable(cut);
-        let threshold = *threshold;
-        self.keys
-            .retain(|_, seen| newest(seen).is_some_and(|t| t > threshold));
+        super::compact(&mut self.keys, self.limit);
     }
 
     pub fn len(&self) -> usize {
@@ -493,6 +505,32 @@ mod tests {
 mod party_tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_full_window_keeps_the_table_its_bound_needs() {
+        // Evicting by `retain` alone left tombstones that doubled this
+        // table (to 2^14 buckets for 4,096 keys) within 200,000 new keys.
+        let limit = 1 << 12;
+        let mut w = DistinctWindow {
+            keys: HashMap::default(),
+            limit,
+        };
+        let bound =
+            HashMap::<u64, Values>::with_capacity_and_hasher(limit, Default::default()).capacity();
+        let mut key = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..200_000_i64 {
+            key = key.rotate_left(23).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ 0x94d0_49bb;
+            // A millisecond apart: nothing leaves the 30-day window, so
+            // every eviction is of the least recently active quarter.
+            w.observe_micros(key, 1, i * 1_000);
+            assert!(w.len() <= limit);
+        }
+        assert!(
+            w.keys.capacity() <= bound,
+            "{} slots for {limit} keys at most",
+            w.keys.capacity()
+        );
+    }
 
     #[test]
     fn distinct_values_are_counted_within_the_window_and_capped() {

@@ -18,11 +18,9 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::{Channel, Hs6, SelectionReason};
-use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap as HashMap;
 
 use crate::features::history::{declaration_key, key_hash};
+use crate::features::recent::RecentKeys;
 
 /// A safety or IPR category and the weight (EUR-equivalent) it adds.
 #[derive(Debug, Clone, PartialEq)]
@@ -381,9 +379,7 @@ pub struct ChannelAllocator {
     /// its decision again without counting as more traffic or taking more
     /// capacity (clients resend after any transport error).
     /// Keyed by [`declaration_key`] (64 bits: no string kept per declaration).
-    decided: HashMap<u64, Decision>,
-    /// Keys in `decided`, oldest first.
-    decided_order: VecDeque<u64>,
+    decided: RecentKeys<Decision>,
 }
 
 /// Decisions remembered for resends.
@@ -417,8 +413,7 @@ impl ChannelAllocator {
             quantiles: DecayingQuantiles::new(half_life),
             observed: 0,
             cuts: (f64::INFINITY, f64::INFINITY),
-            decided: HashMap::default(),
-            decided_order: VecDeque::new(),
+            decided: RecentKeys::new(REMEMBERED_DECISIONS),
         }
     }
 
@@ -461,18 +456,12 @@ impl ChannelAllocator {
         priority: f64,
     ) -> Decision {
         let key = declaration_key(declaration_id);
-        if let Some(decision) = self.decided.get(&key) {
+        if let Some(decision) = self.decided.get(key) {
             return *decision;
         }
         let decision = self.decide_new(declaration_id, lodged_at, priority);
         if key != 0 {
-            if self.decided_order.len() == REMEMBERED_DECISIONS
-                && let Some(oldest) = self.decided_order.pop_front()
-            {
-                self.decided.remove(&oldest);
-            }
             self.decided.insert(key, decision);
-            self.decided_order.push_back(key);
         }
         decision
     }
