@@ -24,8 +24,9 @@ pub const WINDOW: Duration = Duration::hours(24);
 pub const MAX_PER_BUYER: usize = 64;
 /// Fewest observations between sweeps of idle buyers. A shard sweeps
 /// after this many, or after half as many as it kept at its last sweep,
-/// whichever is more: the table then holds at most about 1.5 times a day's buyers plus
-/// this, and sweeping costs a few steps per observation. (Sweeping every
+/// whichever is more: a shard then holds at most about 1.5 times the
+/// buyers of the window and its slack plus this, and sweeping costs a few
+/// steps per observation. (Sweeping every
 /// 65,536 let tables of 5,000 live buyers reach 2^17 slots, and the sweeps'
 /// tombstones then doubled them: about 200 MiB over 16 shards.)
 const SWEEP_EVERY: usize = 8_192;
@@ -286,8 +287,7 @@ impl WindowShard {
     }
 
     /// Drops buyers whose newest parcel left the window a day ago or more
-    /// (`SWEEP_SLACK`), into a table sized for the buyers kept and those the
-    /// next sweep will find.
+    /// (`SWEEP_SLACK`), into a table sized for the buyers kept.
     pub fn sweep(&mut self) {
         self.since_sweep = 0;
         let Some(latest) = self.latest else { return };
@@ -299,7 +299,9 @@ impl WindowShard {
         });
         let kept = self.buyers.len();
         self.sweep_after = SWEEP_EVERY.max(kept / 2);
-        super::compact(&mut self.buyers, kept + self.sweep_after);
+        // Sized for what is kept; it grows as new buyers come, as it would
+        // unswept.
+        super::compact(&mut self.buyers, kept);
     }
 
     /// Buyers currently tracked.
