@@ -26,9 +26,9 @@ pub const MAX_PER_BUYER: usize = 64;
 /// after this many, or after half as many as it kept at its last sweep,
 /// whichever is more: a shard then holds at most about 1.5 times the
 /// buyers of the window and its slack plus this, and sweeping costs a few
-/// steps per observation. (Sweeping every
-/// 65,536 let tables of 5,000 live buyers reach 2^17 slots, and the sweeps'
-/// tombstones then doubled them: about 200 MiB over 16 shards.)
+/// steps per observation. (Sweeping every 65,536 let tables of 5,000 live
+/// buyers reach 2^17 slots, and the sweeps' tombstones then doubled them:
+/// about 200 MiB over 16 shards.)
 const SWEEP_EVERY: usize = 8_192;
 /// How late a declaration may come, after the latest seen, without a sweep
 /// having taken what it should count: a sweep drops a buyer only when its
@@ -120,8 +120,13 @@ impl DistinctWindow {
     }
 
     fn observe_micros(&mut self, key: u64, value: u64, at: Micros) -> u32 {
-        if self.keys.len() >= self.limit && !self.keys.contains_key(&key) {
-            self.evict(at);
+        if self.keys.len() >= self.keys.capacity().min(self.limit) && !self.keys.contains_key(&key)
+        {
+            if self.keys.len() >= self.limit {
+                self.evict(at);
+            } else {
+                self.expire_idle(at);
+            }
         }
         let seen = self.keys.entry(key).or_default();
         let window = span(PARTY_WINDOW);
@@ -155,9 +160,27 @@ impl DistinctWindow {
         seen.len() as u32
     }
 
+    /// A full table about to grow first drops the keys idle for longer than
+    /// the window and a day's slack (`SWEEP_SLACK`: no declaration less than
+    /// a day late could count them), so it grows only for keys still live.
+    /// Expired keys used to leave only at `limit`: the address tables of
+    /// generated traffic grew to 2^18 slots for about 82,000 live keys a
+    /// shard, some 100 MiB over 16 shards.
+    fn expire_idle(&mut self, now: Micros) {
+        let room = self.keys.capacity();
+        let kept_for = span(PARTY_WINDOW) + span(SWEEP_SLACK);
+        self.keys.retain(|_, seen| {
+            newest_value(seen).is_some_and(|t| now.saturating_sub(t) <= kept_for)
+        });
+        let kept = self.keys.len();
+        // When little went, make the room to grow that the insert would have.
+        let size = if kept > room * 3 / 4 { kept * 2 } else { kept };
+        super::compact(&mut self.keys, size.min(self.limit));
+    }
+
     /// Drops expired keys, then the least recently active quarter if still full.
     fn evict(&mut self, now: Micros) {
-        let newest = |seen: &Values| seen.iter().map(|(_, t)| *t).max();
+        let newest = newest_value;
         let window = span(PARTY_WINDOW);
         self.keys
             .retain(|_, seen| newest(seen).is_some_and(|t| now.saturating_sub(t) <= window));
@@ -179,6 +202,11 @@ impl DistinctWindow {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// When a key's values were last seen.
+fn newest_value(seen: &Values) -> Option<Micros> {
+    seen.iter().map(|(_, t)| *t).max()
 }
 
 /// A buyer: the name at the delivery address.
@@ -562,6 +590,60 @@ mod tests {
 mod party_tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn dropping_idle_keys_changes_no_count_of_a_stream_less_than_a_day_out_of_order() {
+        // 90 days of parcels, 400 a day, each lodged up to 20 hours before
+        // the latest seen. Most go to a new address, so the table keeps
+        // filling and dropping idle keys; one in five goes again to an
+        // address first seen almost 30 days before, at the edge of the
+        // window, where a late parcel tells.
+        // The reference keeps every address in a window of its own, which
+        // never fills, so it never drops a key.
+        let mut window = DistinctWindow::default();
+        let mut alone: HashMap<u64, DistinctWindow> = HashMap::default();
+        let mut keys = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..36_000_i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let lag = (x % (20 * 3_600)) as i64 * 1_000_000;
+            let at = 1_790_000_000_000_000 + i * 216_000_000 - lag;
+            let key = if x % 5 == 0 && i >= 12_000 {
+                keys[(i - 12_000) as usize + (x >> 8) as usize % 400]
+            } else {
+                i as u64
+            };
+            keys.push(key);
+            // Every parcel another name, so a dropped one shows in the count.
+            let name = x >> 40;
+            let counted = window.observe_micros(key, name, at);
+            let expected = alone.entry(key).or_default().observe_micros(key, name, at);
+            assert_eq!(counted, expected, "parcel {i}");
+        }
+        assert!(window.len() < alone.len(), "no idle key was dropped");
+    }
+
+    #[test]
+    fn a_window_grows_for_live_keys_only() {
+        // 1,000 new addresses a day for 200 days: about 31,000 are live (the
+        // window and its slack), and the table stays the size they need.
+        let mut window = DistinctWindow::default();
+        for i in 0..200_000_i64 {
+            let at = i * 86_400_000; // 86.4 s apart: 1,000 a day
+            window.observe_micros((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), 1, at);
+        }
+        let needed =
+            HashMap::<u64, Values>::with_capacity_and_hasher(2 * 31_000, Default::default())
+                .capacity();
+        assert!(
+            window.keys.capacity() <= needed,
+            "{} slots for {} keys",
+            window.keys.capacity(),
+            window.len()
+        );
+    }
 
     #[test]
     fn a_full_window_keeps_the_table_its_bound_needs() {
