@@ -32,16 +32,13 @@ impl<V> RecentKeys<V> {
         self.values.get(&key)
     }
 
-    pub fn contains(&self, key: u64) -> bool {
-        self.values.contains_key(&key)
-    }
-
     /// Remembers `key` with `value`, forgetting the oldest key when full;
-    /// a key held already gets the new value and keeps its place.
-    pub fn insert(&mut self, key: u64, value: V) {
+    /// a key held already gets the new value and keeps its place. Whether
+    /// the key is new.
+    pub fn insert(&mut self, key: u64, value: V) -> bool {
         if let Some(held) = self.values.get_mut(&key) {
             *held = value;
-            return;
+            return false;
         }
         if self.order.len() >= self.limit
             && let Some(oldest) = self.order.pop_front()
@@ -59,6 +56,7 @@ impl<V> RecentKeys<V> {
             self.since_rebuilt = 0;
             super::compact(&mut self.values, self.limit + 1);
         }
+        true
     }
 
     pub fn len(&self) -> usize {
@@ -86,16 +84,16 @@ mod tests {
         for key in 1..=4 {
             recent.insert(key, key * 10);
         }
-        assert!(!recent.contains(1));
+        assert!(recent.get(1).is_none());
         assert_eq!(recent.get(2), Some(&20));
         assert_eq!(recent.get(4), Some(&40));
         // A held key is updated in place and does not push another out.
-        recent.insert(2, 21);
+        assert!(!recent.insert(2, 21));
         assert_eq!(recent.get(2), Some(&21));
         assert_eq!(recent.len(), 3);
         recent.insert(5, 50);
-        assert!(!recent.contains(2), "2 was the oldest");
-        assert!(recent.contains(3) && recent.contains(5));
+        assert!(recent.get(2).is_none(), "2 was the oldest");
+        assert!(recent.get(3).is_some() && recent.get(5).is_some());
     }
 
     #[test]

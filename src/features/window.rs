@@ -93,7 +93,7 @@ type Values = SmallVec<[(u64, Micros); 2]>;
 /// Distinct values seen with each key over a sliding window, in bounded
 /// memory: at most `MAX_DISTINCT` values per key and `MAX_KEYS` keys (the
 /// keys idle longest go first): about 13 MB of table per window, rebuilt
-/// after each eviction so that it stays that size (see `compact`), plus
+/// whenever it runs out of room so that it stays that size, plus
 /// 512 bytes for each key holding more than two values, whatever the
 /// volume; keys that recur rarely may be forgotten under heavy traffic.
 #[derive(Debug)]
@@ -160,9 +160,11 @@ impl DistinctWindow {
         seen.len() as u32
     }
 
-    /// A full table about to grow first drops the keys idle for longer than
-    /// the window and a day's slack (`SWEEP_SLACK`: no declaration less than
-    /// a day late could count them), so it grows only for keys still live.
+    /// A table out of room (about to grow, or full of the tombstones that
+    /// `retain` leaves: see `compact`) first drops the keys idle for longer
+    /// than the window and a day's slack (`SWEEP_SLACK`: no declaration less
+    /// than a day late could count them) and is rebuilt, so it grows only
+    /// for keys still live.
     /// Expired keys used to leave only at `limit`: the address tables of
     /// generated traffic grew to 2^18 slots for about 82,000 live keys a
     /// shard, some 100 MiB over 16 shards.
@@ -178,21 +180,22 @@ impl DistinctWindow {
         super::compact(&mut self.keys, size.min(self.limit));
     }
 
-    /// Drops expired keys, then the least recently active quarter if still full.
+    /// Drops expired keys, then the least recently active quarter if still
+    /// full. The tombstones this leaves are cleared when the table next
+    /// runs out of room, by [`DistinctWindow::expire_idle`].
     fn evict(&mut self, now: Micros) {
-        let newest = newest_value;
         let window = span(PARTY_WINDOW);
         self.keys
-            .retain(|_, seen| newest(seen).is_some_and(|t| now.saturating_sub(t) <= window));
-        if self.keys.len() >= self.limit * 3 / 4 {
-            let mut times: Vec<Micros> = self.keys.values().filter_map(newest).collect();
-            let cut = times.len() / 4;
-            let (_, threshold, _) = times.select_nth_unstable(cut);
-            let threshold = *threshold;
-            self.keys
-                .retain(|_, seen| newest(seen).is_some_and(|t| t > threshold));
+            .retain(|_, seen| newest_value(seen).is_some_and(|t| now.saturating_sub(t) <= window));
+        if self.keys.len() < self.limit * 3 / 4 {
+            return;
         }
-        super::compact(&mut self.keys, self.limit);
+        let mut times: Vec<Micros> = self.keys.values().filter_map(newest_value).collect();
+        let cut = times.len() / 4;
+        let (_, threshold, _) = times.select_nth_unstable(cut);
+        let threshold = *threshold;
+        self.keys
+            .retain(|_, seen| newest_value(seen).is_some_and(|t| t > threshold));
     }
 
     pub fn len(&self) -> usize {
@@ -560,9 +563,7 @@ mod tests {
         let mut stream = Vec::new();
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         for i in 0..3_000_i64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = xorshift(x);
             let lag = Duration::minutes((x % (20 * 60)) as i64);
             let at = t0 + Duration::minutes(i * 3) - lag;
             let buyer = (i as u64 / 200) * 100 + (x >> 32) % 100;
@@ -586,6 +587,15 @@ mod tests {
     }
 }
 
+/// A fixed-seed pseudo-random step for the tests' streams.
+#[cfg(test)]
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
 #[cfg(test)]
 mod party_tests {
     use super::*;
@@ -605,9 +615,7 @@ mod party_tests {
         let mut keys = Vec::new();
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         for i in 0..36_000_i64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = xorshift(x);
             let lag = (x % (20 * 3_600)) as i64 * 1_000_000;
             let at = 1_790_000_000_000_000 + i * 216_000_000 - lag;
             let key = if x % 5 == 0 && i >= 12_000 {
