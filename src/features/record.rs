@@ -80,7 +80,7 @@ impl Part {
 
 /// The value of a declaration-level part, empty when absent.
 fn party_value(p: &crate::domain::Party) -> (&str, &str) {
-    if p.identification_number.trim().is_empty() {
+    if is_blank(&p.identification_number) {
         (
             p.name.as_str(),
             p.address.as_ref().map_or("", |a| a.country.as_str()),
@@ -93,8 +93,7 @@ fn party_value(p: &crate::domain::Party) -> (&str, &str) {
 /// Up to two text pieces naming a part's value for one item, for people
 /// and for the presence checks of [`RecordFields::fit`]; `None` if absent.
 fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str; 2]> {
-    let non_empty =
-        |pair: (&'a str, &'a str)| (!pair.0.trim().is_empty()).then_some([pair.0, pair.1]);
+    let non_empty = |pair: (&'a str, &'a str)| (!is_blank(pair.0)).then_some([pair.0, pair.1]);
     match part {
         Part::Importer => non_empty(party_value(&d.importer)),
         Part::Exporter => non_empty(party_value(&d.exporter)),
@@ -113,8 +112,19 @@ fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str
         Part::Attribute(key) => d
             .attributes
             .get(key)
-            .filter(|v| !v.trim().is_empty())
+            .filter(|v| !is_blank(v))
             .map(|v| [v.as_str(), ""]),
+    }
+}
+
+/// `s.trim().is_empty()`, answered from the first byte when it is a
+/// printable ASCII character (almost always), since `trim` walks Unicode
+/// whitespace from both ends.
+fn is_blank(s: &str) -> bool {
+    match s.as_bytes().first() {
+        None => true,
+        Some(b'!'..=b'~') => false,
+        Some(_) => s.trim().is_empty(),
     }
 }
 
@@ -155,9 +165,9 @@ fn pair_key(a: u64, b: u64) -> u64 {
 /// A party's key: its identification number, else its name and country
 /// (the party history's key, already computed).
 fn party_part(p: &crate::domain::Party, by_name: impl FnOnce() -> u64) -> Option<u64> {
-    if !p.identification_number.trim().is_empty() {
+    if !is_blank(&p.identification_number) {
         Some(key_hash(&[&p.identification_number, "#id"]))
-    } else if !p.name.trim().is_empty() {
+    } else if !is_blank(&p.name) {
         Some(by_name())
     } else {
         None
@@ -210,7 +220,7 @@ impl DeclarationParts<'_> {
             Part::Attribute(key) => d
                 .attributes
                 .get(key)
-                .filter(|v| !v.trim().is_empty())
+                .filter(|v| !is_blank(v))
                 .map(|v| key_hash(&[v])),
         }
     }
@@ -371,7 +381,7 @@ impl RecordFields {
         let mut attribute_values: BTreeMap<&str, (usize, Option<&str>, bool)> = BTreeMap::new();
         for d in declarations {
             for (k, v) in &d.attributes {
-                if v.trim().is_empty() {
+                if is_blank(v) {
                     continue;
                 }
                 let entry = attribute_values.entry(k).or_insert((0, None, false));
@@ -1021,6 +1031,15 @@ mod tests {
         RecordFields {
             fields: parts.iter().map(|p| Field { parts: p.to_vec() }).collect(),
             key_scheme: KEY_SCHEME,
+        }
+    }
+
+    #[test]
+    fn blank_is_what_trim_leaves_empty() {
+        for s in [
+            "", " ", "\t\r\n", "\u{3000}", "\u{a0}", "\u{b}", "x", " x ", "\u{a0}x", "\0", "é",
+        ] {
+            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
         }
     }
 
