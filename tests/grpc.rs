@@ -557,6 +557,74 @@ async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_lodged_far_ahead_of_the_clock_gets_its_own_error() {
+    let (model, _) = trained();
+    let reference = ReferenceData {
+        limits: parcel_risk::domain::Limits {
+            max_lodged_ahead: Some(chrono::TimeDelta::hours(24)),
+            ..parcel_risk::domain::Limits::default()
+        },
+        ..ReferenceData::built_in()
+    };
+    let state = Arc::new(ServiceState::with_priority(
+        (**model).clone(),
+        reference,
+        PriorityConfig::default(),
+    ));
+    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let at = |seconds: i64| {
+        Some(pbjson_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + seconds,
+            nanos: 0,
+        })
+    };
+    let mut soon = full_declaration("T1");
+    soon.lodged_at = at(23 * 3600);
+    // Year 9999: a valid timestamp, and the windows' clock if it got in.
+    let mut far = full_declaration("T2");
+    far.lodged_at = Some(pbjson_types::Timestamp {
+        seconds: 253_402_300_000,
+        nanos: 0,
+    });
+    let mut tomorrow_and_more = full_declaration("T3");
+    tomorrow_and_more.lodged_at = at(25 * 3600);
+    let responses = score_stream(
+        &mut client,
+        vec![soon, far.clone(), tomorrow_and_more, full_declaration("T4")],
+    )
+    .await;
+    let ids: Vec<&str> = responses
+        .iter()
+        .map(|r| r.declaration_id.as_str())
+        .collect();
+    assert_eq!(ids, ["T1", "T2", "T3", "T4"]);
+    for refused in [&responses[1], &responses[2]] {
+        let Some(Outcome::Error(e)) = &refused.outcome else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(e.code, "INVALID_ARGUMENT");
+        let violation = &e.field_violations[0];
+        assert_eq!(violation.field, "lodged_at");
+        assert!(
+            violation.description.contains("after this server's clock")
+                && violation.description.contains("at most 24 h ahead"),
+            "{violation:?}"
+        );
+    }
+    assert!(matches!(responses[0].outcome, Some(Outcome::Assessment(_))));
+    assert!(matches!(responses[3].outcome, Some(Outcome::Assessment(_))));
+    let status = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(far),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("lodged_at"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_stay_small_however_bad_the_message() {
     use tonic_types::StatusExt;
     let server = TestServer::start(ServerConfig::default()).await;

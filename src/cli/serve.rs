@@ -37,6 +37,13 @@ pub struct ServeArgs {
     /// Most goods items per declaration.
     #[arg(long, default_value_t = 999, env = "PARCEL_RISK_MAX_ITEMS")]
     pub max_items: usize,
+    /// Latest accepted lodging time, in hours after this server's clock: a
+    /// declaration lodged later gets its own INVALID_ARGUMENT answer (a
+    /// stream goes on), so that a wrong clock or a hostile client cannot
+    /// push the windows' time ahead and expire every buyer and address.
+    /// Raise it to replay synthetic traffic dated ahead.
+    #[arg(long, default_value_t = 24, env = "PARCEL_RISK_MAX_LODGED_AHEAD_HOURS")]
+    pub max_lodged_ahead_hours: u32,
     /// Largest declaration, bytes as encoded: a larger one gets its own
     /// RESOURCE_EXHAUSTED answer and a stream goes on (keep it below
     /// --max-message-bytes, which ends the stream).
@@ -313,6 +320,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: Limits {
             max_items: args.max_items,
             max_declaration_bytes: args.max_declaration_bytes,
+            max_lodged_ahead: Some(chrono::TimeDelta::hours(i64::from(
+                args.max_lodged_ahead_hours,
+            ))),
             ..Limits::default()
         },
         ..ReferenceData::built_in()

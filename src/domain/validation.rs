@@ -162,6 +162,12 @@ pub struct Limits {
     /// Size of one declaration as received, bytes: a larger one is refused
     /// on its own (a stream goes on), below the transport's message limit.
     pub max_declaration_bytes: usize,
+    /// How far after the validating machine's clock a declaration may be
+    /// lodged. The service bounds it: the windows keep time by the latest
+    /// declaration seen, so one dated years ahead would expire every buyer
+    /// and address of its shard. `None` (files of history, which synthetic
+    /// traffic may date ahead): any valid timestamp.
+    pub max_lodged_ahead: Option<chrono::TimeDelta>,
 }
 
 impl Default for Limits {
@@ -173,6 +179,7 @@ impl Default for Limits {
             parcel_max_gross_mass_g: 1_000_000,
             max_amount_minor: 9_999_999_999_999_999,
             max_declaration_bytes: 1024 * 1024,
+            max_lodged_ahead: None,
         }
     }
 }

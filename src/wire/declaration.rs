@@ -118,7 +118,8 @@ pub(crate) fn parse_declaration(
     };
 
     let lodged_at = match lodged_at {
-        Some(ts) => parse_timestamp(ts, || path("lodged_at"), v),
+        Some(ts) => parse_timestamp(ts, || path("lodged_at"), v)
+            .filter(|at| lodged_in_time(*at, reference, || path("lodged_at"), v)),
         None => {
             v.push(path("lodged_at"), "is required");
             None
@@ -245,6 +246,38 @@ pub(crate) fn parse_timestamp(
         v.push(field(), "is not a valid timestamp");
     }
     parsed
+}
+
+/// Whether `at` is within the limit's reach of this machine's clock; adds a
+/// violation when it is not.
+fn lodged_in_time(
+    at: DateTime<Utc>,
+    reference: &ReferenceData<'_>,
+    field: impl FnOnce() -> String,
+    v: &mut Violations,
+) -> bool {
+    let Some(ahead) = reference.limits.max_lodged_ahead else {
+        return true;
+    };
+    let now = Utc::now();
+    // A bound past the end of time bounds nothing.
+    if now
+        .checked_add_signed(ahead)
+        .is_none_or(|latest| at <= latest)
+    {
+        return true;
+    }
+    v.push(
+        field(),
+        format!(
+            "{} is {} h after this server's clock ({}); at most {} h ahead is accepted",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (at - now).num_hours(),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ahead.num_hours(),
+        ),
+    );
+    false
 }
 
 pub(crate) fn timestamp_to_pb(at: DateTime<Utc>) -> pbjson_types::Timestamp {
