@@ -50,6 +50,28 @@ fn span(d: Duration) -> Micros {
     d.num_microseconds().unwrap_or(i64::MAX)
 }
 
+/// The time by which a window drops idle keys: the latest declaration seen,
+/// except that one declaration moves it at most `SWEEP_SLACK` ahead. A row
+/// dated years ahead (a typo in a history file, a wrong clock) would
+/// otherwise expire every key of its window for the rest of the run. After a
+/// real gap in traffic the clock catches up a day per declaration, well
+/// before the next sweep; while it lags, windows drop less, never more.
+/// (The service refuses such declarations outright: `Limits::max_lodged_ahead`.)
+#[derive(Debug, Default, Clone, Copy)]
+struct WindowClock(Option<Micros>);
+
+impl WindowClock {
+    /// Moves the clock for a declaration at `at`; answers the time now.
+    fn advance(&mut self, at: Micros) -> Micros {
+        let now = match self.0 {
+            None => at,
+            Some(latest) => latest.max(at.min(latest.saturating_add(span(SWEEP_SLACK)))),
+        };
+        self.0 = Some(now);
+        now
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Recent {
     at: Micros,
@@ -101,6 +123,8 @@ pub struct DistinctWindow {
     keys: HashMap<u64, Values>,
     /// Most keys held: `MAX_KEYS` (smaller in tests).
     limit: usize,
+    /// When idle keys are dropped from.
+    clock: WindowClock,
 }
 
 impl Default for DistinctWindow {
@@ -108,6 +132,7 @@ impl Default for DistinctWindow {
         Self {
             keys: HashMap::default(),
             limit: MAX_KEYS,
+            clock: WindowClock::default(),
         }
     }
 }
@@ -120,12 +145,13 @@ impl DistinctWindow {
     }
 
     fn observe_micros(&mut self, key: u64, value: u64, at: Micros) -> u32 {
+        let now = self.clock.advance(at);
         if self.keys.len() >= self.keys.capacity().min(self.limit) && !self.keys.contains_key(&key)
         {
             if self.keys.len() >= self.limit {
-                self.evict(at);
+                self.evict(now);
             } else {
-                self.expire_idle(at);
+                self.expire_idle(now);
             }
         }
         let seen = self.keys.entry(key).or_default();
@@ -225,7 +251,7 @@ pub struct WindowShard {
     /// Observations since the last sweep, and how many the next waits for.
     since_sweep: usize,
     sweep_after: usize,
-    latest: Option<Micros>,
+    clock: WindowClock,
     address_names: DistinctWindow,
     ioss_sellers: DistinctWindow,
 }
@@ -308,7 +334,7 @@ impl WindowShard {
                 recent.push(entry);
             }
         }
-        self.latest = Some(self.latest.map_or(at, |l| l.max(at)));
+        self.clock.advance(at);
         self.observed += 1;
         self.since_sweep += 1;
         if self.since_sweep >= self.sweep_after.max(SWEEP_EVERY) {
@@ -321,7 +347,9 @@ impl WindowShard {
     /// (`SWEEP_SLACK`), into a table sized for the buyers kept.
     pub fn sweep(&mut self) {
         self.since_sweep = 0;
-        let Some(latest) = self.latest else { return };
+        let WindowClock(Some(latest)) = self.clock else {
+            return;
+        };
         let kept_for = span(WINDOW) + span(SWEEP_SLACK);
         self.buyers.retain(|_, recent| {
             recent
@@ -539,17 +567,26 @@ mod tests {
         );
         let s = w.observe(&keys(2), t0 + Duration::hours(3), 1_000);
         assert_eq!((s.buyer_parcels, s.same_seller_parcels), (2, 0));
-        // A day and a half later the window is empty again, and a sweep frees it.
+        // A day and a half later the window is empty again, and a sweep frees
+        // it once the clock has caught up with traffic after a gap (a day
+        // per declaration).
         let s = w.observe(&keys(1), t0 + Duration::hours(40), 1_000);
         assert_eq!(s.buyer_parcels, 0);
-        w.observe(
-            &PartyKeys {
-                address: 99,
-                ..keys(1)
-            },
-            t0 + Duration::hours(90),
-            1,
-        );
+        let after_the_gap = |w: &mut WindowShard| {
+            w.observe(
+                &PartyKeys {
+                    address: 99,
+                    ..keys(1)
+                },
+                t0 + Duration::hours(90),
+                1,
+            );
+        };
+        after_the_gap(&mut w);
+        w.sweep();
+        assert_eq!(w.len(), 2, "the clock is a day past the last traffic");
+        after_the_gap(&mut w);
+        after_the_gap(&mut w);
         w.sweep();
         assert_eq!(w.len(), 1);
     }
@@ -634,6 +671,49 @@ mod party_tests {
     }
 
     #[test]
+    fn a_declaration_dated_years_ahead_expires_no_buyer_and_no_address() {
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+        let typo = Utc.with_ymd_and_hms(2062, 9, 1, 8, 0, 0).unwrap();
+        let buyer = |address: u64| PartyKeys {
+            exporter: 1,
+            address,
+            importer_name: address,
+            ioss: None,
+            declarant: 2,
+            declaration: 0,
+        };
+        // Buyers' parcels, then one dated 36 years ahead, then a sweep: the
+        // buyers' next parcels still count the earlier ones.
+        let mut shard = WindowShard::default();
+        for b in 0..100 {
+            shard.observe(&buyer(b), t0, 1_000);
+        }
+        shard.observe(&buyer(1_000), typo, 1_000);
+        shard.sweep();
+        for b in 0..100 {
+            let next = shard.observe(&buyer(b), t0 + Duration::hours(1), 1_000);
+            assert_eq!(next.buyer_parcels, 1, "buyer {b}");
+        }
+
+        // An address table that runs out of room on the row dated ahead
+        // keeps its addresses.
+        let mut window = DistinctWindow::default();
+        let mut address = 0;
+        while address < 4 || window.keys.len() < window.keys.capacity() {
+            window.observe(address, 1, t0);
+            address += 1;
+        }
+        window.observe(u64::MAX, 1, typo);
+        for a in 0..address {
+            assert_eq!(
+                window.observe(a, 2, t0 + Duration::hours(1)),
+                2,
+                "address {a}"
+            );
+        }
+    }
+
+    #[test]
     fn a_window_grows_for_live_keys_only() {
         // 1,000 new addresses a day for 200 days: about 31,000 are live (the
         // window and its slack), and the table stays the size they need.
@@ -659,8 +739,8 @@ mod party_tests {
         // table (to 2^14 buckets for 4,096 keys) within 200,000 new keys.
         let limit = 1 << 12;
         let mut w = DistinctWindow {
-            keys: HashMap::default(),
             limit,
+            ..DistinctWindow::default()
         };
         let bound =
             HashMap::<u64, Values>::with_capacity_and_hasher(limit, Default::default()).capacity();
