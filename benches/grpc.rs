@@ -244,6 +244,34 @@ impl RedisChild {
     }
 }
 
+/// Script calls and their total time in Redis since the last reset, read
+/// from `INFO commandstats` (EVAL and EVALSHA together); resets them.
+fn redis_script_time(url: &str) -> Option<(u64, u64)> {
+    let mut connection = redis::Client::open(url).ok()?.get_connection().ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut connection)
+        .ok()?;
+    let (mut calls, mut usec) = (0, 0);
+    for line in info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+    {
+        for field in line.split([':', ',']) {
+            if let Some(v) = field.strip_prefix("calls=") {
+                calls += v.parse::<u64>().ok()?;
+            } else if let Some(v) = field.strip_prefix("usec=") {
+                usec += v.parse::<u64>().ok()?;
+            }
+        }
+    }
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<()>(&mut connection)
+        .ok()?;
+    Some((calls, usec))
+}
+
 impl Drop for RedisChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -447,6 +475,8 @@ fn main() {
             let replica_targets: Vec<Target> = replica_addrs.iter().map(|a| plain(*a)).collect();
             let replica_refs: Vec<&Target> = replica_targets.iter().collect();
             run_streams_on(&replica_refs, warm.clone(), connections, streams, window).await;
+            let redis_url = redis.as_ref().map(RedisChild::url).unwrap_or_default();
+            redis_script_time(&redis_url);
             let mut ratios = Vec::new();
             for round in 0..rounds {
                 let (one, two) = if round % 2 == 0 {
@@ -469,6 +499,16 @@ fn main() {
                     two.quantile(0.99),
                     ratios[round]
                 );
+                // Redis's own time, which bounds the shared rounds: its one
+                // thread runs every replica's scripts.
+                if let Some((calls, usec)) = redis_script_time(&redis_url) {
+                    let declarations = requests.len() as f64;
+                    println!(
+                        "  Redis: {calls} script calls, {:.1} declarations a call, {:.1} us of Redis time a declaration",
+                        declarations / calls.max(1) as f64,
+                        usec as f64 / declarations
+                    );
+                }
             }
             ratios.sort_by(f64::total_cmp);
             println!(
