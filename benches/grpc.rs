@@ -5,7 +5,9 @@
 //! - unary `ScoreDeclaration` with one request in flight, plaintext and TLS;
 //! - with `redis-server` on PATH: two replicas sharing their windows and
 //!   capacity in Redis (`--shared-state`), the streams spread over both,
-//!   alternated with one replica on in-process state.
+//!   alternated with one replica on in-process state, each round on new
+//!   declarations (other ids, a week later) that both sides score, and
+//!   Redis's own script time per declaration.
 //!
 //! Several connections and streams, a bounded window of requests in flight per
 //! stream; prints throughput and p50/p99 latency. Client and server share this
@@ -244,6 +246,36 @@ impl RedisChild {
     }
 }
 
+/// The requests as new traffic for shared-state round `round`: other
+/// declaration ids, lodged `round + 1` times eight days later (after the
+/// generated week), so no server has seen them. Resending the same
+/// declarations every round measured Redis's resend path, which reads and
+/// rewrites every window (22 against 17 us a declaration in the script).
+fn fresh_round(
+    requests: &[pb::ScoreDeclarationsRequest],
+    round: usize,
+) -> Arc<Vec<pb::ScoreDeclarationsRequest>> {
+    let shift = 8 * 86_400 * (round as i64 + 1);
+    Arc::new(
+        requests
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some(d) = r.declaration.as_mut() {
+                    d.declaration_id = format!("{}-r{}", d.declaration_id, round + 1);
+                    for at in [d.lodged_at.as_mut(), d.arrival_at.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        at.seconds += shift;
+                    }
+                }
+                r
+            })
+            .collect(),
+    )
+}
+
 /// Script calls and their total time in Redis since the last reset, read
 /// from `INFO commandstats` (EVAL and EVALSHA together); resets them.
 fn redis_script_time(url: &str) -> Option<(u64, u64)> {
@@ -479,13 +511,14 @@ fn main() {
             redis_script_time(&redis_url);
             let mut ratios = Vec::new();
             for round in 0..rounds {
+                let round_requests = fresh_round(&requests, round);
                 let (one, two) = if round % 2 == 0 {
-                    let one = run_streams(&score_target, requests.clone(), connections, streams, window).await;
-                    let two = run_streams_on(&replica_refs, requests.clone(), connections, streams, window).await;
+                    let one = run_streams(&score_target, round_requests.clone(), connections, streams, window).await;
+                    let two = run_streams_on(&replica_refs, round_requests.clone(), connections, streams, window).await;
                     (one, two)
                 } else {
-                    let two = run_streams_on(&replica_refs, requests.clone(), connections, streams, window).await;
-                    let one = run_streams(&score_target, requests.clone(), connections, streams, window).await;
+                    let two = run_streams_on(&replica_refs, round_requests.clone(), connections, streams, window).await;
+                    let one = run_streams(&score_target, round_requests.clone(), connections, streams, window).await;
                     (one, two)
                 };
                 let (mut one, mut two) = (one, two);
