@@ -512,14 +512,11 @@ async fn a_resent_declaration_scores_as_the_first_send() {
     assert_eq!(again.overall_score, scored[0].overall_score);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
+/// A server on the trained model whose validation has these limits.
+async fn start_with_limits(limits: parcel_risk::domain::Limits) -> TestServer {
     let (model, _) = trained();
     let reference = ReferenceData {
-        limits: parcel_risk::domain::Limits {
-            max_declaration_bytes: 64 * 1024,
-            ..parcel_risk::domain::Limits::default()
-        },
+        limits,
         ..ReferenceData::built_in()
     };
     let state = Arc::new(ServiceState::with_priority(
@@ -527,7 +524,23 @@ async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
         reference,
         PriorityConfig::default(),
     ));
-    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    TestServer::start_state(state, ServerConfig::default()).await
+}
+
+fn response_ids(responses: &[pb::ScoreDeclarationsResponse]) -> Vec<&str> {
+    responses
+        .iter()
+        .map(|r| r.declaration_id.as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
+    let server = start_with_limits(parcel_risk::domain::Limits {
+        max_declaration_bytes: 64 * 1024,
+        ..parcel_risk::domain::Limits::default()
+    })
+    .await;
     let mut client = server.client().await;
     let mut big = full_declaration("B2");
     big.items[0].description = "x".repeat(100 * 1024);
@@ -536,11 +549,7 @@ async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
         vec![full_declaration("B1"), big.clone(), full_declaration("B3")],
     )
     .await;
-    let ids: Vec<&str> = responses
-        .iter()
-        .map(|r| r.declaration_id.as_str())
-        .collect();
-    assert_eq!(ids, ["B1", "B2", "B3"]);
+    assert_eq!(response_ids(&responses), ["B1", "B2", "B3"]);
     let Some(Outcome::Error(e)) = &responses[1].outcome else {
         panic!("{:?}", responses[1])
     };
@@ -558,20 +567,11 @@ async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declaration_lodged_far_ahead_of_the_clock_gets_its_own_error() {
-    let (model, _) = trained();
-    let reference = ReferenceData {
-        limits: parcel_risk::domain::Limits {
-            max_lodged_ahead: Some(chrono::TimeDelta::hours(24)),
-            ..parcel_risk::domain::Limits::default()
-        },
-        ..ReferenceData::built_in()
-    };
-    let state = Arc::new(ServiceState::with_priority(
-        (**model).clone(),
-        reference,
-        PriorityConfig::default(),
-    ));
-    let server = TestServer::start_state(state, ServerConfig::default()).await;
+    let server = start_with_limits(parcel_risk::domain::Limits {
+        max_lodged_ahead: Some(chrono::TimeDelta::hours(24)),
+        ..parcel_risk::domain::Limits::default()
+    })
+    .await;
     let mut client = server.client().await;
     let at = |seconds: i64| {
         Some(pbjson_types::Timestamp {
@@ -594,11 +594,7 @@ async fn a_declaration_lodged_far_ahead_of_the_clock_gets_its_own_error() {
         vec![soon, far.clone(), tomorrow_and_more, full_declaration("T4")],
     )
     .await;
-    let ids: Vec<&str> = responses
-        .iter()
-        .map(|r| r.declaration_id.as_str())
-        .collect();
-    assert_eq!(ids, ["T1", "T2", "T3", "T4"]);
+    assert_eq!(response_ids(&responses), ["T1", "T2", "T3", "T4"]);
     for refused in [&responses[1], &responses[2]] {
         let Some(Outcome::Error(e)) = &refused.outcome else {
             panic!("{refused:?}")
