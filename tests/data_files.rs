@@ -389,6 +389,62 @@ fn parquet_with_typed_columns_from_other_tools_reads() {
 }
 
 #[test]
+fn parquet_rows_of_one_declaration_must_agree() {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    // Each declaration has two rows. D1's importer names differ in their
+    // last byte, past two whole words; D2's in the middle of the first
+    // word; D3's agree, and so do D4's long ones; D5's differ in length only.
+    let ids = ["D1", "D1", "D2", "D2", "D3", "D3", "D4", "D4", "D5", "D5"];
+    let names = [
+        "Shenzhen Trading 1",
+        "Shenzhen Trading 2",
+        "ABCDEFGHIJ",
+        "ABCDEFGXIJ",
+        "Same",
+        "Same",
+        "A long name that spans several words",
+        "A long name that spans several words",
+        "Shenzhen Trading",
+        "Shenzhen Trading ",
+    ];
+    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; 10])) };
+    let number = |value: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![value; 10])) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("declaration_id", Arc::new(StringArray::from(ids.to_vec()))),
+        ("lodged_at", text("2026-09-01T10:00:00Z")),
+        ("importer_name", Arc::new(StringArray::from(names.to_vec()))),
+        (
+            "goods_item_number",
+            Arc::new(Int64Array::from(vec![1, 2, 1, 2, 1, 2, 1, 2, 1, 2])),
+        ),
+        ("hs6", text("610910")),
+        ("value_currency", text("EUR")),
+        ("value_minor", number(799)),
+        ("gross_mass_g", number(180)),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    let records = read_all(&w.into_inner().unwrap(), Format::Parquet);
+    let errors: Vec<(u64, String)> = records
+        .iter()
+        .map(|r| {
+            let e = r.as_ref().unwrap_err();
+            (e.line(), e.to_string())
+        })
+        .collect();
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    for (i, (line, message)) in errors.iter().enumerate() {
+        let disagree = message.contains("column importer_name differs from line");
+        assert_eq!(disagree, ![2, 3].contains(&i), "declaration {i}: {message}");
+        if disagree {
+            assert_eq!(*line, 2 * i as u64 + 2, "{message}");
+        }
+    }
+}
+
+#[test]
 fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
     let multi = multi_item_example();
     let id = multi.declaration.declaration_id.clone();
