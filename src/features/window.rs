@@ -56,7 +56,11 @@ fn span(d: Duration) -> Micros {
 /// otherwise expire every key of its window for the rest of the run. After a
 /// real gap in traffic the clock catches up a day per declaration, well
 /// before the next sweep; while it lags, windows drop less, never more.
-/// (The service refuses such declarations outright: `Limits::max_lodged_ahead`.)
+/// A declaration more than `PARTY_WINDOW` behind the clock sets it back to
+/// its own time: no stream is that far out of order, so the clock itself
+/// is what is wrong (a first row dated years ahead, which nothing before it
+/// could hold back). (The service refuses such declarations outright:
+/// `Limits::max_lodged_ahead`.)
 #[derive(Debug, Default, Clone, Copy)]
 struct WindowClock(Option<Micros>);
 
@@ -65,6 +69,7 @@ impl WindowClock {
     fn advance(&mut self, at: Micros) -> Micros {
         let now = match self.0 {
             None => at,
+            Some(latest) if latest.saturating_sub(at) > span(PARTY_WINDOW) => at,
             Some(latest) => latest.max(at.min(latest.saturating_add(span(SWEEP_SLACK)))),
         };
         self.0 = Some(now);
@@ -711,6 +716,37 @@ mod party_tests {
                 "address {a}"
             );
         }
+    }
+
+    #[test]
+    fn a_first_declaration_dated_years_ahead_does_not_hold_the_clock() {
+        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+        let typo = Utc.with_ymd_and_hms(2062, 9, 1, 8, 0, 0).unwrap();
+        let buyer = |address: u64| PartyKeys {
+            exporter: 1,
+            address,
+            importer_name: address,
+            ioss: None,
+            declarant: 2,
+            declaration: 0,
+        };
+        let mut shard = WindowShard::default();
+        shard.observe(&buyer(1_000), typo, 1_000);
+        for b in 0..100 {
+            shard.observe(&buyer(b), t0, 1_000);
+        }
+        shard.sweep();
+        for b in 0..100 {
+            let next = shard.observe(&buyer(b), t0 + Duration::hours(1), 1_000);
+            assert_eq!(next.buyer_parcels, 1, "buyer {b}");
+        }
+        // And a row dated years back only holds the clock back, which
+        // drops nothing that counts.
+        let mut clock = WindowClock::default();
+        let day = span(Duration::days(1));
+        clock.advance(100 * day);
+        assert_eq!(clock.advance(day), day);
+        assert_eq!(clock.advance(100 * day), 2 * day);
     }
 
     #[test]
