@@ -56,23 +56,42 @@ fn span(d: Duration) -> Micros {
 /// otherwise expire every key of its window for the rest of the run. After a
 /// real gap in traffic the clock catches up a day per declaration, well
 /// before the next sweep; while it lags, windows drop less, never more.
-/// A declaration more than `PARTY_WINDOW` behind the clock sets it back to
-/// its own time: no stream is that far out of order, so the clock itself
-/// is what is wrong (a first row dated years ahead, which nothing before it
-/// could hold back). (The service refuses such declarations outright:
-/// `Limits::max_lodged_ahead`.)
+///
+/// The clock is *confirmed* once a declaration within `SWEEP_SLACK` of it
+/// agrees. An unconfirmed clock (set by the first declaration, or by a
+/// capped jump) is set back by a declaration more than `PARTY_WINDOW` behind
+/// it: no stream is that far out of order, so the clock is what is wrong (a
+/// first row dated years ahead, which nothing before it could hold back). A
+/// confirmed clock ignores such a declaration, so rows dated years back
+/// cannot hold it back either. (The service refuses declarations lodged
+/// ahead of its own clock outright: `Limits::max_lodged_ahead`.)
 #[derive(Debug, Default, Clone, Copy)]
-struct WindowClock(Option<Micros>);
+struct WindowClock {
+    now: Option<Micros>,
+    confirmed: bool,
+}
 
 impl WindowClock {
     /// Moves the clock for a declaration at `at`; answers the time now.
     fn advance(&mut self, at: Micros) -> Micros {
-        let now = match self.0 {
-            None => at,
-            Some(latest) if latest.saturating_sub(at) > span(PARTY_WINDOW) => at,
-            Some(latest) => latest.max(at.min(latest.saturating_add(span(SWEEP_SLACK)))),
+        let slack = span(SWEEP_SLACK);
+        let (now, confirmed) = match self.now {
+            None => (at, false),
+            Some(latest) if latest.saturating_sub(at) > span(PARTY_WINDOW) && !self.confirmed => {
+                (at, false)
+            }
+            Some(latest) if at.saturating_sub(latest) > slack => {
+                (latest.saturating_add(slack), false)
+            }
+            Some(latest) => (
+                latest.max(at),
+                self.confirmed || latest.saturating_sub(at) <= slack,
+            ),
         };
-        self.0 = Some(now);
+        *self = Self {
+            now: Some(now),
+            confirmed,
+        };
         now
     }
 }
@@ -352,7 +371,7 @@ impl WindowShard {
     /// (`SWEEP_SLACK`), into a table sized for the buyers kept.
     pub fn sweep(&mut self) {
         self.since_sweep = 0;
-        let WindowClock(Some(latest)) = self.clock else {
+        let Some(latest) = self.clock.now else {
             return;
         };
         let kept_for = span(WINDOW) + span(SWEEP_SLACK);
@@ -740,13 +759,20 @@ mod party_tests {
             let next = shard.observe(&buyer(b), t0 + Duration::hours(1), 1_000);
             assert_eq!(next.buyer_parcels, 1, "buyer {b}");
         }
-        // And a row dated years back only holds the clock back, which
-        // drops nothing that counts.
-        let mut clock = WindowClock::default();
+        // A first row dated years ahead is forgotten; once a second row
+        // agrees with the clock, rows dated years back no longer move it.
         let day = span(Duration::days(1));
-        clock.advance(100 * day);
-        assert_eq!(clock.advance(day), day);
-        assert_eq!(clock.advance(100 * day), 2 * day);
+        let mut clock = WindowClock::default();
+        clock.advance(9_000 * day);
+        assert_eq!(clock.advance(100 * day), 100 * day);
+        assert_eq!(clock.advance(100 * day + 1), 100 * day + 1);
+        assert_eq!(clock.advance(day), 100 * day + 1);
+        // A jump is capped at a day and leaves the clock unconfirmed until
+        // traffic catches up with it.
+        assert_eq!(clock.advance(200 * day), 101 * day + 1);
+        assert_eq!(clock.advance(day), day, "unconfirmed: set back");
+        assert_eq!(clock.advance(day + 1), day + 1);
+        assert_eq!(clock.advance(-5_000 * day), day + 1, "confirmed: kept");
     }
 
     #[test]
