@@ -694,10 +694,18 @@ mod party_tests {
         assert!(window.len() < alone.len(), "no idle key was dropped");
     }
 
-    #[test]
-    fn a_declaration_dated_years_ahead_expires_no_buyer_and_no_address() {
-        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
-        let typo = Utc.with_ymd_and_hms(2062, 9, 1, 8, 0, 0).unwrap();
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap()
+    }
+
+    /// A typo for `t0`'s year.
+    fn typo() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2062, 9, 1, 8, 0, 0).unwrap()
+    }
+
+    /// 100 buyers' parcels and one row dated 36 years ahead (first or last),
+    /// then a sweep: each buyer's next parcel still counts its earlier one.
+    fn assert_buyers_outlive_a_row_dated_ahead(row_first: bool) {
         let buyer = |address: u64| PartyKeys {
             exporter: 1,
             address,
@@ -706,31 +714,39 @@ mod party_tests {
             declarant: 2,
             declaration: 0,
         };
-        // Buyers' parcels, then one dated 36 years ahead, then a sweep: the
-        // buyers' next parcels still count the earlier ones.
         let mut shard = WindowShard::default();
-        for b in 0..100 {
-            shard.observe(&buyer(b), t0, 1_000);
+        if row_first {
+            shard.observe(&buyer(1_000), typo(), 1_000);
         }
-        shard.observe(&buyer(1_000), typo, 1_000);
+        for b in 0..100 {
+            shard.observe(&buyer(b), t0(), 1_000);
+        }
+        if !row_first {
+            shard.observe(&buyer(1_000), typo(), 1_000);
+        }
         shard.sweep();
         for b in 0..100 {
-            let next = shard.observe(&buyer(b), t0 + Duration::hours(1), 1_000);
+            let next = shard.observe(&buyer(b), t0() + Duration::hours(1), 1_000);
             assert_eq!(next.buyer_parcels, 1, "buyer {b}");
         }
+    }
+
+    #[test]
+    fn a_declaration_dated_years_ahead_expires_no_buyer_and_no_address() {
+        assert_buyers_outlive_a_row_dated_ahead(false);
 
         // An address table that runs out of room on the row dated ahead
         // keeps its addresses.
         let mut window = DistinctWindow::default();
         let mut address = 0;
         while address < 4 || window.keys.len() < window.keys.capacity() {
-            window.observe(address, 1, t0);
+            window.observe(address, 1, t0());
             address += 1;
         }
-        window.observe(u64::MAX, 1, typo);
+        window.observe(u64::MAX, 1, typo());
         for a in 0..address {
             assert_eq!(
-                window.observe(a, 2, t0 + Duration::hours(1)),
+                window.observe(a, 2, t0() + Duration::hours(1)),
                 2,
                 "address {a}"
             );
@@ -739,26 +755,8 @@ mod party_tests {
 
     #[test]
     fn a_first_declaration_dated_years_ahead_does_not_hold_the_clock() {
-        let t0 = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
-        let typo = Utc.with_ymd_and_hms(2062, 9, 1, 8, 0, 0).unwrap();
-        let buyer = |address: u64| PartyKeys {
-            exporter: 1,
-            address,
-            importer_name: address,
-            ioss: None,
-            declarant: 2,
-            declaration: 0,
-        };
-        let mut shard = WindowShard::default();
-        shard.observe(&buyer(1_000), typo, 1_000);
-        for b in 0..100 {
-            shard.observe(&buyer(b), t0, 1_000);
-        }
-        shard.sweep();
-        for b in 0..100 {
-            let next = shard.observe(&buyer(b), t0 + Duration::hours(1), 1_000);
-            assert_eq!(next.buyer_parcels, 1, "buyer {b}");
-        }
+        assert_buyers_outlive_a_row_dated_ahead(true);
+
         // A first row dated years ahead is forgotten; once a second row
         // agrees with the clock, rows dated years back no longer move it.
         let day = span(Duration::days(1));
