@@ -393,20 +393,65 @@ fn bin_rows(x: ArrayView2<'_, f64>, bins: usize) -> Binned {
     }
 }
 
-fn log_loss(raw: &[f64], y: &[bool]) -> f64 {
+/// Mean log-loss of raw scores, each row counted by its weight.
+fn log_loss(raw: &[f64], y: &[bool], weights: Option<&[f64]>) -> f64 {
+    let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let total: f64 = (0..y.len()).map(weight).sum();
     raw.iter()
         .zip(y)
-        .map(|(z, t)| {
+        .enumerate()
+        .map(|(i, (z, t))| {
             // log(1 + e^z) − t·z, stable for large |z|.
             let softplus = if *z > 0.0 {
                 z + (-z).exp().ln_1p()
             } else {
                 z.exp().ln_1p()
             };
-            softplus - if *t { *z } else { 0.0 }
+            weight(i) * (softplus - if *t { *z } else { 0.0 })
         })
         .sum::<f64>()
-        / y.len().max(1) as f64
+        / total.max(f64::MIN_POSITIVE)
+}
+
+/// Rows to fit or validate on: features, labels and, optionally, how much
+/// each row counts (a row of weight w counts as w rows).
+/// (Two lifetimes: an `ArrayView2` is invariant in its own.)
+#[derive(Clone, Copy)]
+pub struct Rows<'x, 'a> {
+    pub x: ArrayView2<'x, f64>,
+    pub y: &'a [bool],
+    pub weights: Option<&'a [f64]>,
+}
+
+impl<'x, 'a> Rows<'x, 'a> {
+    /// Every row counted once.
+    pub fn unweighted(x: ArrayView2<'x, f64>, y: &'a [bool]) -> Self {
+        Self {
+            x,
+            y,
+            weights: None,
+        }
+    }
+
+    fn check(&self, width: usize, what: &str) -> Result<(), BoostError> {
+        let n = self.x.nrows();
+        if self.x.ncols() != width || self.y.len() != n {
+            return Err(BoostError::Data(format!(
+                "{what}: {n} rows of {} features, {} labels",
+                self.x.ncols(),
+                self.y.len()
+            )));
+        }
+        if let Some(w) = self.weights
+            && (w.len() != n || w.iter().any(|w| !w.is_finite() || *w <= 0.0))
+        {
+            return Err(BoostError::Data(format!(
+                "{what}: {} weights for {n} rows, each must be finite and positive",
+                w.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl BoostingValidParams {
@@ -418,17 +463,33 @@ impl BoostingValidParams {
         y: &[bool],
         valid: Option<(ArrayView2<'_, f64>, &[bool])>,
     ) -> Result<BoostedTrees, BoostError> {
+        self.fit_weighted(
+            Rows::unweighted(x, y),
+            valid.map(|(x, y)| Rows::unweighted(x, y)),
+        )
+    }
+
+    /// [`Self::fit_with_validation`] with a weight per row: a row of weight w
+    /// counts as w rows in every gradient and hessian sum, and in the
+    /// validation log-loss that decides how many trees are kept.
+    pub fn fit_weighted(
+        &self,
+        train: Rows<'_, '_>,
+        valid: Option<Rows<'_, '_>>,
+    ) -> Result<BoostedTrees, BoostError> {
+        let Rows { x, y, weights } = train;
         let (n, width) = x.dim();
-        if n == 0 || y.len() != n {
-            return Err(BoostError::Data(format!("{n} rows, {} labels", y.len())));
+        if n == 0 {
+            return Err(BoostError::Data("no rows".into()));
         }
-        if let Some((vx, vy)) = valid
-            && (vx.ncols() != width || vx.nrows() != vy.len())
-        {
-            return Err(BoostError::Data("validation rows do not match".into()));
+        train.check(width, "training rows")?;
+        if let Some(v) = &valid {
+            v.check(width, "validation rows")?;
         }
-        let positives = y.iter().filter(|b| **b).count();
-        let prior = (positives as f64 + 0.5) / (n as f64 + 1.0);
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+        let positives: f64 = (0..n).filter(|&i| y[i]).map(weight).sum();
+        let total: f64 = (0..n).map(weight).sum();
+        let prior = (positives + 0.5) / (total + 1.0);
         let base = (prior / (1.0 - prior)).ln();
         let binned = bin_rows(x, self.bins);
         let leaves = 1usize << self.depth;
@@ -442,7 +503,7 @@ impl BoostingValidParams {
             inner: Vec::with_capacity(self.trees * (leaves - 1)),
         };
         let mut raw = vec![base; n];
-        let mut valid_raw = valid.map(|(vx, _)| vec![base; vx.nrows()]);
+        let mut valid_raw = valid.map(|v| vec![base; v.x.nrows()]);
         // Validation log-loss after each tree.
         let mut losses: Vec<f64> = Vec::new();
         let mut rng = SmallRng::seed_from_u64(self.seed);
@@ -458,8 +519,9 @@ impl BoostingValidParams {
         for tree in 0..self.trees {
             for i in 0..n {
                 let p = sigmoid(raw[i]);
-                grad[i] = p - f64::from(u8::from(y[i]));
-                hess[i] = (p * (1.0 - p)).max(1e-12);
+                let w = weight(i);
+                grad[i] = w * (p - f64::from(u8::from(y[i])));
+                hess[i] = w * (p * (1.0 - p)).max(1e-12);
             }
             let rows: Vec<u32> = (0..n as u32)
                 .filter(|_| share >= 1.0 || rng.r#gen::<f64>() < share)
@@ -550,7 +612,8 @@ impl BoostingValidParams {
                 }
                 *r += values[index];
             });
-            if let (Some((vx, vy)), Some(vr)) = (valid, valid_raw.as_mut()) {
+            if let (Some(v), Some(vr)) = (valid, valid_raw.as_mut()) {
+                let vx = v.x;
                 for (i, r) in vr.iter_mut().enumerate() {
                     let row = vx.row(i);
                     let mut index = 0usize;
@@ -560,7 +623,7 @@ impl BoostingValidParams {
                     }
                     *r += values[index];
                 }
-                losses.push(log_loss(vr, vy));
+                losses.push(log_loss(vr, v.y, v.weights));
             }
         }
         if valid.is_some() {
@@ -759,6 +822,71 @@ mod tests {
                 .check()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_row_of_weight_two_counts_as_the_row_twice() {
+        // Whole-number features: duplicating rows leaves the split points as
+        // they were, so only the sums can differ.
+        let (x, y) = data(800, 5);
+        let x = x.mapv(f64::round);
+        let doubled: Vec<usize> = (0..x.nrows()).filter(|i| i % 3 == 0).collect();
+        let weights: Vec<f64> = (0..x.nrows())
+            .map(|i| if i % 3 == 0 { 2.0 } else { 1.0 })
+            .collect();
+        let mut order: Vec<usize> = (0..x.nrows()).collect();
+        order.extend(&doubled);
+        let x2 = x.select(ndarray::Axis(0), &order);
+        let y2: Vec<bool> = order.iter().map(|&i| y[i]).collect();
+        // Every row in every tree: sampling would draw different rows.
+        let params = BoostingParams::default()
+            .trees(30)
+            .depth(4)
+            .row_subsample(1.0)
+            .feature_subsample(1.0)
+            .check()
+            .unwrap();
+        let weighted = params
+            .fit_weighted(
+                Rows {
+                    x: x.view(),
+                    y: &y,
+                    weights: Some(&weights),
+                },
+                None,
+            )
+            .unwrap();
+        let repeated = params.fit_with_validation(x2.view(), &y2, None).unwrap();
+        let unweighted = params.fit_with_validation(x.view(), &y, None).unwrap();
+        let mut moved = 0.0f64;
+        for row in x.rows() {
+            let row = row.to_vec();
+            let (w, r) = (weighted.raw_score(&row), repeated.raw_score(&row));
+            assert!((w - r).abs() < 1e-9 * (1.0 + r.abs()), "{w} against {r}");
+            moved = moved.max((w - unweighted.raw_score(&row)).abs());
+        }
+        // The weights did something.
+        assert!(moved > 1e-3, "{moved}");
+        // Weights that cannot count a row are refused.
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut w = weights.clone();
+            w[7] = bad;
+            let rows = Rows {
+                x: x.view(),
+                y: &y,
+                weights: Some(&w),
+            };
+            assert!(params.fit_weighted(rows, None).is_err());
+            // Nor in the validation rows.
+            let fine = Rows::unweighted(x.view(), &y);
+            assert!(params.fit_weighted(fine, Some(rows)).is_err());
+        }
+        let short = Rows {
+            x: x.view(),
+            y: &y,
+            weights: Some(&weights[1..]),
+        };
+        assert!(params.fit_weighted(short, None).is_err());
     }
 
     #[test]
