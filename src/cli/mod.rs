@@ -188,6 +188,41 @@ mod tests {
     fn verify_cli() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn every_time_flag_takes_a_day_or_an_instant() {
+        let midnight = chrono::DateTime::parse_from_rfc3339("2026-09-11T00:00:00Z").unwrap();
+        assert_eq!(parse_instant("2026-09-11"), Ok(midnight.to_utc()));
+        let instant = chrono::DateTime::parse_from_rfc3339("2026-09-11T06:30:00+02:00").unwrap();
+        assert_eq!(
+            parse_instant("2026-09-11T06:30:00+02:00"),
+            Ok(instant.to_utc())
+        );
+        let error = parse_instant("11/09/2026").unwrap_err();
+        assert!(
+            error.contains("YYYY-MM-DD") && error.contains("RFC 3339"),
+            "{error}"
+        );
+        // `rescore --score-from` took RFC 3339 only, unlike `train --until`
+        // and `evaluate --from`.
+        for day in ["2026-09-11", "2026-09-11T00:00:00Z"] {
+            let cli = Cli::try_parse_from([
+                "parcel-risk",
+                "rescore",
+                "--input",
+                "in.jsonl",
+                "--output",
+                "out.csv",
+                "--score-from",
+                day,
+            ])
+            .unwrap();
+            let Command::Rescore(args) = cli.command else {
+                panic!("not rescore");
+            };
+            assert_eq!(args.score_from, Some(midnight.to_utc()), "{day}");
+        }
+    }
 }
 
 /// Whether the model's past record keeps learning after training (`serve`,

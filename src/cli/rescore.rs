@@ -51,13 +51,14 @@ pub struct RescoreArgs {
     /// Only decode and validate, score nothing: the baseline for benchmarks.
     #[arg(long)]
     pub decode_only: bool,
-    /// RFC 3339 time: declarations lodged before it only warm up the
+    /// A day (YYYY-MM-DD, midnight UTC) or an RFC 3339 instant, as `train
+    /// --until` and `evaluate --from` take: declarations lodged before it only warm up the
     /// cross-declaration windows (observed in file order; not scored, routed
     /// or written). Rescoring a slice of a long history with the 30 days
     /// before it as warm-up (the longest window) gives the scores of one pass
     /// over everything; channels start as a fresh service's would. See
     /// docs/scale.md.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = super::parse_instant)]
     pub score_from: Option<chrono::DateTime<chrono::Utc>>,
     /// No progress bar and no summary.
     #[arg(long)]
@@ -164,12 +165,6 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2025-02-01T00:00:00Z ({e})"))
 }
 
 fn options(args: &RescoreArgs) -> Options {
