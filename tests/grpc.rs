@@ -67,6 +67,23 @@ impl TestServer {
     }
 }
 
+/// Scores one declaration with the unary call, which must refuse it with
+/// `code`; the status, for the caller's further checks.
+async fn refused_unary(
+    client: &mut RiskServiceClient<Channel>,
+    declaration: pb::Declaration,
+    code: tonic::Code,
+) -> tonic::Status {
+    let status = client
+        .score_declaration(pb::ScoreDeclarationRequest {
+            declaration: Some(declaration),
+        })
+        .await
+        .expect_err("the unary call must be refused");
+    assert_eq!(status.code(), code, "{status}");
+    status
+}
+
 /// Streams `declarations` through `ScoreDeclarations` and collects every
 /// answer (the stream must end without an error).
 pub(crate) async fn score_stream(
@@ -176,13 +193,7 @@ async fn unary_scoring_and_invalid_argument_with_bad_request_details() {
     let mut bad = full_declaration("U2");
     bad.lrn.clear();
     bad.items[0].intrinsic_value = None;
-    let status = client
-        .score_declaration(pb::ScoreDeclarationRequest {
-            declaration: Some(bad),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = refused_unary(&mut client, bad, tonic::Code::InvalidArgument).await;
     let details = status.get_error_details();
     let fields: Vec<String> = details
         .bad_request()
@@ -329,14 +340,8 @@ async fn limits_on_items_and_message_size() {
 
     let mut huge = full_declaration("H1");
     huge.items[0].description = "x".repeat(300 * 1024);
-    let status = client
-        .score_declaration(pb::ScoreDeclarationRequest {
-            declaration: Some(huge),
-        })
-        .await
-        .unwrap_err();
     // gRPC's code for a message over the limit (tonic says OUT_OF_RANGE).
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    refused_unary(&mut client, huge, tonic::Code::ResourceExhausted).await;
 
     // In a stream, a message over the transport limit cannot be read past:
     // what came before is answered, then the stream ends with the same code.
@@ -556,13 +561,7 @@ async fn an_oversized_declaration_gets_its_own_answer_and_the_stream_goes_on() {
     assert_eq!(e.code, "RESOURCE_EXHAUSTED");
     assert!(matches!(responses[0].outcome, Some(Outcome::Assessment(_))));
     assert!(matches!(responses[2].outcome, Some(Outcome::Assessment(_))));
-    let status = client
-        .score_declaration(pb::ScoreDeclarationRequest {
-            declaration: Some(big),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    refused_unary(&mut client, big, tonic::Code::ResourceExhausted).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,13 +609,7 @@ async fn a_declaration_lodged_far_ahead_of_the_clock_gets_its_own_error() {
     }
     assert!(matches!(responses[0].outcome, Some(Outcome::Assessment(_))));
     assert!(matches!(responses[3].outcome, Some(Outcome::Assessment(_))));
-    let status = client
-        .score_declaration(pb::ScoreDeclarationRequest {
-            declaration: Some(far),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    let status = refused_unary(&mut client, far, tonic::Code::InvalidArgument).await;
     assert!(status.message().contains("lodged_at"), "{status}");
 }
 
@@ -633,13 +626,7 @@ async fn errors_stay_small_however_bad_the_message() {
         currency: "€".repeat(5_000),
         amount_minor: 100,
     });
-    let status = client
-        .score_declaration(pb::ScoreDeclarationRequest {
-            declaration: Some(bad.clone()),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = refused_unary(&mut client, bad.clone(), tonic::Code::InvalidArgument).await;
     assert!(status.message().len() < 2048, "{}", status.message().len());
     assert!(status.message().contains("more"), "{}", status.message());
     // Trailers: message and base64 details under a default client's 16 KiB.
@@ -717,13 +704,12 @@ async fn shutdown_answers_what_was_sent_and_ends_open_streams() {
         serving,
         tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
     );
-    let refused = client
-        .score_declaration(pb::ScoreDeclarationRequest {
-            declaration: Some(full_declaration("late")),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    refused_unary(
+        &mut client,
+        full_declaration("late"),
+        tonic::Code::Unavailable,
+    )
+    .await;
     drop(tx);
     drop(client);
     tokio::time::timeout(std::time::Duration::from_secs(10), &mut server.handle)
