@@ -723,8 +723,8 @@ fn tail(weights: &[f64], n: usize) -> &[f64] {
 /// and weighting their labels by revenue as well would count it twice.
 /// Misdescription's score ranks on its own (its column, its reasons), and on
 /// generated traffic its top 1 % caught 0.165–0.182 of the misdescribed
-/// revenue unweighted against 0.242–0.257 weighted, four seeds, same
-/// precision and AUC.
+/// revenue unweighted against 0.260–0.294 weighted (four seeds; the same
+/// precision, AUC equal or higher; README, Evaluation).
 fn revenue_share(target: Target, params: &TrainParams) -> f64 {
     match target {
         Target::Misdescription => params.misdescription_revenue_weight,
