@@ -53,32 +53,96 @@ pub fn key_hash_bytes(parts: &[&[u8]]) -> u64 {
     parts.iter().fold(0, |hash, part| key_mix_part(hash, part))
 }
 
-/// Mixes one part into the hash.
+/// Mixes one part into the hash: its bytes lower-cased, ASCII whitespace
+/// dropped, packed eight to a little-endian word. Words are read eight input
+/// bytes at a time; one with no byte at or below a space (no whitespace
+/// to drop: nearly every word of a code or an id, most of a name) is
+/// lower-cased in one go and shifted into place, the others byte by byte.
+/// The packed word is kept in a register: assembling it in memory from
+/// single-byte stores stalled every load of it.
 #[inline]
 fn key_mix_part(mut hash: u64, part: &[u8]) -> u64 {
-    const CHUNK: usize = 64;
-    // Up to 7 bytes carried over plus a chunk; the byte written past the
-    // packed ones (a dropped whitespace) is overwritten or zeroed before it is read.
-    let mut buf = [0u8; CHUNK + 8];
-    let mut len = 0;
-    for chunk in part.chunks(CHUNK) {
-        for &byte in chunk {
-            buf[len] = byte.to_ascii_lowercase();
-            len += usize::from(!is_ascii_whitespace_branchless(byte));
+    let mut packed = Packed::default();
+    let mut words = part.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        if has_byte_at_or_below_space(word) {
+            for byte in word.to_le_bytes() {
+                hash = packed.push(hash, byte);
+            }
+        } else {
+            hash = packed.push_word(hash, ascii_lowercase_word(word));
         }
-        let whole = len / 8 * 8;
-        for word in buf[..whole].chunks_exact(8) {
-            let word: [u8; 8] = word.try_into().unwrap_or_default();
-            hash = key_mix(hash, u64::from_le_bytes(word));
-        }
-        buf.copy_within(whole..len, 0);
-        len -= whole;
+    }
+    for &byte in words.remainder() {
+        hash = packed.push(hash, byte);
     }
     // Flush and mark the end of the part, so ("ab", "c") differs from ("a", "bc").
-    buf[len..8].fill(0);
-    let mut last = [0u8; 8];
-    last.copy_from_slice(&buf[..8]);
-    key_mix(hash, u64::from_le_bytes(last) ^ ((len as u64) << 56) ^ 0xff)
+    key_mix(hash, packed.bits ^ (u64::from(packed.len) << 56) ^ 0xff)
+}
+
+/// Bytes packed but not yet mixed: `len` (0..8) of them, in the low bytes.
+#[derive(Default)]
+struct Packed {
+    bits: u64,
+    len: u32,
+}
+
+impl Packed {
+    /// Packs one input byte, unless it is whitespace; mixes a full word.
+    #[inline]
+    fn push(&mut self, hash: u64, byte: u8) -> u64 {
+        if is_ascii_whitespace_branchless(byte) {
+            return hash;
+        }
+        self.bits |= u64::from(byte.to_ascii_lowercase()) << (8 * self.len);
+        self.len += 1;
+        if self.len < 8 {
+            return hash;
+        }
+        let word = std::mem::take(&mut self.bits);
+        self.len = 0;
+        key_mix(hash, word)
+    }
+
+    /// Packs eight bytes with nothing to drop, mixing the word they complete.
+    #[inline]
+    fn push_word(&mut self, hash: u64, word: u64) -> u64 {
+        if self.len == 0 {
+            return key_mix(hash, word);
+        }
+        let shift = 8 * self.len;
+        let full = self.bits | (word << shift);
+        self.bits = word >> (64 - shift);
+        key_mix(hash, full)
+    }
+}
+
+const LOW_BITS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Per byte, the high bit set where `word`'s byte has its high bit clear
+/// and its low seven bits are at least `at_least` (at most 0x80).
+#[inline]
+fn bytes_at_least(word: u64, at_least: u8) -> u64 {
+    let add = u64::from_le_bytes([0x80 - at_least; 8]);
+    ((word & LOW_BITS) + add) & !word & HIGH_BITS
+}
+
+/// Whether any byte of `word` is 0x00..=0x20: every ASCII whitespace and
+/// the control characters (bytes of 0x80 and above are UTF-8, never
+/// whitespace).
+#[inline]
+fn has_byte_at_or_below_space(word: u64) -> bool {
+    let ascii = !word & HIGH_BITS;
+    bytes_at_least(word, 0x21) != ascii
+}
+
+/// `u8::to_ascii_lowercase` on each byte of `word`.
+#[inline]
+fn ascii_lowercase_word(word: u64) -> u64 {
+    let upper = bytes_at_least(word, b'A') & !bytes_at_least(word, b'Z' + 1);
+    word | (upper >> 2)
 }
 
 /// `u8::is_ascii_whitespace` (tab, line feed, form feed, carriage return,
@@ -151,7 +215,11 @@ fn party_key(p: &Party) -> u64 {
 }
 
 impl PartyKeys {
+    /// The keys of `d`. Every path that scores a declaration starts here,
+    /// so this is where its texts are fetched into cache, together
+    /// ([`Declaration::touch_texts`]).
     pub fn of(d: &Declaration) -> Self {
+        d.touch_texts();
         let address = d.importer.address.as_ref().map_or(0, |a| {
             key_hash_bytes(&[
                 a.street_and_number.as_bytes(),

@@ -255,15 +255,25 @@ impl BoostedTrees {
     /// The base plus every tree's leaf, trees of depth `D`, in tree order
     /// (the same sum, bit for bit, as [`Self::sum_leaves_any_depth`]).
     fn sum_leaves<const D: usize>(&self, row: &[f64]) -> f64 {
+        // A row copied into a fixed array of a power-of-two width: a masked
+        // feature index needs no bounds check, which was one compare and
+        // branch per level of every tree. The narrower array when it fits:
+        // the copy and its zeroing are paid on every call.
+        if row.len() <= PADDED_WIDTH / 2 {
+            return self.sum_leaves_padded::<D, { PADDED_WIDTH / 2 }>(row);
+        }
         if row.len() <= PADDED_WIDTH {
-            // A row of at most 256 features, copied into a fixed array: a
-            // feature index masked to 8 bits needs no bounds check, which
-            // was one compare and branch per level of every tree.
-            let mut padded = [0.0; PADDED_WIDTH];
-            padded[..row.len()].copy_from_slice(row);
-            return self.sum_leaves_with::<D, _>(|f| padded[f as usize & (PADDED_WIDTH - 1)]);
+            return self.sum_leaves_padded::<D, PADDED_WIDTH>(row);
         }
         self.sum_leaves_with::<D, _>(|f| row[f as usize])
+    }
+
+    /// [`Self::sum_leaves`] on `row` copied into `[f64; W]` (`row.len() <= W`,
+    /// `W` a power of two).
+    fn sum_leaves_padded<const D: usize, const W: usize>(&self, row: &[f64]) -> f64 {
+        let mut padded = [0.0; W];
+        padded[..row.len()].copy_from_slice(row);
+        self.sum_leaves_with::<D, _>(|f| padded[f as usize & (W - 1)])
     }
 
     #[inline(always)]
@@ -906,23 +916,27 @@ mod tests {
             // The explaining walk gives the same log-odds.
             assert_eq!(bits, model.contributions(&row, &mut Vec::new()).to_bits());
         }
-        // Rows wider than the padded copy take the checked walk: the same
-        // sum. The informative columns are moved past the 256th.
-        let wide = Array2::from_shape_fn((x.nrows(), 300), |(r, c)| {
-            if c >= 294 { x[[r, c - 294]] } else { 0.0 }
-        });
-        let model = BoostingParams::default()
-            .trees(20)
-            .depth(6)
-            .check()
-            .unwrap()
-            .fit_with_validation(wide.view(), &y, None)
-            .unwrap();
-        assert!(model.features.iter().any(|f| *f >= 256));
-        for row in wide.rows().into_iter().take(100) {
-            let row = row.to_vec();
-            let bits = model.raw_score(&row).to_bits();
-            assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
+        // Rows of each padded width, and wider ones (the checked walk): the
+        // same sum. The informative columns are moved past the 128th or
+        // the 256th.
+        for (width, past) in [(200, 128), (300, 256)] {
+            let moved = width - 6;
+            let wide = Array2::from_shape_fn((x.nrows(), width), |(r, c)| {
+                if c >= moved { x[[r, c - moved]] } else { 0.0 }
+            });
+            let model = BoostingParams::default()
+                .trees(20)
+                .depth(6)
+                .check()
+                .unwrap()
+                .fit_with_validation(wide.view(), &y, None)
+                .unwrap();
+            assert!(model.features.iter().any(|f| *f as usize >= past));
+            for row in wide.rows().into_iter().take(100) {
+                let row = row.to_vec();
+                let bits = model.raw_score(&row).to_bits();
+                assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
+            }
         }
     }
 
