@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --bench scoring` (set PARCEL_RISK_MODEL to bench another
 //! model; PARCEL_RISK_BENCH_LEARNERS=0 skips the per-learner part;
-//! PARCEL_RISK_BENCH_PROFILE=score only scores, untimed, for a profiler).
+//! PARCEL_RISK_BENCH_PROFILE=score only scores, untimed, for a profiler;
+//! PARCEL_RISK_BENCH_PROFILE=routed only routes, likewise).
 
 // The allocator of the shipped binary (src/main.rs), so the figures are its figures.
 #[global_allocator]
@@ -153,6 +154,14 @@ fn main() {
         .collect();
     let router = Router::new(model.clone(), PriorityConfig::default());
     let routed = router.scorer();
+    // For a profiler: the routed assessment alone, one pass over the
+    // traffic (a second would be resends, which the live record only reads).
+    if std::env::var("PARCEL_RISK_BENCH_PROFILE").as_deref() == Ok("routed") {
+        for d in &later {
+            black_box(router.assess(&routed, d));
+        }
+        return;
+    }
     let frozen = Router::new(model.clone(), PriorityConfig::default()).without_live_record();
     let frozen_scorer = frozen.scorer();
     // Round by round in turn, so that the machine's load falls on both.
