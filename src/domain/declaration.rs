@@ -135,10 +135,11 @@ pub struct Declaration {
 
 impl Declaration {
     /// Loads the first byte of every text the scorer reads, all at once.
-    /// Each text is a heap allocation of its own; in a declaration decoded
-    /// a while ago (a batch of thousands, a stream under load) they have
-    /// left the cache, and hashing them one after another waited for each
-    /// miss in turn. Touched together first, the misses overlap.
+    /// Each text is a heap allocation of its own; in a declaration made
+    /// long before it is scored (the scoring bench's traffic) they have left
+    /// the cache, and hashing them one after another waited for each miss
+    /// in turn. Touched together first, the misses overlap. A declaration
+    /// scored just after it was decoded (`rescore`) gains nothing: measured.
     pub fn touch_texts(&self) {
         fn first(s: &str) -> u8 {
             s.as_bytes().first().copied().unwrap_or(0)
