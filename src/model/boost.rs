@@ -443,6 +443,40 @@ impl<'x, 'a> Rows<'x, 'a> {
         }
     }
 
+    /// The rows before `at`, and those from `at` on (`at` at most the row
+    /// count): features, labels and weights cut alike.
+    pub fn split_at(self, at: usize) -> (Self, Self) {
+        let (x_before, x_after) = (
+            self.x.slice_move(ndarray::s![..at, ..]),
+            self.x.slice_move(ndarray::s![at.., ..]),
+        );
+        let (y_before, y_after) = self.y.split_at(at);
+        let (w_before, w_after) = match self.weights {
+            Some(w) => {
+                let (before, after) = w.split_at(at);
+                (Some(before), Some(after))
+            }
+            None => (None, None),
+        };
+        (
+            Self {
+                x: x_before,
+                y: y_before,
+                weights: w_before,
+            },
+            Self {
+                x: x_after,
+                y: y_after,
+                weights: w_after,
+            },
+        )
+    }
+
+    /// The last `n` rows, or all of them when there are fewer.
+    pub fn last(self, n: usize) -> Self {
+        self.split_at(self.y.len().saturating_sub(n)).1
+    }
+
     fn check(&self, width: usize, what: &str) -> Result<(), BoostError> {
         let n = self.x.nrows();
         if self.x.ncols() != width || self.y.len() != n {
@@ -897,6 +931,29 @@ mod tests {
             weights: Some(&weights[1..]),
         };
         assert!(params.fit_weighted(short, None).is_err());
+    }
+
+    #[test]
+    fn rows_are_cut_with_their_labels_and_weights() {
+        let x = Array2::from_shape_fn((10, 2), |(r, c)| (r * 10 + c) as f64);
+        let y: Vec<bool> = (0..10).map(|i| i % 3 == 0).collect();
+        let w: Vec<f64> = (0..10).map(|i| 1.0 + i as f64).collect();
+        let rows = Rows {
+            x: x.view(),
+            y: &y,
+            weights: Some(&w),
+        };
+        let (before, after) = rows.split_at(4);
+        assert_eq!(before.x.column(0).to_vec(), [0.0, 10.0, 20.0, 30.0]);
+        assert_eq!((before.y, before.weights), (&y[..4], Some(&w[..4])));
+        assert_eq!(after.x[[0, 1]], 41.0);
+        assert_eq!((after.y, after.weights), (&y[4..], Some(&w[4..])));
+        let last = rows.last(3);
+        assert_eq!(last.x.column(0).to_vec(), [70.0, 80.0, 90.0]);
+        assert_eq!((last.y, last.weights), (&y[7..], Some(&w[7..])));
+        assert_eq!(rows.last(50).y.len(), 10);
+        let unweighted = Rows::unweighted(x.view(), &y).last(2);
+        assert_eq!((unweighted.y, unweighted.weights), (&y[8..], None));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use linfa_bayes::GaussianNb;
 use linfa_ensemble::EnsembleLearnerParams;
 use linfa_logistic::LogisticRegression;
 use linfa_trees::DecisionTree;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rayon::prelude::*;
@@ -619,26 +619,26 @@ fn fit_target(
         });
     }
     let x = rows.select(ndarray::Axis(0), &idx);
+    let all = Rows {
+        x: x.view(),
+        y: &y,
+        weights: Some(&weights),
+    };
     let cut = ((idx.len() as f64) * (1.0 - params.validation_share)).round() as usize;
-    let cut = cut.clamp(1, idx.len() - 1);
-    let (x_train, x_valid) = (
-        x.slice(ndarray::s![..cut, ..]),
-        x.slice(ndarray::s![cut.., ..]),
-    );
-    let (y_train, y_valid) = (&y[..cut], &y[cut..]);
+    let (train_rows, valid_rows) = all.split_at(cut.clamp(1, idx.len() - 1));
+    let (x_valid, y_valid) = (valid_rows.x, valid_rows.y);
     let mut best: Option<(ClassifierKind, f64, f64)> = None;
     let mut warm_start = None;
     let mut boost_trees = None;
     let mut comparison = Vec::new();
     for &kind in &params.candidates {
         let t = Instant::now();
-        let (xt, yt) = latest(kind, x_train, y_train, params);
-        let (xt, yt) = last_rows(xt, yt, params.max_comparison_rows);
+        let fitted_on = latest(kind, train_rows, params).last(params.max_comparison_rows);
+        let yt = fitted_on.y;
         if yt.iter().all(|b| *b) || yt.iter().all(|b| !*b) {
             continue;
         }
-        let wt = tail(&weights[..cut], yt.len());
-        let classifier = prepared(fit(kind, xt, yt, wt, params, target, &base_hints)?, kind)?;
+        let classifier = prepared(fit(kind, fitted_on, params, target, &base_hints)?, kind)?;
         match &classifier {
             Classifier::Logistic { model, .. } => warm_start = Some(model.clone()),
             Classifier::GradientBoosting { model } => boost_trees = Some(model.trees()),
@@ -682,15 +682,10 @@ fn fit_target(
         comparison.push(m);
     }
     let (kind, _, _) = best.ok_or(TrainError::NoCandidates)?;
-    let (xa, ya) = latest(kind, x.view(), &y, params);
-    let (xa, ya) = last_rows(xa, ya, params.max_final_rows);
-    let wa = tail(&weights, ya.len());
     let classifier = prepared(
         fit(
             kind,
-            xa,
-            ya,
-            wa,
+            latest(kind, all, params).last(params.max_final_rows),
             params,
             target,
             &FitHints {
@@ -709,12 +704,6 @@ fn fit_target(
         comparison,
         classifier,
     }))
-}
-
-/// The last `n` weights: those of the latest rows that [`latest`] and
-/// [`last_rows`] keep.
-fn tail(weights: &[f64], n: usize) -> &[f64] {
-    &weights[weights.len() - n..]
 }
 
 /// The share of [`revenue_weights`] a target's boosting uses. Only
@@ -761,32 +750,13 @@ fn revenue_weights(y: &[bool], revenue: &[f64], share: f64) -> Vec<f64> {
 
 /// Tree-based kinds fit on the latest rows only: linfa's trees on
 /// `max_tree_rows`, boosting on `max_boost_rows`.
-fn latest<'a>(
-    kind: ClassifierKind,
-    x: ArrayView2<'a, f64>,
-    y: &'a [bool],
-    params: &TrainParams,
-) -> (ArrayView2<'a, f64>, &'a [bool]) {
+fn latest<'x, 'a>(kind: ClassifierKind, rows: Rows<'x, 'a>, params: &TrainParams) -> Rows<'x, 'a> {
     match kind {
         ClassifierKind::DecisionTree | ClassifierKind::RandomForest => {
-            last_rows(x, y, params.max_tree_rows)
+            rows.last(params.max_tree_rows)
         }
-        ClassifierKind::GradientBoosting => last_rows(x, y, params.max_boost_rows),
-        ClassifierKind::Logistic | ClassifierKind::GaussianNb => (x, y),
-    }
-}
-
-/// The latest `max_rows` rows.
-fn last_rows<'a>(
-    x: ArrayView2<'a, f64>,
-    y: &'a [bool],
-    max_rows: usize,
-) -> (ArrayView2<'a, f64>, &'a [bool]) {
-    if y.len() > max_rows {
-        let start = y.len() - max_rows;
-        (x.slice_move(ndarray::s![start.., ..]), &y[start..])
-    } else {
-        (x, y)
+        ClassifierKind::GradientBoosting => rows.last(params.max_boost_rows),
+        ClassifierKind::Logistic | ClassifierKind::GaussianNb => rows,
     }
 }
 
@@ -817,13 +787,12 @@ pub fn reads_linearly(feature: &str) -> bool {
 /// when its classes are oriented the same way.
 fn fit(
     kind: ClassifierKind,
-    x: ArrayView2<'_, f64>,
-    y: &[bool],
-    weights: &[f64],
+    rows: Rows<'_, '_>,
     params: &TrainParams,
     target: Target,
     hints: &FitHints,
 ) -> Result<Classifier, TrainError> {
+    let Rows { x, y, .. } = rows;
     let warm_start = hints.warm_start.as_ref();
     let err = |e: String| TrainError::Fit {
         kind: kind.name(),
@@ -922,34 +891,14 @@ fn fit(
                 .check()
                 .map_err(|e| err(e.to_string()))?;
             let model = match hints.boost_trees {
-                Some(_) => boosting.fit_weighted(
-                    Rows {
-                        x,
-                        y,
-                        weights: Some(weights),
-                    },
-                    None,
-                ),
+                Some(_) => boosting.fit_weighted(rows, None),
                 None => {
                     // Stop on the latest rows: the next window is what counts.
-                    let cut = ((y.len() as f64) * (1.0 - params.validation_share)).round() as usize;
-                    let cut = cut.clamp(1, y.len().saturating_sub(1).max(1));
-                    let (xt, xv) = (
-                        x.slice(ndarray::s![..cut, ..]),
-                        x.slice(ndarray::s![cut.., ..]),
-                    );
                     // Validated as it is fitted: by the weighted log-loss.
-                    let valid = (xv.nrows() > 0).then_some(Rows {
-                        x: xv,
-                        y: &y[cut..],
-                        weights: Some(&weights[cut..]),
-                    });
-                    let train = Rows {
-                        x: xt,
-                        y: &y[..cut],
-                        weights: Some(&weights[..cut]),
-                    };
-                    boosting.fit_weighted(train, valid)
+                    let cut = ((y.len() as f64) * (1.0 - params.validation_share)).round() as usize;
+                    let (train, valid) =
+                        rows.split_at(cut.clamp(1, y.len().saturating_sub(1).max(1)));
+                    boosting.fit_weighted(train, (valid.x.nrows() > 0).then_some(valid))
                 }
             }
             .map_err(|e| err(e.to_string()))?;
