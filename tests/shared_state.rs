@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parcel_risk::domain::{Declaration, TrainingExample};
+use parcel_risk::features::history::PartyKeys;
 use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::model::ModelArtifact;
 use parcel_risk::scoring::shared::{
     ClientCertificate, DEFAULT_TIMEOUT, RETRY_AFTER, RedisTls, SharedWindows,
 };
-use parcel_risk::scoring::{Assessment, PriorityConfig, Router};
+use parcel_risk::scoring::{Assessment, PriorityConfig, Router, WindowInput};
 
 /// A `redis-server` of the test's own, killed on drop.
 pub struct RedisServer {
@@ -637,4 +638,99 @@ fn replicas_present_their_certificate_to_a_redis_that_asks_for_one() {
     let anonymous = replica(None);
     let local = anonymous.score_all(&anonymous.scorer(), &declarations[..BATCH], |_| ());
     assert_eq!(count(&local, "DQ_WINDOWS_LOCAL_ONLY"), BATCH);
+}
+
+/// The window hashes under `prefix`, by kind, with their time buckets.
+fn window_buckets(redis: &mut redis::Connection, prefix: &str) -> Vec<(String, i64)> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:windows:*"))
+        .query(redis)
+        .unwrap();
+    let mut buckets: Vec<(String, i64)> = keys
+        .iter()
+        .map(|key| {
+            let (kind, bucket) = key.rsplit_once(':').unwrap();
+            (kind.to_owned(), bucket.parse().unwrap())
+        })
+        .collect();
+    buckets.sort_by_key(|(kind, bucket)| (kind.clone(), *bucket));
+    buckets
+}
+
+/// Moves every window hash `by` time buckets back, as if that many TTLs
+/// had passed since it was written (oldest first, so none overwrites another).
+fn age_buckets(redis: &mut redis::Connection, prefix: &str, by: i64) {
+    for (kind, bucket) in window_buckets(redis, prefix) {
+        redis::cmd("RENAME")
+            .arg(format!("{kind}:{bucket}"))
+            .arg(format!("{kind}:{}", bucket - by))
+            .query::<()>(redis)
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_window_is_read_one_time_bucket_after_it_was_written_and_not_two() {
+    let Some(server) = RedisServer::start(0) else {
+        return;
+    };
+    let shared = SharedWindows::new(&server.url(), "aging", DEFAULT_TIMEOUT).unwrap();
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let lodged = chrono::Utc::now() - chrono::Duration::hours(2);
+    // One buyer's parcels from one seller, minutes apart: each sees the
+    // ones before it while the windows can be read.
+    let parcel = |declaration: u64| WindowInput {
+        keys: PartyKeys {
+            exporter: 11,
+            address: 12,
+            importer_name: 13,
+            ioss: Some(14),
+            declarant: 15,
+            declaration,
+        },
+        declared_cents: 10_000,
+        lodged_at: lodged + chrono::Duration::minutes(declaration as i64),
+    };
+    let observe = |declaration: u64| {
+        let read = shared
+            .observe_batch(&[parcel(declaration)], None)
+            .expect("Redis answers");
+        let s = &read.signals[0];
+        (s.buyer_parcels, s.address_names, s.ioss_sellers)
+    };
+    assert_eq!(observe(1), (0, 1, 1));
+    // Each kind (buyer, address, IOSS) writes its current bucket, which
+    // expires on its own within three TTLs (the longest, 31 days).
+    let written = window_buckets(&mut redis, "aging");
+    assert_eq!(written.len(), 3, "{written:?}");
+    for (kind, bucket) in &written {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{kind}:{bucket}"))
+            .query(&mut redis)
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 3 * 31 * 86_400_000, "{kind} {ttl}");
+    }
+
+    // A bucket later, the windows are in the previous bucket: still read.
+    age_buckets(&mut redis, "aging", 1);
+    assert_eq!(observe(2), (1, 1, 1));
+
+    // Two buckets later they are not, and the write unlinks the bucket two
+    // before the current one; the one before that expires on its own.
+    age_buckets(&mut redis, "aging", 2);
+    assert_eq!(observe(3), (0, 1, 1));
+    let left = window_buckets(&mut redis, "aging");
+    for (kind, bucket) in &left {
+        let current = left
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, b)| *b)
+            .max();
+        let age = current.unwrap() - bucket;
+        assert!(age == 0 || age == 3, "{kind}:{bucket} left among {left:?}");
+    }
+    assert_eq!(left.len(), 6, "{left:?}");
 }
