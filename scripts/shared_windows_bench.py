@@ -27,7 +27,7 @@ def batches(count=100, size=256, seed=1):
     for k in range(count):
         # ARGV header: prefix, split and party windows (us), caps, TTLs (ms),
         # the day counted in, the batch size; then 8 values per declaration.
-        args = ["bench", 86_400_000_000, 2_592_000_000_000, 64, 32, 90_000_000,
+        args = ["{bench}", 86_400_000_000, 2_592_000_000_000, 64, 32, 90_000_000,
                 2_682_000_000, "1788000000", size]
         t0 = start + k * size * 1_000_000
         for i in range(size):
@@ -54,7 +54,7 @@ def main():
             r.flushall()
             r.config_resetstat()
             for args in traffic:
-                script(keys=[], args=args)
+                script(keys=["{bench}:observed"], args=args)
             stats = r.info("commandstats").get("cmdstat_evalsha", {})
             per_decl[path].append(stats.get("usec_per_call", 0.0) / 256)
     for path, figures in per_decl.items():

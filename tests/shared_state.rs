@@ -100,6 +100,84 @@ impl RedisServer {
     }
 }
 
+/// A Redis Cluster of `redis-server`s of the test's own (no replicas),
+/// its slots spread over them by `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    configs: Vec<std::path::PathBuf>,
+}
+
+impl RedisCluster {
+    pub fn start(size: usize) -> Option<Self> {
+        let mut nodes = Vec::new();
+        let mut configs = Vec::new();
+        for _ in 0..size {
+            let port = free_port();
+            let config = std::env::temp_dir().join(format!("parcel-risk-cluster-{port}.conf"));
+            let _ = std::fs::remove_file(&config);
+            let args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &config.display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec();
+            nodes.push(RedisServer::start_with(port, &args)?);
+            configs.push(config);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = Self { nodes, configs };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &cluster.nodes {
+            let mut redis = cluster.connect(node);
+            loop {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut redis).unwrap();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not come up: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(cluster)
+    }
+
+    /// A plain connection to one node (not following redirections).
+    pub fn connect(&self, node: &RedisServer) -> redis::Connection {
+        redis::Client::open(node.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        for config in &self.configs {
+            let _ = std::fs::remove_file(config);
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -510,7 +588,7 @@ fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3],
 fn fleet_count(url: &str, prefix: &str) -> u64 {
     let mut redis = redis::Client::open(url).unwrap().get_connection().unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:fleet:*"))
+        .arg(format!("{{{prefix}}}:fleet:*"))
         .query(&mut redis)
         .unwrap();
     keys.iter()
@@ -643,7 +721,7 @@ fn replicas_present_their_certificate_to_a_redis_that_asks_for_one() {
 /// The window hashes under `prefix`, by kind, with their time buckets.
 fn window_buckets(redis: &mut redis::Connection, prefix: &str) -> Vec<(String, i64)> {
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:windows:*"))
+        .arg(format!("{{{prefix}}}:windows:*"))
         .query(redis)
         .unwrap();
     let mut buckets: Vec<(String, i64)> = keys
@@ -733,4 +811,62 @@ fn a_window_is_read_one_time_bucket_after_it_was_written_and_not_two() {
         assert!(age == 0 || age == 3, "{kind}:{bucket} left among {left:?}");
     }
     assert_eq!(left.len(), 6, "{left:?}");
+}
+
+#[test]
+fn two_replicas_on_a_redis_cluster_score_as_one_replica_fed_everything() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let seed = &cluster.nodes[0];
+    // A prefix whose slot another node holds: the replicas know only the
+    // seed, so their calls must be routed.
+    let mut on_seed = cluster.connect(seed);
+    let prefix = (0..)
+        .map(|i| format!("c{i}"))
+        .find(|p| {
+            redis::cmd("GET")
+                .arg(format!("{{{p}}}:observed"))
+                .query::<Option<String>>(&mut on_seed)
+                .is_err_and(|e| e.kind() == redis::ErrorKind::Moved)
+        })
+        .unwrap();
+
+    let model = model();
+    let declarations = traffic(3_000, 2, 11);
+    let one = Router::new(Arc::clone(&model), PriorityConfig::default()).without_live_record();
+    let expected = alternately(&[&one], &declarations);
+    assert!(count(&expected, "THR_SPLIT_SAME_CONSIGNEE_SAME_DAY") > 0);
+
+    let on_cluster = || {
+        Router::new(Arc::clone(&model), PriorityConfig::default())
+            .without_live_record()
+            .with_shared_state(
+                SharedWindows::cluster(&seed.url(), &prefix, DEFAULT_TIMEOUT, RedisTls::default())
+                    .unwrap(),
+            )
+    };
+    let (a, b) = (on_cluster(), on_cluster());
+    let shared = alternately(&[&a, &b], &declarations);
+    assert_eq!(count(&shared, "DQ_WINDOWS_LOCAL_ONLY"), 0);
+    assert_eq!(shared.len(), expected.len());
+    for (got, want) in shared.iter().zip(&expected) {
+        assert_eq!(scored(got), scored(want));
+    }
+
+    // Every key of the deployment is on one node, and not on the seed.
+    let held: Vec<Vec<String>> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            redis::cmd("KEYS")
+                .arg(format!("{{{prefix}}}:*"))
+                .query(&mut cluster.connect(node))
+                .unwrap()
+        })
+        .collect();
+    assert!(held[0].is_empty(), "{held:?}");
+    let holders: Vec<&Vec<String>> = held.iter().filter(|keys| !keys.is_empty()).collect();
+    assert_eq!(holders.len(), 1, "{held:?}");
+    assert!(holders[0].len() >= 4, "{held:?}");
 }

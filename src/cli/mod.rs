@@ -254,6 +254,16 @@ pub struct SharedStateArgs {
     /// the process's own windows and says so (DQ_WINDOWS_LOCAL_ONLY).
     #[arg(long = "shared-state", env = "PARCEL_RISK_SHARED_STATE")]
     pub url: Option<String>,
+    /// --shared-state names nodes of a Redis Cluster, comma-separated
+    /// (`redis://HOST:PORT,redis://HOST:PORT`); the others are learnt from
+    /// them. The keys of a deployment share one hash slot (its prefix is a
+    /// hash tag), so each batch is still one call, on one node.
+    #[arg(
+        long = "shared-state-cluster",
+        env = "PARCEL_RISK_SHARED_STATE_CLUSTER",
+        requires = "url"
+    )]
+    pub cluster: bool,
     /// Prefix of every shared-state key (two deployments can share one Redis).
     #[arg(long = "shared-state-prefix", default_value = crate::scoring::shared::DEFAULT_PREFIX, env = "PARCEL_RISK_SHARED_STATE_PREFIX")]
     pub prefix: String,
@@ -306,14 +316,14 @@ impl SharedStateArgs {
                 _ => None,
             },
         };
-        let shared = crate::scoring::shared::SharedWindows::with_tls(
-            url,
-            &self.prefix,
-            std::time::Duration::from_millis(self.timeout_ms),
-            tls,
-        )
+        let timeout = std::time::Duration::from_millis(self.timeout_ms);
+        let shared = if self.cluster {
+            crate::scoring::shared::SharedWindows::cluster(url, &self.prefix, timeout, tls)
+        } else {
+            crate::scoring::shared::SharedWindows::with_tls(url, &self.prefix, timeout, tls)
+        }
         .context("cannot use the shared state")?;
-        tracing::info!(url = shared.url(), prefix = %self.prefix, "cross-declaration windows shared");
+        tracing::info!(url = shared.url(), prefix = %self.prefix, cluster = self.cluster, "cross-declaration windows shared");
         Ok(Some(shared))
     }
 }

@@ -82,6 +82,45 @@ pub struct ClientCertificate {
     pub key_pem: Vec<u8>,
 }
 
+impl RedisTls {
+    /// What the redis crate needs for `url`, or `None` when nothing beyond
+    /// the URL is given; either certificate is refused with a plain
+    /// `redis://` URL.
+    fn certificates(self, url: &str) -> Result<Option<redis::TlsCertificates>, SharedStateError> {
+        match self {
+            RedisTls {
+                ca_pem: None,
+                client: None,
+            } => Ok(None),
+            _ if !url.starts_with("rediss:") => {
+                let given = if self.client.is_some() {
+                    "a client certificate"
+                } else {
+                    "a CA certificate"
+                };
+                Err(tls_error(
+                    url,
+                    format!("{given} is given, so the URL must be rediss:// (TLS)"),
+                ))
+            }
+            RedisTls { ca_pem, client } => Ok(Some(redis::TlsCertificates {
+                client_tls: client.map(|c| redis::ClientTlsConfig {
+                    client_cert: c.cert_pem,
+                    client_key: c.key_pem,
+                }),
+                root_cert: ca_pem,
+            })),
+        }
+    }
+}
+
+fn tls_error(url: &str, message: String) -> SharedStateError {
+    SharedStateError::Tls {
+        url: without_password(url),
+        message,
+    }
+}
+
 impl std::fmt::Debug for RedisTls {
     // The private key stays out of logs and panics.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,15 +131,39 @@ impl std::fmt::Debug for RedisTls {
     }
 }
 
+/// One Redis (a primary, or the address a failover setup gives it), or
+/// a Redis Cluster reached through seed nodes.
+enum Backend {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+enum Connection {
+    Single(redis::Connection),
+    // Boxed: it is three times the size of a single connection.
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Connection {
+    fn commands(&mut self) -> &mut dyn redis::ConnectionLike {
+        match self {
+            Connection::Single(c) => c,
+            Connection::Cluster(c) => c.as_mut(),
+        }
+    }
+}
+
 /// The connection and when to try again after a failure.
 struct Link {
-    connection: Option<redis::Connection>,
+    connection: Option<Connection>,
     retry_at: Option<Instant>,
 }
 
-/// The windows in one Redis (a primary; see docs/deployment.md).
+/// The windows in one Redis or one Redis Cluster (see docs/deployment.md).
+/// Every key carries the prefix as a hash tag (`{prefix}:…`), so that on a
+/// cluster a batch's keys share one slot and its script runs on one node.
 pub struct SharedWindows {
-    client: redis::Client,
+    backend: Backend,
     /// The URL without its password, for logs.
     display: String,
     prefix: String,
@@ -114,6 +177,7 @@ impl std::fmt::Debug for SharedWindows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedWindows")
             .field("url", &self.display)
+            .field("cluster", &matches!(self.backend, Backend::Cluster(_)))
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("up", &self.is_up())
@@ -160,42 +224,90 @@ impl SharedWindows {
             url: without_password(url),
             source,
         };
+        let client = match tls.certificates(url)? {
+            None => redis::Client::open(url).map_err(url_error)?,
+            Some(certificates) => redis::Client::build_with_tls(url, certificates)
+                // The redis crate reads the PEM here: a bad file is named now,
+                // not at the first batch.
+                .map_err(|e| tls_error(url, e.to_string()))?,
+        };
+        Ok(Self::over(
+            Backend::Single(client),
+            without_password(url),
+            prefix,
+            timeout,
+        ))
+    }
+
+    /// As [`SharedWindows::with_tls`], on a Redis Cluster: `nodes` names
+    /// one or more of its nodes, comma-separated (`redis://[:PASSWORD@]HOST:PORT`
+    /// each, or `rediss://` for TLS); the client learns the others from them.
+    /// A batch's keys share one hash slot, so each batch is still one script
+    /// call, on the node that holds that slot.
+    pub fn cluster(
+        nodes: &str,
+        prefix: &str,
+        timeout: Duration,
+        tls: RedisTls,
+    ) -> Result<Self, SharedStateError> {
+        let seeds: Vec<&str> = nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let shown = seeds
+            .iter()
+            .map(|n| without_password(n))
+            .collect::<Vec<_>>()
+            .join(",");
+        let url_error = |source| SharedStateError::Url {
+            url: shown.clone(),
+            source,
+        };
         let tls_error = |message: String| SharedStateError::Tls {
-            url: without_password(url),
+            url: shown.clone(),
             message,
         };
-        let client = match tls {
-            RedisTls {
-                ca_pem: None,
-                client: None,
-            } => redis::Client::open(url).map_err(url_error)?,
-            _ if !url.starts_with("rediss:") => {
-                let given = if tls.client.is_some() {
-                    "a client certificate"
-                } else {
-                    "a CA certificate"
-                };
-                return Err(tls_error(format!(
-                    "{given} is given, so the URL must be rediss:// (TLS)"
-                )));
-            }
-            RedisTls { ca_pem, client } => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: client.map(|c| redis::ClientTlsConfig {
-                        client_cert: c.cert_pem,
-                        client_key: c.key_pem,
-                    }),
-                    root_cert: ca_pem,
-                },
-            )
-            // The redis crate reads the PEM here: a bad file is named now,
-            // not at the first batch.
-            .map_err(|e| tls_error(e.to_string()))?,
+        let Some(&first) = seeds.first() else {
+            return Err(url_error(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no cluster node is given",
+            ))));
         };
-        Ok(Self {
-            client,
-            display: without_password(url),
+        if seeds
+            .iter()
+            .any(|n| n.starts_with("rediss:") != first.starts_with("rediss:"))
+        {
+            return Err(tls_error(
+                "every node must use TLS (rediss://) or none".into(),
+            ));
+        }
+        let timeout = timeout.max(Duration::from_millis(1));
+        let mut builder = redis::cluster::ClusterClientBuilder::new(seeds)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            // A batch that fails falls back to local windows at once;
+            // retrying it would hold the stream past its deadline.
+            .retries(0);
+        if let Some(certificates) = tls.certificates(first)? {
+            builder = builder.certs(certificates);
+        }
+        // Beyond the URLs, only the certificates can be wrong here.
+        let client = builder.build().map_err(|e| {
+            if e.kind() == redis::ErrorKind::InvalidClientConfig {
+                url_error(e)
+            } else {
+                tls_error(e.to_string())
+            }
+        })?;
+        Ok(Self::over(Backend::Cluster(client), shown, prefix, timeout))
+    }
+
+    /// `display`: the URL(s), passwords removed.
+    fn over(backend: Backend, display: String, prefix: &str, timeout: Duration) -> Self {
+        Self {
+            backend,
+            display,
             prefix: prefix.to_owned(),
             timeout: timeout.max(Duration::from_millis(1)),
             script: redis::Script::new(SCRIPT),
@@ -204,7 +316,7 @@ impl SharedWindows {
                 retry_at: None,
             }),
             up: AtomicBool::new(false),
-        })
+        }
     }
 
     /// The URL, password removed.
@@ -287,23 +399,32 @@ impl SharedWindows {
     fn connect<'a>(
         &self,
         link: &'a mut Link,
-    ) -> Result<&'a mut redis::Connection, SharedStateError> {
+    ) -> Result<&'a mut dyn redis::ConnectionLike, SharedStateError> {
         let unreachable = |e: redis::RedisError| SharedStateError::Unreachable(e.to_string());
         if link.connection.is_none() {
-            let connection = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(unreachable)?;
-            connection
-                .set_read_timeout(Some(self.timeout))
-                .map_err(unreachable)?;
-            connection
-                .set_write_timeout(Some(self.timeout))
-                .map_err(unreachable)?;
+            let connection = match &self.backend {
+                Backend::Single(client) => {
+                    let connection = client
+                        .get_connection_with_timeout(self.timeout)
+                        .map_err(unreachable)?;
+                    connection
+                        .set_read_timeout(Some(self.timeout))
+                        .map_err(unreachable)?;
+                    connection
+                        .set_write_timeout(Some(self.timeout))
+                        .map_err(unreachable)?;
+                    Connection::Single(connection)
+                }
+                // Its deadlines were set when the client was built.
+                Backend::Cluster(client) => {
+                    Connection::Cluster(Box::new(client.get_connection().map_err(unreachable)?))
+                }
+            };
             link.connection = Some(connection);
         }
         link.connection
             .as_mut()
+            .map(Connection::commands)
             .ok_or_else(|| SharedStateError::Unreachable("no connection".into()))
     }
 
@@ -318,8 +439,12 @@ impl SharedWindows {
         let micros = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX);
         let millis = |d: chrono::Duration| d.num_milliseconds();
         let mut invocation = self.script.prepare_invoke();
+        // The prefix as a hash tag: on a cluster every key of the batch
+        // lands in its slot, and the one key declared routes the call there.
+        let tagged = format!("{{{}}}", self.prefix);
         invocation
-            .arg(&self.prefix)
+            .key(format!("{tagged}:observed"))
+            .arg(&tagged)
             .arg(micros(WINDOW))
             .arg(micros(PARTY_WINDOW))
             .arg(MAX_PER_BUYER)
@@ -507,6 +632,31 @@ mod tests {
                 "rediss://:pw@10.0.0.1:6380",
                 DEFAULT_PREFIX,
                 DEFAULT_TIMEOUT
+            )
+            .is_ok()
+        );
+        // A cluster needs a node, and all its nodes speak TLS or none do.
+        let cluster = |nodes: &str, tls: RedisTls| {
+            SharedWindows::cluster(nodes, DEFAULT_PREFIX, DEFAULT_TIMEOUT, tls).map(|_| ())
+        };
+        assert!(cluster(" , ", RedisTls::default()).is_err());
+        let mixed = cluster(
+            "rediss://:pw@10.0.0.1:6380,redis://10.0.0.2:6379",
+            RedisTls::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(mixed.contains("TLS") && !mixed.contains("pw"), "{mixed}");
+        assert!(mixed.contains("10.0.0.1:6380,redis://10.0.0.2"), "{mixed}");
+        let ca = RedisTls {
+            ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            client: None,
+        };
+        assert!(cluster("redis://10.0.0.1:6379", ca).is_err());
+        assert!(
+            cluster(
+                "redis://10.0.0.1:6379, redis://10.0.0.2:6379",
+                RedisTls::default()
             )
             .is_ok()
         );

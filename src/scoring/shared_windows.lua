@@ -17,6 +17,10 @@
 -- not by a blocking expiry), and each bucket also expires on its own a
 -- TTL after it can no longer be read, should no batch come to unlink it.
 --
+-- KEYS: the order counter (prefix .. ':observed'), the one key declared: on
+-- a Redis Cluster it routes the call, and every other key shares its slot
+-- because the prefix is a hash tag ("{name}").
+--
 -- ARGV: prefix, split window (us), party window (us), most parcels per
 -- buyer, most distinct values per key, split TTL (ms), party TTL (ms), the
 -- day the batch counts in (its start in Unix seconds; "" not to count) and
@@ -138,7 +142,7 @@ end
 
 -- The order parcels were first seen in, across replicas: one number per
 -- declaration of the batch, reserved at once.
-local first_seen = redis.call('INCRBY', prefix .. ':observed', count) - count
+local first_seen = redis.call('INCRBY', KEYS[1], count) - count
 
 -- Traffic per day across replicas: each takes its share of the day's capacity.
 local fleet = 0
