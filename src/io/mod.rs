@@ -156,7 +156,7 @@ pub enum RawRecord {
     /// One JSON line.
     Json {
         line: u64,
-        text: String,
+        text: jsonl::LineText,
         kind: jsonl::LineKind,
     },
     /// The rows of one declaration in a CSV file.
@@ -192,7 +192,7 @@ impl RawRecord {
         let line = self.line();
         let example = match self {
             RawRecord::Json { line, text, kind } => {
-                jsonl::decode_line(&text, line, kind, reference)
+                jsonl::decode_line(text.as_str(), line, kind, reference)
             }
             RawRecord::Rows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
             RawRecord::ArrowRows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
