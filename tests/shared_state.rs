@@ -846,6 +846,11 @@ fn two_replicas_on_a_redis_cluster_score_as_one_replica_fed_everything() {
                     .unwrap(),
             )
     };
+    // Health's probe (PING) goes through the cluster client too.
+    let probed =
+        SharedWindows::cluster(&seed.url(), &prefix, DEFAULT_TIMEOUT, RedisTls::default()).unwrap();
+    assert!(probed.probe());
+
     let (a, b) = (on_cluster(), on_cluster());
     let shared = alternately(&[&a, &b], &declarations);
     assert_eq!(count(&shared, "DQ_WINDOWS_LOCAL_ONLY"), 0);
