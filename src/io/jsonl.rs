@@ -102,8 +102,9 @@ impl LineText {
 const BLOCK: usize = 1 << 20;
 
 /// Cuts a file into non-empty lines without parsing them (see [`RawRecord`]).
-/// It reads blocks of about a megabyte and checks each is UTF-8 once, where
-/// a copy of every line into a string of its own cost a tenth of decoding.
+/// It reads blocks of about a megabyte and checks each is UTF-8 once: a
+/// string of its own for every line (allocated, copied, regrown when the
+/// line was longer than the last) cost about 8 % of decoding's CPU.
 pub struct JsonlFramer<R> {
     input: R,
     line: u64,
@@ -113,6 +114,7 @@ pub struct JsonlFramer<R> {
     at: usize,
     /// The lines of a block that is not all UTF-8, checked one by one.
     checked: VecDeque<Result<LineText, RecordError>>,
+    /// [`BLOCK`]; tests cut with small blocks to cross their edges.
     block_size: usize,
 }
 
