@@ -112,7 +112,7 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         let mut configs = Vec::new();
         for _ in 0..size {
-            let port = free_port();
+            let port = free_cluster_port();
             let config = std::env::temp_dir().join(format!("parcel-risk-cluster-{port}.conf"));
             let _ = std::fs::remove_file(&config);
             let args: Vec<String> = [
@@ -174,6 +174,17 @@ impl Drop for RedisCluster {
         self.nodes.clear();
         for config in &self.configs {
             let _ = std::fs::remove_file(config);
+        }
+    }
+}
+
+/// A free port whose cluster bus port (10,000 above it) is free too, and
+/// within range: the OS hands out ports up to 60999.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
         }
     }
 }
