@@ -123,6 +123,11 @@ impl Columns<'_> {
     fn get<'a, R: Cells>(&self, row: &'a R, column: usize) -> &'a str {
         self.0[column].and_then(|i| row.cell(i)).unwrap_or("")
     }
+
+    /// Whether known column `column` reads the same in rows `a` and `b`.
+    fn same<R: Cells>(&self, a: &R, b: &R, column: usize) -> bool {
+        self.0[column].is_none_or(|i| a.same_cell(b, i))
+    }
 }
 
 /// The index of a column in [`COLUMNS`], found at compile time where the
@@ -210,6 +215,13 @@ const _: () = {
 pub trait Cells: Sized {
     /// The cell at `index` (a null is empty); `None` past the row's end.
     fn cell(&self, index: usize) -> Option<&str>;
+    /// Whether the cell at `index` holds the same text in `self` and `other`.
+    fn same_cell(&self, other: &Self, index: usize) -> bool {
+        same_text(
+            self.cell(index).unwrap_or(""),
+            other.cell(index).unwrap_or(""),
+        )
+    }
     /// The rows of one declaration, ready to decode.
     fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord;
 }
@@ -495,7 +507,7 @@ fn item_index(error: &crate::domain::ValidationError) -> Option<usize> {
 /// the check below, the libc `memcmp` that `==` calls was a quarter of the
 /// CPU of decoding a Parquet file (about 40 ns a call, most of it on one
 /// masked vector load); this one is about a fifth of that.
-fn same_text(a: &str, b: &str) -> bool {
+pub(super) fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -526,7 +538,7 @@ fn rows_to_pb<R: Cells>(
             let header_level = index < FIRST_ITEM_COLUMN
                 || RESULT_COLUMNS.contains(&index)
                 || TRUTH_HEADER_COLUMNS.contains(&index);
-            if header_level && !same_text(columns.get(row, index), columns.get(first, index)) {
+            if header_level && !columns.same(row, first, index) {
                 return Err(RecordError::Syntax {
                     line: *line,
                     message: format!(
@@ -790,7 +802,16 @@ fn parse_enum<E: Into<i32>>(
         return Ok(0);
     }
     from_name(cell)
-        .or_else(|| from_name(&format!("{prefix}{cell}")))
+        .or_else(|| {
+            // Short names (`H7` for `DATASET_TYPE_H7`) are the usual cell:
+            // the full name is put together on the stack, not allocated.
+            let mut name = [0u8; 64];
+            let full = name.get_mut(..prefix.len() + cell.len())?;
+            let (head, tail) = full.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix.as_bytes());
+            tail.copy_from_slice(cell.as_bytes());
+            from_name(std::str::from_utf8(full).ok()?)
+        })
         .map(Into::into)
         .ok_or_else(|| format!("unknown value {cell:?}"))
 }
@@ -1135,6 +1156,20 @@ mod line_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enum_cells_read_by_short_or_full_name() {
+        let dataset = |cell| parse_enum(cell, "DATASET_TYPE_", pb::DatasetType::from_str_name);
+        let h7 = i32::from(pb::DatasetType::H7);
+        assert_eq!(dataset("H7"), Ok(h7));
+        assert_eq!(dataset(" H7 "), Ok(h7));
+        assert_eq!(dataset("DATASET_TYPE_H7"), Ok(h7));
+        assert_eq!(dataset(""), Ok(0));
+        assert_eq!(dataset("h7"), Err("unknown value \"h7\"".to_owned()));
+        // Longer than any name, and past the stack buffer: unknown, no panic.
+        let long = "H".repeat(200);
+        assert_eq!(dataset(&long), Err(format!("unknown value {long:?}")));
+    }
 
     #[test]
     fn same_text_is_equality() {
