@@ -453,6 +453,26 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
             values: dictionary.values().as_string::<i32>().clone(),
         });
     }
+    // Other dictionaries (pandas' categoricals: 8-bit keys; large or view
+    // strings, numbers): their values as text, their keys widened.
+    if let Some(dictionary) = column.as_any_dictionary_opt() {
+        let TextColumn::Plain(values) = as_text(dictionary.values())? else {
+            return Err(column.data_type().clone());
+        };
+        if values.is_empty() {
+            return Ok(TextColumn::Plain(StringArray::new_null(len)));
+        }
+        let keys = dictionary
+            .normalized_keys()
+            .into_iter()
+            .map(i32::try_from)
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(|_| column.data_type().clone())?;
+        return Ok(TextColumn::Dictionary {
+            keys: Int32Array::new(keys.into(), dictionary.keys().logical_nulls()),
+            values,
+        });
+    }
     // Other arrow types (dates, decimals, nested) have no cell form here.
     #[allow(clippy::wildcard_enum_match_arm)]
     Ok(TextColumn::Plain(match column.data_type() {
@@ -649,6 +669,59 @@ mod tests {
                 "rows {a} and {b}"
             );
             assert_eq!(rows[a].same_cell(&rows[b], 1), a == b);
+        }
+    }
+
+    #[test]
+    fn dictionary_columns_of_other_tools_read_as_their_text() {
+        use arrow_array::types::Int8Type;
+        use arrow_array::{DictionaryArray, LargeStringArray};
+        // pandas' categoricals: 8-bit keys; a dictionary of large strings,
+        // one of numbers, and one with no values at all.
+        let small: DictionaryArray<Int8Type> = vec![Some("H7"), None, Some("H1"), Some("H7")]
+            .into_iter()
+            .collect();
+        let large = DictionaryArray::<Int8Type>::new(
+            arrow_array::Int8Array::from(vec![Some(1), Some(0), Some(1), None]),
+            Arc::new(LargeStringArray::from(vec!["EUR", "CNY"])),
+        );
+        let numbers = DictionaryArray::<Int32Type>::new(
+            Int32Array::from(vec![0, 0, 1, 1]),
+            Arc::new(Int64Array::from(vec![180, -7])),
+        );
+        let empty = DictionaryArray::<Int8Type>::new(
+            arrow_array::Int8Array::new_null(4),
+            Arc::new(StringArray::from(Vec::<&str>::new())),
+        );
+        let batch = RecordBatch::try_from_iter([
+            ("dataset", Arc::new(small) as ArrayRef),
+            ("currency", Arc::new(large)),
+            ("mass", Arc::new(numbers)),
+            ("empty", Arc::new(empty)),
+        ])
+        .unwrap();
+        let expected = ["H7|CNY|180|", "|EUR|180|", "H1|CNY|-7|", "H7||-7|"];
+        // Parquet keeps the Arrow schema, so these come back as dictionaries.
+        let parquet = rows_of(batch.clone());
+        let mut ipc = Vec::new();
+        let mut w = arrow_ipc::writer::FileWriter::try_new(&mut ipc, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        let mut read = ColumnarRows::from_bytes(ipc, Container::ArrowIpc).unwrap();
+        let arrow: Vec<Row<ArrowRow>> = std::iter::from_fn(|| read.next_row().unwrap()).collect();
+        for rows in [parquet, arrow] {
+            let cells: Vec<String> = rows
+                .iter()
+                .map(|(_, row)| {
+                    let row = row.as_ref().unwrap();
+                    (0..4)
+                        .map(|i| row.cell(i).unwrap())
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            assert_eq!(cells, expected);
         }
     }
 
