@@ -178,12 +178,15 @@ impl ColumnarRows {
     ) -> Result<Self, IoError> {
         let metadata =
             ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(parquet_err)?;
-        let schema = dictionaries_kept(metadata.schema(), metadata.metadata());
+        let kept = dictionaries_kept(metadata.schema(), metadata.metadata());
+        // Should the reader not take the dictionaries after all, the file is
+        // read as it is: the dictionaries save time, they are not needed.
         let metadata = ArrowReaderMetadata::try_new(
             Arc::clone(metadata.metadata()),
-            ArrowReaderOptions::new().with_schema(Arc::clone(&schema)),
+            ArrowReaderOptions::new().with_schema(kept),
         )
-        .map_err(parquet_err)?;
+        .unwrap_or(metadata);
+        let schema = Arc::clone(metadata.schema());
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata);
         let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
         let progress = progress.map(|(count, size)| Progress {
@@ -224,12 +227,19 @@ impl ColumnarRows {
 /// those pages back into a dictionary.
 fn dictionaries_kept(schema: &Arc<Schema>, metadata: &ParquetMetaData) -> Arc<Schema> {
     let groups = metadata.row_groups();
-    // Arrow fields are the file's leaf columns only when the file is flat.
-    if groups.is_empty()
-        || groups
+    // Field `i` is leaf column `i` only in a flat file: every leaf a
+    // top-level field of its own name.
+    let flat = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|leaf| leaf.path().parts())
+        .eq(schema
+            .fields()
             .iter()
-            .any(|g| g.num_columns() != schema.fields().len())
-    {
+            .map(|f| std::slice::from_ref(f.name())));
+    if groups.is_empty() || !flat {
         return Arc::clone(schema);
     }
     let all_dictionary_pages = |column: usize| {
@@ -237,11 +247,12 @@ fn dictionaries_kept(schema: &Arc<Schema>, metadata: &ParquetMetaData) -> Arc<Sc
             let chunk = group.column(column);
             // An all-null chunk has an empty dictionary, which the reader
             // cannot key into: it would hash every null into a dictionary.
-            let all_null = chunk
+            // Without statistics to say, the column stays plain.
+            let may_be_all_null = chunk
                 .statistics()
                 .and_then(|s| s.null_count_opt())
                 .is_none_or(|nulls| nulls >= chunk.num_values().max(0) as u64);
-            !all_null
+            !may_be_all_null
                 && chunk.dictionary_page_offset().is_some()
                 && chunk.page_encoding_stats_mask().is_some_and(|mask| {
                     mask.is_only(Encoding::RLE_DICTIONARY)
