@@ -116,7 +116,11 @@ def anchor_frames(kcs):
         # is missing to the tools, as it would be in production.
         known = pd.Categorical(x_train[column].astype(str))
         x_train[column] = pd.Categorical(x_train[column].astype(str), categories=known.categories)
-        x_valid[column] = pd.Categorical(x_valid[column].astype(str), categories=known.categories)
+        # Unseen values made missing before the Categorical is built (pandas
+        # deprecates building one from values outside its categories).
+        valid_text = x_valid[column].astype(str)
+        valid_text = valid_text.where(valid_text.isin(known.categories))
+        x_valid[column] = pd.Categorical(valid_text, categories=known.categories)
     return x_train, train["Fraud"].values, x_valid, valid
 
 
