@@ -671,8 +671,9 @@ mod tests {
             assert_eq!(row.cell(1), Some(many[i].as_str()));
             assert_eq!(row.cell(2), Some(""));
         }
-        // Rows with equal keys, and rows whose keys index different row
-        // groups' dictionaries: same text, whatever the keys.
+        // Rows of one row group, and rows of different row groups (whose
+        // dictionaries the reader merges into one for the batch): the same
+        // text exactly when the values are equal.
         for (a, b) in [(0, 3), (0, 1), (299, 302), (2, 302), (1, 301)] {
             assert_eq!(
                 rows[a].same_cell(&rows[b], 0),
