@@ -1,10 +1,10 @@
 //! Parquet and Arrow IPC files (Feather v2) with the columns of the CSV
 //! format ([`super::csv::COLUMNS`]), one row per goods item. The writers
 //! store every column as nullable UTF-8 (an empty cell is a null), so a file
-//! round-trips exactly; the readers also take integer, float and boolean
-//! columns, as other tools write them. Both go through the same record
-//! batches, so they read and validate alike. Positions in error messages are
-//! row numbers counted from 1.
+//! round-trips exactly; the readers also take integer, float, boolean,
+//! timestamp and dictionary columns, as other tools write them. Both go
+//! through the same record batches, so they read and validate alike.
+//! Positions in error messages are row numbers counted from 1.
 
 use std::fs::File;
 use std::io::Write;
@@ -13,14 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
-use arrow_schema::{ArrowError, DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -510,8 +512,49 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
         DataType::UInt64 => primitive!(UInt64Type),
         DataType::Float32 => primitive!(Float32Type),
         DataType::Float64 => primitive!(Float64Type),
+        // An instant since the epoch in UTC, whatever zone the column names;
+        // a column without one (pandas' naive datetimes) is read as UTC.
+        DataType::Timestamp(unit, _) => {
+            let instant = |raw: i64| Instant {
+                raw,
+                at: match unit {
+                    TimeUnit::Second => DateTime::from_timestamp(raw, 0),
+                    TimeUnit::Millisecond => DateTime::from_timestamp_millis(raw),
+                    TimeUnit::Microsecond => DateTime::from_timestamp_micros(raw),
+                    TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(raw)),
+                },
+            };
+            macro_rules! instants {
+                ($t:ty) => {{
+                    let values = column.as_primitive::<$t>();
+                    format(len, is_null, |i| instant(values.value(i)))
+                }};
+            }
+            match unit {
+                TimeUnit::Second => instants!(TimestampSecondType),
+                TimeUnit::Millisecond => instants!(TimestampMillisecondType),
+                TimeUnit::Microsecond => instants!(TimestampMicrosecondType),
+                TimeUnit::Nanosecond => instants!(TimestampNanosecondType),
+            }
+        }
         other => return Err(other.clone()),
     }))
+}
+
+/// A timestamp cell: RFC 3339 in UTC, as the text columns hold it; the raw
+/// count when chrono cannot represent it (the row is then refused for it).
+struct Instant {
+    raw: i64,
+    at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Display for Instant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some(at) => f.write_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            None => write!(f, "{} (out of range)", self.raw),
+        }
+    }
 }
 
 /// Writes examples as Parquet or Arrow IPC, one row per goods item.
@@ -735,6 +778,76 @@ mod tests {
                 .collect();
             assert_eq!(cells, expected);
         }
+    }
+
+    #[test]
+    fn timestamp_columns_read_as_rfc_3339_in_utc() {
+        use arrow_array::{
+            TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+            TimestampSecondArray,
+        };
+        // 2026-09-01T10:00:00Z, then a null, then a fraction of a second.
+        let seconds = 1_788_256_800;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "s",
+                Arc::new(TimestampSecondArray::from(vec![
+                    Some(seconds),
+                    None,
+                    Some(i64::MAX),
+                ])) as ArrayRef,
+            ),
+            (
+                "ms",
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![
+                        Some(seconds * 1_000),
+                        None,
+                        Some(seconds * 1_000 + 250),
+                    ])
+                    .with_timezone("Europe/Brussels"),
+                ),
+            ),
+            (
+                "us",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(seconds * 1_000_000), None, None])
+                        .with_timezone("+02:00"),
+                ),
+            ),
+            (
+                "ns",
+                Arc::new(TimestampNanosecondArray::from(vec![
+                    Some(seconds * 1_000_000_000),
+                    None,
+                    Some(seconds * 1_000_000_000 + 1),
+                ])),
+            ),
+        ])
+        .unwrap();
+        let rows = rows_of(batch);
+        let cells: Vec<String> = rows
+            .iter()
+            .map(|(_, row)| {
+                let row = row.as_ref().unwrap();
+                (0..4)
+                    .map(|i| row.cell(i).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        let at = "2026-09-01T10:00:00Z";
+        assert_eq!(
+            cells,
+            [
+                format!("{at}|{at}|{at}|{at}"),
+                "|||".to_owned(),
+                format!(
+                    "{} (out of range)|2026-09-01T10:00:00.250Z||2026-09-01T10:00:00.000000001Z",
+                    i64::MAX
+                ),
+            ]
+        );
     }
 
     #[test]
