@@ -643,6 +643,17 @@ mod tests {
         std::iter::from_fn(|| rows.next_row().unwrap()).collect()
     }
 
+    /// Each row's first `columns` cells, joined by `|`.
+    fn joined_cells(rows: &[Row<ArrowRow>], columns: usize) -> Vec<String> {
+        rows.iter()
+            .map(|(_, row)| {
+                let row = row.as_ref().unwrap();
+                let cells: Vec<&str> = (0..columns).map(|i| row.cell(i).unwrap()).collect();
+                cells.join("|")
+            })
+            .collect()
+    }
+
     #[test]
     fn typed_columns_read_as_their_text_and_nulls_as_empty_cells() {
         let batch = RecordBatch::try_from_iter([
@@ -766,17 +777,7 @@ mod tests {
         let mut read = ColumnarRows::from_bytes(ipc, Container::ArrowIpc).unwrap();
         let arrow: Vec<Row<ArrowRow>> = std::iter::from_fn(|| read.next_row().unwrap()).collect();
         for rows in [parquet, arrow] {
-            let cells: Vec<String> = rows
-                .iter()
-                .map(|(_, row)| {
-                    let row = row.as_ref().unwrap();
-                    (0..4)
-                        .map(|i| row.cell(i).unwrap())
-                        .collect::<Vec<_>>()
-                        .join("|")
-                })
-                .collect();
-            assert_eq!(cells, expected);
+            assert_eq!(joined_cells(&rows, 4), expected);
         }
     }
 
@@ -825,20 +826,9 @@ mod tests {
             ),
         ])
         .unwrap();
-        let rows = rows_of(batch);
-        let cells: Vec<String> = rows
-            .iter()
-            .map(|(_, row)| {
-                let row = row.as_ref().unwrap();
-                (0..4)
-                    .map(|i| row.cell(i).unwrap())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
         let at = "2026-09-01T10:00:00Z";
         assert_eq!(
-            cells,
+            joined_cells(&rows_of(batch), 4),
             [
                 format!("{at}|{at}|{at}|{at}"),
                 "|||".to_owned(),
