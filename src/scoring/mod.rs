@@ -258,15 +258,17 @@ impl Scorer {
     }
 
     /// Reads, in order, what the live record says of each declaration, then
-    /// adds it (one lock for the batch). `None`s without a live record.
+    /// adds it (one lock for the batch). A `None` in (a rejected record of a
+    /// batch) is a `None` out, so the answer lines up with the batch without
+    /// a second copy; all `None`s without a live record.
     pub fn observe_live<'a>(
         &self,
-        batch: impl ExactSizeIterator<Item = (&'a Declaration, &'a PartyKeys, RecordKeys)>,
+        batch: impl ExactSizeIterator<Item = Option<(&'a Declaration, &'a PartyKeys, RecordKeys)>>,
     ) -> Vec<Option<LiveRead>> {
         match self.live_record() {
             Some(mut live) => {
                 let read = batch
-                    .map(|(d, party, keys)| Some(live.observe(keys, party, d)))
+                    .map(|item| item.map(|(d, party, keys)| live.observe(keys, party, d)))
                     .collect();
                 // Under the lock already taken: the size costs a few loads.
                 metrics::gauge!("parcel_risk_live_record_keys").set(live.len() as f64);

@@ -237,11 +237,11 @@ impl Router {
         let input = WindowInput::of(d, self.rates);
         let split = self.observe(&input);
         let live = scorer
-            .observe_live(std::iter::once((
+            .observe_live(std::iter::once(Some((
                 d,
                 &input.keys,
                 scorer.record_keys(d, &input.keys),
-            )))
+            ))))
             .pop()
             .flatten();
         scorer.score_live(d, &input.keys, split, live.as_ref())
@@ -319,7 +319,7 @@ impl Router {
             declarations
                 .iter()
                 .zip(&inputs)
-                .map(|(d, input)| (d, &input.keys, scorer.record_keys(d, &input.keys))),
+                .map(|(d, input)| Some((d, &input.keys, scorer.record_keys(d, &input.keys)))),
         );
         let mut assessments: Vec<Assessment> = declarations
             .iter()
