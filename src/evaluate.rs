@@ -283,7 +283,7 @@ pub fn evaluate(
         positives.push(label);
         revenue.push(evaded_eur);
         rows.push(EvaluatedRow {
-            declaration_id: e.declaration.declaration_id.clone(),
+            declaration_id: e.declaration.declaration_id.as_str().to_owned(),
             lodged_at: e.declaration.lodged_at,
             scores,
             priority_value: assessment.priority_value,

@@ -240,7 +240,7 @@ fn what_random_controls_found_raises_the_stake_of_a_depressed_cell() {
     let results: Vec<InspectionResult> = cell
         .iter()
         .map(|e| InspectionResult {
-            declaration_id: e.declaration.declaration_id.clone(),
+            declaration_id: e.declaration.declaration_id.as_str().to_owned(),
             inspection_id: "R".into(),
             selection_reason: SelectionReason::Random,
             control_type: None,

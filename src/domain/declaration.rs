@@ -3,8 +3,13 @@
 //! formed, required parties are present, amounts are non-negative and the
 //! currency is convertible.
 //!
-//! Optional text fields are plain `String`s where the wire format has no
+//! Optional text fields are plain [`Text`]s where the wire format has no
 //! distinction between empty and absent (proto3), so conversions stay lossless.
+//!
+//! Text is held inline up to 24 bytes ([`Text`]): nearly every field of a
+//! declaration (ids, codes, names, postcodes) fits, so a decoder that reads
+//! text in place allocates nothing per field, and dropping a declaration
+//! frees nothing per field.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +17,10 @@ use chrono::{DateTime, Utc};
 
 use super::codes::{CountryCode, Hs6};
 use super::money::Money;
+
+/// A declaration's text: kept inline when it is 24 bytes or shorter (as
+/// wide as a `String`), on the heap otherwise.
+pub type Text = compact_str::CompactString;
 
 /// Which declaration data set the message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,24 +62,24 @@ pub enum TransportDocumentKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportDocument {
     pub kind: TransportDocumentKind,
-    pub reference: String,
+    pub reference: Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
-    pub street_and_number: String,
-    pub postcode: String,
-    pub city: String,
+    pub street_and_number: Text,
+    pub postcode: Text,
+    pub city: Text,
     pub country: CountryCode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Party {
-    pub name: String,
-    pub identification_number: String,
+    pub name: Text,
+    pub identification_number: Text,
     pub address: Option<Address>,
-    pub phone: String,
-    pub email: String,
+    pub phone: Text,
+    pub email: Text,
 }
 
 impl Party {
@@ -84,51 +93,51 @@ impl Party {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoodsItem {
     pub goods_item_number: u32,
-    pub description: String,
+    pub description: Text,
     pub hs6: Hs6,
     pub intrinsic_value: Money,
     pub gross_mass_g: i64,
     /// 0 = not given.
     pub quantity: u32,
-    pub additional_procedure_codes: Vec<String>,
+    pub additional_procedure_codes: Vec<Text>,
     pub country_of_origin: Option<CountryCode>,
 }
 
 /// Optional ICS2 entry summary data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnsHouseConsignment {
-    pub ens_mrn: String,
+    pub ens_mrn: Text,
     pub consignor: Option<Party>,
     pub consignee: Option<Party>,
     pub total_gross_mass_g: i64,
-    pub description: String,
+    pub description: Text,
     pub country_of_origin: Option<CountryCode>,
 }
 
 /// A validated H7 declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declaration {
-    pub declaration_id: String,
-    pub lrn: String,
-    pub mrn: String,
+    pub declaration_id: Text,
+    pub lrn: Text,
+    pub mrn: Text,
     pub dataset: DatasetType,
-    pub additional_declaration_type: String,
+    pub additional_declaration_type: Text,
     pub lodged_at: DateTime<Utc>,
-    pub ucr: String,
+    pub ucr: Text,
     pub exporter: Party,
     pub importer: Party,
     pub declarant: Party,
-    pub ioss_number: String,
+    pub ioss_number: Text,
     pub transport_documents: Vec<TransportDocument>,
-    pub location_of_goods: String,
+    pub location_of_goods: Text,
     pub carrier_channel: Option<CarrierChannel>,
-    pub flight_number: String,
+    pub flight_number: Text,
     pub arrival_at: Option<DateTime<Utc>>,
     pub transport_and_insurance_costs: Option<Money>,
     pub items: Vec<GoodsItem>,
     pub ens: Option<EnsHouseConsignment>,
     /// Extra categorical fields from national systems; sorted for stable output.
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: BTreeMap<Text, Text>,
     /// Risk-relevant facts found while validating (not errors).
     pub flags: Vec<DataFlag>,
 }

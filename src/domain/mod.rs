@@ -12,7 +12,7 @@ pub mod validation;
 pub use codes::{CountryCode, Currency, Hs6};
 pub use declaration::{
     Address, CarrierChannel, DataFlag, DatasetType, Declaration, EnsHouseConsignment, GoodsItem,
-    Party, TransportDocument, TransportDocumentKind,
+    Party, Text, TransportDocument, TransportDocumentKind,
 };
 pub use inspection::{
     Channel, FraudKind, GroundTruth, InspectionOutcome, InspectionResult, ItemFinding, ItemTruth,

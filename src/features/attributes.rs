@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Text;
+
 /// Most keys and values per key encoded.
 const MAX_KEYS: usize = 8;
 const MAX_VALUES: usize = 6;
@@ -21,7 +23,7 @@ pub struct AttributeEncoder {
 
 impl AttributeEncoder {
     /// Learns keys and values from the declarations' attribute maps.
-    pub fn fit<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, String>>) -> Self {
+    pub fn fit<'a>(maps: impl Iterator<Item = &'a BTreeMap<Text, Text>>) -> Self {
         let mut rows = 0usize;
         let mut key_counts: HashMap<&str, usize> = HashMap::new();
         let mut value_counts: HashMap<(&str, &str), usize> = HashMap::new();
@@ -68,7 +70,7 @@ impl AttributeEncoder {
     }
 
     /// Appends the indicators of one declaration.
-    pub fn encode(&self, attributes: &BTreeMap<String, String>, out: &mut Vec<f64>) {
+    pub fn encode(&self, attributes: &BTreeMap<Text, Text>, out: &mut Vec<f64>) {
         // All indicators off, then one pass over the declaration's few
         // attributes turns on the ones it has (cheaper than a map search
         // per known key).
@@ -98,7 +100,7 @@ mod tests {
 
     #[test]
     fn encodes_frequent_values_and_other() {
-        let maps: Vec<BTreeMap<String, String>> = (0..100)
+        let maps: Vec<BTreeMap<Text, Text>> = (0..100)
             .map(|i| {
                 let mut m = BTreeMap::new();
                 m.insert("platform".into(), if i % 2 == 0 { "a" } else { "b" }.into());
@@ -116,7 +118,7 @@ mod tests {
         let mut out = Vec::new();
         enc.encode(&maps[1], &mut out);
         enc.encode(
-            &BTreeMap::from([("platform".to_owned(), "zzz".to_owned())]),
+            &BTreeMap::from([("platform".into(), "zzz".into())]),
             &mut out,
         );
         enc.encode(&BTreeMap::new(), &mut out);
@@ -125,23 +127,20 @@ mod tests {
 
     #[test]
     fn each_key_fills_its_own_columns() {
-        let maps: Vec<BTreeMap<String, String>> = (0..100)
+        let maps: Vec<BTreeMap<Text, Text>> = (0..100)
             .map(|i| {
                 BTreeMap::from([
-                    ("platform".to_owned(), ["a", "b"][i % 2].to_owned()),
-                    (
-                        "payment".to_owned(),
-                        ["card", "wallet", "cash"][i % 3].to_owned(),
-                    ),
+                    ("platform".into(), ["a", "b"][i % 2].into()),
+                    ("payment".into(), ["card", "wallet", "cash"][i % 3].into()),
                 ])
             })
             .collect();
         let enc = AttributeEncoder::fit(maps.iter());
         let names = enc.names();
         let declaration = BTreeMap::from([
-            ("payment".to_owned(), "crypto".to_owned()),
-            ("platform".to_owned(), "b".to_owned()),
-            ("unknown".to_owned(), "x".to_owned()),
+            ("payment".into(), "crypto".into()),
+            ("platform".into(), "b".into()),
+            ("unknown".into(), "x".into()),
         ]);
         let mut out = vec![7.0];
         enc.encode(&declaration, &mut out);

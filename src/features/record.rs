@@ -111,7 +111,7 @@ fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str
         }
         Part::Attribute(key) => d
             .attributes
-            .get(key)
+            .get(key.as_str())
             .filter(|v| !is_blank(v))
             .map(|v| [v.as_str(), ""]),
     }
@@ -219,7 +219,7 @@ impl DeclarationParts<'_> {
             }
             Part::Attribute(key) => d
                 .attributes
-                .get(key)
+                .get(key.as_str())
                 .filter(|v| !is_blank(v))
                 .map(|v| key_hash(&[v])),
         }
@@ -1063,7 +1063,7 @@ mod tests {
         };
         // Case and spaces do not make another importer.
         let mut respelled = d.clone();
-        respelled.importer.name = format!("  {}  ", d.importer.name.to_uppercase());
+        respelled.importer.name = format!("  {}  ", d.importer.name.to_uppercase()).into();
         assert_eq!(keys(&respelled), before);
         // An identification number names the importer instead of the name.
         let mut identified = d.clone();
@@ -1247,8 +1247,8 @@ mod tests {
         let mut live = LiveRecord::new(&f, None);
         let mut d = declaration();
         for i in 0..(MAX_LIVE_RECORD_KEYS * 2) {
-            d.importer.identification_number = format!("BE{i:010}");
-            d.declaration_id = format!("D{i}");
+            d.importer.identification_number = format!("BE{i:010}").into();
+            d.declaration_id = format!("D{i}").into();
             let keys = f.keys(&d, &PartyKeys::of(&d));
             live.observe(keys, &PartyKeys::of(&d), &d);
         }

@@ -15,6 +15,7 @@
 //! Rows go through the same validation as JSON and gRPC input: a row is turned
 //! into the wire message and then into the domain type.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -24,7 +25,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::domain::TrainingExample;
 use crate::domain::validation::ReferenceData;
 use crate::pb;
-use crate::wire::training_example_from_pb;
+use crate::wire::inspection::training_example_from_parts;
+use crate::wire::raw::{
+    RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty, RawTransportDocument,
+};
 
 use super::{IoError, RawRecord, RecordError};
 
@@ -474,20 +478,19 @@ pub fn decode_rows<R: Cells>(
     reference: &ReferenceData<'static>,
 ) -> Result<TrainingExample, RecordError> {
     let first_line = rows.first().map_or(0, |(line, _)| *line);
-    let msg = rows_to_pb(rows, Columns(&layout.mapping), &layout.extras)?;
-    let declaration_id = msg
-        .declaration
-        .as_ref()
-        .map(|d| d.declaration_id.clone())
-        .unwrap_or_default();
-    training_example_from_pb(msg, reference).map_err(|source| {
+    let columns = Columns(&layout.mapping);
+    let (declaration, result, truth) = rows_to_raw(rows, columns, &layout.extras)?;
+    training_example_from_parts(Some(declaration), result, truth, reference).map_err(|source| {
         // A violation of an item is on that item's row.
         let line = item_index(&source)
             .and_then(|i| rows.get(i))
             .map_or(first_line, |(line, _)| *line);
         RecordError::Invalid {
             line,
-            declaration_id,
+            declaration_id: rows
+                .first()
+                .map(|(_, row)| cell!(columns, row, "declaration_id").to_owned())
+                .unwrap_or_default(),
             source,
         }
     })
@@ -524,12 +527,21 @@ pub(super) fn same_text(a: &str, b: &str) -> bool {
             .all(|(x, y)| x == y)
 }
 
-/// Builds the wire message of one declaration from its rows.
-fn rows_to_pb<R: Cells>(
-    rows: &[(u64, R)],
-    columns: Columns<'_>,
-    extras: &[(usize, String)],
-) -> Result<pb::TrainingExample, RecordError> {
+/// One declaration's rows as read: the declaration, its text borrowed from
+/// the cells (a column of JSON, `attributes` or `ens`, is parsed into text
+/// of its own), and its inspection result and ground truth.
+type ReadRows<'a> = (
+    RawDeclaration<Cow<'a, str>>,
+    Option<pb::InspectionResult>,
+    Option<pb::GroundTruth>,
+);
+
+/// Reads one declaration from its rows, for validation.
+fn rows_to_raw<'a, R: Cells>(
+    rows: &'a [(u64, R)],
+    columns: Columns<'a>,
+    extras: &'a [(usize, String)],
+) -> Result<ReadRows<'a>, RecordError> {
     let (first_line, first) = &rows[0];
     // Declaration-level cells must agree across the rows of a declaration, or
     // one of them would be silently dropped.
@@ -552,7 +564,8 @@ fn rows_to_pb<R: Cells>(
     let err = |message: String| RecordError::Syntax { line, message };
     let r = first;
     // `first` is `<prefix>_name`; the other fields follow in PARTY_FIELDS order.
-    let party = |first: usize| -> pb::Party {
+    let text = |cell: &'a str| Cow::Borrowed(cell);
+    let party = |first: usize| -> RawParty<Cow<'a, str>> {
         let field = |name: &str| columns.get(r, first + party_field(name));
         let country = field("country");
         let street = field("street");
@@ -561,49 +574,59 @@ fn rows_to_pb<R: Cells>(
         let has_address = [country, street, postcode, city]
             .iter()
             .any(|s| !s.is_empty());
-        pb::Party {
-            name: field("name").to_owned(),
-            identification_number: field("id").to_owned(),
-            address: has_address.then(|| pb::Address {
-                street_and_number: street.to_owned(),
-                postcode: postcode.to_owned(),
-                city: city.to_owned(),
-                country: country.to_owned(),
+        RawParty {
+            name: text(field("name")),
+            identification_number: text(field("id")),
+            address: has_address.then(|| RawAddress {
+                street_and_number: text(street),
+                postcode: text(postcode),
+                city: text(city),
+                country: text(country),
             }),
-            phone: field("phone").to_owned(),
-            email: field("email").to_owned(),
+            phone: text(field("phone")),
+            email: text(field("email")),
         }
     };
-    let mut attributes: HashMap<String, String> = match cell!(columns, r, "attributes") {
-        "" => HashMap::new(),
-        json => serde_json::from_str(json).map_err(|e| err(format!("column attributes: {e}")))?,
+    let mut attributes: Vec<(Cow<'a, str>, Cow<'a, str>)> = match cell!(columns, r, "attributes") {
+        "" => Vec::new(),
+        json => serde_json::from_str::<HashMap<String, String>>(json)
+            .map_err(|e| err(format!("column attributes: {e}")))?
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+            .collect(),
     };
     for (index, key) in extras {
         let value = r.cell(*index).unwrap_or("");
-        if !value.is_empty() {
-            attributes.insert(key.clone(), value.to_owned());
+        if value.is_empty() {
+            continue;
+        }
+        // A column of its own overrides the key in the JSON column (and a
+        // later column of the same name an earlier one), as a map would.
+        match attributes.iter_mut().find(|(k, _)| k == key) {
+            Some((_, old)) => *old = text(value),
+            None => attributes.push((text(key), text(value))),
         }
     }
     let ens = match cell!(columns, r, "ens") {
         "" => None,
-        json => Some(
+        json => Some(RawEns::from(
             serde_json::from_str::<pb::EnsHouseConsignment>(json)
                 .map_err(|e| err(format!("column ens: {e}")))?,
-        ),
+        )),
     };
     let mut transport_documents = Vec::new();
     for doc in split_list(cell!(columns, r, "transport_documents")) {
         let (kind, reference) = doc
             .split_once(':')
             .ok_or_else(|| err(format!("transport document {doc:?} is not KIND:reference")))?;
-        transport_documents.push(pb::TransportDocument {
+        transport_documents.push(RawTransportDocument {
             kind: parse_enum(
                 kind,
                 "TRANSPORT_DOCUMENT_KIND_",
                 pb::TransportDocumentKind::from_str_name,
             )
             .map_err(|m| err(format!("column transport_documents: {m}")))?,
-            reference: reference.to_owned(),
+            reference: text(reference),
         });
     }
 
@@ -617,23 +640,25 @@ fn rows_to_pb<R: Cells>(
         };
         let goods_item_number: u32 = parse_num(cell!(columns, row, "goods_item_number"))
             .map_err(|m| cell_err("goods_item_number", m))?;
-        items.push(pb::GoodsItem {
+        let value_currency = cell!(columns, row, "value_currency");
+        items.push(RawGoodsItem {
             goods_item_number,
-            description: cell!(columns, row, "description").to_owned(),
-            hs6: cell!(columns, row, "hs6").to_owned(),
-            intrinsic_value: money(
-                cell!(columns, row, "value_currency"),
-                cell!(columns, row, "value_minor"),
-            )
-            .map_err(|m| cell_err("value_minor", m))?,
+            description: text(cell!(columns, row, "description")),
+            hs6: text(cell!(columns, row, "hs6")),
+            intrinsic_value: amount_minor(value_currency, cell!(columns, row, "value_minor"))
+                .map_err(|m| cell_err("value_minor", m))?
+                .map(|amount_minor| RawMoney {
+                    currency: text(value_currency),
+                    amount_minor,
+                }),
             gross_mass_g: parse_num(cell!(columns, row, "gross_mass_g"))
                 .map_err(|m| cell_err("gross_mass_g", m))?,
             quantity: parse_num(cell!(columns, row, "quantity"))
                 .map_err(|m| cell_err("quantity", m))?,
             additional_procedure_codes: split_list(cell!(columns, row, "procedure_codes"))
-                .map(str::to_owned)
+                .map(text)
                 .collect(),
-            country_of_origin: cell!(columns, row, "country_of_origin").to_owned(),
+            country_of_origin: text(cell!(columns, row, "country_of_origin")),
         });
         if parse_bool(cell!(columns, row, "finding")).map_err(|m| cell_err("finding", m))? {
             findings.push(pb::ItemFinding {
@@ -665,40 +690,45 @@ fn rows_to_pb<R: Cells>(
         }
     }
 
-    let declaration = pb::Declaration {
-        declaration_id: cell!(columns, r, "declaration_id").to_owned(),
-        lrn: cell!(columns, r, "lrn").to_owned(),
-        mrn: cell!(columns, r, "mrn").to_owned(),
+    let transport_currency = cell!(columns, r, "transport_cost_currency");
+    let declaration = RawDeclaration {
+        declaration_id: text(cell!(columns, r, "declaration_id")),
+        lrn: text(cell!(columns, r, "lrn")),
+        mrn: text(cell!(columns, r, "mrn")),
         dataset: parse_enum(
             cell!(columns, r, "dataset"),
             "DATASET_TYPE_",
             pb::DatasetType::from_str_name,
         )
         .map_err(|m| err(format!("column dataset: {m}")))?,
-        additional_declaration_type: cell!(columns, r, "additional_declaration_type").to_owned(),
+        additional_declaration_type: text(cell!(columns, r, "additional_declaration_type")),
         lodged_at: parse_time(cell!(columns, r, "lodged_at"))
             .map_err(|m| err(format!("column lodged_at: {m}")))?,
-        ucr: cell!(columns, r, "ucr").to_owned(),
+        ucr: text(cell!(columns, r, "ucr")),
         exporter: Some(party(const { col("exporter_name") })),
         importer: Some(party(const { col("importer_name") })),
         declarant: Some(party(const { col("declarant_name") })),
-        ioss_number: cell!(columns, r, "ioss_number").to_owned(),
+        ioss_number: text(cell!(columns, r, "ioss_number")),
         transport_documents,
-        location_of_goods: cell!(columns, r, "location_of_goods").to_owned(),
+        location_of_goods: text(cell!(columns, r, "location_of_goods")),
         carrier_channel: parse_enum(
             cell!(columns, r, "carrier_channel"),
             "CARRIER_CHANNEL_",
             pb::CarrierChannel::from_str_name,
         )
         .map_err(|m| err(format!("column carrier_channel: {m}")))?,
-        flight_number: cell!(columns, r, "flight_number").to_owned(),
+        flight_number: text(cell!(columns, r, "flight_number")),
         arrival_at: parse_time(cell!(columns, r, "arrival_at"))
             .map_err(|m| err(format!("column arrival_at: {m}")))?,
-        transport_and_insurance_costs: money(
-            cell!(columns, r, "transport_cost_currency"),
+        transport_and_insurance_costs: amount_minor(
+            transport_currency,
             cell!(columns, r, "transport_cost_minor"),
         )
-        .map_err(|m| err(format!("column transport_cost_minor: {m}")))?,
+        .map_err(|m| err(format!("column transport_cost_minor: {m}")))?
+        .map(|amount_minor| RawMoney {
+            currency: text(transport_currency),
+            amount_minor,
+        }),
         items,
         ens,
         attributes,
@@ -708,7 +738,7 @@ fn rows_to_pb<R: Cells>(
         None
     } else {
         Some(pb::InspectionResult {
-            declaration_id: declaration.declaration_id.clone(),
+            declaration_id: cell!(columns, r, "declaration_id").to_owned(),
             inspection_id: cell!(columns, r, "inspection_id").to_owned(),
             selection_reason: parse_enum(
                 cell!(columns, r, "selection_reason"),
@@ -749,11 +779,7 @@ fn rows_to_pb<R: Cells>(
             seller_profile: cell!(columns, r, "truth_seller_profile").to_owned(),
         })
     };
-    Ok(pb::TrainingExample {
-        declaration: Some(declaration),
-        result,
-        truth,
-    })
+    Ok((declaration, result, truth))
 }
 
 fn findings_is_empty<R: Cells>(rows: &[(u64, R)], columns: Columns<'_>) -> bool {
@@ -822,19 +848,27 @@ fn parse_fraud_kinds(cell: &str) -> Result<Vec<i32>, String> {
         .collect()
 }
 
-/// Money from its currency and minor-units cells.
-fn money(currency: &str, amount: &str) -> Result<Option<pb::Money>, String> {
+/// The amount of money in minor units from its cell; `None` when neither
+/// it nor its currency's cell is given.
+fn amount_minor(currency: &str, amount: &str) -> Result<Option<i64>, String> {
     if currency.is_empty() && amount.is_empty() {
         return Ok(None);
     }
-    let amount_minor = amount
+    amount
         .trim()
         .parse()
-        .map_err(|_| format!("{amount:?} is not an integer amount in minor units"))?;
-    Ok(Some(pb::Money {
-        currency: currency.to_owned(),
-        amount_minor,
-    }))
+        .map(Some)
+        .map_err(|_| format!("{amount:?} is not an integer amount in minor units"))
+}
+
+/// Money from its currency and minor-units cells.
+fn money(currency: &str, amount: &str) -> Result<Option<pb::Money>, String> {
+    Ok(
+        amount_minor(currency, amount)?.map(|amount_minor| pb::Money {
+            currency: currency.to_owned(),
+            amount_minor,
+        }),
+    )
 }
 
 // ---------------------------------------------------------------- writing

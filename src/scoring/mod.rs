@@ -340,7 +340,7 @@ impl Scorer {
         keys: &PartyKeys,
         split: SplitSignal,
     ) -> Assessment {
-        self.assess(d, keys, split, None, d.declaration_id.clone())
+        self.assess(d, keys, split, None, d.declaration_id.as_str().to_owned())
     }
 
     /// As [`Scorer::score_with_keys`], with what the live record said of the
@@ -352,7 +352,7 @@ impl Scorer {
         split: SplitSignal,
         live: Option<&LiveRead>,
     ) -> Assessment {
-        self.assess(d, keys, split, live, d.declaration_id.clone())
+        self.assess(d, keys, split, live, d.declaration_id.as_str().to_owned())
     }
 
     /// As [`Scorer::score_with_keys`], consuming the declaration: its id
@@ -365,7 +365,7 @@ impl Scorer {
         split: SplitSignal,
         live: Option<&LiveRead>,
     ) -> Assessment {
-        let declaration_id = std::mem::take(&mut d.declaration_id);
+        let declaration_id = String::from(std::mem::take(&mut d.declaration_id));
         self.assess(&d, keys, split, live, declaration_id)
     }
 

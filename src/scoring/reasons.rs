@@ -556,7 +556,7 @@ pub fn explain(
                 d.ioss_number, s.ioss_exporters
             ),
             vec![
-                ("ioss_number", d.ioss_number.clone()),
+                ("ioss_number", d.ioss_number.as_str().to_owned()),
                 ("distinct_sellers", s.ioss_exporters.to_string()),
             ],
         );
@@ -571,7 +571,7 @@ pub fn explain(
             0,
             1.0,
             "Additional procedure codes that H7 rules forbid together".to_owned(),
-            vec![("ioss_number", d.ioss_number.clone())],
+            vec![("ioss_number", d.ioss_number.as_str().to_owned())],
         );
     }
     reasons.sort_by(|a, b| {

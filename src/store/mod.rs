@@ -122,7 +122,7 @@ impl RoutedRecord {
     pub fn new(d: &Declaration, assessment: &Assessment, routed_at: DateTime<Utc>) -> Self {
         let route = assessment.route;
         Self {
-            declaration_id: d.declaration_id.clone(),
+            declaration_id: d.declaration_id.as_str().to_owned(),
             lodged_at: d.lodged_at.timestamp(),
             routed_at: routed_at.timestamp(),
             channel: route.map_or("", |r| channel_name(r.channel)),

@@ -5,10 +5,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::raw::{
+    RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty, RawText,
+    RawTransportDocument,
+};
 use crate::domain::validation::{ReferenceData, ValidationError, Violations, check_declaration};
 use crate::domain::{
     Address, CarrierChannel, CountryCode, Currency, DatasetType, Declaration, EnsHouseConsignment,
-    GoodsItem, Hs6, Money, Party, TransportDocument, TransportDocumentKind,
+    GoodsItem, Hs6, Money, Party, Text, TransportDocument, TransportDocumentKind,
 };
 use crate::pb;
 
@@ -31,7 +35,7 @@ pub fn declaration_from_pb(
     reference: &ReferenceData<'_>,
 ) -> Result<Declaration, ValidationError> {
     let mut v = Violations::default();
-    let declaration = parse_declaration(msg, "", reference, &mut v);
+    let declaration = parse_declaration(RawDeclaration::<String>::from(msg), "", reference, &mut v);
     match declaration {
         // Cross-field rules run even after field violations, so that one
         // answer lists everything that is wrong.
@@ -47,13 +51,13 @@ pub fn declaration_from_pb(
 
 /// Parses a declaration at `prefix` (e.g. `"declaration."`), collecting violations.
 /// Returns `None` when a required part is missing or malformed.
-pub(crate) fn parse_declaration(
-    msg: pb::Declaration,
+pub(crate) fn parse_declaration<S: RawText>(
+    msg: RawDeclaration<S>,
     prefix: &str,
     reference: &ReferenceData<'_>,
     v: &mut Violations,
 ) -> Option<Declaration> {
-    let pb::Declaration {
+    let RawDeclaration {
         declaration_id,
         lrn,
         mrn,
@@ -77,17 +81,17 @@ pub(crate) fn parse_declaration(
     } = msg;
     let path = |name: &str| format!("{prefix}{name}");
 
-    v.check_required(|| path("declaration_id"), &declaration_id, 64);
-    v.check_required(|| path("lrn"), &lrn, 22);
-    v.check_len(|| path("mrn"), &mrn, 18);
+    v.check_required(|| path("declaration_id"), declaration_id.as_ref(), 64);
+    v.check_required(|| path("lrn"), lrn.as_ref(), 22);
+    v.check_len(|| path("mrn"), mrn.as_ref(), 18);
     v.check_len(
         || path("additional_declaration_type"),
-        &additional_declaration_type,
+        additional_declaration_type.as_ref(),
         1,
     );
-    v.check_len(|| path("ucr"), &ucr, 35);
-    v.check_len(|| path("location_of_goods"), &location_of_goods, 17);
-    v.check_len(|| path("flight_number"), &flight_number, 16);
+    v.check_len(|| path("ucr"), ucr.as_ref(), 35);
+    v.check_len(|| path("location_of_goods"), location_of_goods.as_ref(), 17);
+    v.check_len(|| path("flight_number"), flight_number.as_ref(), 16);
 
     let dataset = match pb::DatasetType::try_from(dataset) {
         Ok(pb::DatasetType::H7) => Some(DatasetType::H7),
@@ -134,7 +138,7 @@ pub(crate) fn parse_declaration(
     let importer = required_party(importer, &|| path("importer"), parcel, v);
     let declarant = required_party(declarant, &|| path("declarant"), false, v);
 
-    if !ioss_number.is_empty() && !is_ioss_number(&ioss_number) {
+    if !ioss_number.as_ref().is_empty() && !is_ioss_number(ioss_number.as_ref()) {
         v.push(path("ioss_number"), "must be IM followed by 10 digits");
     }
 
@@ -186,32 +190,37 @@ pub(crate) fn parse_declaration(
     }
     let mut checked_attributes = BTreeMap::new();
     for (key, value) in attributes {
-        if !is_attribute_key(&key) {
+        let name = key.as_ref();
+        if !is_attribute_key(name) {
             v.push(
-                path(&format!("attributes[{key:?}]")),
+                path(&format!("attributes[{name:?}]")),
                 "key must be 1-64 characters of a-z, 0-9 and _",
             );
         }
-        v.check_len(|| path(&format!("attributes[{key:?}]")), &value, 256);
-        checked_attributes.insert(key, value);
+        v.check_len(
+            || path(&format!("attributes[{name:?}]")),
+            value.as_ref(),
+            256,
+        );
+        checked_attributes.insert(key.into(), value.into());
     }
 
     Some(Declaration {
-        declaration_id,
-        lrn,
-        mrn,
+        declaration_id: declaration_id.into(),
+        lrn: lrn.into(),
+        mrn: mrn.into(),
         dataset: dataset?,
-        additional_declaration_type,
+        additional_declaration_type: additional_declaration_type.into(),
         lodged_at: lodged_at?,
-        ucr,
+        ucr: ucr.into(),
         exporter: exporter?,
         importer: importer?,
         declarant: declarant?,
-        ioss_number,
+        ioss_number: ioss_number.into(),
         transport_documents,
-        location_of_goods,
+        location_of_goods: location_of_goods.into(),
         carrier_channel,
-        flight_number,
+        flight_number: flight_number.into(),
         arrival_at,
         transport_and_insurance_costs,
         // A dropped item left a violation, so the declaration is rejected anyway.
@@ -287,17 +296,17 @@ pub(crate) fn timestamp_to_pb(at: DateTime<Utc>) -> pbjson_types::Timestamp {
     }
 }
 
-pub(crate) fn parse_money(
-    msg: pb::Money,
+pub(crate) fn parse_money<S: RawText>(
+    msg: RawMoney<S>,
     field: Field<'_>,
     reference: &ReferenceData<'_>,
     v: &mut Violations,
 ) -> Option<Money> {
-    let pb::Money {
+    let RawMoney {
         currency,
         amount_minor,
     } = msg;
-    let currency = match Currency::parse(&currency) {
+    let currency = match Currency::parse(currency.as_ref()) {
         Ok(c) if reference.rates.knows(c) => Some(c),
         Ok(c) => {
             v.push(
@@ -358,8 +367,8 @@ fn optional_country(
     }
 }
 
-fn required_party(
-    party: Option<pb::Party>,
+fn required_party<S: RawText>(
+    party: Option<RawParty<S>>,
     field: Field<'_>,
     address_required: bool,
     v: &mut Violations,
@@ -373,19 +382,20 @@ fn required_party(
     }
 }
 
-fn parse_party(
-    msg: pb::Party,
+fn parse_party<S: RawText>(
+    msg: RawParty<S>,
     field: Field<'_>,
     address_required: bool,
     v: &mut Violations,
 ) -> Option<Party> {
-    let pb::Party {
+    let RawParty {
         name,
         identification_number,
         address,
         phone,
         email,
     } = msg;
+    let (name, identification_number) = (name.as_ref(), identification_number.as_ref());
     // A party is named or identified: IDs without names are how many
     // national systems keep their history.
     if name.trim().is_empty() && identification_number.trim().is_empty() {
@@ -394,14 +404,14 @@ fn parse_party(
             "is required (or an identification_number)",
         );
     }
-    v.check_len(|| format!("{}.name", field()), &name, 70);
+    v.check_len(|| format!("{}.name", field()), name, 70);
     v.check_len(
         || format!("{}.identification_number", field()),
-        &identification_number,
+        identification_number,
         17,
     );
-    v.check_len(|| format!("{}.phone", field()), &phone, 50);
-    v.check_len(|| format!("{}.email", field()), &email, 256);
+    v.check_len(|| format!("{}.phone", field()), phone.as_ref(), 50);
+    v.check_len(|| format!("{}.email", field()), email.as_ref(), 256);
     let address = match address {
         Some(a) => Some(parse_address(a, &|| format!("{}.address", field()), v)?),
         None if address_required => {
@@ -411,16 +421,20 @@ fn parse_party(
         None => None,
     };
     Some(Party {
-        name,
-        identification_number,
+        name: name.into(),
+        identification_number: identification_number.into(),
         address,
-        phone,
-        email,
+        phone: phone.into(),
+        email: email.into(),
     })
 }
 
-fn parse_address(msg: pb::Address, field: Field<'_>, v: &mut Violations) -> Option<Address> {
-    let pb::Address {
+fn parse_address<S: RawText>(
+    msg: RawAddress<S>,
+    field: Field<'_>,
+    v: &mut Violations,
+) -> Option<Address> {
+    let RawAddress {
         street_and_number,
         postcode,
         city,
@@ -428,27 +442,27 @@ fn parse_address(msg: pb::Address, field: Field<'_>, v: &mut Violations) -> Opti
     } = msg;
     v.check_len(
         || format!("{}.street_and_number", field()),
-        &street_and_number,
+        street_and_number.as_ref(),
         70,
     );
-    v.check_len(|| format!("{}.postcode", field()), &postcode, 17);
-    v.check_len(|| format!("{}.city", field()), &city, 35);
-    let country = parse_country(&country, || format!("{}.country", field()), v)?;
+    v.check_len(|| format!("{}.postcode", field()), postcode.as_ref(), 17);
+    v.check_len(|| format!("{}.city", field()), city.as_ref(), 35);
+    let country = parse_country(country.as_ref(), || format!("{}.country", field()), v)?;
     Some(Address {
-        street_and_number,
-        postcode,
-        city,
+        street_and_number: street_and_number.into(),
+        postcode: postcode.into(),
+        city: city.into(),
         country,
     })
 }
 
-fn parse_transport_document(
-    msg: pb::TransportDocument,
+fn parse_transport_document<S: RawText>(
+    msg: RawTransportDocument<S>,
     field: Field<'_>,
     v: &mut Violations,
 ) -> Option<TransportDocument> {
-    let pb::TransportDocument { kind, reference } = msg;
-    v.check_required(|| format!("{}.reference", field()), &reference, 70);
+    let RawTransportDocument { kind, reference } = msg;
+    v.check_required(|| format!("{}.reference", field()), reference.as_ref(), 70);
     let kind = match pb::TransportDocumentKind::try_from(kind) {
         Ok(pb::TransportDocumentKind::HouseAwb) => TransportDocumentKind::HouseAwb,
         Ok(pb::TransportDocumentKind::MasterAwb) => TransportDocumentKind::MasterAwb,
@@ -463,16 +477,19 @@ fn parse_transport_document(
             return None;
         }
     };
-    Some(TransportDocument { kind, reference })
+    Some(TransportDocument {
+        kind,
+        reference: reference.into(),
+    })
 }
 
-fn parse_item(
-    msg: pb::GoodsItem,
+fn parse_item<S: RawText>(
+    msg: RawGoodsItem<S>,
     field: Field<'_>,
     reference: &ReferenceData<'_>,
     v: &mut Violations,
 ) -> Option<GoodsItem> {
-    let pb::GoodsItem {
+    let RawGoodsItem {
         goods_item_number,
         description,
         hs6,
@@ -492,8 +509,12 @@ fn parse_item(
     }
     // A missing description is scored and flagged, not rejected: it is a risk
     // signal, and data from other national systems may not carry it.
-    v.check_len(|| format!("{}.description", field()), &description, 512);
-    let hs6 = match Hs6::parse(&hs6) {
+    v.check_len(
+        || format!("{}.description", field()),
+        description.as_ref(),
+        512,
+    );
+    let hs6 = match Hs6::parse(hs6.as_ref()) {
         Ok(code) => Some(code),
         Err(reason) => {
             v.push(format!("{}.hs6", field()), reason);
@@ -528,7 +549,7 @@ fn parse_item(
         ok = false;
     }
     for (i, code) in additional_procedure_codes.iter().enumerate() {
-        let b = code.as_bytes();
+        let b = code.as_ref().as_bytes();
         if !(b.len() == 3 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)) {
             v.push_at(
                 || format!("{}.additional_procedure_codes[{i}]", field()),
@@ -538,7 +559,7 @@ fn parse_item(
         }
     }
     let country_of_origin = optional_country(
-        &country_of_origin,
+        country_of_origin.as_ref(),
         || format!("{}.country_of_origin", field()),
         v,
     );
@@ -547,22 +568,25 @@ fn parse_item(
     }
     Some(GoodsItem {
         goods_item_number,
-        description,
+        description: description.into(),
         hs6: hs6?,
         intrinsic_value: intrinsic_value?,
         gross_mass_g,
         quantity,
-        additional_procedure_codes,
+        additional_procedure_codes: additional_procedure_codes
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         country_of_origin,
     })
 }
 
-fn parse_ens(
-    msg: pb::EnsHouseConsignment,
+fn parse_ens<S: RawText>(
+    msg: RawEns<S>,
     field: Field<'_>,
     v: &mut Violations,
 ) -> Option<EnsHouseConsignment> {
-    let pb::EnsHouseConsignment {
+    let RawEns {
         ens_mrn,
         consignor,
         consignee,
@@ -570,8 +594,12 @@ fn parse_ens(
         description,
         country_of_origin,
     } = msg;
-    v.check_len(|| format!("{}.ens_mrn", field()), &ens_mrn, 18);
-    v.check_len(|| format!("{}.description", field()), &description, 512);
+    v.check_len(|| format!("{}.ens_mrn", field()), ens_mrn.as_ref(), 18);
+    v.check_len(
+        || format!("{}.description", field()),
+        description.as_ref(),
+        512,
+    );
     if total_gross_mass_g < 0 {
         v.push(
             format!("{}.total_gross_mass_g", field()),
@@ -597,16 +625,16 @@ fn parse_ens(
         None => None,
     };
     let country_of_origin = optional_country(
-        &country_of_origin,
+        country_of_origin.as_ref(),
         || format!("{}.country_of_origin", field()),
         v,
     );
     Some(EnsHouseConsignment {
-        ens_mrn,
+        ens_mrn: ens_mrn.into(),
         consignor,
         consignee,
         total_gross_mass_g,
-        description,
+        description: description.into(),
         country_of_origin,
     })
 }
@@ -637,22 +665,22 @@ impl From<&Declaration> for pb::Declaration {
             flags: _,
         } = d;
         pb::Declaration {
-            declaration_id: declaration_id.clone(),
-            lrn: lrn.clone(),
-            mrn: mrn.clone(),
+            declaration_id: owned(declaration_id),
+            lrn: owned(lrn),
+            mrn: owned(mrn),
             dataset: match dataset {
                 DatasetType::H7 => pb::DatasetType::H7,
                 DatasetType::H6 => pb::DatasetType::H6,
                 DatasetType::H1 => pb::DatasetType::H1,
                 DatasetType::I1 => pb::DatasetType::I1,
             } as i32,
-            additional_declaration_type: additional_declaration_type.clone(),
+            additional_declaration_type: owned(additional_declaration_type),
             lodged_at: Some(timestamp_to_pb(*lodged_at)),
-            ucr: ucr.clone(),
+            ucr: owned(ucr),
             exporter: Some(party_to_pb(exporter)),
             importer: Some(party_to_pb(importer)),
             declarant: Some(party_to_pb(declarant)),
-            ioss_number: ioss_number.clone(),
+            ioss_number: owned(ioss_number),
             transport_documents: transport_documents
                 .iter()
                 .map(|doc| pb::TransportDocument {
@@ -664,24 +692,24 @@ impl From<&Declaration> for pb::Declaration {
                         }
                         TransportDocumentKind::Other => pb::TransportDocumentKind::Other,
                     } as i32,
-                    reference: doc.reference.clone(),
+                    reference: owned(&doc.reference),
                 })
                 .collect(),
-            location_of_goods: location_of_goods.clone(),
+            location_of_goods: owned(location_of_goods),
             carrier_channel: match carrier_channel {
                 None => pb::CarrierChannel::Unspecified,
                 Some(CarrierChannel::Express) => pb::CarrierChannel::Express,
                 Some(CarrierChannel::Postal) => pb::CarrierChannel::Postal,
                 Some(CarrierChannel::AirCargo) => pb::CarrierChannel::AirCargo,
             } as i32,
-            flight_number: flight_number.clone(),
+            flight_number: owned(flight_number),
             arrival_at: arrival_at.map(timestamp_to_pb),
             transport_and_insurance_costs: transport_and_insurance_costs.map(money_to_pb),
             items: items.iter().map(item_to_pb).collect(),
             ens: ens.as_ref().map(ens_to_pb),
             attributes: attributes
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (owned(k), owned(v)))
                 .collect(),
         }
     }
@@ -696,16 +724,16 @@ fn party_to_pb(p: &Party) -> pb::Party {
         email,
     } = p;
     pb::Party {
-        name: name.clone(),
-        identification_number: identification_number.clone(),
+        name: owned(name),
+        identification_number: owned(identification_number),
         address: address.as_ref().map(|a| pb::Address {
-            street_and_number: a.street_and_number.clone(),
-            postcode: a.postcode.clone(),
-            city: a.city.clone(),
+            street_and_number: owned(&a.street_and_number),
+            postcode: owned(&a.postcode),
+            city: owned(&a.city),
             country: a.country.as_str().to_owned(),
         }),
-        phone: phone.clone(),
-        email: email.clone(),
+        phone: owned(phone),
+        email: owned(email),
     }
 }
 
@@ -722,12 +750,12 @@ fn item_to_pb(item: &GoodsItem) -> pb::GoodsItem {
     } = item;
     pb::GoodsItem {
         goods_item_number: *goods_item_number,
-        description: description.clone(),
+        description: owned(description),
         hs6: hs6.as_str().to_owned(),
         intrinsic_value: Some(money_to_pb(*intrinsic_value)),
         gross_mass_g: *gross_mass_g,
         quantity: *quantity,
-        additional_procedure_codes: additional_procedure_codes.clone(),
+        additional_procedure_codes: additional_procedure_codes.iter().map(owned).collect(),
         country_of_origin: country_of_origin
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
@@ -744,13 +772,18 @@ fn ens_to_pb(e: &EnsHouseConsignment) -> pb::EnsHouseConsignment {
         country_of_origin,
     } = e;
     pb::EnsHouseConsignment {
-        ens_mrn: ens_mrn.clone(),
+        ens_mrn: owned(ens_mrn),
         consignor: consignor.as_ref().map(party_to_pb),
         consignee: consignee.as_ref().map(party_to_pb),
         total_gross_mass_g: *total_gross_mass_g,
-        description: description.clone(),
+        description: owned(description),
         country_of_origin: country_of_origin
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
     }
+}
+
+/// A domain text as the wire message's string.
+fn owned(text: &Text) -> String {
+    text.as_str().to_owned()
 }

@@ -12,6 +12,7 @@ use crate::pb;
 use super::declaration::{
     money_to_pb, parse_declaration, parse_money, parse_timestamp, timestamp_to_pb,
 };
+use super::raw::{RawDeclaration, RawMoney, RawText};
 
 impl TryFrom<pb::InspectionResult> for InspectionResult {
     type Error = ValidationError;
@@ -45,6 +46,22 @@ pub fn training_example_from_pb(
         result,
         truth,
     } = msg;
+    training_example_from_parts(
+        declaration.map(RawDeclaration::<String>::from),
+        result,
+        truth,
+        reference,
+    )
+}
+
+/// As [`training_example_from_pb`], the declaration as read from a file
+/// (its text borrowed from the file's cells) or from a wire message.
+pub fn training_example_from_parts<S: RawText>(
+    declaration: Option<RawDeclaration<S>>,
+    result: Option<pb::InspectionResult>,
+    truth: Option<pb::GroundTruth>,
+    reference: &ReferenceData<'_>,
+) -> Result<TrainingExample, ValidationError> {
     let mut v = Violations::default();
     let declaration = match declaration {
         Some(d) => parse_declaration(d, "declaration.", reference, &mut v),
@@ -267,7 +284,7 @@ fn parse_result(
         );
         let corrected_intrinsic_value = corrected_intrinsic_value.and_then(|m| {
             parse_money(
-                m,
+                RawMoney::<String>::from(m),
                 &|| format!("{field}.corrected_intrinsic_value"),
                 reference,
                 v,
@@ -332,7 +349,12 @@ fn parse_truth(
             .map_err(|reason| v.push(format!("{field}.hs6"), reason))
             .ok();
         let value = match intrinsic_value {
-            Some(m) => parse_money(m, &|| format!("{field}.intrinsic_value"), reference, v),
+            Some(m) => parse_money(
+                RawMoney::<String>::from(m),
+                &|| format!("{field}.intrinsic_value"),
+                reference,
+                v,
+            ),
             None => {
                 v.push(format!("{field}.intrinsic_value"), "is required");
                 None

@@ -5,6 +5,7 @@
 pub mod assessment;
 pub mod declaration;
 pub mod inspection;
+pub mod raw;
 
 pub use assessment::assessment_to_pb;
 pub use declaration::declaration_from_pb;
