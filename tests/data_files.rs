@@ -21,30 +21,8 @@ fn read_all(bytes: &[u8], format: Format) -> Vec<Result<(u64, TrainingExample), 
 }
 
 fn write_all(examples: &[TrainingExample], format: Format) -> Vec<u8> {
-    match format {
-        Format::Jsonl => {
-            let mut w = JsonlWriter::new(Vec::new());
-            for e in examples {
-                w.write(e).unwrap();
-            }
-            w.into_inner()
-        }
-        Format::Csv => {
-            let mut w = CsvWriter::new(Vec::new()).unwrap();
-            for e in examples {
-                w.write(e).unwrap();
-            }
-            w.into_inner().unwrap()
-        }
-        Format::Parquet | Format::Arrow => {
-            let container = format.container().unwrap();
-            let mut w = ColumnarWriter::new(Vec::new(), container).unwrap();
-            for e in examples {
-                w.write_pb(&pb::TrainingExample::from(e)).unwrap();
-            }
-            w.finish().unwrap()
-        }
-    }
+    let wire: Vec<pb::TrainingExample> = examples.iter().map(pb::TrainingExample::from).collect();
+    write_all_pb(&wire, format)
 }
 
 const ALL_FORMATS: [Format; 4] = [Format::Jsonl, Format::Csv, Format::Parquet, Format::Arrow];
