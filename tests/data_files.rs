@@ -112,28 +112,18 @@ fn write_all_pb(examples: &[pb::TrainingExample], format: Format) -> Vec<u8> {
 /// message: every kind of violation must still come out as validating the
 /// wire message gives it, field path and words alike, and a good record as
 /// the same declaration.
+fn seller_address(d: &mut pb::Declaration) -> &mut pb::Address {
+    d.exporter.as_mut().unwrap().address.as_mut().unwrap()
+}
+
 #[test]
 fn tabular_files_validate_as_the_wire_message_does() {
     type Mutation = fn(&mut pb::Declaration);
     let mutations: Vec<(&str, Mutation)> = vec![
         ("none", |_| ()),
-        ("country", |d| {
-            d.exporter
-                .as_mut()
-                .unwrap()
-                .address
-                .as_mut()
-                .unwrap()
-                .country = "C1".into()
-        }),
+        ("country", |d| seller_address(d).country = "C1".into()),
         ("street", |d| {
-            d.exporter
-                .as_mut()
-                .unwrap()
-                .address
-                .as_mut()
-                .unwrap()
-                .street_and_number = "s".repeat(71)
+            seller_address(d).street_and_number = "s".repeat(71)
         }),
         ("hs6", |d| d.items[0].hs6 = "12".into()),
         ("mass", |d| d.items[0].gross_mass_g = -5),
