@@ -214,6 +214,87 @@ fn tabular_files_validate_as_the_wire_message_does() {
     }
 }
 
+/// JSON Lines are read into borrowed text first and, where that shape
+/// refuses a line, as the wire message: every line, good or bad, must
+/// decode as the wire message alone decodes it.
+#[test]
+fn jsonl_lines_decode_as_the_wire_message_does() {
+    use parcel_risk::io::jsonl::{LineKind, decode_line, decode_wire_line};
+    use parcel_risk::wire::raw::{JsonText, RawDeclaration, RawExample};
+    let reference = ReferenceData::built_in();
+    let mut lines: Vec<(LineKind, String)> = Vec::new();
+    let generated: Vec<pb::TrainingExample> = generated(150, 8)
+        .iter()
+        .map(pb::TrainingExample::from)
+        .collect();
+    for e in &generated {
+        let example = serde_json::to_string(e).unwrap();
+        let declaration = serde_json::to_string(e.declaration.as_ref().unwrap()).unwrap();
+        // The common form is read by the fast shape, not handed back.
+        assert!(serde_json::from_str::<RawExample<'_>>(&example).is_ok());
+        assert!(serde_json::from_str::<RawDeclaration<JsonText<'_>>>(&declaration).is_ok());
+        lines.push((LineKind::Example, example));
+        lines.push((LineKind::Declaration, declaration));
+    }
+    let full = serde_json::to_string(&full_declaration("E1")).unwrap();
+    let edited = |from: &str, to: &str| {
+        assert!(full.contains(from), "{from}");
+        full.replacen(from, to, 1)
+    };
+    let edges = vec![
+        full.clone(),
+        full.replace("declarationId", "declaration_id")
+            .replace("grossMassG", "gross_mass_g")
+            .replace("amountMinor", "amount_minor")
+            .replace("lodgedAt", "lodged_at"),
+        edited("\"DATASET_TYPE_H7\"", "1"),
+        edited("\"DATASET_TYPE_H7\"", "\"H7\""),
+        edited("\"DATASET_TYPE_H7\"", "\"DATASET_TYPE_H9\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":null"),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"L\\u00e9\\n\\\"q\\\"\""),
+        edited(
+            "\"lrn\":\"LRN0001\"",
+            "\"lrn\":\"LRN0001\",\"unknownField\":1",
+        ),
+        edited(
+            "\"lrn\":\"LRN0001\"",
+            "\"lrn\":\"LRN0001\",\"declaration_id\":\"X\"",
+        ),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"LRN0001\",\"ens\":null"),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"LRN0001\",\"items\":null"),
+        edited("\"amountMinor\":\"", "\"amountMinor\":\"-"),
+        edited("\"amountMinor\":\"", "\"amountMinor\":\"1e3"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":\"1\""),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":1.5"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":0"),
+        edited("\"lodgedAt\":\"", "\"lodgedAt\":\"x"),
+        edited(
+            "\"attributes\":{",
+            "\"attributes\":{\"k\":\"1\",\"k\":\"2\",",
+        ),
+        edited("\"attributes\":{", "\"attributes\":{\"k\":5,"),
+        edited("\"attributes\":{", "\"attributes\":{\"Bad Key\":\"v\","),
+        edited("\"country\":\"CN\"", "\"country\":\"C1\""),
+        edited("\"hs6\":\"", "\"hs6\":\"9"),
+        format!("{full} trailing"),
+        "{}".to_owned(),
+        "[]".to_owned(),
+        "garbage".to_owned(),
+        "{\"declaration\":{}}".to_owned(),
+        "{\"declaration\":null,\"result\":null}".to_owned(),
+    ];
+    for text in edges {
+        lines.push((LineKind::Example, format!("{{\"declaration\":{text}}}")));
+        lines.push((LineKind::Declaration, text));
+    }
+    for (i, (kind, text)) in lines.iter().enumerate() {
+        let line = i as u64 + 1;
+        let fast = decode_line(text, line, *kind, &reference);
+        let wire = decode_wire_line(text, line, *kind, &reference);
+        assert_eq!(format!("{fast:?}"), format!("{wire:?}"), "{kind:?} {text}");
+    }
+}
+
 #[test]
 fn jsonl_is_canonical_proto3_json_and_accepts_original_field_names() {
     let mut w = JsonlWriter::new(Vec::new());

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use crate::domain::TrainingExample;
 use crate::domain::validation::ReferenceData;
 use crate::pb;
+use crate::wire::declaration::declaration_from_raw;
+use crate::wire::inspection::training_example_from_parts;
+use crate::wire::raw::{JsonText, Obj, RawDeclaration, RawExample};
 use crate::wire::{declaration_from_pb, training_example_from_pb};
 
 use super::{IoError, RawRecord, RecordError};
@@ -42,8 +45,59 @@ impl LineKind {
     }
 }
 
-/// Parses and validates one line of a file of `kind`.
+/// Parses and validates one line of a file of `kind`. The line is read
+/// into the raw shape first, its text borrowed where it has no escapes (no
+/// string per field); a line that shape refuses (enums as numbers, `null`s,
+/// unknown fields, bad JSON) is read again as the wire message, which
+/// accepts what the proto3 JSON mapping allows and words the errors.
 pub fn decode_line(
+    text: &str,
+    line: u64,
+    kind: LineKind,
+    reference: &ReferenceData<'static>,
+) -> Result<TrainingExample, RecordError> {
+    // The id is kept for a rejected line's report: a borrowed one costs a
+    // copy of its address, not of its text.
+    let invalid = |declaration_id: Option<JsonText<'_>>, source| RecordError::Invalid {
+        line,
+        declaration_id: declaration_id
+            .map(|id| id.0.into_owned())
+            .unwrap_or_default(),
+        source,
+    };
+    match kind {
+        LineKind::Example => {
+            let Ok(Obj(RawExample {
+                declaration,
+                result,
+                truth,
+            })) = serde_json::from_str::<Obj<RawExample<'_>>>(text)
+            else {
+                return decode_wire_line(text, line, kind, reference);
+            };
+            let id = declaration.as_ref().map(|d| d.declaration_id.clone());
+            training_example_from_parts(declaration, result, truth, reference)
+                .map_err(|e| invalid(id, e))
+        }
+        LineKind::Declaration => {
+            let Ok(Obj(raw)) = serde_json::from_str::<Obj<RawDeclaration<JsonText<'_>>>>(text)
+            else {
+                return decode_wire_line(text, line, kind, reference);
+            };
+            let id = raw.declaration_id.clone();
+            let declaration =
+                declaration_from_raw(raw, reference).map_err(|e| invalid(Some(id), e))?;
+            Ok(TrainingExample {
+                declaration,
+                result: None,
+                truth: None,
+            })
+        }
+    }
+}
+
+/// Parses and validates one line as the wire message.
+pub fn decode_wire_line(
     text: &str,
     line: u64,
     kind: LineKind,

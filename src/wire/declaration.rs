@@ -34,8 +34,17 @@ pub fn declaration_from_pb(
     msg: pb::Declaration,
     reference: &ReferenceData<'_>,
 ) -> Result<Declaration, ValidationError> {
+    declaration_from_raw(RawDeclaration::<String>::from(msg), reference)
+}
+
+/// As [`declaration_from_pb`], the declaration as read from a file (its
+/// text borrowed from the file) or from a wire message.
+pub fn declaration_from_raw<S: RawText>(
+    msg: RawDeclaration<S>,
+    reference: &ReferenceData<'_>,
+) -> Result<Declaration, ValidationError> {
     let mut v = Violations::default();
-    let declaration = parse_declaration(RawDeclaration::<String>::from(msg), "", reference, &mut v);
+    let declaration = parse_declaration(msg, "", reference, &mut v);
     match declaration {
         // Cross-field rules run even after field violations, so that one
         // answer lists everything that is wrong.

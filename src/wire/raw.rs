@@ -11,8 +11,14 @@
 
 use std::borrow::Cow;
 
+use serde::Deserialize;
+
 use crate::domain::Text;
 use crate::pb;
+
+mod json;
+
+pub use json::{JsonText, Obj, RawExample};
 
 /// Text of a declaration as read: what validation checks as a `str` and
 /// keeps as [`Text`].
@@ -21,76 +27,167 @@ pub trait RawText: AsRef<str> + Into<Text> {}
 impl RawText for String {}
 impl RawText for &str {}
 impl RawText for Cow<'_, str> {}
+impl RawText for JsonText<'_> {}
 
+// The serde attributes read the proto3 JSON mapping's common form
+// ([`json`]): lowerCamelCase names or the original ones, enums by name,
+// numbers as numbers or strings. Whatever they refuse is read again as the
+// wire message, which has the last word (see `io::jsonl`).
+
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default + AsRef<str>")
+)]
 pub struct RawDeclaration<S> {
+    #[serde(alias = "declaration_id")]
     pub declaration_id: S,
     pub lrn: S,
     pub mrn: S,
     /// A `pb::DatasetType` value.
+    #[serde(deserialize_with = "json::dataset")]
     pub dataset: i32,
+    #[serde(alias = "additional_declaration_type")]
     pub additional_declaration_type: S,
+    #[serde(alias = "lodged_at")]
     pub lodged_at: Option<pbjson_types::Timestamp>,
     pub ucr: S,
+    #[serde(deserialize_with = "json::optional")]
     pub exporter: Option<RawParty<S>>,
+    #[serde(deserialize_with = "json::optional")]
     pub importer: Option<RawParty<S>>,
+    #[serde(deserialize_with = "json::optional")]
     pub declarant: Option<RawParty<S>>,
+    #[serde(alias = "ioss_number")]
     pub ioss_number: S,
+    #[serde(alias = "transport_documents", deserialize_with = "json::objects")]
     pub transport_documents: Vec<RawTransportDocument<S>>,
+    #[serde(alias = "location_of_goods")]
     pub location_of_goods: S,
     /// A `pb::CarrierChannel` value.
+    #[serde(alias = "carrier_channel", deserialize_with = "json::carrier_channel")]
     pub carrier_channel: i32,
+    #[serde(alias = "flight_number")]
     pub flight_number: S,
+    #[serde(alias = "arrival_at")]
     pub arrival_at: Option<pbjson_types::Timestamp>,
+    #[serde(
+        alias = "transport_and_insurance_costs",
+        deserialize_with = "json::optional"
+    )]
     pub transport_and_insurance_costs: Option<RawMoney<S>>,
+    #[serde(deserialize_with = "json::objects")]
     pub items: Vec<RawGoodsItem<S>>,
+    #[serde(deserialize_with = "json::optional")]
     pub ens: Option<RawEns<S>>,
     /// Key and value, in no particular order (the wire's is a map).
+    #[serde(deserialize_with = "json::attributes")]
     pub attributes: Vec<(S, S)>,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
 pub struct RawParty<S> {
     pub name: S,
+    #[serde(alias = "identification_number")]
     pub identification_number: S,
+    #[serde(deserialize_with = "json::optional")]
     pub address: Option<RawAddress<S>>,
     pub phone: S,
     pub email: S,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
 pub struct RawAddress<S> {
+    #[serde(alias = "street_and_number")]
     pub street_and_number: S,
     pub postcode: S,
     pub city: S,
     pub country: S,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
 pub struct RawTransportDocument<S> {
     /// A `pb::TransportDocumentKind` value.
+    #[serde(deserialize_with = "json::transport_document_kind")]
     pub kind: i32,
     pub reference: S,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
 pub struct RawMoney<S> {
     pub currency: S,
+    #[serde(alias = "amount_minor", deserialize_with = "json::number")]
     pub amount_minor: i64,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
 pub struct RawGoodsItem<S> {
+    #[serde(alias = "goods_item_number", deserialize_with = "json::number")]
     pub goods_item_number: u32,
     pub description: S,
     pub hs6: S,
+    #[serde(alias = "intrinsic_value", deserialize_with = "json::optional")]
     pub intrinsic_value: Option<RawMoney<S>>,
+    #[serde(alias = "gross_mass_g", deserialize_with = "json::number")]
     pub gross_mass_g: i64,
+    #[serde(deserialize_with = "json::number")]
     pub quantity: u32,
+    #[serde(alias = "additional_procedure_codes")]
     pub additional_procedure_codes: Vec<S>,
+    #[serde(alias = "country_of_origin")]
     pub country_of_origin: S,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "S: Deserialize<'de> + Default")
+)]
 pub struct RawEns<S> {
+    #[serde(alias = "ens_mrn")]
     pub ens_mrn: S,
+    #[serde(deserialize_with = "json::optional")]
     pub consignor: Option<RawParty<S>>,
+    #[serde(deserialize_with = "json::optional")]
     pub consignee: Option<RawParty<S>>,
+    #[serde(alias = "total_gross_mass_g", deserialize_with = "json::number")]
     pub total_gross_mass_g: i64,
     pub description: S,
+    #[serde(alias = "country_of_origin")]
     pub country_of_origin: S,
 }
 
