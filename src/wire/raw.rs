@@ -1,9 +1,10 @@
 //! A declaration as read, before validation: the wire message's shape with
 //! its text as `S`, owned (`String`, from a wire message) or borrowed from
-//! the file being read (a CSV or Parquet cell). Validation
-//! ([`super::declaration`]) takes either, so a file's text goes into the
-//! checked declaration's inline [`crate::domain::Text`] without a `String`
-//! per field on the way; a wire message is moved in as it is.
+//! the file being read (a CSV, Parquet or Arrow cell, a JSON line's text).
+//! Validation ([`super::declaration`]) takes either, so a file's text goes
+//! into the checked declaration's inline [`crate::domain::Text`] without a
+//! `String` per field on the way (a wire message's strings are copied in
+//! when short, kept when long).
 //!
 //! Every struct mirrors its `pb` message field for field; the conversions
 //! destructure each message, so a new proto field fails to compile until
