@@ -477,7 +477,7 @@ pub fn simulate(
             continue;
         }
         if red {
-            red_ids.push(a.declaration_id.clone());
+            red_ids.push(a.declaration_id.as_str().to_owned());
         }
         let date = e
             .declaration

@@ -233,7 +233,7 @@ fn replica(model: &Arc<ModelArtifact>, url: &str, prefix: &str) -> Router {
 /// has its own allocator).
 fn scored(a: &Assessment) -> (String, [u64; 4], Vec<&'static str>) {
     (
-        a.declaration_id.clone(),
+        a.declaration_id.as_str().to_owned(),
         [
             a.overall_score.to_bits(),
             a.undervaluation_score.to_bits(),

@@ -372,7 +372,7 @@ fn plan_batch(
         .into_iter()
         .filter_map(|i| slots[i].take())
         .map(|a| pb::PlannedDeclaration {
-            declaration_id: a.declaration_id.clone(),
+            declaration_id: a.declaration_id.as_str().to_owned(),
             outcome: Some(pb::planned_declaration::Outcome::Assessment(
                 assessment_to_pb(a, now),
             )),

@@ -15,7 +15,7 @@ pub mod shared;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::domain::regime::{DutiableLine, Regime};
-use crate::domain::{Channel, Declaration, RateTable, SelectionReason};
+use crate::domain::{Channel, Declaration, RateTable, SelectionReason, Text};
 use crate::features::history::{Found, PartyKeys};
 use crate::features::record::{LiveRead, LiveRecord, RecordKeys};
 use crate::features::window::SplitSignal;
@@ -42,7 +42,7 @@ pub struct ItemAssessment {
 /// The assessment of one declaration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
-    pub declaration_id: String,
+    pub declaration_id: Text,
     /// The declaration's lodging time: the clock of the channel allocator.
     pub lodged_at: chrono::DateTime<chrono::Utc>,
     /// Interned ([`intern_version`]): no allocation or shared counter per
@@ -340,7 +340,7 @@ impl Scorer {
         keys: &PartyKeys,
         split: SplitSignal,
     ) -> Assessment {
-        self.assess(d, keys, split, None, d.declaration_id.as_str().to_owned())
+        self.assess(d, keys, split, None, d.declaration_id.clone())
     }
 
     /// As [`Scorer::score_with_keys`], with what the live record said of the
@@ -352,7 +352,7 @@ impl Scorer {
         split: SplitSignal,
         live: Option<&LiveRead>,
     ) -> Assessment {
-        self.assess(d, keys, split, live, d.declaration_id.as_str().to_owned())
+        self.assess(d, keys, split, live, d.declaration_id.clone())
     }
 
     /// As [`Scorer::score_with_keys`], consuming the declaration: its id
@@ -365,7 +365,7 @@ impl Scorer {
         split: SplitSignal,
         live: Option<&LiveRead>,
     ) -> Assessment {
-        let declaration_id = String::from(std::mem::take(&mut d.declaration_id));
+        let declaration_id = std::mem::take(&mut d.declaration_id);
         self.assess(&d, keys, split, live, declaration_id)
     }
 
@@ -377,7 +377,7 @@ impl Scorer {
         keys: &PartyKeys,
         split: SplitSignal,
         live: Option<&LiveRead>,
-        declaration_id: String,
+        declaration_id: Text,
     ) -> Assessment {
         let m = &self.model;
         let signals =

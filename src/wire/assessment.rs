@@ -96,7 +96,7 @@ pub fn assessment_to_pb(a: Assessment, assessed_at: DateTime<Utc>) -> pb::RiskAs
         lodged_at: _,
     } = a;
     pb::RiskAssessment {
-        declaration_id,
+        declaration_id: declaration_id.into(),
         model_version: model_version.to_string(),
         regime_version: regime_version.to_owned(),
         assessed_at: Some(timestamp_to_pb(assessed_at)),

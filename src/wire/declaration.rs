@@ -404,19 +404,18 @@ fn parse_party<S: RawText>(
         phone,
         email,
     } = msg;
-    let (name, identification_number) = (name.as_ref(), identification_number.as_ref());
     // A party is named or identified: IDs without names are how many
     // national systems keep their history.
-    if name.trim().is_empty() && identification_number.trim().is_empty() {
+    if name.as_ref().trim().is_empty() && identification_number.as_ref().trim().is_empty() {
         v.push(
             format!("{}.name", field()),
             "is required (or an identification_number)",
         );
     }
-    v.check_len(|| format!("{}.name", field()), name, 70);
+    v.check_len(|| format!("{}.name", field()), name.as_ref(), 70);
     v.check_len(
         || format!("{}.identification_number", field()),
-        identification_number,
+        identification_number.as_ref(),
         17,
     );
     v.check_len(|| format!("{}.phone", field()), phone.as_ref(), 50);
