@@ -26,7 +26,6 @@ pub use json::{JsonText, Obj, RawExample};
 pub trait RawText: AsRef<str> + Into<Text> {}
 
 impl RawText for String {}
-impl RawText for &str {}
 impl RawText for Cow<'_, str> {}
 impl RawText for JsonText<'_> {}
 
