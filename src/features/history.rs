@@ -209,6 +209,18 @@ pub fn declaration_key(id: &str) -> u64 {
     hash.max(1)
 }
 
+/// An inspection result's key: its declaration id and inspection id, exact
+/// bytes, never 0.
+pub fn result_key(declaration_id: &str, inspection_id: &str) -> u64 {
+    let fnv = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    let hash = declaration_id
+        .bytes()
+        .chain(std::iter::once(0xff))
+        .chain(inspection_id.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, fnv);
+    hash.max(1)
+}
+
 fn party_key(p: &Party) -> u64 {
     let country: &[u8] = p.address.as_ref().map_or(&[], |a| a.country.as_bytes());
     key_hash_bytes(&[p.name.as_bytes(), country])

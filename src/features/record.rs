@@ -879,6 +879,10 @@ pub const MAX_LIVE_RECORD_KEYS: usize = 1 << 14;
 pub const MAX_LIVE_PARTIES: usize = 1 << 15;
 /// Declaration ids remembered so that a resend is not counted twice.
 const REMEMBERED_IDS: usize = 1 << 18;
+/// Inspection results remembered so that one brought twice (by the report
+/// that recorded it and by the store's replay at a model swap) is counted
+/// once. Results are a few hundred a day where declarations are millions.
+const REMEMBERED_RESULTS: usize = 1 << 16;
 
 /// The record as live traffic extends it after training: the same counts
 /// ([`Record::observe`], [`Record::learn`]) over the declarations scored
@@ -898,6 +902,8 @@ pub struct LiveRecord {
     /// training days), so it is read, not counted twice.
     counted_until: Option<DateTime<Utc>>,
     ids: RecentKeys<()>,
+    /// Keys of the results learnt lately ([`LiveRecord::learn_once`]).
+    results: RecentKeys<()>,
 }
 
 impl LiveRecord {
@@ -909,6 +915,7 @@ impl LiveRecord {
             parties: PartyHistory::default(),
             counted_until,
             ids: RecentKeys::new(REMEMBERED_IDS),
+            results: RecentKeys::new(REMEMBERED_RESULTS),
         }
     }
 
@@ -980,6 +987,23 @@ impl LiveRecord {
     pub fn learn(&mut self, keys: &RecordKeys, party: &PartyKeys, found: Found) {
         self.record.learn(keys, found.fraud);
         self.parties.learn_found(party, found);
+    }
+
+    /// As [`LiveRecord::learn`], unless the result `result`
+    /// ([`super::history::result_key`]) was learnt lately. Whether it was
+    /// learnt now.
+    pub fn learn_once(
+        &mut self,
+        result: u64,
+        keys: &RecordKeys,
+        party: &PartyKeys,
+        found: Found,
+    ) -> bool {
+        if !self.results.insert(result, ()) {
+            return false;
+        }
+        self.learn(keys, party, found);
+        true
     }
 
     /// Keys held, over all fields and party tables.
@@ -1223,8 +1247,11 @@ mod tests {
             md: false,
         };
         let party = PartyKeys::of(&newcomer);
-        live.learn(&keys(&newcomer), &party, fraud);
-        live.learn(&keys(&newcomer), &party, fraud);
+        let result = super::super::history::result_key;
+        assert!(live.learn_once(result("c", "I1"), &keys(&newcomer), &party, fraud));
+        assert!(live.learn_once(result("e", "I1"), &keys(&newcomer), &party, fraud));
+        // One result brought twice (a report and the store's replay).
+        assert!(!live.learn_once(result("e", "I1"), &keys(&newcomer), &party, fraud));
         let found = read(&mut live, &mut newcomer, "g", start + day * 13);
         assert_eq!((found.inspected, found.fraud), (2, 2));
         assert!(rate(&found, &live, &newcomer) > rate_before + 0.2);

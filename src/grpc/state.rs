@@ -228,8 +228,8 @@ impl ServiceState {
         for (pb, result) in inspected {
             if let Ok(d) = crate::wire::declaration_from_pb(pb, &self.reference)
                 && keep(&d)
+                && self.router.learn(&scorer, &d, &result)
             {
-                self.router.learn(&scorer, &d, &result);
                 learnt += 1;
             }
         }

@@ -286,13 +286,23 @@ impl Scorer {
     }
 
     /// Counts an inspection's outcome in the live record, for the keys of
-    /// the declaration it inspected.
-    pub fn learn_live(&self, d: &Declaration, found: Found) {
-        if self.live.is_some() {
-            let party = PartyKeys::of(d);
-            let keys = self.record_keys(d, &party);
-            if let Some(mut live) = self.live_record() {
+    /// the declaration it inspected. A result with a key
+    /// ([`crate::features::history::result_key`]) is counted once however
+    /// often it comes. Whether it was counted now.
+    pub fn learn_live(&self, d: &Declaration, found: Found, result: Option<u64>) -> bool {
+        if self.live.is_none() {
+            return false;
+        }
+        let party = PartyKeys::of(d);
+        let keys = self.record_keys(d, &party);
+        let Some(mut live) = self.live_record() else {
+            return false;
+        };
+        match result {
+            Some(result) => live.learn_once(result, &keys, &party, found),
+            None => {
                 live.learn(&keys, &party, found);
+                true
             }
         }
     }

@@ -251,15 +251,19 @@ impl Router {
     /// model serving now), for the declaration it inspected: what the
     /// inspections find raises the rates of the importer, seller, codes
     /// and pairs it names, as the replay did in training.
-    pub fn learn(&self, scorer: &Scorer, d: &Declaration, result: &InspectionResult) {
-        if let Some(found) = Found::of(result) {
-            self.learn_found(scorer, d, found);
-        }
+    /// A result is counted once, however often it comes: the report that
+    /// recorded it and the store's replay at a model swap can both bring
+    /// it. Whether it was counted now.
+    pub fn learn(&self, scorer: &Scorer, d: &Declaration, result: &InspectionResult) -> bool {
+        let key =
+            crate::features::history::result_key(&result.declaration_id, &result.inspection_id);
+        Found::of(result).is_some_and(|found| scorer.learn_live(d, found, Some(key)))
     }
 
-    /// As [`Router::learn`], given what the inspection found.
+    /// As [`Router::learn`], given what the inspection found, for results
+    /// without an identity (an evaluation's replayed labels).
     pub fn learn_found(&self, scorer: &Scorer, d: &Declaration, found: Found) {
-        scorer.learn_live(d, found);
+        scorer.learn_live(d, found, None);
     }
 
     /// Routes scored declarations in order, taking the allocator's lock once.
