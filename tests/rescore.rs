@@ -73,10 +73,23 @@ fn rescore_from(
 ) -> (Vec<u64>, Summary) {
     let (model, _) = trained();
     let router = Router::new(model.clone(), priority);
+    rescore_by(&router, input, format, out, output_format, score_from)
+}
+
+/// Rescores `input` with `router` into `out`; the rejected lines and the
+/// summary.
+fn rescore_by(
+    router: &Router,
+    input: &Path,
+    format: Option<Format>,
+    out: &Path,
+    output_format: Format,
+    score_from: Option<chrono::DateTime<chrono::Utc>>,
+) -> (Vec<u64>, Summary) {
     let output =
         OutputWriter::new(output_format, Box::new(std::fs::File::create(out).unwrap())).unwrap();
     let work = Work::Score(Box::new(Scoring {
-        router: &router,
+        router,
         encoder: Encoder::new(output_format, chrono::Utc::now()),
         output,
     }));
@@ -243,6 +256,110 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
         let got: Vec<pb::RiskAssessment> = run.assessments.into_iter().map(strip).collect();
         assert!(got == reference, "{} differs", input.display());
     }
+}
+
+/// Where the assessments of the pinned build are kept.
+const PINNED_ASSESSMENTS: &str = "tests/fixtures/pinned-assessments.csv";
+
+/// A change that makes scoring or decoding faster must not change what it
+/// says: generated traffic (dated after the default model's training, so
+/// that the live record counts it), rescored from JSON Lines, CSV and
+/// Parquet with the built-in model, gives the assessments the pinned build
+/// gave, every score to the last bit (as printed: the shortest text that
+/// reads back to the same f64), every channel and reason. A retrained
+/// default model or a deliberate change of scoring re-pins them:
+/// `PARCEL_RISK_PIN=1 cargo test pinned_build`.
+#[test]
+fn rescoring_generated_traffic_gives_the_assessments_of_the_pinned_build() {
+    let generator = parcel_risk::generate::Generator::new(parcel_risk::generate::GeneratorConfig {
+        parcels: 500,
+        seed: 20_261_201,
+        days: 2,
+        start: "2026-10-01T00:00:00Z".parse().unwrap(),
+        ..parcel_risk::generate::GeneratorConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut jsonl = JsonlWriter::new(Vec::new());
+    let mut csv = parcel_risk::io::csv::CsvWriter::new(Vec::new()).unwrap();
+    let mut parquet = ColumnarWriter::new(Vec::new(), Container::Parquet).unwrap();
+    for c in 0..generator.chunk_count() {
+        for example in generator.chunk(c).0 {
+            let declaration = pb::TrainingExample {
+                declaration: example.declaration,
+                ..Default::default()
+            };
+            jsonl.write_pb(&declaration).unwrap();
+            csv.write_pb(&declaration).unwrap();
+            parquet.write_pb(&declaration).unwrap();
+        }
+    }
+    let inputs = [
+        write(dir.path(), "in.jsonl", &jsonl.into_inner()),
+        write(dir.path(), "in.csv", &csv.into_inner().unwrap()),
+        write(dir.path(), "in.parquet", &parquet.finish().unwrap()),
+    ];
+    let model = std::sync::Arc::new(parcel_risk::model::ModelArtifact::embedded_default().unwrap());
+    let pinned_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(PINNED_ASSESSMENTS);
+    for (i, input) in inputs.iter().enumerate() {
+        // A router of its own per input: its live record starts empty.
+        let router = Router::new(model.clone(), PriorityConfig::default());
+        let out = dir.path().join("out.csv");
+        let (rejected, _) = rescore_by(&router, input, None, &out, Format::Csv, None);
+        assert!(rejected.is_empty(), "{}: {rejected:?}", input.display());
+        let got = pinned_form(&out);
+        assert_eq!(got.lines().count(), 501, "{}", input.display());
+        if i == 0 && std::env::var_os("PARCEL_RISK_PIN").is_some() {
+            std::fs::create_dir_all(pinned_path.parent().unwrap()).unwrap();
+            std::fs::write(&pinned_path, &got).unwrap();
+        }
+        let pinned = std::fs::read_to_string(&pinned_path).unwrap();
+        for (line, (got, pinned)) in got.lines().zip(pinned.lines()).enumerate() {
+            assert_eq!(
+                got,
+                pinned,
+                "{} line {}: the assessment differs from the pinned build's",
+                input.display(),
+                line + 1
+            );
+        }
+        assert_eq!(got.lines().count(), pinned.lines().count());
+    }
+}
+
+/// The assessments of a CSV output, a line each: every column but the time
+/// of assessment, with the reasons' text (messages and evidence) as a hash
+/// so that the file stays small.
+fn pinned_form(csv_output: &Path) -> String {
+    let mut reader = ::csv::Reader::from_path(csv_output).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (reasons, assessed_at) = (column("reasons"), column("assessed_at"));
+    let mut out = String::new();
+    let fields: Vec<&str> = header.iter().filter(|h| *h != "assessed_at").collect();
+    out.push_str(&fields.join(","));
+    out.push('\n');
+    for record in reader.records() {
+        let record = record.unwrap();
+        let cells: Vec<String> = record
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != assessed_at)
+            .map(|(i, cell)| {
+                if i == reasons {
+                    let hash = cell.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+                    });
+                    format!("{hash:016x}")
+                } else {
+                    cell.to_string()
+                }
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 #[test]
