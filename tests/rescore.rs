@@ -347,9 +347,7 @@ fn pinned_form(csv_output: &Path) -> String {
             .filter(|(i, _)| *i != assessed_at)
             .map(|(i, cell)| {
                 if i == reasons {
-                    let hash = cell.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-                    });
+                    let hash = parcel_risk::features::history::declaration_key(cell);
                     format!("{hash:016x}")
                 } else {
                     cell.to_string()

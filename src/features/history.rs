@@ -203,22 +203,27 @@ pub fn declaration_key(id: &str) -> u64 {
     if id.is_empty() {
         return 0;
     }
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    fnv1a_exact(id.bytes()).max(1)
+}
+
+/// [`fnv1a`] of exact bytes (case and whitespace kept), as one part.
+fn fnv1a_exact(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    hash.max(1)
+    })
 }
 
 /// An inspection result's key: its declaration id and inspection id, exact
 /// bytes, never 0.
 pub fn result_key(declaration_id: &str, inspection_id: &str) -> u64 {
-    let fnv = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    let hash = declaration_id
-        .bytes()
-        .chain(std::iter::once(0xff))
-        .chain(inspection_id.bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, fnv);
-    hash.max(1)
+    // 0xff never occurs in UTF-8: the two ids cannot run into each other.
+    fnv1a_exact(
+        declaration_id
+            .bytes()
+            .chain(std::iter::once(0xff))
+            .chain(inspection_id.bytes()),
+    )
+    .max(1)
 }
 
 fn party_key(p: &Party) -> u64 {
