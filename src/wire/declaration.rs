@@ -185,7 +185,7 @@ pub(crate) fn parse_declaration<S: RawText>(
         .filter_map(|(i, item)| parse_item(item, &|| path(&format!("items[{i}]")), reference, v))
         .collect();
 
-    let ens = ens.and_then(|e| parse_ens(e, &|| path("ens"), v));
+    let ens = ens.and_then(|e| parse_ens(e, &|| path("ens"), v).map(Box::new));
 
     if attributes.len() > reference.limits.max_attributes {
         v.push(
@@ -714,7 +714,7 @@ impl From<&Declaration> for pb::Declaration {
             arrival_at: arrival_at.map(timestamp_to_pb),
             transport_and_insurance_costs: transport_and_insurance_costs.map(money_to_pb),
             items: items.iter().map(item_to_pb).collect(),
-            ens: ens.as_ref().map(ens_to_pb),
+            ens: ens.as_deref().map(ens_to_pb),
             attributes: attributes
                 .iter()
                 .map(|(k, v)| (owned(k), owned(v)))
