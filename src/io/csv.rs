@@ -609,10 +609,10 @@ fn rows_to_raw<'a, R: Cells>(
     }
     let ens = match cell!(columns, r, "ens") {
         "" => None,
-        json => Some(RawEns::from(
+        json => Some(Box::new(RawEns::from(
             serde_json::from_str::<pb::EnsHouseConsignment>(json)
                 .map_err(|e| err(format!("column ens: {e}")))?,
-        )),
+        ))),
     };
     let mut transport_documents = Vec::new();
     for doc in split_list(cell!(columns, r, "transport_documents")) {

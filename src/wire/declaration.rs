@@ -185,7 +185,7 @@ pub(crate) fn parse_declaration<S: RawText>(
         .filter_map(|(i, item)| parse_item(item, &|| path(&format!("items[{i}]")), reference, v))
         .collect();
 
-    let ens = ens.and_then(|e| parse_ens(e, &|| path("ens"), v).map(Box::new));
+    let ens = ens.and_then(|e| parse_ens(*e, &|| path("ens"), v).map(Box::new));
 
     if attributes.len() > reference.limits.max_attributes {
         v.push(

@@ -80,8 +80,9 @@ pub struct RawDeclaration<S> {
     pub transport_and_insurance_costs: Option<RawMoney<S>>,
     #[serde(deserialize_with = "json::objects")]
     pub items: Vec<RawGoodsItem<S>>,
+    /// Boxed as the declaration's is ([`crate::domain::Declaration::ens`]).
     #[serde(deserialize_with = "json::optional")]
-    pub ens: Option<RawEns<S>>,
+    pub ens: Option<Box<RawEns<S>>>,
     /// Key and value, in no particular order (the wire's is a map).
     #[serde(deserialize_with = "json::attributes")]
     pub attributes: Vec<(S, S)>,
@@ -237,7 +238,7 @@ impl<S: From<String>> From<pb::Declaration> for RawDeclaration<S> {
             arrival_at,
             transport_and_insurance_costs: transport_and_insurance_costs.map(RawMoney::from),
             items: items.into_iter().map(RawGoodsItem::from).collect(),
-            ens: ens.map(RawEns::from),
+            ens: ens.map(|e| Box::new(RawEns::from(e))),
             attributes: attributes
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
