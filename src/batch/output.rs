@@ -46,6 +46,19 @@ pub const ASSESSMENT_COLUMNS: &[(&str, ColumnType)] = &[
     ("assessed_at", ColumnType::Text),
 ];
 
+/// The columns that hold a different value in nearly every row, written
+/// without a dictionary ([`crate::io::columnar::writer_properties`]):
+/// the id, the scores and the reasons' text. The money columns repeat
+/// (generated and real prices cluster) and keep theirs.
+const DISTINCT_COLUMNS: &[&str] = &[
+    "declaration_id",
+    "overall_score",
+    "undervaluation_score",
+    "misdescription_score",
+    "priority_value",
+    "reasons",
+];
+
 /// One flat cell, borrowed from the assessment or from a row's scratch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Cell<'a> {
@@ -286,9 +299,12 @@ impl OutputWriter {
     /// A writer of `format` on `output`; CSV starts with its header.
     pub fn new(format: Format, mut output: Box<dyn Write + Send>) -> Result<Self, IoError> {
         Ok(match format.container() {
-            Some(container) => {
-                OutputWriter::Columnar(Box::new(ColumnarFile::new(output, schema(), container)?))
-            }
+            Some(container) => OutputWriter::Columnar(Box::new(ColumnarFile::new(
+                output,
+                schema(),
+                container,
+                DISTINCT_COLUMNS,
+            )?)),
             None if format == Format::Jsonl => OutputWriter::Bytes(output),
             None => {
                 let mut header = csv::Writer::from_writer(Vec::new());
@@ -328,6 +344,17 @@ impl OutputWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_columns_are_assessment_columns() {
+        // A misspelt name would silently keep its dictionary.
+        for name in DISTINCT_COLUMNS {
+            assert!(
+                ASSESSMENT_COLUMNS.iter().any(|(column, _)| column == name),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn csv_fields_are_written_as_the_csv_crate_writes_them() {

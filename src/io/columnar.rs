@@ -31,6 +31,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
+use parquet::schema::types::ColumnPath;
 
 use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, example_rows};
 use super::{Container, IoError, RawRecord};
@@ -51,8 +52,18 @@ pub const ROW_GROUP_ROWS: usize = 1 << 18;
 /// How this program writes Parquet: zstd at its fastest level (a third of
 /// the size of snappy's output on generated traffic, and what data lakes
 /// read natively), row groups of [`ROW_GROUP_ROWS`].
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+///
+/// `distinct_columns` hold a different value in nearly every row (ids,
+/// scores, free text): they are written plain. With the library's default
+/// a writer interns each of their values in a dictionary until the
+/// dictionary page is full, then throws the dictionary away, in every row
+/// group.
+pub fn writer_properties(distinct_columns: &[&str]) -> WriterProperties {
+    distinct_columns
+        .iter()
+        .fold(WriterProperties::builder(), |builder, name| {
+            builder.set_column_dictionary_enabled(ColumnPath::from(*name), false)
+        })
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
@@ -75,11 +86,19 @@ pub enum ColumnarFile<W: Write + Send> {
 impl<W: Write + Send> ColumnarFile<W> {
     /// Parquet as [`writer_properties`] says, or the Arrow IPC file format
     /// uncompressed (its buffers are what the readers map).
-    pub fn new(output: W, schema: Arc<Schema>, container: Container) -> Result<Self, IoError> {
+    pub fn new(
+        output: W,
+        schema: Arc<Schema>,
+        container: Container,
+        distinct_columns: &[&str],
+    ) -> Result<Self, IoError> {
         match container {
-            Container::Parquet => ArrowWriter::try_new(output, schema, Some(writer_properties()))
-                .map(|w| ColumnarFile::Parquet(Box::new(w)))
-                .map_err(parquet_err),
+            Container::Parquet => {
+                let properties = writer_properties(distinct_columns);
+                ArrowWriter::try_new(output, schema, Some(properties))
+                    .map(|w| ColumnarFile::Parquet(Box::new(w)))
+                    .map_err(parquet_err)
+            }
             Container::ArrowIpc => arrow_ipc::writer::FileWriter::try_new(output, &schema)
                 .map(|w| ColumnarFile::ArrowIpc(Box::new(w)))
                 .map_err(arrow_ipc_err),
@@ -576,7 +595,9 @@ impl<W: Write + Send> ColumnarWriter<W> {
                 .map(|name| Field::new(*name, DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
-        let writer = ColumnarFile::new(output, Arc::clone(&schema), container)?;
+        // Every column with a dictionary, as before: the readers of these
+        // files (and the decode benchmarks) see what they always saw.
+        let writer = ColumnarFile::new(output, Arc::clone(&schema), container, &[])?;
         Ok(Self {
             writer,
             schema,
@@ -634,6 +655,34 @@ mod tests {
     use arrow_array::{
         BooleanArray, Date32Array, Float64Array, Int64Array, LargeStringArray, StringViewArray,
     };
+
+    #[test]
+    fn distinct_columns_are_written_without_a_dictionary() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("id-{i}")).collect();
+        let kinds: Vec<&str> = (0..1000).map(|i| ["a", "b"][i % 2]).collect();
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(StringArray::from(ids)) as ArrayRef),
+            ("kind", Arc::new(StringArray::from(kinds))),
+        ])
+        .unwrap();
+        let mut file =
+            ColumnarFile::new(Vec::new(), batch.schema(), Container::Parquet, &["id"]).unwrap();
+        file.write(&batch).unwrap();
+        let bytes = bytes::Bytes::from(file.finish().unwrap());
+        let metadata = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .metadata()
+            .clone();
+        let dictionary = |column: usize| {
+            metadata
+                .row_group(0)
+                .column(column)
+                .encodings()
+                .any(|e| e == Encoding::RLE_DICTIONARY)
+        };
+        assert!(!dictionary(0), "the distinct column has no dictionary");
+        assert!(dictionary(1), "the others keep theirs");
+    }
 
     fn rows_of(batch: RecordBatch) -> Vec<Row<ArrowRow>> {
         let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
