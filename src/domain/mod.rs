@@ -11,8 +11,8 @@ pub mod validation;
 
 pub use codes::{CountryCode, Currency, Hs6};
 pub use declaration::{
-    Address, CarrierChannel, DataFlag, DatasetType, Declaration, EnsHouseConsignment, GoodsItem,
-    Party, Text, TransportDocument, TransportDocumentKind,
+    Address, Attributes, CarrierChannel, DataFlag, DatasetType, Declaration, EnsHouseConsignment,
+    GoodsItem, Party, Text, TransportDocument, TransportDocumentKind,
 };
 pub use inspection::{
     Channel, FraudKind, GroundTruth, InspectionOutcome, InspectionResult, ItemFinding, ItemTruth,

@@ -2,11 +2,11 @@
 //! one indicator per frequent value plus one for any other value. Data from
 //! other national systems thus trains without code changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Text;
+use crate::domain::Attributes;
 
 /// Most keys and values per key encoded.
 const MAX_KEYS: usize = 8;
@@ -23,7 +23,7 @@ pub struct AttributeEncoder {
 
 impl AttributeEncoder {
     /// Learns keys and values from the declarations' attribute maps.
-    pub fn fit<'a>(maps: impl Iterator<Item = &'a BTreeMap<Text, Text>>) -> Self {
+    pub fn fit<'a>(maps: impl Iterator<Item = &'a Attributes>) -> Self {
         let mut rows = 0usize;
         let mut key_counts: HashMap<&str, usize> = HashMap::new();
         let mut value_counts: HashMap<(&str, &str), usize> = HashMap::new();
@@ -70,7 +70,7 @@ impl AttributeEncoder {
     }
 
     /// Appends the indicators of one declaration.
-    pub fn encode(&self, attributes: &BTreeMap<Text, Text>, out: &mut Vec<f64>) {
+    pub fn encode(&self, attributes: &Attributes, out: &mut Vec<f64>) {
         // All indicators off, then one pass over the declaration's few
         // attributes turns on the ones it has (cheaper than a map search
         // per known key).
@@ -100,9 +100,9 @@ mod tests {
 
     #[test]
     fn encodes_frequent_values_and_other() {
-        let maps: Vec<BTreeMap<Text, Text>> = (0..100)
+        let maps: Vec<Attributes> = (0..100)
             .map(|i| {
-                let mut m = BTreeMap::new();
+                let mut m = Attributes::new();
                 m.insert("platform".into(), if i % 2 == 0 { "a" } else { "b" }.into());
                 if i == 0 {
                     m.insert("platform".into(), "rare".into());
@@ -118,18 +118,18 @@ mod tests {
         let mut out = Vec::new();
         enc.encode(&maps[1], &mut out);
         enc.encode(
-            &BTreeMap::from([("platform".into(), "zzz".into())]),
+            &Attributes::from([("platform".into(), "zzz".into())]),
             &mut out,
         );
-        enc.encode(&BTreeMap::new(), &mut out);
+        enc.encode(&Attributes::new(), &mut out);
         assert_eq!(out, vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]
     fn each_key_fills_its_own_columns() {
-        let maps: Vec<BTreeMap<Text, Text>> = (0..100)
+        let maps: Vec<Attributes> = (0..100)
             .map(|i| {
-                BTreeMap::from([
+                Attributes::from([
                     ("platform".into(), ["a", "b"][i % 2].into()),
                     ("payment".into(), ["card", "wallet", "cash"][i % 3].into()),
                 ])
@@ -137,7 +137,7 @@ mod tests {
             .collect();
         let enc = AttributeEncoder::fit(maps.iter());
         let names = enc.names();
-        let declaration = BTreeMap::from([
+        let declaration = Attributes::from([
             ("payment".into(), "crypto".into()),
             ("platform".into(), "b".into()),
             ("unknown".into(), "x".into()),

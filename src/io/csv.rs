@@ -16,7 +16,6 @@
 //! into the wire message and then into the domain type.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 
@@ -28,6 +27,7 @@ use crate::pb;
 use crate::wire::inspection::training_example_from_parts;
 use crate::wire::raw::{
     RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty, RawTransportDocument,
+    attributes_cell,
 };
 
 use super::{IoError, RawRecord, RecordError};
@@ -589,23 +589,17 @@ fn rows_to_raw<'a, R: Cells>(
     };
     let mut attributes: Vec<(Cow<'a, str>, Cow<'a, str>)> = match cell!(columns, r, "attributes") {
         "" => Vec::new(),
-        json => serde_json::from_str::<HashMap<String, String>>(json)
-            .map_err(|e| err(format!("column attributes: {e}")))?
-            .into_iter()
-            .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
-            .collect(),
+        json => attributes_cell(json).map_err(|e| err(format!("column attributes: {e}")))?,
     };
     for (index, key) in extras {
         let value = r.cell(*index).unwrap_or("");
         if value.is_empty() {
             continue;
         }
-        // A column of its own overrides the key in the JSON column (and a
-        // later column of the same name an earlier one), as a map would.
-        match attributes.iter_mut().find(|(k, _)| k == key) {
-            Some((_, old)) => *old = text(value),
-            None => attributes.push((text(key), text(value))),
-        }
+        // Listed after the JSON column's: a column of its own overrides the
+        // key there (and a later column of the same name an earlier one),
+        // as the last value of a key is the one kept.
+        attributes.push((text(key), text(value)));
     }
     let ens = match cell!(columns, r, "ens") {
         "" => None,

@@ -1,8 +1,6 @@
 //! `pb::Declaration` ⇄ [`domain::Declaration`]: every field is destructured so
 //! that a new proto field fails to compile until it is handled here.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
 use super::raw::{
@@ -11,8 +9,9 @@ use super::raw::{
 };
 use crate::domain::validation::{ReferenceData, ValidationError, Violations, check_declaration};
 use crate::domain::{
-    Address, CarrierChannel, CountryCode, Currency, DatasetType, Declaration, EnsHouseConsignment,
-    GoodsItem, Hs6, Money, Party, Text, TransportDocument, TransportDocumentKind,
+    Address, Attributes, CarrierChannel, CountryCode, Currency, DatasetType, Declaration,
+    EnsHouseConsignment, GoodsItem, Hs6, Money, Party, Text, TransportDocument,
+    TransportDocumentKind,
 };
 use crate::pb;
 
@@ -187,6 +186,12 @@ pub(crate) fn parse_declaration<S: RawText>(
 
     let ens = ens.and_then(|e| parse_ens(*e, &|| path("ens"), v).map(Box::new));
 
+    // A key given twice keeps its last value; the checks go in key order,
+    // so that two bad keys are listed the same way whatever read them.
+    let attributes: Attributes = attributes
+        .into_iter()
+        .map(|(key, value)| (key.into(), value.into()))
+        .collect();
     if attributes.len() > reference.limits.max_attributes {
         v.push(
             path("attributes"),
@@ -197,9 +202,8 @@ pub(crate) fn parse_declaration<S: RawText>(
             ),
         );
     }
-    let mut checked_attributes = BTreeMap::new();
-    for (key, value) in attributes {
-        let name = key.as_ref();
+    for (key, value) in &attributes {
+        let name = key.as_str();
         if !is_attribute_key(name) {
             v.push(
                 path(&format!("attributes[{name:?}]")),
@@ -208,10 +212,9 @@ pub(crate) fn parse_declaration<S: RawText>(
         }
         v.check_len(
             || path(&format!("attributes[{name:?}]")),
-            value.as_ref(),
+            value.as_str(),
             256,
         );
-        checked_attributes.insert(key.into(), value.into());
     }
 
     Some(Declaration {
@@ -235,7 +238,7 @@ pub(crate) fn parse_declaration<S: RawText>(
         // A dropped item left a violation, so the declaration is rejected anyway.
         items: (items.len() == item_count).then_some(items)?,
         ens,
-        attributes: checked_attributes,
+        attributes,
         flags: Vec::new(),
     })
 }

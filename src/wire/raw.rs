@@ -19,7 +19,7 @@ use crate::pb;
 
 mod json;
 
-pub use json::{JsonText, Obj, RawExample};
+pub use json::{JsonText, Obj, RawExample, attributes_cell};
 
 /// Text of a declaration as read: what validation checks as a `str` and
 /// keeps as [`Text`].
