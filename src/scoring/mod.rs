@@ -365,22 +365,23 @@ impl Scorer {
         self.assess(d, keys, split, live, d.declaration_id.clone())
     }
 
-    /// As [`Scorer::score_with_keys`], consuming the declaration: its id
-    /// moves into the assessment and the rest is freed here, while it is
-    /// still in cache (batch runs score each declaration once).
-    pub fn score_owned(
+    /// As [`Scorer::score_with_keys`], taking the declaration's id into the
+    /// assessment instead of copying it (batch runs score each declaration
+    /// once). The declaration stays where it is: moving it out of its batch
+    /// copied about 1.5 KB per declaration.
+    pub fn score_taking_id(
         &self,
-        mut d: Declaration,
+        d: &mut Declaration,
         keys: &PartyKeys,
         split: SplitSignal,
         live: Option<&LiveRead>,
     ) -> Assessment {
         let declaration_id = std::mem::take(&mut d.declaration_id);
-        self.assess(&d, keys, split, live, declaration_id)
+        self.assess(d, keys, split, live, declaration_id)
     }
 
     /// Scores `d` under `declaration_id`. Reads every field of `d` but its
-    /// id, which [`Scorer::score_owned`] has already moved out.
+    /// id, which [`Scorer::score_taking_id`] has already taken.
     fn assess(
         &self,
         d: &Declaration,
