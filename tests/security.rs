@@ -774,9 +774,17 @@ fn python_grpc() -> bool {
 }
 
 /// The client package, installed as a user would (its build compiles the
-/// proto files), into `work`/site; its path.
+/// proto files), into `work`/site; its path. It is built from a copy of its
+/// sources in `work`: setuptools builds in the source tree, and two tests
+/// building the same tree at once collided there ("File exists" in
+/// `build/bdist…`).
 fn install_python_client(work: &Path) -> PathBuf {
     let site = work.join("site");
+    let sources = work.join("client-src");
+    copy_tree(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python")),
+        &sources,
+    );
     let installed = std::process::Command::new("python3")
         .args([
             "-m",
@@ -787,7 +795,11 @@ fn install_python_client(work: &Path) -> PathBuf {
         ])
         .args(["--no-build-isolation", "--no-deps", "--target"])
         .arg(&site)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python"))
+        .arg(&sources)
+        .env(
+            "PARCEL_RISK_PROTO",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/proto"),
+        )
         .output()
         .unwrap();
     assert!(
@@ -796,6 +808,26 @@ fn install_python_client(work: &Path) -> PathBuf {
         String::from_utf8_lossy(&installed.stderr)
     );
     site
+}
+
+/// Copies the files under `from` to `to`, leaving out what a build left
+/// there (`build/`, `*.egg-info`, `__pycache__`).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text == "build" || name_text == "__pycache__" || name_text.ends_with(".egg-info") {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
