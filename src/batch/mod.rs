@@ -432,17 +432,16 @@ struct ScoreStage<'a> {
 impl ScoreStage<'_> {
     fn score(
         &mut self,
-        (decoded, splits, live): Observed,
+        (mut decoded, splits, live): Observed,
         summary: &mut Summary,
         clock: &mut Instant,
     ) -> Result<Vec<Part>, BatchError> {
         // Each declaration is scored once, in place (records are about 1.5 KB
-        // and moving them into the tasks was a third of a rescore's copying);
+        // and moving them into the tasks was a fifth of a rescore's copying);
         // its id moves into the assessment.
         let scorer = self.scorer;
         let score_from = self.options.score_from;
         let good = splits.iter().filter(|s| s.is_some()).count();
-        let mut decoded = decoded;
         let mut assessments: Vec<Assessment> = decoded
             .par_iter_mut()
             .zip(splits)
@@ -460,6 +459,7 @@ impl ScoreStage<'_> {
                 Some(a)
             })
             .collect();
+        // Freed before routing and encoding, which need only the assessments.
         drop((decoded, live));
         summary.warm_up += (good - assessments.len()) as u64;
         lap(clock, &mut summary.stages.score);
