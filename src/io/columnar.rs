@@ -357,7 +357,7 @@ impl TextBatch {
         let mut unreadable = None;
         for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
             match as_text(column) {
-                Ok(text) => columns.push(text),
+                Ok(text) => columns.push(text.constant_if_uniform()),
                 Err(other) => {
                     unreadable.get_or_insert_with(|| {
                         format!(
@@ -389,14 +389,21 @@ impl Cells for ArrowRow {
     }
 
     fn same_cell(&self, other: &Self, index: usize) -> bool {
-        // Two rows of one batch with the same key into a dictionary column
-        // hold the same text without reading it.
-        if Arc::ptr_eq(&self.batch, &other.batch)
-            && let Some(TextColumn::Dictionary { keys, .. }) = self.batch.columns.get(index)
-            && keys.is_valid(self.index) == keys.is_valid(other.index)
-            && (keys.is_null(self.index) || keys.value(self.index) == keys.value(other.index))
-        {
-            return true;
+        // Two rows of one batch hold the same text without reading it when
+        // the column is the same in every row of the batch, or when both have
+        // the same key into a dictionary column.
+        if Arc::ptr_eq(&self.batch, &other.batch) {
+            match self.batch.columns.get(index) {
+                Some(TextColumn::Constant(_)) => return true,
+                Some(TextColumn::Dictionary { keys, .. })
+                    if keys.is_valid(self.index) == keys.is_valid(other.index)
+                        && (keys.is_null(self.index)
+                            || keys.value(self.index) == keys.value(other.index)) =>
+                {
+                    return true;
+                }
+                Some(TextColumn::Dictionary { .. } | TextColumn::Plain(_)) | None => {}
+            }
         }
         super::csv::same_text(
             self.cell(index).unwrap_or(""),
@@ -418,12 +425,36 @@ enum TextColumn {
         keys: Int32Array,
         values: StringArray,
     },
+    /// The same text in every row of the batch: a column of nulls only, or
+    /// a dictionary column with one key throughout (a file of one day, one
+    /// dataset, one currency). Read without a per-row lookup.
+    Constant(Box<str>),
 }
 
 impl TextColumn {
+    /// The column as [`TextColumn::Constant`] when every row reads the same
+    /// text; as it was otherwise. The check costs one pass over the keys or
+    /// the null count, once per batch, against a lookup per row and cell.
+    fn constant_if_uniform(self) -> Self {
+        match &self {
+            Self::Plain(values) if values.null_count() == values.len() => Self::Constant("".into()),
+            Self::Dictionary { keys, .. } if keys.null_count() == keys.len() => {
+                Self::Constant("".into())
+            }
+            Self::Dictionary { keys, .. }
+                if keys.null_count() == 0
+                    && keys.values().windows(2).all(|pair| pair[0] == pair[1]) =>
+            {
+                Self::Constant(self.text(0).into())
+            }
+            Self::Plain(_) | Self::Dictionary { .. } | Self::Constant(_) => self,
+        }
+    }
+
     /// Row `row`'s cell; a null is an empty cell. `row` is within the batch.
     fn text(&self, row: usize) -> &str {
         match self {
+            Self::Constant(text) => text,
             Self::Plain(values) => {
                 if values.is_null(row) {
                     ""
@@ -703,6 +734,96 @@ mod tests {
             .collect()
     }
 
+    fn column_kinds(row: &ArrowRow) -> Vec<&'static str> {
+        row.batch
+            .columns
+            .iter()
+            .map(|column| match column {
+                TextColumn::Plain(_) => "plain",
+                TextColumn::Dictionary { .. } => "dictionary",
+                TextColumn::Constant(_) => "constant",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_the_same_in_every_row_are_read_as_one_text() {
+        use arrow_array::DictionaryArray;
+        // One value everywhere; one value and a null; nulls only (plain and
+        // dictionary); two values; a key that points at a null value.
+        let dictionary = |keys: Vec<Option<i32>>, values: Vec<Option<&str>>| {
+            Arc::new(DictionaryArray::<Int32Type>::new(
+                Int32Array::from(keys),
+                Arc::new(StringArray::from(values)),
+            )) as ArrayRef
+        };
+        let batch = RecordBatch::try_from_iter_with_nullable([
+            (
+                "one",
+                dictionary(vec![Some(1); 3], vec![Some("x"), Some("H7")]),
+                true,
+            ),
+            (
+                "one_and_null",
+                dictionary(vec![Some(0), None, Some(0)], vec![Some("EUR")]),
+                true,
+            ),
+            (
+                "plain_nulls",
+                Arc::new(StringArray::new_null(3)) as ArrayRef,
+                true,
+            ),
+            (
+                "dictionary_nulls",
+                dictionary(vec![None; 3], vec![Some("y")]),
+                true,
+            ),
+            (
+                "two",
+                dictionary(vec![Some(0), Some(1), Some(0)], vec![Some("a"), Some("b")]),
+                true,
+            ),
+            ("null_value", dictionary(vec![Some(0); 3], vec![None]), true),
+        ])
+        .unwrap();
+        let rows: Vec<ArrowRow> = rows_of(batch)
+            .into_iter()
+            .map(|(_, r)| r.unwrap())
+            .collect();
+        assert_eq!(
+            column_kinds(&rows[0]),
+            [
+                "constant",
+                "dictionary",
+                "constant",
+                "constant",
+                "dictionary",
+                "constant"
+            ]
+        );
+        let cells: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|row| (0..6).map(|i| row.cell(i).unwrap()).collect())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                ["H7", "EUR", "", "", "a", ""],
+                ["H7", "", "", "", "b", ""],
+                ["H7", "EUR", "", "", "a", ""],
+            ]
+        );
+        for column in 0..6 {
+            for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+                assert_eq!(
+                    rows[a].same_cell(&rows[b], column),
+                    cells[a][column] == cells[b][column],
+                    "rows {a} and {b}, column {column}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn typed_columns_read_as_their_text_and_nulls_as_empty_cells() {
         let batch = RecordBatch::try_from_iter([
@@ -759,16 +880,7 @@ mod tests {
         let rows: Vec<ArrowRow> = std::iter::from_fn(|| read.next_row().unwrap())
             .map(|(_, row)| row.unwrap())
             .collect();
-        let kinds: Vec<&str> = rows[0]
-            .batch
-            .columns
-            .iter()
-            .map(|c| match c {
-                TextColumn::Plain(_) => "plain",
-                TextColumn::Dictionary { .. } => "dictionary",
-            })
-            .collect();
-        assert_eq!(kinds, ["dictionary", "plain", "plain"]);
+        assert_eq!(column_kinds(&rows[0]), ["dictionary", "plain", "constant"]);
         for (i, row) in rows.iter().enumerate() {
             assert_eq!(row.cell(0), Some(few[i].as_str()));
             assert_eq!(row.cell(1), Some(many[i].as_str()));
