@@ -75,11 +75,17 @@ pub fn training_example_from_parts<S: RawText>(
     let Some(mut declaration) = declaration else {
         return Err(v.finish(()).expect_err("a failed parse left a violation"));
     };
-    let item_numbers: BTreeSet<u32> = declaration
-        .items
-        .iter()
-        .map(|i| i.goods_item_number)
-        .collect();
+    // Built only to check a result's or truth's items: most records are bare
+    // declarations, and the set was an allocation per row of a rescore.
+    let item_numbers: BTreeSet<u32> = if result.is_some() || truth.is_some() {
+        declaration
+            .items
+            .iter()
+            .map(|i| i.goods_item_number)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     if let Some(result) = &result {
         if result.declaration_id != declaration.declaration_id {
             v.push(
@@ -456,5 +462,61 @@ impl From<&TrainingExample> for pb::TrainingExample {
             result: result.as_ref().map(Into::into),
             truth: truth.as_ref().map(Into::into),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Generator, GeneratorConfig};
+
+    fn fields_at_fault(example: pb::TrainingExample) -> Vec<String> {
+        match TrainingExample::try_from(example) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.violations.into_iter().map(|v| v.field).collect(),
+        }
+    }
+
+    #[test]
+    fn results_and_truths_must_name_items_the_declaration_has() {
+        let examples = Generator::new(GeneratorConfig {
+            parcels: 200,
+            seed: 5,
+            random_inspection_rate: 0.5,
+            ..GeneratorConfig::default()
+        })
+        .unwrap()
+        .chunk(0)
+        .0;
+        let inspected = examples
+            .into_iter()
+            .find(|e| e.result.is_some() && e.truth.as_ref().is_some_and(|t| !t.items.is_empty()))
+            .expect("an inspected parcel with its truth");
+        assert_eq!(fields_at_fault(inspected.clone()), Vec::<String>::new());
+
+        let mut truth_only = inspected.clone();
+        truth_only.result = None;
+        assert_eq!(fields_at_fault(truth_only.clone()), Vec::<String>::new());
+        truth_only.truth = None;
+        assert_eq!(fields_at_fault(truth_only), Vec::<String>::new());
+
+        let mut finding_elsewhere = inspected.clone();
+        let findings = &mut finding_elsewhere.result.as_mut().unwrap().findings;
+        findings.push(pb::ItemFinding {
+            goods_item_number: 999,
+            ..Default::default()
+        });
+        let at = findings.len() - 1;
+        assert_eq!(
+            fields_at_fault(finding_elsewhere),
+            [format!("result.findings[{at}].goods_item_number")]
+        );
+
+        let mut truth_elsewhere = inspected;
+        truth_elsewhere.truth.as_mut().unwrap().items[0].goods_item_number = 999;
+        assert_eq!(
+            fields_at_fault(truth_elsewhere),
+            ["truth.items[0].goods_item_number"]
+        );
     }
 }
