@@ -637,6 +637,77 @@ fn parquet_rows_of_one_declaration_must_agree() {
 }
 
 #[test]
+fn parquet_rows_after_the_second_are_checked_against_the_first() {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    // Three rows a declaration. D1's third row differs from the two before;
+    // D2's second differs from its first and its third agrees with the
+    // second; D3's agree; D4's third has a null where the others have text.
+    let ids = [
+        "D1", "D1", "D1", "D2", "D2", "D2", "D3", "D3", "D3", "D4", "D4", "D4",
+    ];
+    let names = [
+        Some("Same"),
+        Some("Same"),
+        Some("Other"),
+        Some("Same"),
+        Some("Other"),
+        Some("Other"),
+        Some("Same"),
+        Some("Same"),
+        Some("Same"),
+        Some("Same"),
+        Some("Same"),
+        None,
+    ];
+    let rows = ids.len();
+    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; rows])) };
+    let number = |value: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![value; rows])) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("declaration_id", Arc::new(StringArray::from(ids.to_vec()))),
+        ("lodged_at", text("2026-09-01T10:00:00Z")),
+        ("importer_name", Arc::new(StringArray::from(names.to_vec()))),
+        (
+            "goods_item_number",
+            Arc::new(Int64Array::from(
+                (0..rows as i64).map(|i| i % 3 + 1).collect::<Vec<_>>(),
+            )),
+        ),
+        ("hs6", text("610910")),
+        ("value_currency", text("EUR")),
+        ("value_minor", number(799)),
+        ("gross_mass_g", number(180)),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    let records = read_all(&w.into_inner().unwrap(), Format::Parquet);
+    assert_eq!(records.len(), 4);
+    let disagreement = |i: usize| {
+        records[i]
+            .as_ref()
+            .err()
+            .filter(|e| e.to_string().contains("differs from line"))
+            .map(|e| (e.line(), e.to_string()))
+    };
+    let (line, message) = disagreement(0).expect("D1's third row differs");
+    assert_eq!(line, 3, "{message}");
+    assert!(
+        message.contains("column importer_name differs from line 1"),
+        "{message}"
+    );
+    let (line, message) = disagreement(1).expect("D2's second row differs");
+    assert_eq!(line, 5, "{message}");
+    assert!(
+        message.contains("column importer_name differs from line 4"),
+        "{message}"
+    );
+    assert_eq!(disagreement(2), None, "D3's rows agree");
+    let (line, message) = disagreement(3).expect("D4's third row is empty");
+    assert_eq!(line, 12, "{message}");
+}
+
+#[test]
 fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
     let multi = multi_item_example();
     let id = multi.declaration.declaration_id.clone();

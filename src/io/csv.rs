@@ -117,6 +117,14 @@ const FIRST_ITEM_COLUMN: usize = 41;
 const RESULT_COLUMNS: std::ops::Range<usize> = 50..57;
 const TRUTH_HEADER_COLUMNS: std::ops::Range<usize> = 64..66;
 
+/// Whether known column `index` (into [`COLUMNS`]) is declaration level:
+/// it must read the same in every row of a declaration.
+fn is_declaration_level(index: usize) -> bool {
+    index < FIRST_ITEM_COLUMN
+        || RESULT_COLUMNS.contains(&index)
+        || TRUTH_HEADER_COLUMNS.contains(&index)
+}
+
 /// The file's column positions for the known columns.
 #[derive(Clone, Copy)]
 struct Columns<'m>(&'m [Option<usize>]);
@@ -226,6 +234,13 @@ pub trait Cells: Sized {
             other.cell(index).unwrap_or(""),
         )
     }
+    /// Whether this row's declaration-level cells are already known to
+    /// read as those of `previous`, the row just before it in the file
+    /// (a columnar reader compares them a column at a time for a whole
+    /// batch). `false` says nothing: the cells are then compared one by one.
+    fn declaration_cells_known_same(&self, _previous: &Self) -> bool {
+        false
+    }
     /// The rows of one declaration, ready to decode.
     fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord;
 }
@@ -269,6 +284,17 @@ impl Layout {
             }
         }
         Ok(Layout { mapping, extras })
+    }
+
+    /// The file's positions of the declaration-level columns it has, in
+    /// [`COLUMNS`] order (`declaration_id`'s first).
+    pub(super) fn declaration_level_columns(&self) -> Vec<usize> {
+        self.mapping
+            .iter()
+            .enumerate()
+            .filter(|(known, _)| is_declaration_level(*known))
+            .filter_map(|(_, file)| *file)
+            .collect()
     }
 
     fn id<'a, R: Cells>(&self, row: &'a R) -> Option<&'a str> {
@@ -544,13 +570,17 @@ fn rows_to_raw<'a, R: Cells>(
 ) -> Result<ReadRows<'a>, RecordError> {
     let (first_line, first) = &rows[0];
     // Declaration-level cells must agree across the rows of a declaration, or
-    // one of them would be silently dropped.
-    for (line, row) in &rows[1..] {
+    // one of them would be silently dropped. A row known to agree with the
+    // one before it agrees with the first: every row before it was checked.
+    for pair in rows.windows(2) {
+        let [(_, previous), (line, row)] = pair else {
+            continue;
+        };
+        if row.declaration_cells_known_same(previous) {
+            continue;
+        }
         for (index, name) in COLUMNS.iter().enumerate() {
-            let header_level = index < FIRST_ITEM_COLUMN
-                || RESULT_COLUMNS.contains(&index)
-                || TRUTH_HEADER_COLUMNS.contains(&index);
-            if header_level && !columns.same(row, first, index) {
+            if is_declaration_level(index) && !columns.same(row, first, index) {
                 return Err(RecordError::Syntax {
                     line: *line,
                     message: format!(
