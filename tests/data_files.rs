@@ -580,10 +580,37 @@ fn parquet_with_typed_columns_from_other_tools_reads() {
     }
 }
 
-#[test]
-fn parquet_rows_of_one_declaration_must_agree() {
+/// A Parquet file of goods items, one row each: declaration `ids[i]`,
+/// importer `names[i]`, items numbered from 1 within runs of `per_declaration`
+/// rows; the other columns the same in every row.
+fn items_parquet(ids: &[&str], names: &[Option<&str>], per_declaration: i64) -> Vec<u8> {
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
     use std::sync::Arc;
+    let rows = ids.len();
+    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; rows])) };
+    let number = |value: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![value; rows])) };
+    let item_numbers = (0..rows as i64).map(|i| i % per_declaration + 1);
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("declaration_id", Arc::new(StringArray::from(ids.to_vec()))),
+        ("lodged_at", text("2026-09-01T10:00:00Z")),
+        ("importer_name", Arc::new(StringArray::from(names.to_vec()))),
+        (
+            "goods_item_number",
+            Arc::new(Int64Array::from_iter_values(item_numbers)),
+        ),
+        ("hs6", text("610910")),
+        ("value_currency", text("EUR")),
+        ("value_minor", number(799)),
+        ("gross_mass_g", number(180)),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.into_inner().unwrap()
+}
+
+#[test]
+fn parquet_rows_of_one_declaration_must_agree() {
     // Each declaration has two rows. D1's importer names differ in their
     // last byte, past two whole words; D2's in the middle of the first
     // word; D3's agree, and so do D4's long ones; D5's differ in length only.
@@ -600,25 +627,8 @@ fn parquet_rows_of_one_declaration_must_agree() {
         "Shenzhen Trading",
         "Shenzhen Trading ",
     ];
-    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; 10])) };
-    let number = |value: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![value; 10])) };
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("declaration_id", Arc::new(StringArray::from(ids.to_vec()))),
-        ("lodged_at", text("2026-09-01T10:00:00Z")),
-        ("importer_name", Arc::new(StringArray::from(names.to_vec()))),
-        (
-            "goods_item_number",
-            Arc::new(Int64Array::from(vec![1, 2, 1, 2, 1, 2, 1, 2, 1, 2])),
-        ),
-        ("hs6", text("610910")),
-        ("value_currency", text("EUR")),
-        ("value_minor", number(799)),
-        ("gross_mass_g", number(180)),
-    ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    let records = read_all(&w.into_inner().unwrap(), Format::Parquet);
+    let names = names.map(Some);
+    let records = read_all(&items_parquet(&ids, &names, 2), Format::Parquet);
     let errors: Vec<(u64, String)> = records
         .iter()
         .map(|r| {
@@ -638,8 +648,6 @@ fn parquet_rows_of_one_declaration_must_agree() {
 
 #[test]
 fn parquet_rows_after_the_second_are_checked_against_the_first() {
-    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-    use std::sync::Arc;
     // Three rows a declaration. D1's third row differs from the two before;
     // D2's second differs from its first and its third agrees with the
     // second; D3's agree; D4's third has a null where the others have text.
@@ -660,28 +668,7 @@ fn parquet_rows_after_the_second_are_checked_against_the_first() {
         Some("Same"),
         None,
     ];
-    let rows = ids.len();
-    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; rows])) };
-    let number = |value: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![value; rows])) };
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("declaration_id", Arc::new(StringArray::from(ids.to_vec()))),
-        ("lodged_at", text("2026-09-01T10:00:00Z")),
-        ("importer_name", Arc::new(StringArray::from(names.to_vec()))),
-        (
-            "goods_item_number",
-            Arc::new(Int64Array::from(
-                (0..rows as i64).map(|i| i % 3 + 1).collect::<Vec<_>>(),
-            )),
-        ),
-        ("hs6", text("610910")),
-        ("value_currency", text("EUR")),
-        ("value_minor", number(799)),
-        ("gross_mass_g", number(180)),
-    ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    let records = read_all(&w.into_inner().unwrap(), Format::Parquet);
+    let records = read_all(&items_parquet(&ids, &names, 3), Format::Parquet);
     assert_eq!(records.len(), 4);
     let disagreement = |i: usize| {
         records[i]
