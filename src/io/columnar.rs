@@ -453,7 +453,12 @@ impl Cells for ArrowRow {
     fn declaration_cells_known_same(&self, previous: &Self) -> bool {
         Arc::ptr_eq(&self.batch, &previous.batch)
             && previous.index + 1 == self.index
-            && self.batch.agrees_with_previous[self.index]
+            && self
+                .batch
+                .agrees_with_previous
+                .get(self.index)
+                .copied()
+                .unwrap_or(false)
     }
 
     fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord {
