@@ -8,16 +8,29 @@ use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::io::columnar::ColumnarWriter;
 use parcel_risk::io::csv::CsvWriter;
 use parcel_risk::io::jsonl::JsonlWriter;
-use parcel_risk::io::{ExampleReader, Format, RecordError};
+use parcel_risk::io::{ExampleReader, Format, Projection, RecordError};
 use parcel_risk::pb;
 use proptest::prelude::*;
 
 use crate::common::{full_declaration, full_example};
 
 fn read_all(bytes: &[u8], format: Format) -> Vec<Result<(u64, TrainingExample), RecordError>> {
-    ExampleReader::new(Cursor::new(bytes), format, ReferenceData::built_in())
-        .map(|item| item.expect("no I/O error on an in-memory file"))
-        .collect()
+    read_with(bytes, format, Projection::Examples)
+}
+
+fn read_with(
+    bytes: &[u8],
+    format: Format,
+    projection: Projection,
+) -> Vec<Result<(u64, TrainingExample), RecordError>> {
+    ExampleReader::new(
+        Cursor::new(bytes),
+        format,
+        projection,
+        ReferenceData::built_in(),
+    )
+    .map(|item| item.expect("no I/O error on an in-memory file"))
+    .collect()
 }
 
 fn write_all(examples: &[TrainingExample], format: Format) -> Vec<u8> {
@@ -78,6 +91,44 @@ fn generated_traffic_round_trips_through_every_format() {
             .collect();
         assert_eq!(back.len(), examples.len());
         assert!(back == examples, "{format:?} round trip changed a record");
+    }
+}
+
+/// Rescoring reads each record's declaration alone: a result or a ground
+/// truth that fails validation rejects its record when examples are read,
+/// in every format, and not when declarations are, which read the same
+/// declarations without result or truth.
+#[test]
+fn declarations_are_read_without_their_results_and_truth_in_every_format() {
+    let examples = generated(60, 21);
+    let mut wire: Vec<pb::TrainingExample> =
+        examples.iter().map(pb::TrainingExample::from).collect();
+    // A result without an outcome, and a ground truth naming no sub-heading.
+    let inspected = pb::InspectionResult {
+        declaration_id: wire[3].declaration.as_ref().unwrap().declaration_id.clone(),
+        inspection_id: "I-1".into(),
+        control_type: pb::Channel::Red.into(),
+        outcome: pb::InspectionOutcome::Unspecified.into(),
+        ..Default::default()
+    };
+    wire[3].result = Some(inspected);
+    let truth = wire[7].truth.as_mut().expect("generated traffic has truth");
+    truth.items[0].hs6 = "9".into();
+    for format in ALL_FORMATS {
+        let bytes = write_all_pb(&wire, format);
+        let as_examples = read_with(&bytes, format, Projection::Examples);
+        let rejected: Vec<usize> = (as_examples.iter().enumerate())
+            .filter(|(_, r)| r.is_err())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(rejected, [3, 7], "{format:?}: {:?}", as_examples[3]);
+        let as_declarations = read_with(&bytes, format, Projection::Declarations);
+        assert_eq!(as_declarations.len(), examples.len(), "{format:?}");
+        for (read, example) in as_declarations.into_iter().zip(&examples) {
+            let (_, read) = read.unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            assert!(read.declaration == example.declaration, "{format:?}");
+            assert!(read.result.is_none() && read.truth.is_none(), "{format:?}");
+        }
     }
 }
 
@@ -287,11 +338,17 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         lines.push((LineKind::Example, format!("{{\"declaration\":{text}}}")));
         lines.push((LineKind::Declaration, text));
     }
-    for (i, (kind, text)) in lines.iter().enumerate() {
-        let line = i as u64 + 1;
-        let fast = decode_line(text, line, *kind, &reference);
-        let wire = decode_wire_line(text, line, *kind, &reference);
-        assert_eq!(format!("{fast:?}"), format!("{wire:?}"), "{kind:?} {text}");
+    for projection in [Projection::Examples, Projection::Declarations] {
+        for (i, (kind, text)) in lines.iter().enumerate() {
+            let line = i as u64 + 1;
+            let fast = decode_line(text, line, *kind, projection, &reference);
+            let wire = decode_wire_line(text, line, *kind, projection, &reference);
+            assert_eq!(
+                format!("{fast:?}"),
+                format!("{wire:?}"),
+                "{projection:?} {kind:?} {text}"
+            );
+        }
     }
 }
 

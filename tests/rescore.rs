@@ -7,7 +7,7 @@ use parcel_risk::batch::{self, Encoder, Options, OutputWriter, Scoring, Summary,
 use parcel_risk::domain::ReferenceData;
 use parcel_risk::io::columnar::ColumnarWriter;
 use parcel_risk::io::jsonl::JsonlWriter;
-use parcel_risk::io::{Container, Format, RecordError, open_framer};
+use parcel_risk::io::{Container, Format, Projection, RecordError, open_framer};
 use parcel_risk::pb;
 use parcel_risk::scoring::{PriorityConfig, Router};
 
@@ -95,7 +95,7 @@ fn rescore_by(
     }));
     let mut rejected_lines = Vec::new();
     let summary = batch::run(
-        open_framer(input, format, None).unwrap(),
+        open_framer(input, format, Projection::Declarations, None).unwrap(),
         &ReferenceData::built_in(),
         work,
         Options {
@@ -369,7 +369,7 @@ fn an_arrow_file_named_as_text_is_named_for_what_it_is() {
     }
     let dir = tempfile::tempdir().unwrap();
     let misnamed = write(dir.path(), "declarations.csv", &arrow.finish().unwrap());
-    let error = open_framer(&misnamed, None, None)
+    let error = open_framer(&misnamed, None, Projection::Declarations, None)
         .err()
         .expect("refused")
         .to_string();
@@ -827,7 +827,13 @@ fn progress_stands_where_scoring_is_not_where_reading_is() {
     let read = Arc::new(AtomicU64::new(0));
     let mut seen = Vec::new();
     batch::run(
-        open_framer(&input, None, Some(Arc::clone(&read))).unwrap(),
+        open_framer(
+            &input,
+            None,
+            Projection::Declarations,
+            Some(Arc::clone(&read)),
+        )
+        .unwrap(),
         &ReferenceData::built_in(),
         work,
         Options {

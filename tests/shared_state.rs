@@ -564,7 +564,13 @@ fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3],
         .unwrap(),
     }));
     let summary = batch::run(
-        open_framer(&input, None, None).unwrap(),
+        open_framer(
+            &input,
+            None,
+            parcel_risk::io::Projection::Declarations,
+            None,
+        )
+        .unwrap(),
         &parcel_risk::domain::ReferenceData::built_in(),
         work,
         Options::default(),

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::serve::ChannelArgs;
 use crate::batch::{self, Encoder, Options, OutputWriter, Scoring, Summary, Work};
 use crate::domain::ReferenceData;
-use crate::io::{Format, RecordError, open_framer};
+use crate::io::{Format, Projection, RecordError, open_framer};
 use crate::scoring::Router;
 
 #[derive(Debug, clap::Args)]
@@ -83,8 +83,15 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
     let input_format = args
         .input_format
         .or_else(|| (args.input.as_os_str() == "-").then_some(Format::Jsonl));
-    let framer = open_framer(&args.input, input_format, Some(Arc::clone(&read_bytes)))
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    // Rescoring reads the declarations: results and truth in the file are
+    // neither read nor checked.
+    let framer = open_framer(
+        &args.input,
+        input_format,
+        Projection::Declarations,
+        Some(Arc::clone(&read_bytes)),
+    )
+    .with_context(|| format!("cannot read {}", args.input.display()))?;
     let reference = ReferenceData::built_in();
 
     let bar = progress_bar(&args);

@@ -20,13 +20,14 @@ use arrow_array::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
+use arrow_array::RecordBatchReader;
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
@@ -34,7 +35,7 @@ use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 
 use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, example_rows};
-use super::{Container, IoError, RawRecord};
+use super::{Container, IoError, Projection, RawRecord};
 use crate::pb;
 
 /// Rows per record batch, read and written.
@@ -158,26 +159,37 @@ impl ColumnarRows {
     pub fn open(
         file: File,
         container: Container,
+        projection: Projection,
         progress: Option<Arc<AtomicU64>>,
     ) -> Result<Self, IoError> {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = progress.map(|p| (p, size));
         match container {
-            Container::Parquet => Self::from_parquet(file, progress),
-            Container::ArrowIpc => Self::from_arrow_ipc(file, progress),
+            Container::Parquet => Self::from_parquet(file, projection, progress),
+            Container::ArrowIpc => Self::from_arrow_ipc(file, projection, progress),
         }
     }
 
     /// Reads a columnar file held in memory.
-    pub fn from_bytes(bytes: Vec<u8>, container: Container) -> Result<Self, IoError> {
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        container: Container,
+        projection: Projection,
+    ) -> Result<Self, IoError> {
         match container {
-            Container::Parquet => Self::from_parquet(bytes::Bytes::from(bytes), None),
-            Container::ArrowIpc => Self::from_arrow_ipc(std::io::Cursor::new(bytes), None),
+            Container::Parquet => Self::from_parquet(bytes::Bytes::from(bytes), projection, None),
+            Container::ArrowIpc => {
+                Self::from_arrow_ipc(std::io::Cursor::new(bytes), projection, None)
+            }
         }
     }
 
+    /// An Arrow IPC file's columns are all read (its buffers are not
+    /// compressed or encoded, so a column costs little until its cells
+    /// are); those `projection` leaves out are then not looked at.
     fn from_arrow_ipc<R: std::io::Read + std::io::Seek + Send + 'static>(
         input: R,
+        projection: Projection,
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
         let reader = arrow_ipc::reader::FileReader::try_new(input, None).map_err(arrow_ipc_err)?;
@@ -191,13 +203,17 @@ impl ColumnarRows {
         Ok(Self::over(
             Box::new(reader),
             &schema,
+            projection,
             progress,
             arrow_ipc_err,
         ))
     }
 
+    /// A Parquet file's columns that `projection` leaves out are not read:
+    /// their pages are neither decompressed nor decoded.
     fn from_parquet<T: ChunkReader + 'static>(
         input: T,
+        projection: Projection,
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
         let metadata =
@@ -210,8 +226,13 @@ impl ColumnarRows {
             ArrowReaderOptions::new().with_schema(kept),
         )
         .unwrap_or(metadata);
-        let schema = Arc::clone(metadata.schema());
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata);
+        let read: Vec<usize> = (metadata.schema().fields().iter().enumerate())
+            .filter(|(_, field)| super::csv::is_read(field.name(), projection))
+            .map(|(index, _)| index)
+            .collect();
+        let mask = ProjectionMask::roots(metadata.parquet_schema(), read);
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata)
+            .with_projection(mask);
         let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
         let progress = progress.map(|(count, size)| Progress {
             count,
@@ -222,19 +243,28 @@ impl ColumnarRows {
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(parquet_err)?;
-        Ok(Self::over(Box::new(reader), &schema, progress, parquet_err))
+        // The columns read, as the record batches hold them.
+        let schema = reader.schema();
+        Ok(Self::over(
+            Box::new(reader),
+            &schema,
+            projection,
+            progress,
+            parquet_err,
+        ))
     }
 
     fn over(
         reader: Batches,
         schema: &Schema,
+        projection: Projection,
         progress: Option<Progress>,
         error: fn(ArrowError) -> IoError,
     ) -> Self {
         let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         // A header without the columns every record needs is refused when
         // the rows are grouped; until then there is nothing to compare.
-        let declaration_level = Layout::from_header(header.iter().map(String::as_str))
+        let declaration_level = Layout::from_header(header.iter().map(String::as_str), projection)
             .map(|layout| layout.declaration_level_columns())
             .unwrap_or_default();
         Self {
@@ -829,8 +859,12 @@ mod tests {
     fn rows_of(batch: RecordBatch) -> Vec<Row<ArrowRow>> {
         let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
-        let mut rows =
-            ColumnarRows::from_bytes(w.into_inner().unwrap(), Container::Parquet).unwrap();
+        let mut rows = ColumnarRows::from_bytes(
+            w.into_inner().unwrap(),
+            Container::Parquet,
+            Projection::Examples,
+        )
+        .unwrap();
         std::iter::from_fn(|| rows.next_row().unwrap()).collect()
     }
 
@@ -986,8 +1020,12 @@ mod tests {
             .build();
         let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
         w.write(&batch).unwrap();
-        let mut read =
-            ColumnarRows::from_bytes(w.into_inner().unwrap(), Container::Parquet).unwrap();
+        let mut read = ColumnarRows::from_bytes(
+            w.into_inner().unwrap(),
+            Container::Parquet,
+            Projection::Examples,
+        )
+        .unwrap();
         let rows: Vec<ArrowRow> = std::iter::from_fn(|| read.next_row().unwrap())
             .map(|(_, row)| row.unwrap())
             .collect();
@@ -1046,7 +1084,8 @@ mod tests {
         w.write(&batch).unwrap();
         w.finish().unwrap();
         drop(w);
-        let mut read = ColumnarRows::from_bytes(ipc, Container::ArrowIpc).unwrap();
+        let mut read =
+            ColumnarRows::from_bytes(ipc, Container::ArrowIpc, Projection::Examples).unwrap();
         let arrow: Vec<Row<ArrowRow>> = std::iter::from_fn(|| read.next_row().unwrap()).collect();
         for rows in [parquet, arrow] {
             assert_eq!(joined_cells(&rows, 4), expected);
@@ -1132,13 +1171,51 @@ mod tests {
                 .build();
             let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
             w.write(&batch).unwrap();
-            let mut rows =
-                ColumnarRows::from_bytes(w.into_inner().unwrap(), Container::Parquet).unwrap();
+            let mut rows = ColumnarRows::from_bytes(
+                w.into_inner().unwrap(),
+                Container::Parquet,
+                Projection::Examples,
+            )
+            .unwrap();
             let ids: Vec<String> = std::iter::from_fn(|| rows.next_row().unwrap())
                 .map(|(_, row)| row.unwrap().cell(0).unwrap().to_owned())
                 .collect();
             assert_eq!(ids, ["P1", "P2"], "{compression}");
         }
+    }
+
+    #[test]
+    fn reading_declarations_leaves_the_result_and_truth_columns_unread() {
+        let text = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("declaration_id", text("P1")),
+            ("Inspection_ID ", text("I1")),
+            ("finding_hs6", text("610910")),
+            ("hs6", text("610910")),
+            ("truth_seller_profile", text("honest")),
+            ("colour", text("red")),
+        ])
+        .unwrap();
+        let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        let parquet = w.into_inner().unwrap();
+        let mut ipc = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &batch.schema()).unwrap();
+        ipc.write(&batch).unwrap();
+        let ipc = ipc.into_inner().unwrap();
+        let all =
+            ColumnarRows::from_bytes(parquet.clone(), Container::Parquet, Projection::Examples);
+        assert_eq!(all.unwrap().header().unwrap().len(), 6);
+        // Parquet does not read the columns. Arrow IPC reads them (the
+        // layout then leaves them out: see the data_files tests).
+        let mut read =
+            ColumnarRows::from_bytes(parquet, Container::Parquet, Projection::Declarations)
+                .unwrap();
+        assert_eq!(read.header().unwrap(), ["declaration_id", "hs6", "colour"]);
+        let (_, row) = read.next_row().unwrap().unwrap();
+        assert_eq!(row.unwrap().cell(2), Some("red"));
+        let mut read =
+            ColumnarRows::from_bytes(ipc, Container::ArrowIpc, Projection::Declarations).unwrap();
+        assert_eq!(read.header().unwrap().len(), 6);
     }
 
     #[test]

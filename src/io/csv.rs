@@ -30,7 +30,7 @@ use crate::wire::raw::{
     attributes_cell,
 };
 
-use super::{IoError, RawRecord, RecordError};
+use super::{IoError, Projection, RawRecord, RecordError};
 
 /// Every column the reader understands and the writer writes, in order.
 pub const COLUMNS: &[&str] = &[
@@ -116,6 +116,27 @@ const FIRST_ITEM_COLUMN: usize = 41;
 /// Result columns (declaration level) and truth declaration-level columns.
 const RESULT_COLUMNS: std::ops::Range<usize> = 50..57;
 const TRUTH_HEADER_COLUMNS: std::ops::Range<usize> = 64..66;
+
+/// Whether known column `index` (into [`COLUMNS`]) is part of the
+/// declaration: the inspection result, its findings and the ground truth
+/// come after it.
+fn is_declaration_column(index: usize) -> bool {
+    index < RESULT_COLUMNS.start
+}
+
+/// The index in [`COLUMNS`] of a file's column named `name` (names are
+/// matched trimmed and in any case); `None` for an extra column.
+fn known_column(name: &str) -> Option<usize> {
+    let name = name.trim();
+    COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// Whether a file's column named `name` is read with `projection`: reading
+/// declarations alone skips the result and truth columns (an extra column
+/// is an attribute of the declaration, and is read).
+pub(super) fn is_read(name: &str, projection: Projection) -> bool {
+    projection == Projection::Examples || known_column(name).is_none_or(is_declaration_column)
+}
 
 /// Whether known column `index` (into [`COLUMNS`]) is declaration level:
 /// it must read the same in every row of a declaration.
@@ -267,15 +288,22 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Maps a header; a file without the columns every record needs is refused.
-    pub fn from_header<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Layout, IoError> {
+    /// Maps a header; a file without the columns every record needs is
+    /// refused. The columns `projection` does not read are left out, as if
+    /// the file did not have them.
+    pub fn from_header<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        projection: Projection,
+    ) -> Result<Layout, IoError> {
         let mut mapping = vec![None; COLUMNS.len()];
         let mut extras = Vec::new();
         for (index, name) in names.into_iter().enumerate() {
-            let name = name.trim().to_ascii_lowercase();
-            match COLUMNS.iter().position(|c| *c == name) {
+            if !is_read(name, projection) {
+                continue;
+            }
+            match known_column(name) {
                 Some(known) => mapping[known] = Some(index),
-                None => extras.push((index, name)),
+                None => extras.push((index, name.trim().to_ascii_lowercase())),
             }
         }
         for required in ["declaration_id", "hs6"] {
@@ -421,15 +449,17 @@ impl<R: BufRead> RowSource for CsvRows<R> {
 /// without parsing the cells (see [`RawRecord`]).
 pub struct RowGrouper<S: RowSource> {
     source: S,
+    projection: Projection,
     layout: Option<Arc<Layout>>,
     pending: Option<Row<S::Cells>>,
     done: bool,
 }
 
 impl<S: RowSource> RowGrouper<S> {
-    pub fn new(source: S) -> Self {
+    pub fn new(source: S, projection: Projection) -> Self {
         Self {
             source,
+            projection,
             layout: None,
             pending: None,
             done: false,
@@ -448,7 +478,10 @@ impl<S: RowSource> RowGrouper<S> {
             Some(layout) => Arc::clone(layout),
             None => {
                 let header = self.source.header()?;
-                let layout = Arc::new(Layout::from_header(header.iter().map(String::as_str))?);
+                let layout = Arc::new(Layout::from_header(
+                    header.iter().map(String::as_str),
+                    self.projection,
+                )?);
                 self.layout = Some(Arc::clone(&layout));
                 layout
             }
@@ -1251,6 +1284,34 @@ mod tests {
             for b in texts {
                 assert_eq!(same_text(a, b), a == b, "{a:?} {b:?}");
             }
+        }
+    }
+
+    #[test]
+    fn reading_declarations_maps_no_result_or_truth_column() {
+        let names = [
+            " Declaration_ID",
+            "hs6",
+            "OUTCOME",
+            "finding",
+            "truth_hs6",
+            "colour",
+        ];
+        let all = Layout::from_header(names, Projection::Examples).unwrap();
+        let declarations = Layout::from_header(names, Projection::Declarations).unwrap();
+        let mapped = |layout: &Layout| -> Vec<&str> {
+            (layout.mapping.iter().enumerate())
+                .filter(|(_, file)| file.is_some())
+                .map(|(known, _)| COLUMNS[known])
+                .collect()
+        };
+        assert_eq!(
+            mapped(&all),
+            ["declaration_id", "hs6", "outcome", "finding", "truth_hs6"]
+        );
+        assert_eq!(mapped(&declarations), ["declaration_id", "hs6"]);
+        for layout in [&all, &declarations] {
+            assert_eq!(layout.extras, [(5, "colour".to_owned())]);
         }
     }
 

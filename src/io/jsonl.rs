@@ -17,7 +17,7 @@ use crate::wire::inspection::training_example_from_parts;
 use crate::wire::raw::{JsonText, Obj, RawDeclaration, RawExample};
 use crate::wire::{declaration_from_pb, training_example_from_pb};
 
-use super::{IoError, RawRecord, RecordError};
+use super::{IoError, Projection, RawRecord, RecordError};
 
 /// What the lines of a file hold, decided by its first record that tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +50,13 @@ impl LineKind {
 /// string per field); a line that shape refuses (enums as numbers, `null`s,
 /// unknown fields, bad JSON) is read again as the wire message, which
 /// accepts what the proto3 JSON mapping allows and words the errors.
+/// With [`Projection::Declarations`] an example's result and truth are
+/// parsed (the line must still be a `TrainingExample`) but not checked.
 pub fn decode_line(
     text: &str,
     line: u64,
     kind: LineKind,
+    projection: Projection,
     reference: &ReferenceData<'static>,
 ) -> Result<TrainingExample, RecordError> {
     // The id is kept for a rejected line's report: a borrowed one costs a
@@ -69,12 +72,15 @@ pub fn decode_line(
         LineKind::Example => {
             let Ok(Obj(RawExample {
                 declaration,
-                result,
-                truth,
+                mut result,
+                mut truth,
             })) = serde_json::from_str::<Obj<RawExample<'_>>>(text)
             else {
-                return decode_wire_line(text, line, kind, reference);
+                return decode_wire_line(text, line, kind, projection, reference);
             };
+            if projection == Projection::Declarations {
+                (result, truth) = (None, None);
+            }
             let id = declaration.as_ref().map(|d| d.declaration_id.clone());
             training_example_from_parts(declaration, result, truth, reference)
                 .map_err(|e| invalid(id, e))
@@ -82,7 +88,7 @@ pub fn decode_line(
         LineKind::Declaration => {
             let Ok(Obj(raw)) = serde_json::from_str::<Obj<RawDeclaration<JsonText<'_>>>>(text)
             else {
-                return decode_wire_line(text, line, kind, reference);
+                return decode_wire_line(text, line, kind, projection, reference);
             };
             let id = raw.declaration_id.clone();
             let declaration =
@@ -96,11 +102,14 @@ pub fn decode_line(
     }
 }
 
-/// Parses and validates one line as the wire message.
+/// Parses and validates one line as the wire message. With
+/// [`Projection::Declarations`] an example's result and truth are parsed
+/// but not checked, as [`decode_line`] does.
 pub fn decode_wire_line(
     text: &str,
     line: u64,
     kind: LineKind,
+    projection: Projection,
     reference: &ReferenceData<'static>,
 ) -> Result<TrainingExample, RecordError> {
     let syntax = |e: serde_json::Error| RecordError::Syntax {
@@ -114,7 +123,10 @@ pub fn decode_wire_line(
     };
     match kind {
         LineKind::Example => {
-            let msg: pb::TrainingExample = serde_json::from_str(text).map_err(syntax)?;
+            let mut msg: pb::TrainingExample = serde_json::from_str(text).map_err(syntax)?;
+            if projection == Projection::Declarations {
+                (msg.result, msg.truth) = (None, None);
+            }
             // Kept for the error only (a short string; the message moves on).
             let id = msg
                 .declaration
@@ -161,6 +173,7 @@ const BLOCK: usize = 1 << 20;
 /// line was longer than the last) cost about 8 % of decoding's CPU.
 pub struct JsonlFramer<R> {
     input: R,
+    projection: Projection,
     line: u64,
     kind: Option<LineKind>,
     /// The block being cut, and where its next line starts.
@@ -173,9 +186,10 @@ pub struct JsonlFramer<R> {
 }
 
 impl<R: BufRead> JsonlFramer<R> {
-    pub fn new(input: R) -> Self {
+    pub fn new(input: R, projection: Projection) -> Self {
         Self {
             input,
+            projection,
             line: 0,
             kind: None,
             block: Arc::new(String::new()),
@@ -290,6 +304,7 @@ impl<R: BufRead> Iterator for JsonlFramer<R> {
                 line: self.line,
                 text,
                 kind,
+                projection: self.projection,
             }));
         }
     }
@@ -338,7 +353,7 @@ mod tests {
 
     /// What the framer yields, as (line, text) or (line, the error).
     fn cut(bytes: &[u8], block_size: usize) -> Vec<(u64, Result<String, String>)> {
-        let mut framer = JsonlFramer::new(bytes);
+        let mut framer = JsonlFramer::new(bytes, Projection::Examples);
         framer.block_size = block_size;
         framer
             .map(|raw| match raw.unwrap() {

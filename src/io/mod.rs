@@ -34,6 +34,20 @@ pub enum Format {
     Arrow,
 }
 
+/// What of each record a reader decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// The declaration, its inspection result and its ground truth, each
+    /// validated (training, evaluation, `check`).
+    Examples,
+    /// The declaration alone, as rescoring needs it: a record is rejected
+    /// only for its declaration. A columnar file's result and truth columns
+    /// are not read (fewer pages to decompress and decode), a CSV file's
+    /// are not parsed, and a JSON line's are parsed (it must still be a
+    /// `TrainingExample`) but not checked.
+    Declarations,
+}
+
 /// The containers of the columnar formats, which hold the same columns and
 /// are read and written through the same record batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +172,7 @@ pub enum RawRecord {
         line: u64,
         text: jsonl::LineText,
         kind: jsonl::LineKind,
+        projection: Projection,
     },
     /// The rows of one declaration in a CSV file.
     Rows {
@@ -191,9 +206,12 @@ impl RawRecord {
     ) -> Result<(u64, TrainingExample), RecordError> {
         let line = self.line();
         let example = match self {
-            RawRecord::Json { line, text, kind } => {
-                jsonl::decode_line(text.as_str(), line, kind, reference)
-            }
+            RawRecord::Json {
+                line,
+                text,
+                kind,
+                projection,
+            } => jsonl::decode_line(text.as_str(), line, kind, projection, reference),
             RawRecord::Rows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
             RawRecord::ArrowRows { rows, layout } => csv::decode_rows(&rows, &layout, reference),
             RawRecord::Bad(e) => Err(e),
@@ -234,18 +252,25 @@ pub struct ExampleReader<R: BufRead> {
 impl<R: BufRead> ExampleReader<R> {
     /// A reader over any input. A columnar file is read into memory first
     /// (its footer is at the end); [`open_examples`] streams one instead.
-    pub fn new(mut input: R, format: Format, reference: ReferenceData<'static>) -> Self {
+    pub fn new(
+        mut input: R,
+        format: Format,
+        projection: Projection,
+        reference: ReferenceData<'static>,
+    ) -> Self {
         let framer = match format.container() {
-            None if format == Format::Jsonl => Framer::Jsonl(jsonl::JsonlFramer::new(input)),
-            None => Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
+            None if format == Format::Jsonl => {
+                Framer::Jsonl(jsonl::JsonlFramer::new(input, projection))
+            }
+            None => Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input), projection)),
             Some(container) => {
                 let mut bytes = Vec::new();
                 match input
                     .read_to_end(&mut bytes)
                     .map_err(IoError::Io)
-                    .and_then(|_| columnar::ColumnarRows::from_bytes(bytes, container))
+                    .and_then(|_| columnar::ColumnarRows::from_bytes(bytes, container, projection))
                 {
-                    Ok(rows) => Framer::Columnar(csv::RowGrouper::new(rows)),
+                    Ok(rows) => Framer::Columnar(csv::RowGrouper::new(rows, projection)),
                     Err(e) => Framer::Failed(Some(e)),
                 }
             }
@@ -277,10 +302,12 @@ pub type Input = Box<dyn BufRead + Send>;
 
 /// Opens a file (or `-` for stdin) and cuts it into records. Gzip and zstd
 /// input is recognised by its magic bytes and decompressed on the fly.
-/// `progress` counts the (compressed) bytes read.
+/// `progress` counts the (compressed) bytes read; `projection` says what
+/// of each record is read.
 pub fn open_framer(
     path: &Path,
     format: Option<Format>,
+    projection: Projection,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Framer<Input>, IoError> {
     let format = format
@@ -292,21 +319,16 @@ pub fn open_framer(
         path: path.display().to_string(),
         source,
     };
-    let text_framer: fn(Input) -> Framer<Input> = match format.container() {
-        Some(container) => {
-            if path.as_os_str() == "-" {
-                return Err(IoError::Parquet(
-                    "Parquet and Arrow IPC need a file they can seek in; stdin is not supported"
-                        .into(),
-                ));
-            }
-            let file = File::open(path).map_err(open_err)?;
-            let rows = columnar::ColumnarRows::open(file, container, progress)?;
-            return Ok(Framer::Columnar(csv::RowGrouper::new(rows)));
+    if let Some(container) = format.container() {
+        if path.as_os_str() == "-" {
+            return Err(IoError::Parquet(
+                "Parquet and Arrow IPC need a file they can seek in; stdin is not supported".into(),
+            ));
         }
-        None if format == Format::Jsonl => |input| Framer::Jsonl(jsonl::JsonlFramer::new(input)),
-        None => |input| Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input))),
-    };
+        let file = File::open(path).map_err(open_err)?;
+        let rows = columnar::ColumnarRows::open(file, container, projection, progress)?;
+        return Ok(Framer::Columnar(csv::RowGrouper::new(rows, projection)));
+    }
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
@@ -334,7 +356,11 @@ pub fn open_framer(
             )
         }));
     }
-    Ok(text_framer(input))
+    Ok(if format == Format::Jsonl {
+        Framer::Jsonl(jsonl::JsonlFramer::new(input, projection))
+    } else {
+        Framer::Csv(csv::RowGrouper::new(csv::CsvRows::new(input), projection))
+    })
 }
 
 /// Opens a file (or `-` for stdin) for streaming reads.
@@ -344,7 +370,7 @@ pub fn open_examples(
     reference: ReferenceData<'static>,
 ) -> Result<ExampleReader<Input>, IoError> {
     Ok(ExampleReader::from_framer(
-        open_framer(path, format, None)?,
+        open_framer(path, format, Projection::Examples, None)?,
         reference,
     ))
 }
