@@ -19,8 +19,10 @@ use crate::scoring::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct RescoreArgs {
-    /// Declarations or TrainingExamples: .jsonl, .csv or .parquet, plain or
-    /// gzip/zstd compressed (recognised by content); `-` for stdin.
+    /// Declarations or TrainingExamples: .jsonl, .csv, .parquet or .arrow,
+    /// the text ones plain or gzip/zstd compressed (recognised by content);
+    /// `-` for stdin. Only the declarations are read: a TrainingExample's
+    /// inspection result and ground truth are not checked.
     #[arg(long)]
     pub input: PathBuf,
     /// Where the assessments go: .jsonl, .csv or .parquet; `-` for stdout.
