@@ -184,15 +184,21 @@ impl ColumnarRows {
         }
     }
 
-    /// An Arrow IPC file's columns are all read (its buffers are not
-    /// compressed or encoded, so a column costs little until its cells
-    /// are); those `projection` leaves out are then not looked at.
+    /// An Arrow IPC file's columns that `projection` leaves out are not
+    /// read. Its footer is read twice: once for the column names, once by
+    /// the reader of the columns kept.
     fn from_arrow_ipc<R: std::io::Read + std::io::Seek + Send + 'static>(
-        input: R,
+        mut input: R,
         projection: Projection,
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
-        let reader = arrow_ipc::reader::FileReader::try_new(input, None).map_err(arrow_ipc_err)?;
+        let names = arrow_ipc::reader::FileReader::try_new(&mut input, None)
+            .map_err(arrow_ipc_err)?
+            .schema();
+        let read = columns_read(&names, projection);
+        let reader =
+            arrow_ipc::reader::FileReader::try_new(input, Some(read)).map_err(arrow_ipc_err)?;
+        // The columns read, as the record batches hold them.
         let schema = reader.schema();
         let batches = reader.num_batches().max(1) as u64;
         let progress = progress.map(|(count, size)| Progress {
@@ -226,10 +232,7 @@ impl ColumnarRows {
             ArrowReaderOptions::new().with_schema(kept),
         )
         .unwrap_or(metadata);
-        let read: Vec<usize> = (metadata.schema().fields().iter().enumerate())
-            .filter(|(_, field)| super::csv::is_read(field.name(), projection))
-            .map(|(index, _)| index)
-            .collect();
+        let read = columns_read(metadata.schema(), projection);
         let mask = ProjectionMask::roots(metadata.parquet_schema(), read);
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata)
             .with_projection(mask);
@@ -278,6 +281,14 @@ impl ColumnarRows {
             error,
         }
     }
+}
+
+/// The positions of the columns of `schema` that `projection` reads.
+fn columns_read(schema: &Schema, projection: Projection) -> Vec<usize> {
+    (schema.fields().iter().enumerate())
+        .filter(|(_, field)| super::csv::is_read(field.name(), projection))
+        .map(|(index, _)| index)
+        .collect()
 }
 
 /// `schema` with each text column that is dictionary-encoded in every row
@@ -1205,17 +1216,14 @@ mod tests {
         let all =
             ColumnarRows::from_bytes(parquet.clone(), Container::Parquet, Projection::Examples);
         assert_eq!(all.unwrap().header().unwrap().len(), 6);
-        // Parquet does not read the columns. Arrow IPC reads them (the
-        // layout then leaves them out: see the data_files tests).
-        let mut read =
-            ColumnarRows::from_bytes(parquet, Container::Parquet, Projection::Declarations)
-                .unwrap();
-        assert_eq!(read.header().unwrap(), ["declaration_id", "hs6", "colour"]);
-        let (_, row) = read.next_row().unwrap().unwrap();
-        assert_eq!(row.unwrap().cell(2), Some("red"));
-        let mut read =
-            ColumnarRows::from_bytes(ipc, Container::ArrowIpc, Projection::Declarations).unwrap();
-        assert_eq!(read.header().unwrap().len(), 6);
+        for (bytes, container) in [(parquet, Container::Parquet), (ipc, Container::ArrowIpc)] {
+            let mut read =
+                ColumnarRows::from_bytes(bytes, container, Projection::Declarations).unwrap();
+            let header = read.header().unwrap();
+            assert_eq!(header, ["declaration_id", "hs6", "colour"], "{container:?}");
+            let (_, row) = read.next_row().unwrap().unwrap();
+            assert_eq!(row.unwrap().cell(2), Some("red"), "{container:?}");
+        }
     }
 
     #[test]

@@ -41,10 +41,10 @@ pub enum Projection {
     /// validated (training, evaluation, `check`).
     Examples,
     /// The declaration alone, as rescoring needs it: a record is rejected
-    /// only for its declaration. A columnar file's result and truth columns
-    /// are not read (fewer pages to decompress and decode), a CSV file's
-    /// are not parsed, and a JSON line's are parsed (it must still be a
-    /// `TrainingExample`) but not checked.
+    /// only for its declaration. A Parquet or Arrow IPC file's result and
+    /// truth columns are not read (for Parquet, fewer pages to decompress
+    /// and decode), a CSV file's are not parsed, and a JSON line's are
+    /// parsed (it must still be a `TrainingExample`) but not checked.
     Declarations,
 }
 
