@@ -271,7 +271,7 @@ fn tabular_files_validate_as_the_wire_message_does() {
 #[test]
 fn jsonl_lines_decode_as_the_wire_message_does() {
     use parcel_risk::io::jsonl::{LineKind, decode_line, decode_wire_line};
-    use parcel_risk::wire::raw::{JsonText, RawDeclaration, RawExample};
+    use parcel_risk::wire::raw::{JsonText, RawDeclaration, RawExample, direct};
     let reference = ReferenceData::built_in();
     let mut lines: Vec<(LineKind, String)> = Vec::new();
     let generated: Vec<pb::TrainingExample> = generated(150, 8)
@@ -281,19 +281,26 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
     for e in &generated {
         let example = serde_json::to_string(e).unwrap();
         let declaration = serde_json::to_string(e.declaration.as_ref().unwrap()).unwrap();
-        // The common form is read by the fast shape, not handed back.
+        // The common form is read by the fast shapes, not handed back.
         assert!(serde_json::from_str::<RawExample<'_>>(&example).is_ok());
         assert!(serde_json::from_str::<RawDeclaration<JsonText<'_>>>(&declaration).is_ok());
+        assert!(direct::declaration(&declaration).is_some(), "{declaration}");
+        let bare = format!("{{\"declaration\":{declaration}}}");
+        assert!(direct::example(&bare).is_some(), "{bare}");
         lines.push((LineKind::Example, example));
         lines.push((LineKind::Declaration, declaration));
     }
     let full = serde_json::to_string(&full_declaration("E1")).unwrap();
+    // Every field, in the form the direct reader takes (no escapes).
+    let plain = full.replace(r#"\""#, "'").replace(r"\n", " ");
+    assert!(direct::declaration(&plain).is_some(), "{plain}");
     let edited = |from: &str, to: &str| {
-        assert!(full.contains(from), "{from}");
-        full.replacen(from, to, 1)
+        assert!(plain.contains(from), "{from}");
+        plain.replacen(from, to, 1)
     };
     let edges = vec![
         full.clone(),
+        plain.clone(),
         full.replace("declarationId", "declaration_id")
             .replace("grossMassG", "gross_mass_g")
             .replace("amountMinor", "amount_minor")
@@ -327,7 +334,39 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         edited("\"attributes\":{", "\"attributes\":{\"Bad Key\":\"v\","),
         edited("\"country\":\"CN\"", "\"country\":\"C1\""),
         edited("\"hs6\":\"", "\"hs6\":\"9"),
+        // Edges where JSON parsers part ways (the fast shape is read by a
+        // SIMD parser, the wire message by serde_json).
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"\\ud800\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"\\ud83d\\ude00 \\u0000\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"L\\x\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"L\u{1}\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"Liège 漢字\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"A\",\"lrn\":\"B\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\" : \"LRN0001\" \t\r"),
+        edited(
+            "\"amountMinor\":\"",
+            "\"amountMinor\":\"9223372036854775808",
+        ),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":4294967297"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":1e400"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":-0"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":1.0"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":01"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":1."),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":true"),
+        edited("\"goodsItemNumber\":1", "\"goodsItemNumber\":-1"),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":-180"),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":180"),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":\" 180\""),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":\"+180\""),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":-9223372036854775808"),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":18446744073709551616"),
+        edited("\"grossMassG\":\"40\"", "\"grossMassG\":null"),
         format!("{full} trailing"),
+        format!("{full} "),
+        format!("{full},"),
+        format!("{full}{{}}"),
+        format!(" {full}"),
         "{}".to_owned(),
         "[]".to_owned(),
         "garbage".to_owned(),
@@ -526,6 +565,31 @@ proptest! {
         for record in read_all(mangled.as_bytes(), Format::Jsonl) {
             if let Err(e) = record {
                 prop_assert_eq!(e.line(), 1);
+            }
+        }
+    }
+
+    /// Whatever a line is mangled into, the fast reading and the wire
+    /// message's agree on it, value or error (they are different parsers).
+    #[test]
+    fn mangled_jsonl_lines_decode_as_the_wire_message_does(cut in 0usize..2000, insert in r#"(["\\{}:,0-9\[\]eE.+-]|[\PC]){0,8}"#, drop in 0usize..20) {
+        use parcel_risk::io::jsonl::{LineKind, decode_line, decode_wire_line};
+        let reference = ReferenceData::built_in();
+        // Without the fixture's escapes, which the direct reader hands on
+        // at once: mangled, the line is read by it as far as it can.
+        let plain = |json: String| json.replace(r#"\""#, "'").replace(r"\n", " ");
+        let declaration = plain(serde_json::to_string(&full_declaration("P1")).unwrap());
+        let example = format!("{{\"declaration\":{declaration}}}");
+        for (kind, line) in [(LineKind::Example, example), (LineKind::Declaration, declaration)] {
+            let cut = cut.min(line.len());
+            let cut = (0..=cut).rev().find(|i| line.is_char_boundary(*i)).unwrap();
+            let end = (cut + drop).min(line.len());
+            let end = (end..=line.len()).find(|i| line.is_char_boundary(*i)).unwrap();
+            let mangled = format!("{}{}{}", &line[..cut], insert, &line[end..]);
+            for projection in [Projection::Examples, Projection::Declarations] {
+                let fast = decode_line(&mangled, 1, kind, projection, &reference);
+                let wire = decode_wire_line(&mangled, 1, kind, projection, &reference);
+                prop_assert_eq!(format!("{fast:?}"), format!("{wire:?}"), "{}", mangled);
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::domain::validation::ReferenceData;
 use crate::pb;
 use crate::wire::declaration::declaration_from_raw;
 use crate::wire::inspection::training_example_from_parts;
-use crate::wire::raw::{JsonText, Obj, RawDeclaration, RawExample};
+use crate::wire::raw::{JsonText, Obj, RawDeclaration, RawExample, direct};
 use crate::wire::{declaration_from_pb, training_example_from_pb};
 
 use super::{IoError, Projection, RawRecord, RecordError};
@@ -47,9 +47,10 @@ impl LineKind {
 
 /// Parses and validates one line of a file of `kind`. The line is read
 /// into the raw shape first, its text borrowed where it has no escapes (no
-/// string per field); a line that shape refuses (enums as numbers, `null`s,
-/// unknown fields, bad JSON) is read again as the wire message, which
-/// accepts what the proto3 JSON mapping allows and words the errors.
+/// string per field): by [`direct`] when it is in the common form, else by
+/// serde. A line that shape refuses (enums as numbers, `null`s, unknown
+/// fields, bad JSON) is read again as the wire message, which accepts what
+/// the proto3 JSON mapping allows and words the errors.
 /// With [`Projection::Declarations`] an example's result and truth are
 /// parsed (the line must still be a `TrainingExample`) but not checked.
 pub fn decode_line(
@@ -70,11 +71,15 @@ pub fn decode_line(
     };
     match kind {
         LineKind::Example => {
-            let Ok(Obj(RawExample {
+            let Some(RawExample {
                 declaration,
                 mut result,
                 mut truth,
-            })) = serde_json::from_str::<Obj<RawExample<'_>>>(text)
+            }) = direct::example(text).or_else(|| {
+                serde_json::from_str::<Obj<RawExample<'_>>>(text)
+                    .ok()
+                    .map(|Obj(raw)| raw)
+            })
             else {
                 return decode_wire_line(text, line, kind, projection, reference);
             };
@@ -86,8 +91,11 @@ pub fn decode_line(
                 .map_err(|e| invalid(id, e))
         }
         LineKind::Declaration => {
-            let Ok(Obj(raw)) = serde_json::from_str::<Obj<RawDeclaration<JsonText<'_>>>>(text)
-            else {
+            let Some(raw) = direct::declaration(text).or_else(|| {
+                serde_json::from_str::<Obj<RawDeclaration<JsonText<'_>>>>(text)
+                    .ok()
+                    .map(|Obj(raw)| raw)
+            }) else {
                 return decode_wire_line(text, line, kind, projection, reference);
             };
             let id = raw.declaration_id.clone();

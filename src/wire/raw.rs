@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::domain::Text;
 use crate::pb;
 
+pub mod direct;
 mod json;
 
 pub use json::{JsonText, Obj, RawExample, attributes_cell};

@@ -1,0 +1,420 @@
+//! The common form of a JSON Lines declaration, read byte by byte into the
+//! raw shape without serde's visitors: what protobuf's JSON printers and
+//! our own writer produce (field names as given, strings without escapes,
+//! integers as plain numbers or strings, enums by name, no `null`s).
+//!
+//! It is the first of three readings (see `io::jsonl::decode_line`).
+//! Anything it does not know for sure, it hands on by answering `None`:
+//! an escape, a `null`, an unknown or repeated field, a number with a
+//! fraction or exponent, bad JSON. The serde reading of the raw shape
+//! ([`super::json`]) then has the line, and after it the wire message,
+//! which has the last word. So this reader never refuses a line; it only
+//! has to read what it accepts exactly as serde would. Through serde's
+//! visitors, reading the JSON was about 57 % of decoding a JSON Lines
+//! declaration (most of it per-field dispatch and per-string set-up on
+//! strings of ten or twenty bytes).
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::value::{BorrowedStrDeserializer, Error as ValueError};
+
+use super::{
+    JsonText, RawAddress, RawDeclaration, RawEns, RawExample, RawGoodsItem, RawMoney, RawParty,
+    RawTransportDocument,
+};
+use crate::pb;
+
+type Text<'a> = JsonText<'a>;
+
+/// A declaration line in the common form, or `None` to ask serde.
+pub fn declaration(line: &str) -> Option<RawDeclaration<Text<'_>>> {
+    let mut reader = Reader::new(line);
+    let declaration = reader.declaration()?;
+    reader.end()?;
+    Some(declaration)
+}
+
+/// An example line holding only its declaration (the usual batch input),
+/// or `None` to ask serde. A result or truth is left to serde: they are
+/// wire messages.
+pub fn example(line: &str) -> Option<RawExample<'_>> {
+    let mut reader = Reader::new(line);
+    let mut declaration = None;
+    reader.object(|r, key| match key {
+        "declaration" if declaration.is_none() => {
+            declaration = Some(r.declaration()?);
+            Some(())
+        }
+        _ => None,
+    })?;
+    reader.end()?;
+    Some(RawExample {
+        declaration,
+        result: None,
+        truth: None,
+    })
+}
+
+/// Marks field `bit` as given; `None` when it was given before (serde
+/// refuses a field twice, under either of its names).
+fn first_time(seen: &mut u32, bit: u32) -> Option<()> {
+    let mask = 1 << bit;
+    (*seen & mask == 0).then(|| *seen |= mask)
+}
+
+struct Reader<'a> {
+    line: &'a str,
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(line: &'a str) -> Self {
+        Self { line, at: 0 }
+    }
+
+    /// The reader at the value of field `bit`, given for the first time.
+    fn field(&mut self, seen: &mut u32, bit: u32) -> Option<&mut Self> {
+        first_time(seen, bit)?;
+        Some(self)
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.line.as_bytes()
+    }
+
+    /// The next byte after JSON whitespace, not taken.
+    fn peek(&mut self) -> Option<u8> {
+        let bytes = self.bytes();
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(self.at) {
+            self.at += 1;
+        }
+        bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// Nothing but whitespace is left.
+    fn end(&mut self) -> Option<()> {
+        self.peek().is_none().then_some(())
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let rest = &self.bytes()[start..];
+        let len = memchr::memchr2(b'"', b'\\', rest)?;
+        let body = &rest[..len];
+        if rest[len] != b'"' || body.iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.at = start + len + 1;
+        // Both ends are at an ASCII quote, so on character boundaries.
+        self.line.get(start..start + len)
+    }
+
+    fn text(&mut self) -> Option<Text<'a>> {
+        self.str().map(|s| JsonText(Cow::Borrowed(s)))
+    }
+
+    /// Calls `field` with each key, the reader at its value.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.str()?;
+            self.eat(b':')?;
+            field(self, key)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Calls `element` with the reader at each element.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn texts(&mut self) -> Option<Vec<Text<'a>>> {
+        let mut texts = Vec::new();
+        self.array(|r| {
+            texts.push(r.text()?);
+            Some(())
+        })?;
+        Some(texts)
+    }
+
+    /// An integer as `json::number` reads it: a string through `FromStr`,
+    /// or a plain JSON integer through a range check (serde's reading of
+    /// a `u64` or `i64` into `T`). Fractions, exponents, `-0` and integers
+    /// past 64 bits (serde_json makes floats of them) are left to serde.
+    fn integer<T>(&mut self) -> Option<T>
+    where
+        T: FromStr + TryFrom<u64> + TryFrom<i64>,
+    {
+        if self.peek()? == b'"' {
+            return self.str()?.parse().ok();
+        }
+        let bytes = self.bytes();
+        let start = self.at;
+        let negative = bytes[start] == b'-';
+        let digits_from = start + usize::from(negative);
+        let digits = bytes[digits_from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let number = &self.line[digits_from..digits_from + digits];
+        // JSON has no leading zeros; `-0` is a float to serde_json.
+        if digits == 0 || (number.starts_with('0') && (digits > 1 || negative)) {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = bytes.get(digits_from + digits) {
+            return None;
+        }
+        self.at = digits_from + digits;
+        if negative {
+            T::try_from(self.line[start..self.at].parse::<i64>().ok()?).ok()
+        } else {
+            T::try_from(number.parse::<u64>().ok()?).ok()
+        }
+    }
+
+    /// An enum by its full name, as `json::enum_value` reads it.
+    fn enum_value(&mut self, from_name: impl Fn(&str) -> Option<i32>) -> Option<i32> {
+        from_name(self.str()?)
+    }
+
+    fn timestamp(&mut self) -> Option<pbjson_types::Timestamp> {
+        let text = self.str()?;
+        pbjson_types::Timestamp::deserialize(BorrowedStrDeserializer::<ValueError>::new(text)).ok()
+    }
+
+    fn declaration(&mut self) -> Option<RawDeclaration<Text<'a>>> {
+        let mut d = RawDeclaration::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            let bit = match key {
+                "declarationId" | "declaration_id" => 0,
+                "lrn" => 1,
+                "mrn" => 2,
+                "dataset" => 3,
+                "additionalDeclarationType" | "additional_declaration_type" => 4,
+                "lodgedAt" | "lodged_at" => 5,
+                "ucr" => 6,
+                "exporter" => 7,
+                "importer" => 8,
+                "declarant" => 9,
+                "iossNumber" | "ioss_number" => 10,
+                "transportDocuments" | "transport_documents" => 11,
+                "locationOfGoods" | "location_of_goods" => 12,
+                "carrierChannel" | "carrier_channel" => 13,
+                "flightNumber" | "flight_number" => 14,
+                "arrivalAt" | "arrival_at" => 15,
+                "transportAndInsuranceCosts" | "transport_and_insurance_costs" => 16,
+                "items" => 17,
+                "ens" => 18,
+                "attributes" => 19,
+                _ => return None,
+            };
+            first_time(&mut seen, bit)?;
+            match bit {
+                0 => d.declaration_id = r.text()?,
+                1 => d.lrn = r.text()?,
+                2 => d.mrn = r.text()?,
+                3 => {
+                    d.dataset =
+                        r.enum_value(|n| pb::DatasetType::from_str_name(n).map(Into::into))?
+                }
+                4 => d.additional_declaration_type = r.text()?,
+                5 => d.lodged_at = Some(r.timestamp()?),
+                6 => d.ucr = r.text()?,
+                7 => d.exporter = Some(r.party()?),
+                8 => d.importer = Some(r.party()?),
+                9 => d.declarant = Some(r.party()?),
+                10 => d.ioss_number = r.text()?,
+                11 => {
+                    r.array(|r| {
+                        d.transport_documents.push(r.transport_document()?);
+                        Some(())
+                    })?;
+                }
+                12 => d.location_of_goods = r.text()?,
+                13 => {
+                    d.carrier_channel =
+                        r.enum_value(|n| pb::CarrierChannel::from_str_name(n).map(Into::into))?
+                }
+                14 => d.flight_number = r.text()?,
+                15 => d.arrival_at = Some(r.timestamp()?),
+                16 => d.transport_and_insurance_costs = Some(r.money()?),
+                17 => {
+                    r.array(|r| {
+                        d.items.push(r.item()?);
+                        Some(())
+                    })?;
+                }
+                18 => d.ens = Some(Box::new(r.ens()?)),
+                _ => {
+                    // A key given twice is listed twice, as `json::attributes` does.
+                    r.object(|r, key| {
+                        let value = r.text()?;
+                        d.attributes.push((JsonText(Cow::Borrowed(key)), value));
+                        Some(())
+                    })?;
+                }
+            }
+            Some(())
+        })?;
+        Some(d)
+    }
+
+    fn party(&mut self) -> Option<RawParty<Text<'a>>> {
+        let mut p = RawParty::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            match key {
+                "name" => p.name = r.field(&mut seen, 0)?.text()?,
+                "identificationNumber" | "identification_number" => {
+                    p.identification_number = r.field(&mut seen, 1)?.text()?
+                }
+                "address" => p.address = Some(r.field(&mut seen, 2)?.address()?),
+                "phone" => p.phone = r.field(&mut seen, 3)?.text()?,
+                "email" => p.email = r.field(&mut seen, 4)?.text()?,
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(p)
+    }
+
+    fn address(&mut self) -> Option<RawAddress<Text<'a>>> {
+        let mut a = RawAddress::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            match key {
+                "streetAndNumber" | "street_and_number" => {
+                    a.street_and_number = r.field(&mut seen, 0)?.text()?
+                }
+                "postcode" => a.postcode = r.field(&mut seen, 1)?.text()?,
+                "city" => a.city = r.field(&mut seen, 2)?.text()?,
+                "country" => a.country = r.field(&mut seen, 3)?.text()?,
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(a)
+    }
+
+    fn transport_document(&mut self) -> Option<RawTransportDocument<Text<'a>>> {
+        let mut t = RawTransportDocument::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            match key {
+                "kind" => {
+                    t.kind = r.field(&mut seen, 0)?.enum_value(|n| {
+                        pb::TransportDocumentKind::from_str_name(n).map(Into::into)
+                    })?
+                }
+                "reference" => t.reference = r.field(&mut seen, 1)?.text()?,
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(t)
+    }
+
+    fn money(&mut self) -> Option<RawMoney<Text<'a>>> {
+        let mut m = RawMoney::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            match key {
+                "currency" => m.currency = r.field(&mut seen, 0)?.text()?,
+                "amountMinor" | "amount_minor" => {
+                    m.amount_minor = r.field(&mut seen, 1)?.integer()?
+                }
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(m)
+    }
+
+    fn item(&mut self) -> Option<RawGoodsItem<Text<'a>>> {
+        let mut i = RawGoodsItem::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            match key {
+                "goodsItemNumber" | "goods_item_number" => {
+                    i.goods_item_number = r.field(&mut seen, 0)?.integer()?
+                }
+                "description" => i.description = r.field(&mut seen, 1)?.text()?,
+                "hs6" => i.hs6 = r.field(&mut seen, 2)?.text()?,
+                "intrinsicValue" | "intrinsic_value" => {
+                    i.intrinsic_value = Some(r.field(&mut seen, 3)?.money()?)
+                }
+                "grossMassG" | "gross_mass_g" => {
+                    i.gross_mass_g = r.field(&mut seen, 4)?.integer()?
+                }
+                "quantity" => i.quantity = r.field(&mut seen, 5)?.integer()?,
+                "additionalProcedureCodes" | "additional_procedure_codes" => {
+                    i.additional_procedure_codes = r.field(&mut seen, 6)?.texts()?
+                }
+                "countryOfOrigin" | "country_of_origin" => {
+                    i.country_of_origin = r.field(&mut seen, 7)?.text()?
+                }
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(i)
+    }
+
+    fn ens(&mut self) -> Option<RawEns<Text<'a>>> {
+        let mut e = RawEns::default();
+        let mut seen = 0;
+        self.object(|r, key| {
+            match key {
+                "ensMrn" | "ens_mrn" => e.ens_mrn = r.field(&mut seen, 0)?.text()?,
+                "consignor" => e.consignor = Some(r.field(&mut seen, 1)?.party()?),
+                "consignee" => e.consignee = Some(r.field(&mut seen, 2)?.party()?),
+                "totalGrossMassG" | "total_gross_mass_g" => {
+                    e.total_gross_mass_g = r.field(&mut seen, 3)?.integer()?
+                }
+                "description" => e.description = r.field(&mut seen, 4)?.text()?,
+                "countryOfOrigin" | "country_of_origin" => {
+                    e.country_of_origin = r.field(&mut seen, 5)?.text()?
+                }
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(e)
+    }
+}
