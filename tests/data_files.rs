@@ -359,8 +359,14 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         edited("\"grossMassG\":\"40\"", "\"grossMassG\":180"),
         edited("\"grossMassG\":\"40\"", "\"grossMassG\":\" 180\""),
         edited("\"grossMassG\":\"40\"", "\"grossMassG\":\"+180\""),
-        edited("\"grossMassG\":\"40\"", "\"grossMassG\":-9223372036854775808"),
-        edited("\"grossMassG\":\"40\"", "\"grossMassG\":18446744073709551616"),
+        edited(
+            "\"grossMassG\":\"40\"",
+            "\"grossMassG\":-9223372036854775808",
+        ),
+        edited(
+            "\"grossMassG\":\"40\"",
+            "\"grossMassG\":18446744073709551616",
+        ),
         edited("\"grossMassG\":\"40\"", "\"grossMassG\":null"),
         format!("{full} trailing"),
         format!("{full} "),

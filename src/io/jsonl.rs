@@ -299,7 +299,7 @@ impl<R: BufRead> JsonlFramer<R> {
             }
             if self.at < self.block.len() {
                 let rest = &self.block[self.at..];
-                let len = rest.find('\n').map_or(rest.len(), |n| n + 1);
+                let len = memchr::memchr(b'\n', rest.as_bytes()).map_or(rest.len(), |n| n + 1);
                 let text = LineText {
                     block: Arc::clone(&self.block),
                     start: self.at,
