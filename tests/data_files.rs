@@ -287,6 +287,7 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         assert!(direct::declaration(&declaration).is_some(), "{declaration}");
         let bare = format!("{{\"declaration\":{declaration}}}");
         assert!(direct::example(&bare).is_some(), "{bare}");
+        assert!(direct::example(&example).is_some(), "{example}");
         lines.push((LineKind::Example, example));
         lines.push((LineKind::Declaration, declaration));
     }
@@ -382,6 +383,25 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
     for text in edges {
         lines.push((LineKind::Example, format!("{{\"declaration\":{text}}}")));
         lines.push((LineKind::Declaration, text));
+    }
+    // A labelled example's result and truth, in place and mangled.
+    let labelled = generated
+        .iter()
+        .find(|e| e.result.is_some() && e.truth.is_some())
+        .map(|e| serde_json::to_string(e).unwrap())
+        .expect("a generated example with a result and a truth");
+    let truth_at = labelled.find("\"truth\":").unwrap();
+    for text in [
+        labelled.clone(),
+        labelled.replacen("\"truth\":", "\"truth\":null,\"truth\":", 1),
+        labelled.replacen("\"truth\":", "\"result\":null,\"truth\":", 1),
+        labelled.replacen("\"truth\":", "\"truth\" : [],\"x\":", 1),
+        format!("{}\"truth\":{{}},{}", &labelled[..truth_at], &labelled[truth_at..]),
+        format!("{}\"truth\":{{\"unknown\":1}}}}", &labelled[..truth_at]),
+        format!("{}\"truth\":{{}}}}", &labelled[..truth_at]),
+        format!("{}\"truth\":{{}}", &labelled[..truth_at]),
+    ] {
+        lines.push((LineKind::Example, text));
     }
     for projection in [Projection::Examples, Projection::Declarations] {
         for (i, (kind, text)) in lines.iter().enumerate() {

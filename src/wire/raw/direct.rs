@@ -36,25 +36,24 @@ pub fn declaration(line: &str) -> Option<RawDeclaration<Text<'_>>> {
     Some(declaration)
 }
 
-/// An example line holding only its declaration (the usual batch input),
-/// or `None` to ask serde. A result or truth is left to serde: they are
-/// wire messages.
+/// An example line in the common form, or `None` to ask serde. Its result
+/// and truth are wire messages, read in place by serde_json as the serde
+/// reading reads them (a labelled history has a truth on every line).
 pub fn example(line: &str) -> Option<RawExample<'_>> {
     let mut reader = Reader::new(line);
-    let mut declaration = None;
-    reader.object(|r, key| match key {
-        "declaration" if declaration.is_none() => {
-            declaration = Some(r.declaration()?);
-            Some(())
-        }
-        _ => None,
+    let mut example = RawExample::default();
+    let mut seen = 0;
+    reader.object(|r, key| {
+        match key {
+            "declaration" => example.declaration = Some(r.field(&mut seen, 0)?.declaration()?),
+            "result" => example.result = Some(r.field(&mut seen, 1)?.message()?),
+            "truth" => example.truth = Some(r.field(&mut seen, 2)?.message()?),
+            _ => return None,
+        };
+        Some(())
     })?;
     reader.end()?;
-    Some(RawExample {
-        declaration,
-        result: None,
-        truth: None,
-    })
+    Some(example)
 }
 
 /// Marks field `bit` as given; `None` when it was given before (serde
@@ -235,6 +234,18 @@ impl<'a> Reader<'a> {
     /// An enum by its full name, as `json::enum_value` reads it.
     fn enum_value(&mut self, from_name: impl Fn(&str) -> Option<i32>) -> Option<i32> {
         from_name(self.str()?)
+    }
+
+    /// A wire message by serde_json, from where the reader is to the end of
+    /// the value (a `null` is left to serde, as everywhere here).
+    fn message<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        let mut values = serde_json::Deserializer::from_str(&self.line[self.at..]).into_iter();
+        let message = values.next()?.ok()?;
+        self.at += values.byte_offset();
+        Some(message)
     }
 
     fn timestamp(&mut self) -> Option<pbjson_types::Timestamp> {
