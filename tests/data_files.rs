@@ -396,7 +396,11 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         labelled.replacen("\"truth\":", "\"truth\":null,\"truth\":", 1),
         labelled.replacen("\"truth\":", "\"result\":null,\"truth\":", 1),
         labelled.replacen("\"truth\":", "\"truth\" : [],\"x\":", 1),
-        format!("{}\"truth\":{{}},{}", &labelled[..truth_at], &labelled[truth_at..]),
+        format!(
+            "{}\"truth\":{{}},{}",
+            &labelled[..truth_at],
+            &labelled[truth_at..]
+        ),
         format!("{}\"truth\":{{\"unknown\":1}}}}", &labelled[..truth_at]),
         format!("{}\"truth\":{{}}}}", &labelled[..truth_at]),
         format!("{}\"truth\":{{}}", &labelled[..truth_at]),
