@@ -338,22 +338,39 @@ impl ReferenceData<'static> {
     }
 }
 
+/// Up to this many goods items, a repeated item number is looked for among
+/// the items before each one rather than in a set.
+const ITEMS_CHECKED_PAIRWISE: usize = 16;
+
 /// Cross-field rules on a declaration whose fields are already parsed.
-/// Adds violations for broken rules and returns the risk flags. The parcel
+/// Adds violations for broken rules, at `prefix` as the declaration's own
+/// fields were (`"declaration."` within a training example), and returns the
+/// risk flags. The parcel
 /// checks (EUR 150, mass sanity) apply to H7/H6 only: H1/I1 full
 /// declarations carry bulk trade, tonnes and millions, as normal input.
 pub fn check_declaration(
     declaration: &Declaration,
+    prefix: &str,
     reference: &ReferenceData<'_>,
     violations: &mut Violations,
 ) -> Vec<DataFlag> {
     let mut flags = Vec::new();
-    let mut seen_numbers = HashSet::new();
+    // A parcel's few items are checked against the items before them: no
+    // set allocated and hashed per declaration (SipHash was most of this
+    // check). A long declaration gets the set, so a hostile one stays linear.
+    let mut seen_numbers =
+        (declaration.items.len() > ITEMS_CHECKED_PAIRWISE).then(HashSet::<u32>::new);
     let mut total_eur_cents: i64 = 0;
     for (index, item) in declaration.items.iter().enumerate() {
-        if !seen_numbers.insert(item.goods_item_number) {
+        let repeated = match &mut seen_numbers {
+            Some(seen) => !seen.insert(item.goods_item_number),
+            None => declaration.items[..index]
+                .iter()
+                .any(|earlier| earlier.goods_item_number == item.goods_item_number),
+        };
+        if repeated {
             violations.push(
-                format!("items[{index}].goods_item_number"),
+                format!("{prefix}items[{index}].goods_item_number"),
                 format!("goods item number {} is used twice", item.goods_item_number),
             );
         }

@@ -48,7 +48,7 @@ pub fn declaration_from_raw<S: RawText>(
         // Cross-field rules run even after field violations, so that one
         // answer lists everything that is wrong.
         Some(mut declaration) => {
-            declaration.flags = check_declaration(&declaration, reference, &mut v);
+            declaration.flags = check_declaration(&declaration, "", reference, &mut v);
             v.finish(declaration)
         }
         None => Err(v

@@ -54,6 +54,9 @@ pub fn training_example_from_pb(
     )
 }
 
+/// Where a training example's declaration fields are named in its violations.
+const DECLARATION_PREFIX: &str = "declaration.";
+
 /// As [`training_example_from_pb`], the declaration as read from a file
 /// (its text borrowed from the file's cells) or from a wire message.
 pub fn training_example_from_parts<S: RawText>(
@@ -64,7 +67,7 @@ pub fn training_example_from_parts<S: RawText>(
 ) -> Result<TrainingExample, ValidationError> {
     let mut v = Violations::default();
     let declaration = match declaration {
-        Some(d) => parse_declaration(d, "declaration.", reference, &mut v),
+        Some(d) => parse_declaration(d, DECLARATION_PREFIX, reference, &mut v),
         None => {
             v.push("declaration", "is required");
             None
@@ -115,7 +118,7 @@ pub fn training_example_from_parts<S: RawText>(
             }
         }
     }
-    declaration.flags = check_declaration(&declaration, reference, &mut v);
+    declaration.flags = check_declaration(&declaration, DECLARATION_PREFIX, reference, &mut v);
     v.finish(TrainingExample {
         declaration,
         result,
@@ -474,6 +477,64 @@ mod tests {
         match TrainingExample::try_from(example) {
             Ok(_) => Vec::new(),
             Err(err) => err.violations.into_iter().map(|v| v.field).collect(),
+        }
+    }
+
+    #[test]
+    fn a_goods_item_number_used_twice_is_refused_on_its_second_item() {
+        let example = Generator::new(GeneratorConfig {
+            parcels: 1,
+            seed: 5,
+            ..GeneratorConfig::default()
+        })
+        .unwrap()
+        .chunk(0)
+        .0
+        .remove(0);
+        let item = example.declaration.as_ref().unwrap().items[0].clone();
+        // Short declarations are checked item against item, long ones with a
+        // set: both find the same repeats, in order.
+        for items in [3u32, 5, 40] {
+            let mut example = example.clone();
+            let declaration = example.declaration.as_mut().unwrap();
+            declaration.items = (1..=items)
+                .map(|n| pb::GoodsItem {
+                    goods_item_number: n,
+                    ..item.clone()
+                })
+                .collect();
+            // A limit on the declared value does not interfere: this is the
+            // only rule at fault.
+            example.result = None;
+            example.truth = None;
+            assert_eq!(fields_at_fault(example.clone()), Vec::<String>::new());
+            let declaration = example.declaration.as_mut().unwrap();
+            let last = items as usize - 1;
+            declaration.items[last].goods_item_number = 1;
+            declaration.items[1].goods_item_number = 1;
+            // A declaration alone (gRPC) names its own fields; a training
+            // example (files) names them under `declaration.`, as the rest.
+            let alone = crate::domain::Declaration::try_from(declaration.clone()).unwrap_err();
+            assert_eq!(
+                alone
+                    .violations
+                    .iter()
+                    .map(|v| v.field.as_str())
+                    .collect::<Vec<_>>(),
+                [
+                    "items[1].goods_item_number".to_owned(),
+                    format!("items[{last}].goods_item_number")
+                ],
+                "{items} items"
+            );
+            assert_eq!(
+                fields_at_fault(example),
+                [
+                    "declaration.items[1].goods_item_number".to_owned(),
+                    format!("declaration.items[{last}].goods_item_number")
+                ],
+                "{items} items"
+            );
         }
     }
 
