@@ -345,9 +345,9 @@ const ITEMS_CHECKED_PAIRWISE: usize = 16;
 /// Cross-field rules on a declaration whose fields are already parsed.
 /// Adds violations for broken rules, at `prefix` as the declaration's own
 /// fields were (`"declaration."` within a training example), and returns the
-/// risk flags. The parcel
-/// checks (EUR 150, mass sanity) apply to H7/H6 only: H1/I1 full
-/// declarations carry bulk trade, tonnes and millions, as normal input.
+/// risk flags. The parcel checks (EUR 150, mass sanity) apply to H7/H6 only:
+/// H1/I1 full declarations carry bulk trade, tonnes and millions, as normal
+/// input.
 pub fn check_declaration(
     declaration: &Declaration,
     prefix: &str,

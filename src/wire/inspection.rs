@@ -503,8 +503,8 @@ mod tests {
                     ..item.clone()
                 })
                 .collect();
-            // A limit on the declared value does not interfere: this is the
-            // only rule at fault.
+            // The result and truth name items by number: left out, so that
+            // the repeated number is the example's only fault.
             example.result = None;
             example.truth = None;
             assert_eq!(fields_at_fault(example.clone()), Vec::<String>::new());
