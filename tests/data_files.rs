@@ -869,3 +869,27 @@ fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
         "{err}"
     );
 }
+
+#[test]
+fn a_goods_item_number_used_twice_in_a_csv_is_reported_on_the_repeating_row() {
+    let multi = multi_item_example();
+    let id = multi.declaration.declaration_id.clone();
+    let first_number = multi.declaration.items[0].goods_item_number.to_string();
+    let text = String::from_utf8(write_all(&[multi], Format::Csv)).unwrap();
+    let number_col = parcel_risk::io::csv::COLUMNS
+        .iter()
+        .position(|c| *c == "goods_item_number")
+        .unwrap();
+    // The second item (file line 3) repeats the first item's number.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[2] = with_cell(&lines[2], number_col, &first_number);
+    let records = read_all((lines.join("\n") + "\n").as_bytes(), Format::Csv);
+    let err = records[0].as_ref().unwrap_err();
+    assert_eq!(err.line(), 3, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "line 3 (declaration {id}): declaration.items[1].goods_item_number"
+        )),
+        "{err}"
+    );
+}

@@ -558,10 +558,7 @@ pub fn decode_rows<R: Cells>(
 /// The item of the first violation, from its path (`declaration.items[2].hs6`).
 fn item_index(error: &crate::domain::ValidationError) -> Option<usize> {
     let field = &error.violations.first()?.field;
-    let rest = field
-        .strip_prefix("declaration.")
-        .unwrap_or(field)
-        .strip_prefix("items[")?;
+    let rest = field.strip_prefix("declaration.items[")?;
     rest[..rest.find(']')?].parse().ok()
 }
 
