@@ -13,8 +13,8 @@
 //! decode-only and rescore passes in turn), PARCEL_RISK_BENCH_OUTPUT (the
 //! output of text inputs: csv, jsonl or parquet; default csv; Parquet input
 //! is rescored to Parquet; written to /dev/null so that the disk is not the
-//! limit), MIMALLOC_PURGE_DELAY (default here 1000 ms, for every pass;
-//! mimalloc's own default is 10).
+//! limit). MIMALLOC_PURGE_DELAY, when set, reaches the binary and rules
+//! (its own default is 10 s: src/main.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,13 +62,6 @@ fn field<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
 fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
     let cpu_before = children_cpu_seconds();
     let out = Command::new(bin)
-        // mimalloc returns freed memory to the OS after 10 ms by default; a
-        // batch run that frees and refills the same batches is faster when it
-        // keeps it for a second (README: Batch rescoring). Both passes alike.
-        .env(
-            "MIMALLOC_PURGE_DELAY",
-            std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "1000".into()),
-        )
         .arg("rescore")
         .arg("--input")
         .arg(input)

@@ -22,11 +22,15 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// of 2,950, and up to a second of system time when huge pages were being
 /// zeroed: 6-9 % of the run's CPU (1 % JSON Lines to CSV), by the
 /// machine's state (README, Speed). A service that went quiet still gives
-/// its memory back.
+/// its memory back. `MIMALLOC_PURGE_DELAY` set in the environment (read by
+/// mimalloc itself) is left to rule.
 ///
 /// The one `unsafe` of the crate: an FFI call with no pointer in it.
 #[allow(unsafe_code)]
 fn keep_freed_memory_for_reuse() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: called first thing in `main`, before any thread is spawned
     // (mimalloc's options are not thread safe to set).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) }
