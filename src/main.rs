@@ -21,9 +21,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// declarations Parquet to Parquet took 15,600-21,400 page faults instead
 /// of 2,950, and up to a second of system time when huge pages were being
 /// zeroed: 6-9 % of the run's CPU (1 % JSON Lines to CSV), by the
-/// machine's state (README, Speed). A service that went quiet still gives
-/// its memory back. `MIMALLOC_PURGE_DELAY` set in the environment (read by
-/// mimalloc itself) is left to rule.
+/// machine's state (README, Speed). `MIMALLOC_PURGE_DELAY` set in the
+/// environment (read by mimalloc itself) is left to rule.
 ///
 /// The one `unsafe` of the crate: an FFI call with no pointer in it.
 #[allow(unsafe_code)]
@@ -31,14 +30,18 @@ fn keep_freed_memory_for_reuse() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
-    // SAFETY: called first thing in `main`, before any thread is spawned
-    // (mimalloc's options are not thread safe to set).
+    // SAFETY: called from `main` before any thread is spawned (mimalloc's
+    // options are not thread safe to set).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) }
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory_for_reuse();
     let cli = Cli::parse();
+    // Not for `serve`: its peak memory under hostile clients was measured
+    // (README, Hostile and faulty clients) with mimalloc's own delay.
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        keep_freed_memory_for_reuse();
+    }
     let log_format = cli.log_format;
     // Kept to the end of `main`: dropping it sends the last spans.
     let _telemetry = match parcel_risk::telemetry::init(log_format, cli.otlp_endpoint.as_deref()) {
