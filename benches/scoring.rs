@@ -51,6 +51,32 @@ fn generated(config: GeneratorConfig) -> Vec<TrainingExample> {
         .collect()
 }
 
+/// The feature rows of the first [`PER_ROUND`] examples under `model`, for
+/// timing its classifiers alone.
+fn ready_rows(model: &ModelArtifact, examples: &[TrainingExample]) -> Vec<Vec<f64>> {
+    let rates = parcel_risk::domain::RateTable::built_in();
+    let regime = parcel_risk::domain::regime::Regime::built_in();
+    examples
+        .iter()
+        .take(PER_ROUND)
+        .map(|e| {
+            let d = &e.declaration;
+            let keys = PartyKeys::of(d);
+            let s = model.features.signals(
+                d,
+                &model.history,
+                &keys,
+                SplitSignal::default(),
+                rates,
+                regime,
+            );
+            let mut row = Vec::new();
+            model.features.row(d, &s, &mut row);
+            row
+        })
+        .collect()
+}
+
 /// As [`rounds`], for two workloads, one round of each in turn.
 fn paired_rounds(mut f: impl FnMut(usize), mut g: impl FnMut(usize)) -> (Vec<f64>, Vec<f64>) {
     let time = |h: &mut dyn FnMut(usize), round: usize| {
@@ -131,20 +157,7 @@ fn main() {
     );
     // The default model's three classifiers alone, on rows made ready
     // before (the boosted trees are most of a score's model time).
-    let rows: Vec<Vec<f64>> = examples
-        .iter()
-        .take(PER_ROUND)
-        .map(|e| {
-            let d = &e.declaration;
-            let keys = PartyKeys::of(d);
-            let s = m
-                .features
-                .signals(d, &m.history, &keys, SplitSignal::default(), rates, regime);
-            let mut row = Vec::new();
-            m.features.row(d, &s, &mut row);
-            row
-        })
-        .collect();
+    let rows = ready_rows(m, &examples);
     summary(
         "3 classifiers on a ready row",
         rounds(|i| {
@@ -260,27 +273,7 @@ fn learners(examples: &[TrainingExample]) {
             model.schema.len(),
             started.elapsed().as_secs_f64()
         );
-        let rates = parcel_risk::domain::RateTable::built_in();
-        let regime = parcel_risk::domain::regime::Regime::built_in();
-        let rows: Vec<Vec<f64>> = examples
-            .iter()
-            .take(PER_ROUND)
-            .map(|e| {
-                let d = &e.declaration;
-                let keys = PartyKeys::of(d);
-                let s = model.features.signals(
-                    d,
-                    &model.history,
-                    &keys,
-                    SplitSignal::default(),
-                    rates,
-                    regime,
-                );
-                let mut row = Vec::new();
-                model.features.row(d, &s, &mut row);
-                row
-            })
-            .collect();
+        let rows = ready_rows(&model, examples);
         summary(
             &format!("  {}: 3 classifiers on a ready row", kind.name()),
             rounds(|i| {
