@@ -545,6 +545,24 @@ fn multi_item_example() -> TrainingExample {
         .unwrap()
 }
 
+/// `example` written as CSV, its second item's row (file line 3) with the
+/// cell of `column` set to `value`, lines ended by `line_end`, read back.
+fn read_with_second_item_cell(
+    example: TrainingExample,
+    column: &str,
+    value: &str,
+    line_end: &str,
+) -> Vec<Result<(u64, TrainingExample), RecordError>> {
+    let text = String::from_utf8(write_all(&[example], Format::Csv)).unwrap();
+    let at = parcel_risk::io::csv::COLUMNS
+        .iter()
+        .position(|c| *c == column)
+        .unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[2] = with_cell(&lines[2], at, value);
+    read_all((lines.join(line_end) + line_end).as_bytes(), Format::Csv)
+}
+
 /// `line` (one CSV row) with its cell `column` set to `value`, ended by nothing.
 fn with_cell(line: &str, column: usize, value: &str) -> String {
     let mut cells: Vec<String> = csv::ReaderBuilder::new()
@@ -849,16 +867,8 @@ fn parquet_rows_after_the_second_are_checked_against_the_first() {
 fn a_bad_item_in_a_crlf_csv_is_reported_on_its_own_line_with_its_declaration() {
     let multi = multi_item_example();
     let id = multi.declaration.declaration_id.clone();
-    let text = String::from_utf8(write_all(&[multi], Format::Csv)).unwrap();
-    let hs6_col = parcel_risk::io::csv::COLUMNS
-        .iter()
-        .position(|c| *c == "hs6")
-        .unwrap();
     // Windows line ends, and the second item (file line 3) gets a bad code.
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    lines[2] = with_cell(&lines[2], hs6_col, "12");
-    let crlf = lines.join("\r\n") + "\r\n";
-    let records = read_all(crlf.as_bytes(), Format::Csv);
+    let records = read_with_second_item_cell(multi, "hs6", "12", "\r\n");
     let err = records[0].as_ref().unwrap_err();
     assert_eq!(err.line(), 3, "{err}");
     assert_eq!(err.declaration_id(), Some(id.as_str()));
@@ -875,15 +885,8 @@ fn a_goods_item_number_used_twice_in_a_csv_is_reported_on_the_repeating_row() {
     let multi = multi_item_example();
     let id = multi.declaration.declaration_id.clone();
     let first_number = multi.declaration.items[0].goods_item_number.to_string();
-    let text = String::from_utf8(write_all(&[multi], Format::Csv)).unwrap();
-    let number_col = parcel_risk::io::csv::COLUMNS
-        .iter()
-        .position(|c| *c == "goods_item_number")
-        .unwrap();
     // The second item (file line 3) repeats the first item's number.
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    lines[2] = with_cell(&lines[2], number_col, &first_number);
-    let records = read_all((lines.join("\n") + "\n").as_bytes(), Format::Csv);
+    let records = read_with_second_item_cell(multi, "goods_item_number", &first_number, "\n");
     let err = records[0].as_ref().unwrap_err();
     assert_eq!(err.line(), 3, "{err}");
     assert!(
