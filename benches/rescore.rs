@@ -1,7 +1,7 @@
 //! Batch rescoring of the same declarations in each input format, against a
 //! decode-only pass over the same file, in the same run: records/s, CPU-µs
-//! per declaration by stage (read and decode; score, route and write, the
-//! difference), peak memory, and how far each is from a year of Liège
+//! per declaration by stage (read, on the reader thread; decode, the rest of
+//! the decode-only pass; score, route and write, the difference), peak memory, and how far each is from a year of Liège
 //! traffic in an hour. Runs the release binary, so that peak memory and CPU
 //! time are the process's own.
 //!
@@ -35,6 +35,9 @@ struct Pass {
     seconds: f64,
     /// User + system CPU seconds of the process.
     cpu_seconds: f64,
+    /// Of which the reader thread's (stage 1: reading the file and cutting
+    /// it into records, decoding a columnar file's pages).
+    reader_cpu_seconds: f64,
     stages: String,
 }
 
@@ -75,6 +78,7 @@ fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
         peak_mib: field(&stderr, "peak memory ", " MiB").parse().unwrap(),
         seconds: field(&stderr, " rejected in ", " s:").parse().unwrap(),
         stages: field(&stderr, "stage seconds: ", "\n").to_owned(),
+        reader_cpu_seconds: field(&stderr, "reader thread: ", " CPU-s").parse().unwrap(),
         cpu_seconds: children_cpu_seconds() - cpu_before,
     }
 }
@@ -119,10 +123,11 @@ fn main() {
                 input,
             );
             println!(
-                "round {round} {format:>7}: decode-only {:>7.0} records/s ({:.1} s, {:.2} CPU-µs each, peak {:.0} MiB) | rescore -> {output} {:>7.0} records/s ({:.1} s, {:.2} CPU-µs each, peak {:.0} MiB)",
+                "round {round} {format:>7}: decode-only {:>7.0} records/s ({:.1} s, {:.2} CPU-µs each, {:.2} on the reader thread, peak {:.0} MiB) | rescore -> {output} {:>7.0} records/s ({:.1} s, {:.2} CPU-µs each, peak {:.0} MiB)",
                 d.records_per_second,
                 d.seconds,
                 1e6 * d.cpu_seconds / n as f64,
+                1e6 * d.reader_cpu_seconds / n as f64,
                 d.peak_mib,
                 s.records_per_second,
                 s.seconds,
@@ -138,17 +143,18 @@ fn main() {
         "\nmedians over {rounds} round(s); a year of Liège traffic (1.3 bn) in an hour needs {LIEGE_YEAR_PER_SECOND:.0} records/s"
     );
     println!(
-        "| input | decode-only records/s | read+decode CPU-µs/decl | rescore records/s | CPU-µs/decl | of which score+route+write | peak MiB | of 361 k/s | machines for a year in an hour |"
+        "| input | decode-only records/s | read+decode CPU-µs/decl | of which read (reader thread) | rescore records/s | CPU-µs/decl | of which score+route+write | peak MiB | of 361 k/s | machines for a year in an hour |"
     );
     for ((format, _), (decodes, rescores)) in inputs.iter().zip(&passes) {
         let of = |passes: &[Pass], f: fn(&Pass) -> f64| median(passes.iter().map(f).collect());
         let decode_rate = of(decodes, |p| p.records_per_second);
         let rescore_rate = of(rescores, |p| p.records_per_second);
         let decode_cpu = 1e6 * of(decodes, |p| p.cpu_seconds) / n as f64;
+        let read_cpu = 1e6 * of(decodes, |p| p.reader_cpu_seconds) / n as f64;
         let rescore_cpu = 1e6 * of(rescores, |p| p.cpu_seconds) / n as f64;
         let peak = of(rescores, |p| p.peak_mib);
         println!(
-            "| {format} | {decode_rate:.0} | {decode_cpu:.2} | {rescore_rate:.0} | {rescore_cpu:.2} | {:.2} | {peak:.0} | {:.1} % | {:.1} |",
+            "| {format} | {decode_rate:.0} | {decode_cpu:.2} | {read_cpu:.2} | {rescore_rate:.0} | {rescore_cpu:.2} | {:.2} | {peak:.0} | {:.1} % | {:.1} |",
             rescore_cpu - decode_cpu,
             100.0 * rescore_rate / LIEGE_YEAR_PER_SECOND,
             LIEGE_YEAR_PER_SECOND / rescore_rate,

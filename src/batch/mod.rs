@@ -81,6 +81,12 @@ pub struct Summary {
     pub input_position: u64,
     /// Wall time of stage 2's steps, to see where a run spends it.
     pub stages: Stages,
+    /// CPU time of stage 1, the reader thread: reading the file and cutting
+    /// it into records (for Parquet and Arrow IPC, decompressing and
+    /// decoding the column pages too). What a run costs before a single
+    /// declaration is decoded; `None` where the OS does not tell (Linux
+    /// only).
+    pub reader_cpu: Option<Duration>,
 }
 
 /// Wall time spent in each step of stage 2, summed over batches.
@@ -152,8 +158,10 @@ pub fn run(
     let batch_records = options.batch_records.max(1);
     std::thread::scope(|scope| {
         let (raw_tx, raw_rx) = mpsc::sync_channel::<RawBatch>(QUEUE);
-        let reader =
-            scope.spawn(move || read_batches(framer, batch_records, read_position, &raw_tx));
+        let reader = scope.spawn(move || {
+            let read = read_batches(framer, batch_records, read_position, &raw_tx);
+            (read, thread_cpu_time())
+        });
         let mut summary = Summary::default();
         let result = match work {
             Work::DecodeOnly => {
@@ -263,12 +271,22 @@ pub fn run(
         };
         // Unblock the reader if this stage stopped early, then collect it.
         drop(raw_rx);
-        let read = reader.join().map_err(|_| BatchError::Thread("reader"))?;
+        let (read, reader_cpu) = reader.join().map_err(|_| BatchError::Thread("reader"))?;
         result?;
         read?;
         summary.elapsed = started.elapsed();
+        summary.reader_cpu = reader_cpu;
         Ok(summary)
     })
+}
+
+/// The CPU time (user and system) the calling thread has used so far, from
+/// Linux's /proc/thread-self/schedstat (nanoseconds on the CPU, its first
+/// field); `None` elsewhere.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 /// A batch of records as cut, or the error that ended reading; with the

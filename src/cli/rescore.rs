@@ -311,5 +311,12 @@ fn describe(s: &Summary, decode_only: bool) -> String {
         t.encode.as_secs_f64(),
         t.waiting_for_output.as_secs_f64(),
     ));
+    if let Some(cpu) = s.reader_cpu {
+        text.push_str(&format!(
+            "\nreader thread: {:.2} CPU-s, {:.2} CPU-µs a record (reading and cutting the file; for Parquet and Arrow IPC, decoding its columns)",
+            cpu.as_secs_f64(),
+            1e6 * cpu.as_secs_f64() / s.records.max(1) as f64,
+        ));
+    }
     text
 }
