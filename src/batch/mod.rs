@@ -84,8 +84,7 @@ pub struct Summary {
     /// CPU time of stage 1, the reader thread: reading the file and cutting
     /// it into records (for Parquet and Arrow IPC, decompressing and
     /// decoding the column pages too). What a run costs before a single
-    /// declaration is decoded; `None` where the OS does not tell (Linux
-    /// only).
+    /// declaration is decoded; `None` where the OS does not tell.
     pub reader_cpu: Option<Duration>,
 }
 
@@ -280,13 +279,22 @@ pub fn run(
     })
 }
 
-/// The CPU time (user and system) the calling thread has used so far, from
-/// Linux's /proc/thread-self/schedstat (nanoseconds on the CPU, its first
-/// field); `None` elsewhere.
+/// The CPU time (user and system) the calling thread has used so far
+/// (`CLOCK_THREAD_CPUTIME_ID`, exact to the nanosecond: Linux's
+/// /proc/thread-self/schedstat lags by up to a scheduler tick, and read 0
+/// for a short run's reader); `None` where the OS has no such clock.
 fn thread_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
+    #[cfg(unix)]
+    {
+        let at = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let seconds = u64::try_from(at.tv_sec).ok()?;
+        let nanos = u32::try_from(at.tv_nsec).ok()?;
+        Some(Duration::new(seconds, nanos))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// A batch of records as cut, or the error that ended reading; with the
