@@ -1,9 +1,10 @@
 //! Batch rescoring of the same declarations in each input format, against a
 //! decode-only pass over the same file, in the same run: records/s, CPU-µs
 //! per declaration by stage (read, on the reader thread; decode, the rest of
-//! the decode-only pass; score, route and write, the difference), peak memory, and how far each is from a year of Liège
-//! traffic in an hour. Runs the release binary, so that peak memory and CPU
-//! time are the process's own.
+//! the decode-only pass; score, route and write, the difference), peak
+//! memory, and how far each is from a year of Liège traffic in an hour. Runs
+//! the release binary, so that peak memory and CPU time are the process's
+//! own.
 //!
 //! `cargo bench --bench rescore` (10 M declarations, ~17 GB of JSON Lines and
 //! ~0.6 GB of zstd Parquet under target/bench-data, made once and reused).
