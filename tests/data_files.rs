@@ -299,6 +299,18 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         assert!(plain.contains(from), "{from}");
         plain.replacen(from, to, 1)
     };
+    // Keys out of the printers' order or under their original names are
+    // still read by the direct reader, only not at the first guess.
+    let reordered = {
+        let without = edited("\"lrn\":\"LRN0001\",", "");
+        format!("{},\"lrn\":\"LRN0001\"}}", &without[..without.len() - 1])
+    };
+    let snake_case = plain
+        .replace("declarationId", "declaration_id")
+        .replace("streetAndNumber", "street_and_number")
+        .replace("grossMassG", "gross_mass_g");
+    assert!(direct::declaration(&reordered).is_some(), "{reordered}");
+    assert!(direct::declaration(&snake_case).is_some(), "{snake_case}");
     let edges = vec![
         full.clone(),
         plain.clone(),
@@ -344,6 +356,15 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"Liège 漢字\""),
         edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"A\",\"lrn\":\"B\""),
         edited("\"lrn\":\"LRN0001\"", "\"lrn\" : \"LRN0001\" \t\r"),
+        // Keys out of the printers' order, near misses of the key expected
+        // next, and whitespace before a key.
+        reordered,
+        snake_case,
+        edited("\"lrn\":\"LRN0001\"", "\"lrnx\":\"LRN0001\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lr\":\"LRN0001\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn\\u0078\":\"LRN0001\""),
+        edited("\"lrn\":\"LRN0001\"", " \n\"lrn\":\"LRN0001\""),
+        edited("\"lrn\":\"LRN0001\"", "\"lrn"),
         edited(
             "\"amountMinor\":\"",
             "\"amountMinor\":\"9223372036854775808",
