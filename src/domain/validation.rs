@@ -135,7 +135,8 @@ impl Violations {
 
     /// Checks a required string: present and within `an..max`.
     pub fn check_required(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
-        if value.trim().is_empty() {
+        // `trim().is_empty()` without trimming: stops at the first character.
+        if value.chars().all(char::is_whitespace) {
             self.push_at(field, "is required");
         } else {
             self.check_len(field, value, max);

@@ -27,7 +27,7 @@ use crate::pb;
 use crate::wire::inspection::training_example_from_parts;
 use crate::wire::raw::{
     RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty, RawTransportDocument,
-    attributes_cell,
+    attributes_cell, direct,
 };
 
 use super::{IoError, Projection, RawRecord, RecordError};
@@ -661,12 +661,17 @@ fn rows_to_raw<'a, R: Cells>(
         // as the last value of a key is the one kept.
         attributes.push((text(key), text(value)));
     }
+    // The common form read directly (a third of the cell's cost through
+    // the wire message's visitors); the wire message words what it refuses.
     let ens = match cell!(columns, r, "ens") {
         "" => None,
-        json => Some(Box::new(RawEns::from(
-            serde_json::from_str::<pb::EnsHouseConsignment>(json)
-                .map_err(|e| err(format!("column ens: {e}")))?,
-        ))),
+        json => Some(Box::new(match direct::ens(json) {
+            Some(ens) => ens.map_text(&|text| text.0),
+            None => RawEns::from(
+                serde_json::from_str::<pb::EnsHouseConsignment>(json)
+                    .map_err(|e| err(format!("column ens: {e}")))?,
+            ),
+        })),
     };
     let mut transport_documents = Vec::new();
     for doc in split_list(cell!(columns, r, "transport_documents")) {
@@ -842,20 +847,32 @@ fn findings_is_empty<R: Cells>(rows: &[(u64, R)], columns: Columns<'_>) -> bool 
 }
 
 fn split_list(cell: &str) -> impl Iterator<Item = &str> {
-    cell.split(';').map(str::trim).filter(|s| !s.is_empty())
+    cell.split(';').map(trimmed).filter(|s| !s.is_empty())
+}
+
+/// `cell.trim()`, without decoding a character from either end when the
+/// cell begins and ends with a printable ASCII byte, which no whitespace
+/// is: nearly every cell. `trim` was 4-6 % of decoding a Parquet file.
+fn trimmed(cell: &str) -> &str {
+    let printable = |byte: Option<&u8>| byte.is_some_and(|b| (0x21..0x80).contains(b));
+    if printable(cell.as_bytes().first()) && printable(cell.as_bytes().last()) {
+        cell
+    } else {
+        cell.trim()
+    }
 }
 
 fn parse_num<T: std::str::FromStr + Default>(cell: &str) -> Result<T, String> {
     if cell.is_empty() {
         return Ok(T::default());
     }
-    cell.trim()
+    trimmed(cell)
         .parse()
         .map_err(|_| format!("{cell:?} is not a valid number"))
 }
 
 fn parse_bool(cell: &str) -> Result<bool, String> {
-    match cell.trim() {
+    match trimmed(cell) {
         "" | "false" | "0" | "FALSE" | "False" => Ok(false),
         "true" | "1" | "TRUE" | "True" => Ok(true),
         other => Err(format!("{other:?} is not true/false")),
@@ -866,7 +883,7 @@ fn parse_time(cell: &str) -> Result<Option<pbjson_types::Timestamp>, String> {
     if cell.is_empty() {
         return Ok(None);
     }
-    let at = DateTime::parse_from_rfc3339(cell.trim())
+    let at = DateTime::parse_from_rfc3339(trimmed(cell))
         .map_err(|e| format!("{cell:?} is not an RFC 3339 timestamp ({e})"))?
         .with_timezone(&Utc);
     Ok(Some(crate::wire::declaration::timestamp_to_pb(at)))
@@ -877,7 +894,7 @@ fn parse_enum<E: Into<i32>>(
     prefix: &str,
     from_name: fn(&str) -> Option<E>,
 ) -> Result<i32, String> {
-    let cell = cell.trim();
+    let cell = trimmed(cell);
     if cell.is_empty() {
         return Ok(0);
     }
@@ -908,8 +925,7 @@ fn amount_minor(currency: &str, amount: &str) -> Result<Option<i64>, String> {
     if currency.is_empty() && amount.is_empty() {
         return Ok(None);
     }
-    amount
-        .trim()
+    trimmed(amount)
         .parse()
         .map(Some)
         .map_err(|_| format!("{amount:?} is not an integer amount in minor units"))
@@ -1257,6 +1273,25 @@ mod tests {
         // Longer than any name, and past the stack buffer: unknown, no panic.
         let long = "H".repeat(200);
         assert_eq!(dataset(&long), Err(format!("unknown value {long:?}")));
+    }
+
+    #[test]
+    fn cells_are_trimmed_as_trim_trims_them() {
+        // Every string of up to three characters drawn from the edges: the
+        // printable ASCII bounds, ASCII and Unicode whitespace, controls
+        // that are not whitespace, and multi-byte characters.
+        let alphabet = [
+            "", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "!", "~", "\x7f", "a", "7",
+            "\u{85}", "\u{a0}", "\u{3000}", "\u{2028}", "\u{200b}", "é", "漢",
+        ];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    let cell = format!("{a}{b}{c}");
+                    assert_eq!(trimmed(&cell), cell.trim(), "{cell:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,30 @@ pub fn example(line: &str) -> Option<RawExample<'_>> {
     Some(example)
 }
 
+/// The `attributes` cell of a CSV or Parquet row in the common form (a
+/// JSON object of strings without escapes), or `None` to ask serde. A key
+/// given twice is listed twice, as serde's reading lists it.
+pub fn attributes(cell: &str) -> Option<Vec<(Text<'_>, Text<'_>)>> {
+    let mut reader = Reader::new(cell);
+    let mut pairs = Vec::new();
+    reader.object(|r, key| {
+        let value = r.text()?;
+        pairs.push((JsonText(Cow::Borrowed(key)), value));
+        Some(())
+    })?;
+    reader.end()?;
+    Some(pairs)
+}
+
+/// The `ens` cell of a CSV or Parquet row in the common form, or `None` to
+/// read it as the wire message.
+pub fn ens(cell: &str) -> Option<RawEns<Text<'_>>> {
+    let mut reader = Reader::new(cell);
+    let ens = reader.ens()?;
+    reader.end()?;
+    Some(ens)
+}
+
 /// Marks field `bit` as given; `None` when it was given before (serde
 /// refuses a field twice, under either of its names).
 fn first_time(seen: &mut u32, bit: u32) -> Option<()> {
@@ -478,6 +502,84 @@ mod tests {
         }
         assert_eq!(string_stop(b"abcdefghij\"x"), Some(10));
         assert_eq!(string_stop(b"abcdefgh"), None);
+    }
+
+    /// An ENS as its texts and mass, to compare readings.
+    fn flat(e: RawEns<String>) -> Vec<String> {
+        let party = |p: Option<RawParty<String>>| -> Vec<String> {
+            p.map_or_else(
+                || vec!["-".to_owned()],
+                |p| {
+                    let a = p.address.map_or_else(
+                        || vec!["-".to_owned()],
+                        |a| vec![a.street_and_number, a.postcode, a.city, a.country],
+                    );
+                    [vec![p.name, p.identification_number, p.phone, p.email], a].concat()
+                },
+            )
+        };
+        [
+            vec![e.ens_mrn, e.description, e.country_of_origin],
+            vec![e.total_gross_mass_g.to_string()],
+            party(e.consignor),
+            party(e.consignee),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn ens_and_attributes_cells_read_as_serde_reads_them_or_are_handed_on() {
+        let cells = [
+            r#"{"ensMrn":"26BE0000000000001","consignor":{"name":"S","address":{"streetAndNumber":"1 Rd","postcode":"1","city":"C","country":"CN"}},"consignee":{"name":"B"},"totalGrossMassG":"450","description":"shoes","countryOfOrigin":"CN"}"#,
+            r#"{"ens_mrn":"M","total_gross_mass_g":450,"country_of_origin":"CN"}"#,
+            r#" { "description" : "x" } "#,
+            r#"{}"#,
+            r#"{"consignor":null}"#,
+            r#"{"description":"a\"b"}"#,
+            r#"{"description":"x","description":"y"}"#,
+            r#"{"unknown":1}"#,
+            r#"{"totalGrossMassG":1.5}"#,
+            r#"{"description":"x"} trailing"#,
+            r#"not json"#,
+        ];
+        let mut read_directly = 0;
+        for cell in cells {
+            let wire = serde_json::from_str::<pb::EnsHouseConsignment>(cell)
+                .ok()
+                .map(|m| flat(RawEns::from(m)));
+            if let Some(direct) = ens(cell) {
+                read_directly += 1;
+                let direct = flat(direct.map_text(&|t| t.0.into_owned()));
+                assert_eq!(Some(direct), wire, "{cell}");
+            }
+        }
+        assert_eq!(read_directly, 4);
+        let pairs = |cell| {
+            attributes(cell).map(|p| {
+                p.into_iter()
+                    .map(|(k, v)| (k.0.into_owned(), v.0.into_owned()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let owned = |p: &[(&str, &str)]| {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pairs(r#"{"b":"1","a":"2","b":"3"}"#),
+            Some(owned(&[("b", "1"), ("a", "2"), ("b", "3")]))
+        );
+        assert_eq!(pairs(" {} "), Some(Vec::new()));
+        for handed_on in [
+            r#"{"k":5}"#,
+            r#"{"k":"\u00e9"}"#,
+            r#"{"k":null}"#,
+            "{",
+            "[]",
+        ] {
+            assert_eq!(pairs(handed_on), None, "{handed_on}");
+        }
     }
 
     #[test]

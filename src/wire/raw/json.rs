@@ -19,6 +19,10 @@ use crate::pb;
 /// read as the JSON Lines form reads it (text borrowed from the cell where
 /// it has no escapes; a key given twice listed twice).
 pub fn attributes_cell(cell: &str) -> serde_json::Result<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
+    // The common form without serde's visitors; serde words what it refuses.
+    if let Some(pairs) = super::direct::attributes(cell) {
+        return Ok(pairs.into_iter().map(|(k, v)| (k.0, v.0)).collect());
+    }
     let mut deserializer = serde_json::Deserializer::from_str(cell);
     let pairs: Vec<(JsonText<'_>, JsonText<'_>)> = attributes(&mut deserializer)?;
     deserializer.end()?;
