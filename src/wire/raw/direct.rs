@@ -56,6 +56,43 @@ pub fn example(line: &str) -> Option<RawExample<'_>> {
     Some(example)
 }
 
+/// A timestamp written `YYYY-MM-DDTHH:MM:SS` in UTC (`Z` or `+00:00`), as
+/// protobuf's printers and most systems write whole seconds, or `None` for
+/// any other form (fractions, other offsets, a leap second, a date that
+/// does not exist), which chrono's RFC 3339 parser then reads. The same
+/// instant as that parser gives; chrono's general parser was 1-2 % of
+/// decoding a declaration.
+pub(crate) fn utc_timestamp(text: &str) -> Option<pbjson_types::Timestamp> {
+    let b = text.as_bytes();
+    let (stamp, zone) = b.split_at_checked(19)?;
+    if !matches!(zone, b"Z" | b"+00:00")
+        || [stamp[4], stamp[7], stamp[10], stamp[13], stamp[16]] != *b"--T::"
+    {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        stamp[from..to].iter().try_fold(0u32, |n, &digit| {
+            digit
+                .is_ascii_digit()
+                .then(|| n * 10 + u32::from(digit - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(number(0, 4)?).ok()?,
+        number(5, 7)?,
+        number(8, 10)?,
+    )?;
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    if second > 59 {
+        return None;
+    }
+    let at = date.and_hms_opt(hour, minute, second)?.and_utc();
+    Some(pbjson_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    })
+}
+
 /// The `attributes` cell of a CSV or Parquet row in the common form (a
 /// JSON object of strings without escapes), or `None` to ask serde. A key
 /// given twice is listed twice, as serde's reading lists it.
@@ -274,7 +311,10 @@ impl<'a> Reader<'a> {
 
     fn timestamp(&mut self) -> Option<pbjson_types::Timestamp> {
         let text = self.str()?;
-        pbjson_types::Timestamp::deserialize(BorrowedStrDeserializer::<ValueError>::new(text)).ok()
+        utc_timestamp(text).or_else(|| {
+            pbjson_types::Timestamp::deserialize(BorrowedStrDeserializer::<ValueError>::new(text))
+                .ok()
+        })
     }
 
     fn declaration(&mut self) -> Option<RawDeclaration<Text<'a>>> {
@@ -580,6 +620,51 @@ mod tests {
         ] {
             assert_eq!(pairs(handed_on), None, "{handed_on}");
         }
+    }
+
+    #[test]
+    fn utc_timestamps_read_as_chrono_reads_them_or_are_handed_on() {
+        let chrono = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|at| at.timestamp())
+        };
+        let mut read = 0;
+        // Dates and times at and past their bounds, in every zone form.
+        for date in [
+            "2026-08-31",
+            "2024-02-29",
+            "2026-02-29",
+            "2026-02-30",
+            "2026-13-01",
+            "2026-00-10",
+            "0000-01-01",
+            "9999-12-31",
+            "1970-01-01",
+            "2026-1-01",
+            "2026-01-0a",
+        ] {
+            for time in [
+                "00:00:00", "23:59:59", "11:39:55", "24:00:00", "23:60:00", "23:59:60", "1:00:00",
+            ] {
+                for zone in [
+                    "Z", "+00:00", "z", "-00:00", "+01:00", ".5Z", "", "ZZ", " Z",
+                ] {
+                    for separator in ["T", "t", " "] {
+                        let text = format!("{date}{separator}{time}{zone}");
+                        if let Some(fast) = utc_timestamp(&text) {
+                            read += 1;
+                            assert_eq!(Some(fast.seconds), chrono(&text), "{text}");
+                            assert_eq!(fast.nanos, 0);
+                        }
+                    }
+                }
+            }
+        }
+        // 5 dates that exist, 3 times, 2 zones, 1 separator.
+        assert_eq!(read, 5 * 3 * 2);
+        assert_eq!(utc_timestamp("2026-08-31T11:39:55é"), None);
+        assert_eq!(utc_timestamp("2026-08-31T11:39"), None);
     }
 
     #[test]
