@@ -884,10 +884,11 @@ fn parse_time(cell: &str) -> Result<Option<pbjson_types::Timestamp>, String> {
     if cell.is_empty() {
         return Ok(None);
     }
-    if let Some(at) = direct::utc_timestamp(trimmed(cell)) {
+    let text = trimmed(cell);
+    if let Some(at) = direct::utc_timestamp(text) {
         return Ok(Some(at));
     }
-    let at = DateTime::parse_from_rfc3339(trimmed(cell))
+    let at = DateTime::parse_from_rfc3339(text)
         .map_err(|e| format!("{cell:?} is not an RFC 3339 timestamp ({e})"))?
         .with_timezone(&Utc);
     Ok(Some(crate::wire::declaration::timestamp_to_pb(at)))

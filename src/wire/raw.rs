@@ -216,6 +216,7 @@ impl<S> RawEns<S> {
 }
 
 impl<S> RawParty<S> {
+    /// The same with each text, its address's included, mapped by `f`.
     pub fn map_text<T>(self, f: &impl Fn(S) -> T) -> RawParty<T> {
         let RawParty {
             name,
