@@ -398,6 +398,10 @@ mod tests {
     fn cut(bytes: &[u8], block_size: usize) -> Vec<(u64, Result<String, String>)> {
         let mut framer = JsonlFramer::new(bytes, Projection::Examples);
         framer.block_size = block_size;
+        lines_of(framer)
+    }
+
+    fn lines_of<R: BufRead>(framer: JsonlFramer<R>) -> Vec<(u64, Result<String, String>)> {
         framer
             .map(|raw| match raw.unwrap() {
                 RawRecord::Json { line, text, .. } => (line, Ok(text.as_str().to_owned())),
@@ -407,6 +411,24 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// What the framer yields from a stream that hands out at most seven
+    /// bytes a read, as a pipe may.
+    fn cut_trickled(bytes: &[u8], block_size: usize) -> Vec<(u64, Result<String, String>)> {
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let input = std::io::BufReader::with_capacity(16, Trickle(bytes));
+        let mut framer = JsonlFramer::new(input, Projection::Examples);
+        framer.block_size = block_size;
+        lines_of(framer)
     }
 
     /// The definition: each line on its own, numbered from 1, trimmed,
@@ -451,6 +473,11 @@ mod tests {
         assert!(expected.iter().any(|(_, r)| r.is_err()));
         for block_size in [1, 5, 64, 333, BLOCK] {
             assert_eq!(cut(&bytes, block_size), expected, "block of {block_size}");
+            assert_eq!(
+                cut_trickled(&bytes, block_size),
+                expected,
+                "short reads, block of {block_size}"
+            );
             // A file that is UTF-8 throughout takes the block path only.
             let good: Vec<u8> = bytes
                 .split_inclusive(|b| *b == b'\n')
