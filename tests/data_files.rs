@@ -300,7 +300,7 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         plain.replacen(from, to, 1)
     };
     // Keys out of the printers' order or under their original names are
-    // still read by the direct reader, only not at the first guess.
+    // read by the direct reader too, not handed on.
     let reordered = {
         let without = edited("\"lrn\":\"LRN0001\",", "");
         format!("{},\"lrn\":\"LRN0001\"}}", &without[..without.len() - 1])
@@ -356,8 +356,9 @@ fn jsonl_lines_decode_as_the_wire_message_does() {
         edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"Liège 漢字\""),
         edited("\"lrn\":\"LRN0001\"", "\"lrn\":\"A\",\"lrn\":\"B\""),
         edited("\"lrn\":\"LRN0001\"", "\"lrn\" : \"LRN0001\" \t\r"),
-        // Keys out of the printers' order, near misses of the key expected
-        // next, and whitespace before a key.
+        // Keys out of the printers' order, near misses of a known key (one
+        // letter more or less, escaped, cut short), and whitespace before a
+        // key.
         reordered,
         snake_case,
         edited("\"lrn\":\"LRN0001\"", "\"lrnx\":\"LRN0001\""),

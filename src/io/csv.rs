@@ -26,8 +26,8 @@ use crate::domain::validation::ReferenceData;
 use crate::pb;
 use crate::wire::inspection::training_example_from_parts;
 use crate::wire::raw::{
-    RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty, RawTransportDocument,
-    attributes_cell, direct,
+    JsonText, RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty,
+    RawTransportDocument, attributes_cell, direct,
 };
 
 use super::{IoError, Projection, RawRecord, RecordError};
@@ -587,7 +587,7 @@ pub(super) fn same_text(a: &str, b: &str) -> bool {
 /// the cells (a column of JSON, `attributes` or `ens`, is parsed into text
 /// of its own), and its inspection result and ground truth.
 type ReadRows<'a> = (
-    RawDeclaration<Cow<'a, str>>,
+    RawDeclaration<JsonText<'a>>,
     Option<pb::InspectionResult>,
     Option<pb::GroundTruth>,
 );
@@ -624,8 +624,8 @@ fn rows_to_raw<'a, R: Cells>(
     let err = |message: String| RecordError::Syntax { line, message };
     let r = first;
     // `first` is `<prefix>_name`; the other fields follow in PARTY_FIELDS order.
-    let text = |cell: &'a str| Cow::Borrowed(cell);
-    let party = |first: usize| -> RawParty<Cow<'a, str>> {
+    let text = |cell: &'a str| JsonText(Cow::Borrowed(cell));
+    let party = |first: usize| -> RawParty<JsonText<'a>> {
         let field = |name: &str| columns.get(r, first + party_field(name));
         let country = field("country");
         let street = field("street");
@@ -647,7 +647,7 @@ fn rows_to_raw<'a, R: Cells>(
             email: text(field("email")),
         }
     };
-    let mut attributes: Vec<(Cow<'a, str>, Cow<'a, str>)> = match cell!(columns, r, "attributes") {
+    let mut attributes: Vec<(JsonText<'a>, JsonText<'a>)> = match cell!(columns, r, "attributes") {
         "" => Vec::new(),
         json => attributes_cell(json).map_err(|e| err(format!("column attributes: {e}")))?,
     };
@@ -667,7 +667,7 @@ fn rows_to_raw<'a, R: Cells>(
     let ens = match cell!(columns, r, "ens") {
         "" => None,
         json => Some(Box::new(match direct::ens(json) {
-            Some(ens) => ens.map_text(&|text| text.0),
+            Some(ens) => ens,
             None => RawEns::from(
                 serde_json::from_str::<pb::EnsHouseConsignment>(json)
                     .map_err(|e| err(format!("column ens: {e}")))?,

@@ -10,8 +10,6 @@
 //! destructure each message, so a new proto field fails to compile until
 //! it is handled here.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
 use crate::domain::Text;
@@ -27,7 +25,6 @@ pub use json::{JsonText, Obj, RawExample, attributes_cell};
 pub trait RawText: AsRef<str> + Into<Text> {}
 
 impl RawText for String {}
-impl RawText for Cow<'_, str> {}
 impl RawText for JsonText<'_> {}
 
 // The serde attributes read the proto3 JSON mapping's common form
@@ -191,61 +188,6 @@ pub struct RawEns<S> {
     pub description: S,
     #[serde(alias = "country_of_origin")]
     pub country_of_origin: S,
-}
-
-impl<S> RawEns<S> {
-    /// The same with each text mapped by `f` (JSON text as a cell's `Cow`).
-    pub fn map_text<T>(self, f: &impl Fn(S) -> T) -> RawEns<T> {
-        let RawEns {
-            ens_mrn,
-            consignor,
-            consignee,
-            total_gross_mass_g,
-            description,
-            country_of_origin,
-        } = self;
-        RawEns {
-            ens_mrn: f(ens_mrn),
-            consignor: consignor.map(|p| p.map_text(f)),
-            consignee: consignee.map(|p| p.map_text(f)),
-            total_gross_mass_g,
-            description: f(description),
-            country_of_origin: f(country_of_origin),
-        }
-    }
-}
-
-impl<S> RawParty<S> {
-    /// The same with each text, its address's included, mapped by `f`.
-    pub fn map_text<T>(self, f: &impl Fn(S) -> T) -> RawParty<T> {
-        let RawParty {
-            name,
-            identification_number,
-            address,
-            phone,
-            email,
-        } = self;
-        RawParty {
-            name: f(name),
-            identification_number: f(identification_number),
-            address: address.map(|a| {
-                let RawAddress {
-                    street_and_number,
-                    postcode,
-                    city,
-                    country,
-                } = a;
-                RawAddress {
-                    street_and_number: f(street_and_number),
-                    postcode: f(postcode),
-                    city: f(city),
-                    country: f(country),
-                }
-            }),
-            phone: f(phone),
-            email: f(email),
-        }
-    }
 }
 
 impl<S: From<String>> From<pb::Declaration> for RawDeclaration<S> {

@@ -18,21 +18,29 @@ use crate::pb;
 /// The `attributes` column of a CSV or Parquet row: a JSON object of text,
 /// read as the JSON Lines form reads it (text borrowed from the cell where
 /// it has no escapes; a key given twice listed twice).
-pub fn attributes_cell(cell: &str) -> serde_json::Result<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
+pub fn attributes_cell(cell: &str) -> serde_json::Result<Vec<(JsonText<'_>, JsonText<'_>)>> {
     // The common form without serde's visitors; serde words what it refuses.
     if let Some(pairs) = super::direct::attributes(cell) {
-        return Ok(pairs.into_iter().map(|(k, v)| (k.0, v.0)).collect());
+        return Ok(pairs);
     }
     let mut deserializer = serde_json::Deserializer::from_str(cell);
-    let pairs: Vec<(JsonText<'_>, JsonText<'_>)> = attributes(&mut deserializer)?;
+    let pairs = attributes(&mut deserializer)?;
     deserializer.end()?;
-    Ok(pairs.into_iter().map(|(k, v)| (k.0, v.0)).collect())
+    Ok(pairs)
 }
 
 /// Text of a JSON line: borrowed from the line, or unescaped into a string
 /// of its own.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct JsonText<'a>(pub Cow<'a, str>);
+
+/// Owned text (a wire message's, as a CSV or Parquet cell's JSON reads
+/// when the direct reader hands it on).
+impl From<String> for JsonText<'_> {
+    fn from(text: String) -> Self {
+        JsonText(Cow::Owned(text))
+    }
+}
 
 impl AsRef<str> for JsonText<'_> {
     fn as_ref(&self) -> &str {
