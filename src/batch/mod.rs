@@ -171,7 +171,7 @@ pub fn run(
                         batch,
                         reference,
                         options,
-                        |_| (),
+                        |_, _| (),
                         &mut summary,
                         reject,
                         &mut clock,
@@ -229,10 +229,10 @@ pub fn run(
                             batch,
                             reference,
                             options,
-                            |d| {
-                                let input = WindowInput::of(d, reference.rates);
-                                let record = scorer.record_keys(d, &input.keys);
-                                (input, record)
+                            |line, d| {
+                                let input = WindowInput::of(&d, reference.rates);
+                                let record = scorer.record_keys(&d, &input.keys);
+                                (line, Some(d), (input, record))
                             },
                             &mut summary,
                             reject,
@@ -332,35 +332,39 @@ fn read_batches(
     Ok(())
 }
 
-/// A decoded record: its first line, the declaration, and what the run
-/// derives from it while it is hot in cache (nothing for a decode-only run).
-type Decoded<T = Keyed> = Result<(u64, Declaration, T), RecordError>;
+/// A decoded record as the scoring run keeps it: its first line, the
+/// declaration, and what the run derives from it while it is hot in cache.
+/// The declaration is `None` once scored: it is freed in the scoring task.
+type Decoded = Result<(u64, Option<Declaration>, Keyed), RecordError>;
 
 /// What the windows and the live record need of a declaration, derived on
 /// the decoding pool where it is hot in cache.
 type Keyed = (WindowInput, RecordKeys);
 
 /// One batch of stage 2's first step: decoded and validated in parallel,
-/// `derive` applied to each good declaration, counted, its bad records
-/// reported, the time spent waiting for it and decoding it recorded.
+/// each good declaration handed to `keep` with its first line, counted, its
+/// bad records reported, the time spent waiting for it and decoding it
+/// recorded. What `keep` does not return is dropped in the task that
+/// decoded it, where its memory was allocated (a decode-only run keeps
+/// nothing: freeing a batch on this thread was 3 % of such a run, each of
+/// its allocations freed across threads).
 fn decode_step<T: Send>(
     batch: Result<Vec<RawRecord>, IoError>,
     reference: &ReferenceData<'static>,
     options: Options,
-    derive: impl Fn(&Declaration) -> T + Sync + Send,
+    keep: impl Fn(u64, Declaration) -> T + Sync + Send,
     summary: &mut Summary,
     reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
     clock: &mut Instant,
-) -> Result<Vec<Decoded<T>>, BatchError> {
+) -> Result<Vec<Result<T, RecordError>>, BatchError> {
     lap(clock, &mut summary.stages.waiting_for_input);
-    let decoded: Vec<Decoded<T>> = batch
+    let decoded: Vec<Result<T, RecordError>> = batch
         .map_err(BatchError::Read)?
         .into_par_iter()
         .with_min_len(options.chunk_records)
         .map(|raw| {
             let (line, example) = raw.decode(reference)?;
-            let derived = derive(&example.declaration);
-            Ok((line, example.declaration, derived))
+            Ok(keep(line, example.declaration))
         })
         .collect();
     tally(&decoded, summary, reject)?;
@@ -370,7 +374,7 @@ fn decode_step<T: Send>(
 
 /// Counts a decoded batch and reports its bad records in order.
 fn tally<T>(
-    decoded: &[Decoded<T>],
+    decoded: &[Result<T, RecordError>],
     summary: &mut Summary,
     reject: &mut dyn FnMut(&RecordError) -> std::io::Result<()>,
 ) -> Result<(), BatchError> {
@@ -437,9 +441,8 @@ fn observe_batches(
         // built: each read is about a kilobyte, and a batch's worth copied
         // into a second vector was fresh memory (page faults) every batch.
         let live = scorer.observe_live(decoded.iter_mut().map(|r| {
-            r.as_mut()
-                .ok()
-                .map(|(_, d, (input, keys))| (&*d, &input.keys, std::mem::take(keys)))
+            let (_, d, (input, keys)) = r.as_mut().ok()?;
+            Some((d.as_ref()?, &input.keys, std::mem::take(keys)))
         }));
         if tx.send((decoded, signals, live)).is_err() {
             return;
@@ -474,11 +477,17 @@ impl ScoreStage<'_> {
             .zip(live.par_iter())
             .with_min_len(self.options.chunk_records)
             .filter_map(|((record, split), live)| {
-                let ((_, d, (input, _)), (split, shared_reached)) = (record.as_mut().ok()?, split?);
-                if score_from.is_some_and(|from| d.lodged_at < from) {
-                    return None;
-                }
-                let mut a = scorer.score_taking_id(d, &input.keys, split, live.as_ref());
+                let ((_, slot, (input, _)), (split, shared_reached)) =
+                    (record.as_mut().ok()?, split?);
+                let d = slot.as_mut()?;
+                let assessed = score_from
+                    .is_none_or(|from| d.lodged_at >= from)
+                    .then(|| scorer.score_taking_id(d, &input.keys, split, live.as_ref()));
+                // Freed here, on the pool, rather than with the batch on
+                // this thread: each of its allocations freed from another
+                // thread than its own cost more (see `decode_step`).
+                *slot = None;
+                let mut a = assessed?;
                 if !shared_reached {
                     a.reasons.push(reasons::windows_local_only());
                 }
