@@ -24,7 +24,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// machine's state (README, Speed). `MIMALLOC_PURGE_DELAY` set in the
 /// environment (read by mimalloc itself) is left to rule.
 ///
-/// The one `unsafe` of the crate: an FFI call with no pointer in it.
+/// The binary's one `unsafe`: an FFI call with no pointer in it (the library
+/// has one more: the boosted trees' SSE2 walk, `model::boost`).
 #[allow(unsafe_code)]
 fn keep_freed_memory_for_reuse() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
