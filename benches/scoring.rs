@@ -260,7 +260,7 @@ fn learners(examples: &[TrainingExample]) {
                 continue;
             }
         };
-        let detail = if let parcel_risk::model::Classifier::GradientBoosting { model } =
+        let detail = if let parcel_risk::model::Classifier::GradientBoosting { model, .. } =
             model.classifiers.get(Target::Any)
         {
             format!(", {} trees of depth {} for any", model.trees(), model.depth)

@@ -245,32 +245,59 @@ impl BoostedTrees {
     /// (`validate` checks every split reads a feature inside it, so a
     /// masked index into the padded copy is the same feature).
     pub fn raw_score(&self, row: &[f64]) -> f64 {
+        self.raw_score_packed(row, &[])
+    }
+
+    /// As [`Self::raw_score`] (the same sum, bit for bit), with `packed`
+    /// from [`Self::packed_features`]; ignored unless it has a word per tree.
+    pub fn raw_score_packed(&self, row: &[f64], packed: &[u64]) -> f64 {
         // The default depth gets a loop the compiler unrolls.
         match self.depth {
-            6 => self.sum_leaves::<6>(row),
+            6 => self.sum_leaves::<6>(row, packed),
             _ => self.sum_leaves_any_depth(row),
         }
     }
 
+    /// Each tree's feature indices as the bytes of one word, level 0 in
+    /// the lowest: the walk then loads a tree's indices at once, not one
+    /// load a level. `None` when a tree is deeper than 8 or a feature's
+    /// index is above 255.
+    pub fn packed_features(&self) -> Option<Vec<u64>> {
+        if self.depth == 0 || self.depth > 8 || self.features.iter().any(|f| *f > 255) {
+            return None;
+        }
+        let word = |levels: &[u32]| {
+            levels
+                .iter()
+                .rev()
+                .fold(0, |word, f| word << 8 | u64::from(*f))
+        };
+        Some(self.features.chunks_exact(self.depth).map(word).collect())
+    }
+
     /// The base plus every tree's leaf, trees of depth `D`, in tree order
     /// (the same sum, bit for bit, as [`Self::sum_leaves_any_depth`]).
-    fn sum_leaves<const D: usize>(&self, row: &[f64]) -> f64 {
+    fn sum_leaves<const D: usize>(&self, row: &[f64], packed: &[u64]) -> f64 {
         // A row copied into a fixed array of a power-of-two width: a masked
         // feature index needs no bounds check, which was one compare and
         // branch per level of every tree. The narrower array when it fits:
         // the copy and its zeroing are paid on every call.
         if row.len() <= PADDED_WIDTH / 2 {
-            return self.sum_leaves_padded::<D, { PADDED_WIDTH / 2 }>(row);
+            return self.sum_leaves_padded::<D, { PADDED_WIDTH / 2 }>(row, packed);
         }
         if row.len() <= PADDED_WIDTH {
-            return self.sum_leaves_padded::<D, PADDED_WIDTH>(row);
+            return self.sum_leaves_padded::<D, PADDED_WIDTH>(row, packed);
         }
         self.sum_leaves_with::<D, _>(|f| row[f as usize])
     }
 
     /// [`Self::sum_leaves`] on `row` copied into `[f64; W]` (`row.len() <= W`,
     /// `W` a power of two).
-    fn sum_leaves_padded<const D: usize, const W: usize>(&self, row: &[f64]) -> f64 {
+    fn sum_leaves_padded<const D: usize, const W: usize>(
+        &self,
+        row: &[f64],
+        packed: &[u64],
+    ) -> f64 {
         let mut padded = [0.0; W];
         padded[..row.len()].copy_from_slice(row);
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -279,7 +306,7 @@ impl BoostedTrees {
             // enables (the `cfg` above; every x86-64 CPU has it). Calling a
             // `#[target_feature]` function is `unsafe` even so.
             #[allow(unsafe_code)]
-            let sum = unsafe { self.sum_leaves_6_sse2::<W>(&padded) };
+            let sum = unsafe { self.sum_leaves_6_sse2::<W>(&padded, packed) };
             return sum;
         }
         self.sum_leaves_with::<D, _>(|f| padded[f as usize & (W - 1)])
@@ -289,28 +316,44 @@ impl BoostedTrees {
     /// walk is bound by its loads (a feature index, a value and a threshold
     /// a level; dropping an ALU instruction a level measured no faster), and
     /// here two thresholds come in one load and two comparisons' bits in one
-    /// `movmskpd`. The same leaves in the same order, so the same sum, bit
-    /// for bit (`x > t` is false for NaN either way).
+    /// `movmskpd`; with `packed` ([`Self::packed_features`], a word per
+    /// tree) a tree's six indices come in one load too. The same leaves in
+    /// the same order, so the same sum, bit for bit (`x > t` is false for
+    /// NaN either way).
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[target_feature(enable = "sse2")]
-    fn sum_leaves_6_sse2<const W: usize>(&self, padded: &[f64; W]) -> f64 {
+    fn sum_leaves_6_sse2<const W: usize>(&self, padded: &[f64; W], packed: &[u64]) -> f64 {
         use std::arch::x86_64::{_mm_cmpgt_pd, _mm_movemask_pd, _mm_set_pd};
         let x = |f: u32| padded[f as usize & (W - 1)];
-        self.features
+        // The bits of levels `level` and `level + 1`, their features `f`.
+        let pair = |f: &[u32; 6], t: &[f64], level: usize| {
+            let above = _mm_cmpgt_pd(
+                _mm_set_pd(x(f[level + 1]), x(f[level])),
+                _mm_set_pd(t[level + 1], t[level]),
+            );
+            _mm_movemask_pd(above) as usize
+        };
+        let leaf = |f: [u32; 6], t: &[f64], values: &[f64]| {
+            values[(pair(&f, t, 0) | pair(&f, t, 2) << 2 | pair(&f, t, 4) << 4) & 63]
+        };
+        let trees = self
+            .thresholds
             .chunks_exact(6)
-            .zip(self.thresholds.chunks_exact(6))
-            .zip(self.leaves.chunks_exact(64))
-            .fold(self.base, |sum, ((f, t), values)| {
-                let pair = |level: usize| {
-                    let above = _mm_cmpgt_pd(
-                        _mm_set_pd(x(f[level + 1]), x(f[level])),
-                        _mm_set_pd(t[level + 1], t[level]),
-                    );
-                    _mm_movemask_pd(above) as usize
-                };
-                let index = pair(0) | pair(2) << 2 | pair(4) << 4;
-                sum + values[index & 63]
-            })
+            .zip(self.leaves.chunks_exact(64));
+        if packed.len() == self.trees() {
+            trees
+                .zip(packed)
+                .fold(self.base, |sum, ((t, values), word)| {
+                    let f = std::array::from_fn(|level| u32::from((word >> (8 * level)) as u8));
+                    sum + leaf(f, t, values)
+                })
+        } else {
+            trees
+                .zip(self.features.chunks_exact(6))
+                .fold(self.base, |sum, ((t, values), f)| {
+                    sum + leaf([f[0], f[1], f[2], f[3], f[4], f[5]], t, values)
+                })
+        }
     }
 
     #[inline(always)]
@@ -1003,10 +1046,15 @@ mod tests {
             .unwrap()
             .fit_with_validation(x.view(), &y, None)
             .unwrap();
+        let packed = model
+            .packed_features()
+            .expect("indices of 6 features fit in bytes");
+        assert_eq!(packed.len(), model.trees());
         for row in x.rows().into_iter().take(300) {
             let row = row.to_vec();
             let bits = model.raw_score(&row).to_bits();
             assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
+            assert_eq!(bits, model.raw_score_packed(&row, &packed).to_bits());
             // The explaining walk gives the same log-odds.
             assert_eq!(bits, model.contributions(&row, &mut Vec::new()).to_bits());
             // NaN and infinities go the same way in every walk (the SSE2
@@ -1017,6 +1065,7 @@ mod tests {
                     .collect();
                 let bits = model.raw_score(&row).to_bits();
                 assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
+                assert_eq!(bits, model.raw_score_packed(&row, &packed).to_bits());
             }
         }
         // Rows of each padded width, and wider ones (the checked walk): the
@@ -1035,10 +1084,14 @@ mod tests {
                 .fit_with_validation(wide.view(), &y, None)
                 .unwrap();
             assert!(model.features.iter().any(|f| *f as usize >= past));
+            // Indices past 255 do not fit in bytes: the walk reads them one by one.
+            let packed = model.packed_features().unwrap_or_default();
+            assert_eq!(packed.is_empty(), past == 256);
             for row in wide.rows().into_iter().take(100) {
                 let row = row.to_vec();
                 let bits = model.raw_score(&row).to_bits();
                 assert_eq!(bits, model.sum_leaves_any_depth(&row).to_bits());
+                assert_eq!(bits, model.raw_score_packed(&row, &packed).to_bits());
             }
         }
     }

@@ -178,6 +178,11 @@ pub enum Classifier {
     },
     GradientBoosting {
         model: boost::BoostedTrees,
+        /// Each tree's feature indices as the bytes of one word, for the
+        /// walk ([`boost::BoostedTrees::packed_features`]). Rebuilt by
+        /// `prepare`; empty where they do not fit (then read one by one).
+        #[serde(skip)]
+        packed: Vec<u64>,
     },
 }
 
@@ -388,9 +393,13 @@ impl Classifier {
                 }
                 Ok(())
             }
-            Classifier::GradientBoosting { model } => model
-                .validate(width)
-                .map_err(|e| ClassifierError::Boosting(e.to_string())),
+            Classifier::GradientBoosting { model, packed } => {
+                model
+                    .validate(width)
+                    .map_err(|e| ClassifierError::Boosting(e.to_string()))?;
+                *packed = model.packed_features().unwrap_or_default();
+                Ok(())
+            }
         }
     }
 
@@ -416,7 +425,9 @@ impl Classifier {
                 let votes = flat.iter().filter(|tree| walk(tree, row)).count();
                 votes as f64 / flat.len() as f64
             }
-            Classifier::GradientBoosting { model } => model.score(row),
+            Classifier::GradientBoosting { model, packed } => {
+                boost::sigmoid(model.raw_score_packed(row, packed))
+            }
             Classifier::DecisionTree { .. }
             | Classifier::RandomForest { .. }
             | Classifier::GaussianNb { .. } => {
@@ -456,7 +467,7 @@ impl Classifier {
                 let n = trees.len().max(1) as f64;
                 votes.into_iter().map(|v| v / n).collect()
             }
-            Classifier::GradientBoosting { model } => x
+            Classifier::GradientBoosting { model, .. } => x
                 .rows()
                 .into_iter()
                 .map(|row| match row.as_slice() {
@@ -496,7 +507,7 @@ impl Classifier {
                 );
                 (self.score(row), true)
             }
-            Classifier::GradientBoosting { model } => {
+            Classifier::GradientBoosting { model, .. } => {
                 (boost::sigmoid(model.contributions(row, out)), true)
             }
             Classifier::Logistic { compiled: None, .. }

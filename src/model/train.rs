@@ -641,7 +641,7 @@ fn fit_target(
         let classifier = prepared(fit(kind, fitted_on, params, target, &base_hints)?, kind)?;
         match &classifier {
             Classifier::Logistic { model, .. } => warm_start = Some(model.clone()),
-            Classifier::GradientBoosting { model } => boost_trees = Some(model.trees()),
+            Classifier::GradientBoosting { model, .. } => boost_trees = Some(model.trees()),
             Classifier::DecisionTree { .. }
             | Classifier::RandomForest { .. }
             | Classifier::GaussianNb { .. } => {}
@@ -902,7 +902,10 @@ fn fit(
                 }
             }
             .map_err(|e| err(e.to_string()))?;
-            Classifier::GradientBoosting { model }
+            Classifier::GradientBoosting {
+                model,
+                packed: Vec::new(),
+            }
         }
     })
 }
