@@ -467,12 +467,14 @@ impl Classifier {
                 let n = trees.len().max(1) as f64;
                 votes.into_iter().map(|v| v / n).collect()
             }
-            Classifier::GradientBoosting { model, .. } => x
+            Classifier::GradientBoosting { model, packed } => x
                 .rows()
                 .into_iter()
-                .map(|row| match row.as_slice() {
-                    Some(slice) => model.score(slice),
-                    None => model.score(&row.to_vec()),
+                .map(|row| {
+                    boost::sigmoid(match row.as_slice() {
+                        Some(slice) => model.raw_score_packed(slice, packed),
+                        None => model.raw_score_packed(&row.to_vec(), packed),
+                    })
                 })
                 .collect(),
             Classifier::GaussianNb { model, .. } => {
