@@ -578,6 +578,34 @@ mod tests {
     }
 
     #[test]
+    fn prepared_boosted_trees_walk_packed_indices_and_score_as_the_trees() {
+        let (x, y) = data();
+        let model = boost::BoostingParams::default()
+            .trees(30)
+            .depth(6)
+            .check()
+            .unwrap()
+            .fit_with_validation(x.view(), &y, None)
+            .unwrap();
+        let mut c = Classifier::GradientBoosting {
+            model: model.clone(),
+            packed: Vec::new(),
+        };
+        c.prepare(5).unwrap();
+        let Classifier::GradientBoosting { packed, .. } = &c else {
+            unreachable!()
+        };
+        assert_eq!(packed.len(), model.trees());
+        let batch = c.score_batch(x.view());
+        for (row, from_batch) in x.outer_iter().zip(&batch) {
+            let row = row.as_slice().unwrap();
+            let bare = model.score(row).to_bits();
+            assert_eq!(c.score(row).to_bits(), bare);
+            assert_eq!(from_batch.to_bits(), bare);
+        }
+    }
+
+    #[test]
     fn logistic_scores_are_oriented_to_the_positive_class() {
         let (x, y) = data();
         let scaler = Standardizer::fit(x.view());
