@@ -498,11 +498,13 @@ impl<S: RowSource> RowGrouper<S> {
                 })));
             }
         };
-        let id = layout.id(&first).unwrap_or("").to_owned();
+        // Rows join the first by its id, read again from it rather than
+        // copied out (a copy was an allocation per declaration).
+        let has_id = layout.id(&first).is_some_and(|id| !id.is_empty());
         let mut rows = vec![(first_line, first)];
         while let Some((line, row)) = self.next_row()? {
             match row {
-                Ok(row) if !id.is_empty() && layout.id(&row) == Some(id.as_str()) => {
+                Ok(row) if has_id && layout.id(&row) == layout.id(&rows[0].1) => {
                     rows.push((line, row));
                 }
                 other => {
