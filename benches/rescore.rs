@@ -1,7 +1,8 @@
 //! Batch rescoring of the same declarations in each input format, against a
 //! decode-only pass over the same file, in the same run: records/s, CPU-µs
-//! per declaration by stage (read, on the reader thread; decode, the rest of
-//! the decode-only pass; score, route and write, the difference), peak
+//! per declaration by stage (read, on the reader thread, and for Parquet the
+//! Parquet library's share of it, timed alone in this process; decode, the
+//! rest of the decode-only pass; score, route and write, the difference), peak
 //! memory, and how far each is from a year of Liège traffic in an hour. Runs
 //! the release binary, so that peak memory and CPU time are the process's
 //! own.
@@ -19,6 +20,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use parcel_risk::io::Projection;
+use parcel_risk::io::columnar::parquet_batches;
+
+// The allocator of the shipped binary (src/main.rs), for the Parquet
+// library's pass timed in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A year of Liège traffic (about 1.3 bn declarations) in an hour.
 const LIEGE_YEAR_PER_SECOND: f64 = 1.3e9 / 3600.0;
@@ -42,18 +51,42 @@ struct Pass {
     stages: String,
 }
 
-/// CPU seconds (user + system) of this process's waited-for children, from
-/// /proc/self/stat (cutime, cstime; in USER_HZ ticks, 100 a second on Linux).
-fn children_cpu_seconds() -> f64 {
+/// CPU seconds (user + system) of this process, and of its waited-for
+/// children, from /proc/self/stat (utime, stime, cutime, cstime; in USER_HZ
+/// ticks, 100 a second on Linux).
+fn cpu_seconds() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the command name, which is in parentheses; cutime and
-    // cstime are fields 16 and 17 of the line, 14th and 15th after it.
+    // Fields after the command name, which is in parentheses; utime, stime,
+    // cutime and cstime are fields 14 to 17 of the line, 12th to 15th after it.
     let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
     let fields: Vec<f64> = after
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0.0))
         .collect();
-    (fields[13] + fields[14]) / 100.0
+    (
+        (fields[11] + fields[12]) / 100.0,
+        (fields[13] + fields[14]) / 100.0,
+    )
+}
+
+fn children_cpu_seconds() -> f64 {
+    cpu_seconds().1
+}
+
+/// CPU seconds the Parquet library takes to read `input`'s record batches
+/// as the reader thread has it read them (the columns rescoring reads,
+/// dictionaries kept), with nothing done with them: the floor under the
+/// reader thread's figure.
+fn parquet_library_cpu_seconds(input: &Path) -> f64 {
+    let before = cpu_seconds().0;
+    let file = std::fs::File::open(input).unwrap();
+    let read = parquet_batches(file, Projection::Declarations).expect("a Parquet file");
+    let mut rows = 0;
+    for batch in read.batches {
+        rows += batch.expect("a readable batch").num_rows() as u64;
+    }
+    assert_eq!(rows, read.rows);
+    cpu_seconds().0 - before
 }
 
 fn field<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
@@ -110,8 +143,12 @@ fn main() {
         .collect();
     let mut passes: Vec<(Vec<Pass>, Vec<Pass>)> =
         inputs.iter().map(|_| Default::default()).collect();
+    // CPU seconds of the Parquet library alone, per round (Parquet only).
+    let mut library_reads: Vec<Vec<f64>> = inputs.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for ((format, input), (decodes, rescores)) in inputs.iter().zip(&mut passes) {
+        for (((format, input), (decodes, rescores)), library) in
+            inputs.iter().zip(&mut passes).zip(&mut library_reads)
+        {
             let output = if *format == "parquet" {
                 "parquet"
             } else {
@@ -136,6 +173,14 @@ fn main() {
                 s.peak_mib,
             );
             println!("  rescore stage seconds: {}", s.stages);
+            if *format == "parquet" {
+                let seconds = parquet_library_cpu_seconds(input);
+                println!(
+                    "  the Parquet library alone reads the batches in {:.2} CPU-µs each",
+                    1e6 * seconds / n as f64
+                );
+                library.push(seconds);
+            }
             decodes.push(d);
             rescores.push(s);
         }
@@ -144,9 +189,11 @@ fn main() {
         "\nmedians over {rounds} round(s); a year of Liège traffic (1.3 bn) in an hour needs {LIEGE_YEAR_PER_SECOND:.0} records/s"
     );
     println!(
-        "| input | decode-only records/s | read+decode CPU-µs/decl | of which read (reader thread) | rescore records/s | CPU-µs/decl | of which score+route+write | peak MiB | of 361 k/s | machines for a year in an hour |"
+        "| input | decode-only records/s | read+decode CPU-µs/decl | of which read (reader thread) | of which the Parquet library | rescore records/s | CPU-µs/decl | of which score+route+write | peak MiB | of 361 k/s | machines for a year in an hour |"
     );
-    for ((format, _), (decodes, rescores)) in inputs.iter().zip(&passes) {
+    for (((format, _), (decodes, rescores)), library) in
+        inputs.iter().zip(&passes).zip(&library_reads)
+    {
         let of = |passes: &[Pass], f: fn(&Pass) -> f64| median(passes.iter().map(f).collect());
         let decode_rate = of(decodes, |p| p.records_per_second);
         let rescore_rate = of(rescores, |p| p.records_per_second);
@@ -154,8 +201,13 @@ fn main() {
         let read_cpu = 1e6 * of(decodes, |p| p.reader_cpu_seconds) / n as f64;
         let rescore_cpu = 1e6 * of(rescores, |p| p.cpu_seconds) / n as f64;
         let peak = of(rescores, |p| p.peak_mib);
+        let library = if library.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.2}", 1e6 * median(library.clone()) / n as f64)
+        };
         println!(
-            "| {format} | {decode_rate:.0} | {decode_cpu:.2} | {read_cpu:.2} | {rescore_rate:.0} | {rescore_cpu:.2} | {:.2} | {peak:.0} | {:.1} % | {:.1} |",
+            "| {format} | {decode_rate:.0} | {decode_cpu:.2} | {read_cpu:.2} | {library} | {rescore_rate:.0} | {rescore_cpu:.2} | {:.2} | {peak:.0} | {:.1} % | {:.1} |",
             rescore_cpu - decode_cpu,
             100.0 * rescore_rate / LIEGE_YEAR_PER_SECOND,
             LIEGE_YEAR_PER_SECOND / rescore_rate,

@@ -25,7 +25,8 @@ use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -215,41 +216,23 @@ impl ColumnarRows {
         ))
     }
 
-    /// A Parquet file's columns that `projection` leaves out are not read:
-    /// their pages are neither decompressed nor decoded.
+    /// A Parquet file, read by [`parquet_batches`].
     fn from_parquet<T: ChunkReader + 'static>(
         input: T,
         projection: Projection,
         progress: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<Self, IoError> {
-        let metadata =
-            ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(parquet_err)?;
-        let kept = dictionaries_kept(metadata.schema(), metadata.metadata());
-        // Should the reader not take the dictionaries after all, the file is
-        // read as it is: the dictionaries save time, they are not needed.
-        let metadata = ArrowReaderMetadata::try_new(
-            Arc::clone(metadata.metadata()),
-            ArrowReaderOptions::new().with_schema(kept),
-        )
-        .unwrap_or(metadata);
-        let read = columns_read(metadata.schema(), projection);
-        let mask = ProjectionMask::roots(metadata.parquet_schema(), read);
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata)
-            .with_projection(mask);
-        let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+        let reader = parquet_batches(input, projection)?;
+        let total_rows = reader.rows.max(1);
         let progress = progress.map(|(count, size)| Progress {
             count,
             per_row: size / total_rows,
             per_batch: 0,
         });
-        let reader = builder
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(parquet_err)?;
         // The columns read, as the record batches hold them.
-        let schema = reader.schema();
+        let schema = reader.batches.schema();
         Ok(Self::over(
-            Box::new(reader),
+            Box::new(reader.batches),
             &schema,
             projection,
             progress,
@@ -281,6 +264,44 @@ impl ColumnarRows {
             error,
         }
     }
+}
+
+/// The record batches of a Parquet file, as [`ColumnarRows`] reads them
+/// (public so that the rescore bench can time the Parquet library's share of
+/// reading alone), and the file's row count.
+pub struct ParquetBatches {
+    pub batches: ParquetRecordBatchReader,
+    pub rows: u64,
+}
+
+/// Opens a Parquet file for reading by batches of [`BATCH_ROWS`]. The
+/// columns that `projection` leaves out are not read: their pages are
+/// neither decompressed nor decoded. Text columns dictionary-encoded
+/// throughout are read as dictionaries ([`dictionaries_kept`]).
+pub fn parquet_batches<T: ChunkReader + 'static>(
+    input: T,
+    projection: Projection,
+) -> Result<ParquetBatches, IoError> {
+    let metadata =
+        ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(parquet_err)?;
+    let kept = dictionaries_kept(metadata.schema(), metadata.metadata());
+    // Should the reader not take the dictionaries after all, the file is
+    // read as it is: the dictionaries save time, they are not needed.
+    let metadata = ArrowReaderMetadata::try_new(
+        Arc::clone(metadata.metadata()),
+        ArrowReaderOptions::new().with_schema(kept),
+    )
+    .unwrap_or(metadata);
+    let read = columns_read(metadata.schema(), projection);
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), read);
+    let builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata).with_projection(mask);
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let batches = builder
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(parquet_err)?;
+    Ok(ParquetBatches { batches, rows })
 }
 
 /// The positions of the columns of `schema` that `projection` reads.
