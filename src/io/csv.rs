@@ -1269,6 +1269,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rows_with_the_same_id_form_one_record_and_rows_without_one_stand_alone() {
+        let id = COLUMNS.iter().position(|c| *c == "declaration_id").unwrap();
+        let row = |cell: &str| {
+            let mut cells = vec![""; COLUMNS.len()];
+            cells[id] = cell;
+            cells.join(",")
+        };
+        let text = [
+            COLUMNS.join(","),
+            row(""),
+            row(""),
+            row("A"),
+            row("A"),
+            row("B"),
+        ]
+        .join("\n");
+        let records = RowGrouper::new(CsvRows::new(text.as_bytes()), Projection::Declarations);
+        let lines: Vec<Vec<u64>> = records
+            .map(|record| match record.unwrap() {
+                RawRecord::Rows { rows, .. } => rows.iter().map(|(line, _)| *line).collect(),
+                other @ (RawRecord::Json { .. }
+                | RawRecord::ArrowRows { .. }
+                | RawRecord::Bad(_)) => {
+                    panic!("a CSV record is its rows, not line {}", other.line())
+                }
+            })
+            .collect();
+        // Two rows without an id are two declarations, each reported on its
+        // own line, not one made of both.
+        assert_eq!(lines, [vec![2], vec![3], vec![4, 5], vec![6]]);
+    }
+
+    #[test]
     fn enum_cells_read_by_short_or_full_name() {
         let dataset = |cell| parse_enum(cell, "DATASET_TYPE_", pb::DatasetType::from_str_name);
         let h7 = i32::from(pb::DatasetType::H7);
