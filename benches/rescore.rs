@@ -69,10 +69,6 @@ fn cpu_seconds() -> (f64, f64) {
     )
 }
 
-fn children_cpu_seconds() -> f64 {
-    cpu_seconds().1
-}
-
 /// CPU seconds the Parquet library takes to read `input`'s record batches
 /// as the reader thread has it read them (the columns rescoring reads,
 /// dictionaries kept), with nothing done with them: the floor under the
@@ -97,7 +93,7 @@ fn field<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
 }
 
 fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
-    let cpu_before = children_cpu_seconds();
+    let (_, children_before) = cpu_seconds();
     let out = Command::new(bin)
         .arg("rescore")
         .arg("--input")
@@ -113,7 +109,7 @@ fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
         seconds: field(&stderr, " rejected in ", " s:").parse().unwrap(),
         stages: field(&stderr, "stage seconds: ", "\n").to_owned(),
         reader_cpu_seconds: field(&stderr, "reader thread: ", " CPU-s").parse().unwrap(),
-        cpu_seconds: children_cpu_seconds() - cpu_before,
+        cpu_seconds: cpu_seconds().1 - children_before,
     }
 }
 
