@@ -1,7 +1,8 @@
 //! Batch rescoring of the same declarations in each input format, against a
 //! decode-only pass over the same file, in the same run: records/s, CPU-µs
 //! per declaration by stage (read, on the reader thread, and for Parquet the
-//! Parquet library's share of it, timed alone in this process; decode, the
+//! Parquet library's share of it, timed alone in this process, and the whole
+//! reader stage alone with one and two threads reading row groups; decode, the
 //! rest of the decode-only pass; score, route and write, the difference), peak
 //! memory, and how far each is from a year of Liège traffic in an hour. Runs
 //! the release binary, so that peak memory and CPU time are the process's
@@ -21,8 +22,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use parcel_risk::io::Projection;
 use parcel_risk::io::columnar::parquet_batches;
+use parcel_risk::io::{Projection, open_framer};
 
 // The allocator of the shipped binary (src/main.rs), for the Parquet
 // library's pass timed in this process.
@@ -85,6 +86,27 @@ fn parquet_library_cpu_seconds(input: &Path) -> f64 {
     cpu_seconds().0 - before
 }
 
+/// The reader stage alone, in this process: `input` opened as `rescore`
+/// opens it, with `readers` threads reading its row groups, and cut into
+/// records that are counted and dropped. Wall seconds and CPU seconds (of
+/// every thread of this process).
+fn reader_stage_seconds(input: &Path, readers: usize, n: u64) -> (f64, f64) {
+    let cpu_before = cpu_seconds().0;
+    let started = std::time::Instant::now();
+    let framer =
+        open_framer(input, None, Projection::Declarations, None, readers).expect("a readable file");
+    let mut records = 0;
+    for record in framer {
+        record.expect("a readable record");
+        records += 1;
+    }
+    assert_eq!(records, n);
+    (
+        started.elapsed().as_secs_f64(),
+        cpu_seconds().0 - cpu_before,
+    )
+}
+
 fn field<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
     text.split(before)
         .nth(1)
@@ -141,6 +163,8 @@ fn main() {
         inputs.iter().map(|_| Default::default()).collect();
     // CPU seconds of the Parquet library alone, per round (Parquet only).
     let mut library_reads: Vec<Vec<f64>> = inputs.iter().map(|_| Vec::new()).collect();
+    // Records/s of the Parquet reader stage alone with one and two readers.
+    let mut reader_stages: [Vec<f64>; 2] = Default::default();
     for round in 0..rounds {
         for (((format, input), (decodes, rescores)), library) in
             inputs.iter().zip(&mut passes).zip(&mut library_reads)
@@ -176,6 +200,15 @@ fn main() {
                     1e6 * seconds / n as f64
                 );
                 library.push(seconds);
+                for readers in [1, 2] {
+                    let (wall, cpu) = reader_stage_seconds(input, readers, n);
+                    println!(
+                        "  the reader stage alone with {readers} row-group reader(s): {:.0} records/s ({:.2} CPU-µs each)",
+                        n as f64 / wall,
+                        1e6 * cpu / n as f64
+                    );
+                    reader_stages[readers - 1].push(n as f64 / wall);
+                }
             }
             decodes.push(d);
             rescores.push(s);
@@ -207,6 +240,13 @@ fn main() {
             rescore_cpu - decode_cpu,
             100.0 * rescore_rate / LIEGE_YEAR_PER_SECOND,
             LIEGE_YEAR_PER_SECOND / rescore_rate,
+        );
+    }
+    if !reader_stages[0].is_empty() {
+        let [one, two] = reader_stages.map(median);
+        println!(
+            "Parquet reader stage alone (read, decode the pages, cut into records): {one:.0} records/s with one row-group reader, {two:.0} with two ({:.2}x)",
+            two / one
         );
     }
 }

@@ -76,6 +76,32 @@ fn rescore_from(
     rescore_by(&router, input, format, out, output_format, score_from)
 }
 
+/// Threads reading a Parquet file's row groups in these runs: a file of
+/// several row groups is read as on a large machine, a file of one as on
+/// any (one reader).
+const PARQUET_READERS: usize = 3;
+
+/// The Parquet file `parquet` rewritten with row groups of `rows` rows, so
+/// that declarations straddle them.
+fn in_row_groups_of(parquet: &[u8], rows: usize) -> Vec<u8> {
+    use arrow_array::RecordBatchReader;
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(parquet.to_vec()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), reader.schema(), Some(properties)).unwrap();
+    for batch in reader {
+        writer.write(&batch.unwrap()).unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
 /// Rescores `input` with `router` into `out`; the rejected lines and the
 /// summary.
 fn rescore_by(
@@ -95,7 +121,14 @@ fn rescore_by(
     }));
     let mut rejected_lines = Vec::new();
     let summary = batch::run(
-        open_framer(input, format, Projection::Declarations, None).unwrap(),
+        open_framer(
+            input,
+            format,
+            Projection::Declarations,
+            None,
+            PARQUET_READERS,
+        )
+        .unwrap(),
         &ReferenceData::built_in(),
         work,
         Options {
@@ -250,10 +283,13 @@ fn every_input_format_and_compression_gives_the_same_assessments() {
         arrow.write_pb(&wire).unwrap();
     }
     let jsonl = jsonl.into_inner();
+    let parquet = parquet.finish().unwrap();
     let inputs = [
         write(dir.path(), "a.jsonl", &jsonl),
         write(dir.path(), "b.csv", &csv.into_inner().unwrap()),
-        write(dir.path(), "c.parquet", &parquet.finish().unwrap()),
+        write(dir.path(), "c.parquet", &parquet),
+        // Read by three threads at once (`PARQUET_READERS`).
+        write(dir.path(), "f.parquet", &in_row_groups_of(&parquet, 37)),
         write(dir.path(), "e.arrow", &arrow.finish().unwrap()),
         write(
             dir.path(),
@@ -390,7 +426,7 @@ fn an_arrow_file_named_as_text_is_named_for_what_it_is() {
     }
     let dir = tempfile::tempdir().unwrap();
     let misnamed = write(dir.path(), "declarations.csv", &arrow.finish().unwrap());
-    let error = open_framer(&misnamed, None, Projection::Declarations, None)
+    let error = open_framer(&misnamed, None, Projection::Declarations, None, 1)
         .err()
         .expect("refused")
         .to_string();
@@ -853,6 +889,7 @@ fn progress_stands_where_scoring_is_not_where_reading_is() {
             None,
             Projection::Declarations,
             Some(Arc::clone(&read)),
+            1,
         )
         .unwrap(),
         &ReferenceData::built_in(),

@@ -569,6 +569,7 @@ fn rescore_with(router: &Router, declarations: &[Declaration]) -> Vec<([u64; 3],
             None,
             parcel_risk::io::Projection::Declarations,
             None,
+            1,
         )
         .unwrap(),
         &parcel_risk::domain::ReferenceData::built_in(),

@@ -47,6 +47,12 @@ pub struct RescoreArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Threads that read a Parquet file's row groups at once, beside the
+    /// workers (default: one per eight workers). One reader decodes about a
+    /// million declarations a second, which a full rescore on fewer than a
+    /// dozen cores does not outrun.
+    #[arg(long)]
+    pub parquet_readers: Option<usize>,
     /// Records per pipeline step (memory grows with it).
     #[arg(long, default_value_t = 8192)]
     pub batch_records: usize,
@@ -87,11 +93,16 @@ pub fn run(args: RescoreArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| (args.input.as_os_str() == "-").then_some(Format::Jsonl));
     // Rescoring reads the declarations: results and truth in the file are
     // neither read nor checked.
+    let parquet_readers = args
+        .parquet_readers
+        .unwrap_or_else(|| pool.current_num_threads().div_ceil(8))
+        .max(1);
     let framer = open_framer(
         &args.input,
         input_format,
         Projection::Declarations,
         Some(Arc::clone(&read_bytes)),
+        parquet_readers,
     )
     .with_context(|| format!("cannot read {}", args.input.display()))?;
     let reference = ReferenceData::built_in();

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -20,10 +21,9 @@ use arrow_array::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
-use arrow_array::RecordBatchReader;
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
-use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
@@ -126,8 +126,8 @@ impl<W: Write + Send> ColumnarFile<W> {
     }
 }
 
-/// Record batches from a Parquet or an Arrow IPC file.
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+/// The batches of a Parquet or an Arrow IPC file, each as text.
+type Batches = Box<dyn Iterator<Item = Result<TextBatch, IoError>> + Send>;
 
 /// Bytes of the file consumed so far, estimated by rows (Parquet, whose
 /// row count is in its footer) or by batches (Arrow IPC) read.
@@ -143,30 +143,30 @@ pub struct ColumnarRows {
     reader: Batches,
     header: Vec<String>,
     batch: Option<Arc<TextBatch>>,
-    /// The file's declaration-level columns, compared across each batch's
-    /// rows once it is read ([`TextBatch::agrees_with_previous`]).
-    declaration_level: Vec<usize>,
     next_in_batch: usize,
     row_number: u64,
     progress: Option<Progress>,
-    /// How a batch that cannot be read is reported: Parquet's or Arrow's.
-    error: fn(ArrowError) -> IoError,
 }
 
 impl ColumnarRows {
     /// Opens a columnar file; `progress` is advanced in proportion to the
     /// rows (Parquet, whose row count is in its footer) or the batches
-    /// (Arrow IPC) read.
+    /// (Arrow IPC) read. A Parquet file's row groups are read by `readers`
+    /// threads at once ([`RowGroupsInParallel`]); 1 reads them on the
+    /// caller's thread, as an Arrow IPC file always is.
     pub fn open(
         file: File,
         container: Container,
         projection: Projection,
         progress: Option<Arc<AtomicU64>>,
+        readers: usize,
     ) -> Result<Self, IoError> {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = progress.map(|p| (p, size));
         match container {
-            Container::Parquet => Self::from_parquet(file, projection, progress),
+            Container::Parquet => {
+                Self::from_parquet(PositionedFile::new(file), projection, progress, readers)
+            }
             Container::ArrowIpc => Self::from_arrow_ipc(file, projection, progress),
         }
     }
@@ -177,8 +177,21 @@ impl ColumnarRows {
         container: Container,
         projection: Projection,
     ) -> Result<Self, IoError> {
+        Self::from_bytes_with_readers(bytes, container, projection, 1)
+    }
+
+    /// [`Self::from_bytes`], a Parquet file's row groups read by `readers`
+    /// threads at once.
+    pub fn from_bytes_with_readers(
+        bytes: Vec<u8>,
+        container: Container,
+        projection: Projection,
+        readers: usize,
+    ) -> Result<Self, IoError> {
         match container {
-            Container::Parquet => Self::from_parquet(bytes::Bytes::from(bytes), projection, None),
+            Container::Parquet => {
+                Self::from_parquet(bytes::Bytes::from(bytes), projection, None, readers)
+            }
             Container::ArrowIpc => {
                 Self::from_arrow_ipc(std::io::Cursor::new(bytes), projection, None)
             }
@@ -207,63 +220,71 @@ impl ColumnarRows {
             per_row: 0,
             per_batch: size / batches,
         });
-        Ok(Self::over(
-            Box::new(reader),
-            &schema,
-            projection,
-            progress,
-            arrow_ipc_err,
-        ))
+        let (header, declaration_level) = header_of(&schema, projection);
+        let reader = reader.map(move |batch| {
+            batch
+                .map(|batch| TextBatch::new(&batch, &declaration_level))
+                .map_err(arrow_ipc_err)
+        });
+        Ok(Self::over(Box::new(reader), header, progress))
     }
 
-    /// A Parquet file, read by [`parquet_batches`].
-    fn from_parquet<T: ChunkReader + 'static>(
+    /// A Parquet file, read by [`ParquetReading`].
+    fn from_parquet<T: ChunkReader + Clone + 'static>(
         input: T,
         projection: Projection,
         progress: Option<(Arc<AtomicU64>, u64)>,
+        readers: usize,
     ) -> Result<Self, IoError> {
-        let reader = parquet_batches(input, projection)?;
-        let total_rows = reader.rows.max(1);
+        let reading = ParquetReading::new(input, projection)?;
+        let total_rows = reading.rows().max(1);
         let progress = progress.map(|(count, size)| Progress {
             count,
             per_row: size / total_rows,
             per_batch: 0,
         });
         // The columns read, as the record batches hold them.
-        let schema = reader.batches.schema();
-        Ok(Self::over(
-            Box::new(reader.batches),
-            &schema,
-            projection,
-            progress,
-            parquet_err,
-        ))
+        let (header, declaration_level) = header_of(&reading.schema()?, projection);
+        let groups = reading.metadata.metadata().num_row_groups();
+        let batches: Batches = if readers > 1 && groups > 1 {
+            Box::new(RowGroupsInParallel::start(
+                reading,
+                readers,
+                declaration_level,
+            ))
+        } else {
+            let reader = reading.batches(None)?.map(move |batch| {
+                batch
+                    .map(|batch| TextBatch::new(&batch, &declaration_level))
+                    .map_err(parquet_err)
+            });
+            Box::new(reader)
+        };
+        Ok(Self::over(batches, header, progress))
     }
 
-    fn over(
-        reader: Batches,
-        schema: &Schema,
-        projection: Projection,
-        progress: Option<Progress>,
-        error: fn(ArrowError) -> IoError,
-    ) -> Self {
-        let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        // A header without the columns every record needs is refused when
-        // the rows are grouped; until then there is nothing to compare.
-        let declaration_level = Layout::from_header(header.iter().map(String::as_str), projection)
-            .map(|layout| layout.declaration_level_columns())
-            .unwrap_or_default();
+    fn over(reader: Batches, header: Vec<String>, progress: Option<Progress>) -> Self {
         Self {
             reader,
             header,
             batch: None,
-            declaration_level,
             next_in_batch: 0,
             row_number: 0,
             progress,
-            error,
         }
     }
+}
+
+/// The names of `schema`'s columns, and which of them are declaration-level
+/// (compared across a declaration's rows, [`TextBatch::agrees_with_previous`]).
+fn header_of(schema: &Schema, projection: Projection) -> (Vec<String>, Vec<usize>) {
+    let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    // A header without the columns every record needs is refused when
+    // the rows are grouped; until then there is nothing to compare.
+    let declaration_level = Layout::from_header(header.iter().map(String::as_str), projection)
+        .map(|layout| layout.declaration_level_columns())
+        .unwrap_or_default();
+    (header, declaration_level)
 }
 
 /// The record batches of a Parquet file, as [`ColumnarRows`] reads them
@@ -274,34 +295,278 @@ pub struct ParquetBatches {
     pub rows: u64,
 }
 
-/// Opens a Parquet file for reading by batches of [`BATCH_ROWS`]. The
-/// columns that `projection` leaves out are not read: their pages are
-/// neither decompressed nor decoded. Text columns dictionary-encoded
-/// throughout are read as dictionaries ([`dictionaries_kept`]).
+/// Opens a Parquet file for reading by batches of [`BATCH_ROWS`] as
+/// [`ColumnarRows`] reads it, on one thread.
 pub fn parquet_batches<T: ChunkReader + 'static>(
     input: T,
     projection: Projection,
 ) -> Result<ParquetBatches, IoError> {
-    let metadata =
-        ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(parquet_err)?;
-    let kept = dictionaries_kept(metadata.schema(), metadata.metadata());
-    // Should the reader not take the dictionaries after all, the file is
-    // read as it is: the dictionaries save time, they are not needed.
-    let metadata = ArrowReaderMetadata::try_new(
-        Arc::clone(metadata.metadata()),
-        ArrowReaderOptions::new().with_schema(kept),
-    )
-    .unwrap_or(metadata);
-    let read = columns_read(metadata.schema(), projection);
-    let mask = ProjectionMask::roots(metadata.parquet_schema(), read);
-    let builder =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata).with_projection(mask);
-    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-    let batches = builder
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(parquet_err)?;
-    Ok(ParquetBatches { batches, rows })
+    let reading = ParquetReading::new(input, projection)?;
+    Ok(ParquetBatches {
+        rows: reading.rows(),
+        batches: reading.batches(None)?,
+    })
+}
+
+/// How a Parquet file is read: its footer, and the columns read. The
+/// columns that the projection leaves out are not read: their pages are
+/// neither decompressed nor decoded. Text columns dictionary-encoded
+/// throughout are read as dictionaries ([`dictionaries_kept`]).
+struct ParquetReading<T> {
+    input: T,
+    metadata: ArrowReaderMetadata,
+    /// The top-level columns read, and the mask that reads them.
+    read: Vec<usize>,
+    mask: ProjectionMask,
+}
+
+impl<T: ChunkReader + 'static> ParquetReading<T> {
+    fn new(input: T, projection: Projection) -> Result<Self, IoError> {
+        let metadata =
+            ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(parquet_err)?;
+        let kept = dictionaries_kept(metadata.schema(), metadata.metadata());
+        // Should the reader not take the dictionaries after all, the file is
+        // read as it is: the dictionaries save time, they are not needed.
+        let metadata = ArrowReaderMetadata::try_new(
+            Arc::clone(metadata.metadata()),
+            ArrowReaderOptions::new().with_schema(kept),
+        )
+        .unwrap_or(metadata);
+        let read = columns_read(metadata.schema(), projection);
+        let mask = ProjectionMask::roots(metadata.parquet_schema(), read.iter().copied());
+        Ok(Self {
+            input,
+            metadata,
+            read,
+            mask,
+        })
+    }
+
+    fn rows(&self) -> u64 {
+        self.metadata.metadata().file_metadata().num_rows().max(0) as u64
+    }
+
+    /// The columns read, as the record batches hold them.
+    fn schema(&self) -> Result<Schema, IoError> {
+        self.metadata
+            .schema()
+            .project(&self.read)
+            .map_err(parquet_err)
+    }
+
+    /// A reader of the row groups `groups` (all of them: `None`) in order.
+    fn batches_of(
+        input: T,
+        metadata: &ArrowReaderMetadata,
+        mask: &ProjectionMask,
+        groups: Option<Vec<usize>>,
+    ) -> Result<ParquetRecordBatchReader, IoError> {
+        let mut builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata.clone())
+                .with_projection(mask.clone())
+                .with_batch_size(BATCH_ROWS);
+        if let Some(groups) = groups {
+            builder = builder.with_row_groups(groups);
+        }
+        builder.build().map_err(parquet_err)
+    }
+
+    fn batches(self, groups: Option<Vec<usize>>) -> Result<ParquetRecordBatchReader, IoError> {
+        Self::batches_of(self.input, &self.metadata, &self.mask, groups)
+    }
+}
+
+/// A Parquet file's batches, its row groups read by several threads at once
+/// and handed on in the file's order. Reader `r` of `n` reads row groups
+/// `r`, `r + n`, `r + 2n`… a group at a time, and waits while
+/// [`Self::AHEAD`] of its batches are not taken: the rows come out in the
+/// file's order, in memory bounded by the readers' count.
+///
+/// One reader thread decodes about a million declarations a second (under a
+/// CPU-µs each, README): enough for the dozen cores that score them, not for
+/// more, nor for a decode-only run on more than a few.
+struct RowGroupsInParallel {
+    /// Reader `r`'s batches, in its groups' order; a group ends with `None`.
+    lanes: Vec<mpsc::Receiver<Option<Result<TextBatch, IoError>>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    /// The row group whose batches come next.
+    next_group: usize,
+    groups: usize,
+}
+
+impl RowGroupsInParallel {
+    /// Batches a reader may have decoded and not yet handed on.
+    const AHEAD: usize = 2;
+
+    fn start<T: ChunkReader + Clone + 'static>(
+        reading: ParquetReading<T>,
+        readers: usize,
+        declaration_level: Vec<usize>,
+    ) -> Self {
+        let groups = reading.metadata.metadata().num_row_groups();
+        let readers = readers.clamp(1, groups.max(1));
+        let declaration_level = Arc::new(declaration_level);
+        let mut lanes = Vec::with_capacity(readers);
+        let mut workers = Vec::with_capacity(readers);
+        for first in 0..readers {
+            let (tx, rx) = mpsc::sync_channel(Self::AHEAD);
+            let input = reading.input.clone();
+            let metadata = reading.metadata.clone();
+            let mask = reading.mask.clone();
+            let declaration_level = Arc::clone(&declaration_level);
+            let spawned = std::thread::Builder::new()
+                .name(format!("parquet-reader-{first}"))
+                .spawn(move || {
+                    for group in (first..groups).step_by(readers) {
+                        let batches = ParquetReading::batches_of(
+                            input.clone(),
+                            &metadata,
+                            &mask,
+                            Some(vec![group]),
+                        );
+                        let batches = match batches {
+                            Ok(batches) => batches,
+                            Err(e) => {
+                                let _ = tx.send(Some(Err(e)));
+                                return;
+                            }
+                        };
+                        for batch in batches {
+                            let batch = batch
+                                .map(|batch| TextBatch::new(&batch, &declaration_level))
+                                .map_err(parquet_err);
+                            let failed = batch.is_err();
+                            // A send fails when the rows are no longer read.
+                            if tx.send(Some(batch)).is_err() || failed {
+                                return;
+                            }
+                        }
+                        if tx.send(None).is_err() {
+                            return;
+                        }
+                    }
+                });
+            // A reader that cannot be started leaves its lane without a
+            // sender: reading the lane reports it, in the file's order.
+            if let Ok(worker) = spawned {
+                workers.push(worker);
+            }
+            lanes.push(rx);
+        }
+        Self {
+            lanes,
+            workers,
+            next_group: 0,
+            groups,
+        }
+    }
+}
+
+impl Iterator for RowGroupsInParallel {
+    type Item = Result<TextBatch, IoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next_group < self.groups {
+            let lane = &self.lanes[self.next_group % self.lanes.len()];
+            match lane.recv() {
+                Ok(Some(Ok(batch))) => return Some(Ok(batch)),
+                Ok(None) => self.next_group += 1,
+                Ok(Some(Err(e))) => {
+                    self.next_group = self.groups;
+                    return Some(Err(e));
+                }
+                Err(mpsc::RecvError) => {
+                    let group = std::mem::replace(&mut self.next_group, self.groups);
+                    return Some(Err(IoError::Parquet(format!(
+                        "the thread reading row group {group} stopped"
+                    ))));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for RowGroupsInParallel {
+    /// Stops the readers: each one's next send fails once its lane is gone.
+    fn drop(&mut self) {
+        self.lanes.clear();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// A file read at given offsets (`pread`), so that threads reading parts of
+/// it at once do not move each other's position: a `File`'s clones share
+/// one, which the Parquet library's own reader of a `File` seeks.
+#[derive(Clone)]
+struct PositionedFile(Arc<File>);
+
+impl PositionedFile {
+    fn new(file: File) -> Self {
+        Self(Arc::new(file))
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_at(&*self.0, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            std::os::windows::fs::FileExt::seek_read(&*self.0, buf, offset)
+        }
+    }
+}
+
+impl parquet::file::reader::Length for PositionedFile {
+    fn len(&self) -> u64 {
+        self.0.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl ChunkReader for PositionedFile {
+    type T = std::io::BufReader<FileFrom>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(std::io::BufReader::new(FileFrom {
+            file: self.clone(),
+            offset: start,
+        }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let mut buffer = vec![0; length];
+        let mut filled = 0;
+        while filled < length {
+            match self.read_at(&mut buffer[filled..], start + filled as u64) {
+                Ok(0) => {
+                    return Err(parquet::errors::ParquetError::EOF(format!(
+                        "expected to read {length} bytes at offset {start}, read only {filled}"
+                    )));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(buffer.into())
+    }
+}
+
+/// A [`PositionedFile`] read on from an offset.
+pub struct FileFrom {
+    file: PositionedFile,
+    offset: u64,
+}
+
+impl std::io::Read for FileFrom {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// The positions of the columns of `schema` that `projection` reads.
@@ -400,8 +665,7 @@ impl RowSource for ColumnarRows {
             }
             match self.reader.next() {
                 Some(batch) => {
-                    let batch = batch.map_err(self.error)?;
-                    self.batch = Some(Arc::new(TextBatch::new(&batch, &self.declaration_level)));
+                    self.batch = Some(Arc::new(batch?));
                     self.next_in_batch = 0;
                     if let Some(p) = &self.progress {
                         p.count.fetch_add(p.per_batch, Ordering::Relaxed);
@@ -1027,6 +1291,125 @@ mod tests {
         };
         assert_eq!(cells(&rows[0]), (1, "-7|1|true|x||z".to_owned()));
         assert_eq!(cells(&rows[1]), (2, "|2.5|||y|".to_owned()));
+    }
+
+    /// A file of 23 row groups of 7 rows, three rows per declaration (so
+    /// that declarations straddle row groups): an id, an item number, a
+    /// kind from a dictionary and nulls.
+    fn in_small_row_groups() -> Vec<u8> {
+        let rows = 161;
+        let ids: Vec<String> = (0..rows).map(|i| format!("D{}", i / 3)).collect();
+        let items: Vec<String> = (0..rows).map(|i| (i % 3 + 1).to_string()).collect();
+        let kinds: Vec<Option<String>> = (0..rows)
+            .map(|i| (i % 5 != 0).then(|| format!("kind {}", i % 4)))
+            .collect();
+        let batch = RecordBatch::try_from_iter([
+            (
+                "declaration_id",
+                Arc::new(StringArray::from(ids)) as ArrayRef,
+            ),
+            ("goods_item_number", Arc::new(StringArray::from(items))),
+            ("dataset", Arc::new(StringArray::from(kinds))),
+            ("mrn", Arc::new(StringArray::new_null(rows))),
+        ])
+        .unwrap();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(7))
+            .build();
+        let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
+        w.write(&batch).unwrap();
+        w.into_inner().unwrap()
+    }
+
+    /// Each row read from `rows` as its number and its cells joined by `|`,
+    /// until the end or the first error (returned last).
+    fn numbered_rows(mut rows: ColumnarRows) -> (Vec<(u64, String)>, Option<IoError>) {
+        let mut read = Vec::new();
+        loop {
+            match rows.next_row() {
+                Ok(Some((number, row))) => {
+                    let row = row.unwrap();
+                    let cells: Vec<&str> = (0..4).map(|i| row.cell(i).unwrap()).collect();
+                    read.push((number, cells.join("|")));
+                }
+                Ok(None) => return (read, None),
+                Err(e) => return (read, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn row_groups_read_by_several_threads_come_out_as_one_thread_reads_them() {
+        let file = in_small_row_groups();
+        let read = |readers| {
+            let rows = ColumnarRows::from_bytes_with_readers(
+                file.clone(),
+                Container::Parquet,
+                Projection::Examples,
+                readers,
+            )
+            .unwrap();
+            numbered_rows(rows)
+        };
+        let (one, error) = read(1);
+        assert!(error.is_none());
+        assert_eq!(one.len(), 161);
+        assert_eq!(one[0], (1, "D0|1||".to_string()));
+        assert_eq!(one[159], (160, "D53|1|kind 3|".to_string()));
+        // Three readers, as many as row groups, and more.
+        for readers in [2, 3, 23, 64] {
+            let (rows, error) = read(readers);
+            assert!(error.is_none(), "{readers} readers: {error:?}");
+            assert_eq!(rows, one, "{readers} readers");
+        }
+    }
+
+    #[test]
+    fn a_row_group_that_cannot_be_read_ends_the_rows_with_its_error() {
+        let mut file = in_small_row_groups();
+        let metadata =
+            ArrowReaderMetadata::load(&bytes::Bytes::from(file.clone()), ArrowReaderOptions::new())
+                .unwrap();
+        // Row group 5's first page header overwritten with junk.
+        let chunk = metadata.metadata().row_group(5).column(0);
+        let start = chunk
+            .dictionary_page_offset()
+            .unwrap_or(chunk.data_page_offset()) as usize;
+        file[start..start + 16].fill(0xff);
+        for readers in [1, 3] {
+            let rows = ColumnarRows::from_bytes_with_readers(
+                file.clone(),
+                Container::Parquet,
+                Projection::Examples,
+                readers,
+            )
+            .unwrap();
+            let (read, error) = numbered_rows(rows);
+            assert!(
+                matches!(error, Some(IoError::Parquet(_))),
+                "{readers} readers: {error:?}"
+            );
+            if readers > 1 {
+                // The five row groups before it, in order.
+                assert_eq!(read.len(), 35);
+                assert_eq!(read[34].0, 35);
+            }
+        }
+    }
+
+    #[test]
+    fn rows_left_unread_stop_the_reader_threads() {
+        let mut rows = ColumnarRows::from_bytes_with_readers(
+            in_small_row_groups(),
+            Container::Parquet,
+            Projection::Examples,
+            4,
+        )
+        .unwrap();
+        assert!(rows.next_row().unwrap().is_some());
+        // Dropping the rows joins the readers, which are blocked on a full
+        // lane: this returns only if they see that no one reads any more.
+        drop(rows);
     }
 
     #[test]

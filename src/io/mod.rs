@@ -303,12 +303,14 @@ pub type Input = Box<dyn BufRead + Send>;
 /// Opens a file (or `-` for stdin) and cuts it into records. Gzip and zstd
 /// input is recognised by its magic bytes and decompressed on the fly.
 /// `progress` counts the (compressed) bytes read; `projection` says what
-/// of each record is read.
+/// of each record is read; `parquet_readers` threads read a Parquet file's
+/// row groups at once.
 pub fn open_framer(
     path: &Path,
     format: Option<Format>,
     projection: Projection,
     progress: Option<Arc<AtomicU64>>,
+    parquet_readers: usize,
 ) -> Result<Framer<Input>, IoError> {
     let format = format
         .or_else(|| Format::from_path(path))
@@ -326,7 +328,8 @@ pub fn open_framer(
             ));
         }
         let file = File::open(path).map_err(open_err)?;
-        let rows = columnar::ColumnarRows::open(file, container, projection, progress)?;
+        let rows =
+            columnar::ColumnarRows::open(file, container, projection, progress, parquet_readers)?;
         return Ok(Framer::Columnar(csv::RowGrouper::new(rows, projection)));
     }
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
@@ -370,7 +373,7 @@ pub fn open_examples(
     reference: ReferenceData<'static>,
 ) -> Result<ExampleReader<Input>, IoError> {
     Ok(ExampleReader::from_framer(
-        open_framer(path, format, Projection::Examples, None)?,
+        open_framer(path, format, Projection::Examples, None, 1)?,
         reference,
     ))
 }
