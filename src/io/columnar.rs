@@ -537,26 +537,24 @@ impl ChunkReader for PositionedFile {
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
-        let mut buffer = vec![0; length];
-        let mut filled = 0;
-        while filled < length {
-            match self.read_at(&mut buffer[filled..], start + filled as u64) {
-                Ok(0) => {
-                    return Err(parquet::errors::ParquetError::EOF(format!(
-                        "expected to read {length} bytes at offset {start}, read only {filled}"
-                    )));
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
+        use std::io::Read;
+        let mut buffer = Vec::with_capacity(length);
+        let from = FileFrom {
+            file: self.clone(),
+            offset: start,
+        };
+        let read = from.take(length as u64).read_to_end(&mut buffer)?;
+        if read != length {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "expected to read {length} bytes at offset {start}, read only {read}"
+            )));
         }
         Ok(buffer.into())
     }
 }
 
 /// A [`PositionedFile`] read on from an offset.
-pub struct FileFrom {
+struct FileFrom {
     file: PositionedFile,
     offset: u64,
 }
