@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use crate::domain::{Declaration, ReferenceData};
 use crate::features::record::{LiveRead, RecordKeys};
 use crate::features::window::SplitSignal;
-use crate::io::{Framer, Input, IoError, RawRecord, RecordError};
+use crate::io::{Framer, Input, IoError, RawRecord, RecordError, thread_cpu_time};
 use crate::scoring::{Assessment, Router, Scorer, WindowInput, reasons};
 
 pub use output::{ASSESSMENT_COLUMNS, Encoder, OutputWriter, Part};
@@ -83,8 +83,9 @@ pub struct Summary {
     pub stages: Stages,
     /// CPU time of stage 1, the reader thread: reading the file and cutting
     /// it into records (for Parquet and Arrow IPC, decompressing and
-    /// decoding the column pages too). What a run costs before a single
-    /// declaration is decoded; `None` where the OS does not tell.
+    /// decoding the column pages too, on the threads reading a Parquet
+    /// file's row groups when there are several). What a run costs before a
+    /// single declaration is decoded; `None` where the OS does not tell.
     pub reader_cpu: Option<Duration>,
 }
 
@@ -157,9 +158,12 @@ pub fn run(
     let batch_records = options.batch_records.max(1);
     std::thread::scope(|scope| {
         let (raw_tx, raw_rx) = mpsc::sync_channel::<RawBatch>(QUEUE);
+        // The threads reading a Parquet file's row groups, if any, are
+        // joined when the framer is dropped, at the end of reading.
+        let helpers = framer.reader_threads_cpu();
         let reader = scope.spawn(move || {
             let read = read_batches(framer, batch_records, read_position, &raw_tx);
-            (read, thread_cpu_time())
+            (read, thread_cpu_time().map(|own| own + helpers.total()))
         });
         let mut summary = Summary::default();
         let result = match work {
@@ -277,24 +281,6 @@ pub fn run(
         summary.reader_cpu = reader_cpu;
         Ok(summary)
     })
-}
-
-/// The CPU time (user and system) the calling thread has used so far
-/// (`CLOCK_THREAD_CPUTIME_ID`, exact to the nanosecond: Linux's
-/// /proc/thread-self/schedstat lags by up to a scheduler tick, and read 0
-/// for a short run's reader); `None` where the OS has no such clock.
-fn thread_cpu_time() -> Option<Duration> {
-    #[cfg(unix)]
-    {
-        let at = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        let seconds = u64::try_from(at.tv_sec).ok()?;
-        let nanos = u32::try_from(at.tv_nsec).ok()?;
-        Some(Duration::new(seconds, nanos))
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
 }
 
 /// A batch of records as cut, or the error that ended reading; with the

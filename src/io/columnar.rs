@@ -36,7 +36,7 @@ use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 
 use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, example_rows};
-use super::{Container, IoError, Projection, RawRecord};
+use super::{Container, IoError, Projection, RawRecord, ThreadsCpu};
 use crate::pb;
 
 /// Rows per record batch, read and written.
@@ -146,6 +146,8 @@ pub struct ColumnarRows {
     next_in_batch: usize,
     row_number: u64,
     progress: Option<Progress>,
+    /// The CPU time of the threads reading row groups, if any.
+    reader_threads_cpu: ThreadsCpu,
 }
 
 impl ColumnarRows {
@@ -246,11 +248,13 @@ impl ColumnarRows {
         // The columns read, as the record batches hold them.
         let (header, declaration_level) = header_of(&reading.schema()?, projection);
         let groups = reading.metadata.metadata().num_row_groups();
+        let cpu = ThreadsCpu::default();
         let batches: Batches = if readers > 1 && groups > 1 {
             Box::new(RowGroupsInParallel::start(
                 reading,
                 readers,
                 declaration_level,
+                cpu.clone(),
             ))
         } else {
             let reader = reading.batches(None)?.map(move |batch| {
@@ -260,7 +264,9 @@ impl ColumnarRows {
             });
             Box::new(reader)
         };
-        Ok(Self::over(batches, header, progress))
+        let mut rows = Self::over(batches, header, progress);
+        rows.reader_threads_cpu = cpu;
+        Ok(rows)
     }
 
     fn over(reader: Batches, header: Vec<String>, progress: Option<Progress>) -> Self {
@@ -271,7 +277,14 @@ impl ColumnarRows {
             next_in_batch: 0,
             row_number: 0,
             progress,
+            reader_threads_cpu: ThreadsCpu::default(),
         }
+    }
+
+    /// The CPU time of the threads reading the file's row groups (none:
+    /// zero), complete once these rows are dropped.
+    pub fn reader_threads_cpu(&self) -> ThreadsCpu {
+        self.reader_threads_cpu.clone()
     }
 }
 
@@ -402,6 +415,7 @@ impl RowGroupsInParallel {
         reading: ParquetReading<T>,
         readers: usize,
         declaration_level: Vec<usize>,
+        cpu: ThreadsCpu,
     ) -> Self {
         let groups = reading.metadata.metadata().num_row_groups();
         let readers = readers.clamp(1, groups.max(1));
@@ -414,37 +428,42 @@ impl RowGroupsInParallel {
             let metadata = reading.metadata.clone();
             let mask = reading.mask.clone();
             let declaration_level = Arc::clone(&declaration_level);
-            let spawned = std::thread::Builder::new()
-                .name(format!("parquet-reader-{first}"))
-                .spawn(move || {
-                    for group in (first..groups).step_by(readers) {
-                        let batches = ParquetReading::batches_of(
-                            input.clone(),
-                            &metadata,
-                            &mask,
-                            Some(vec![group]),
-                        );
-                        let batches = match batches {
-                            Ok(batches) => batches,
-                            Err(e) => {
-                                let _ = tx.send(Some(Err(e)));
-                                return;
-                            }
-                        };
-                        for batch in batches {
-                            let batch = batch
-                                .map(|batch| TextBatch::new(&batch, &declaration_level))
-                                .map_err(parquet_err);
-                            let failed = batch.is_err();
-                            // A send fails when the rows are no longer read.
-                            if tx.send(Some(batch)).is_err() || failed {
-                                return;
-                            }
+            let cpu = cpu.clone();
+            let read = move || {
+                for group in (first..groups).step_by(readers) {
+                    let batches = ParquetReading::batches_of(
+                        input.clone(),
+                        &metadata,
+                        &mask,
+                        Some(vec![group]),
+                    );
+                    let batches = match batches {
+                        Ok(batches) => batches,
+                        Err(e) => {
+                            let _ = tx.send(Some(Err(e)));
+                            return;
                         }
-                        if tx.send(None).is_err() {
+                    };
+                    for batch in batches {
+                        let batch = batch
+                            .map(|batch| TextBatch::new(&batch, &declaration_level))
+                            .map_err(parquet_err);
+                        let failed = batch.is_err();
+                        // A send fails when the rows are no longer read.
+                        if tx.send(Some(batch)).is_err() || failed {
                             return;
                         }
                     }
+                    if tx.send(None).is_err() {
+                        return;
+                    }
+                }
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("parquet-reader-{first}"))
+                .spawn(move || {
+                    read();
+                    cpu.add_this_thread();
                 });
             // A reader that cannot be started leaves its lane without a
             // sender: reading the lane reports it, in the file's order.
@@ -1347,7 +1366,12 @@ mod tests {
                 readers,
             )
             .unwrap();
-            numbered_rows(rows)
+            let cpu = rows.reader_threads_cpu();
+            let (rows, error) = numbered_rows(rows);
+            // The reader threads' CPU time, complete now that they are joined.
+            let threads_used_cpu = cpu.total() > std::time::Duration::ZERO;
+            assert_eq!(threads_used_cpu, readers > 1, "{readers} readers");
+            (rows, error)
         };
         let (one, error) = read(1);
         assert!(error.is_none());

@@ -466,6 +466,11 @@ impl<S: RowSource> RowGrouper<S> {
         }
     }
 
+    /// The rows being grouped.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
     fn next_row(&mut self) -> Result<Option<Row<S::Cells>>, IoError> {
         match self.pending.take() {
             Some(row) => Ok(Some(row)),

@@ -16,6 +16,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::domain::TrainingExample;
 use crate::domain::validation::{ReferenceData, ValidationError};
@@ -229,6 +230,17 @@ pub enum Framer<R: BufRead> {
     Failed(Option<IoError>),
 }
 
+impl<R: BufRead> Framer<R> {
+    /// The CPU time of the threads this framer starts to read a Parquet
+    /// file's row groups (none: zero), complete once it is dropped.
+    pub fn reader_threads_cpu(&self) -> ThreadsCpu {
+        match self {
+            Framer::Columnar(grouper) => grouper.source().reader_threads_cpu(),
+            Framer::Jsonl(_) | Framer::Csv(_) | Framer::Failed(_) => ThreadsCpu::default(),
+        }
+    }
+}
+
 impl<R: BufRead> Iterator for Framer<R> {
     type Item = Result<RawRecord, IoError>;
 
@@ -376,6 +388,43 @@ pub fn open_examples(
         open_framer(path, format, Projection::Examples, None, 1)?,
         reference,
     ))
+}
+
+/// The CPU time (user and system) the calling thread has used so far
+/// (`CLOCK_THREAD_CPUTIME_ID`, exact to the nanosecond: Linux's
+/// /proc/thread-self/schedstat lags by up to a scheduler tick, and read 0
+/// for a short run's reader); `None` where the OS has no such clock.
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let at = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let seconds = u64::try_from(at.tv_sec).ok()?;
+        let nanos = u32::try_from(at.tv_nsec).ok()?;
+        Some(Duration::new(seconds, nanos))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// CPU time of threads a reader started, added by each as it ends.
+#[derive(Clone, Default)]
+pub struct ThreadsCpu(Arc<AtomicU64>);
+
+impl ThreadsCpu {
+    /// Adds the calling thread's CPU time so far; call it as the thread ends.
+    pub fn add_this_thread(&self) {
+        if let Some(cpu) = thread_cpu_time() {
+            let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+            self.0.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// The time added so far.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 /// Counts the bytes that pass through.
