@@ -50,6 +50,8 @@ struct Pass {
     /// it into records, decoding a columnar file's pages).
     reader_cpu_seconds: f64,
     stages: String,
+    /// The run's line on its one-thread stages (none in a decode-only run).
+    one_thread_stages: Option<String>,
 }
 
 /// CPU seconds (user + system) of this process, and of its waited-for
@@ -130,6 +132,10 @@ fn run(bin: &str, args: &[&str], input: &Path) -> Pass {
         peak_mib: field(&stderr, "peak memory ", " MiB").parse().unwrap(),
         seconds: field(&stderr, " rejected in ", " s:").parse().unwrap(),
         stages: field(&stderr, "stage seconds: ", "\n").to_owned(),
+        one_thread_stages: stderr
+            .split("one-thread stages: ")
+            .nth(1)
+            .map(|rest| rest.lines().next().unwrap_or("").to_owned()),
         reader_cpu_seconds: field(&stderr, "reader thread: ", " CPU-s").parse().unwrap(),
         cpu_seconds: cpu_seconds().1 - children_before,
     }
@@ -193,6 +199,9 @@ fn main() {
                 s.peak_mib,
             );
             println!("  rescore stage seconds: {}", s.stages);
+            if let Some(line) = &s.one_thread_stages {
+                println!("  rescore one-thread stages: {line}");
+            }
             if *format == "parquet" {
                 let seconds = parquet_library_cpu_seconds(input);
                 println!(

@@ -247,7 +247,7 @@ fn bad_rows_scattered_through_a_file_are_exactly_the_rejects_and_order_is_kept()
 
 #[test]
 #[cfg(unix)]
-fn the_reader_threads_cpu_time_is_measured_within_the_runs_wall_time() {
+fn the_one_thread_stages_cpu_time_is_measured_within_the_runs_wall_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
@@ -255,15 +255,25 @@ fn the_reader_threads_cpu_time_is_measured_within_the_runs_wall_time() {
         declaration_lines(300).join("\n").as_bytes(),
     );
     let summary = rescore(&path, None).summary;
-    let reader = summary
-        .reader_cpu
-        .expect("a Unix tells a thread's CPU time");
-    // The thread cut 300 records, and lived within the run.
-    assert!(
-        reader > std::time::Duration::ZERO && reader <= summary.elapsed,
-        "reader {reader:?}, run {:?}",
-        summary.elapsed
-    );
+    // Each thread handled 300 records, and lived within the run.
+    for (thread, cpu) in [
+        ("reader", summary.reader_cpu),
+        ("window", summary.window_cpu),
+        ("writer", summary.writer_cpu),
+    ] {
+        let cpu = cpu.expect("a Unix tells a thread's CPU time");
+        assert!(
+            cpu > std::time::Duration::ZERO && cpu <= summary.elapsed,
+            "{thread} {cpu:?}, run {:?}",
+            summary.elapsed
+        );
+    }
+    let one = summary.one_thread_stages().unwrap();
+    let slowest = [one.reader, one.window, one.route, one.writer]
+        .into_iter()
+        .fold(0.0, f64::max);
+    assert_eq!(one.ceiling_per_second(), 1e6 / slowest);
+    assert!(one.ceiling_per_second() > summary.per_second());
 }
 
 #[test]

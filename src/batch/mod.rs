@@ -87,6 +87,49 @@ pub struct Summary {
     /// file's row groups when there are several). What a run costs before a
     /// single declaration is decoded; `None` where the OS does not tell.
     pub reader_cpu: Option<Duration>,
+    /// CPU time of the window thread, which observes every declaration in
+    /// input order, and of the writer thread, which writes the output in
+    /// order (for Parquet, encoding and compressing it too); `None` where
+    /// the OS does not tell, or in a decode-only run.
+    pub window_cpu: Option<Duration>,
+    pub writer_cpu: Option<Duration>,
+}
+
+impl Summary {
+    /// The stages that run on one thread whatever the cores, in CPU-µs a
+    /// record: the reader (with one thread reading a Parquet file's row
+    /// groups), the window thread, routing (its wall time: the pool waits)
+    /// and the writer. `None` where a thread's CPU time is not known.
+    pub fn one_thread_stages(&self) -> Option<OneThreadStages> {
+        let per_record = |d: Duration| 1e6 * d.as_secs_f64() / self.records.max(1) as f64;
+        Some(OneThreadStages {
+            reader: per_record(self.reader_cpu?),
+            window: per_record(self.window_cpu?),
+            route: per_record(self.stages.route),
+            writer: per_record(self.writer_cpu?),
+        })
+    }
+}
+
+/// [`Summary::one_thread_stages`]: CPU-µs a record of each stage that one
+/// thread runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OneThreadStages {
+    pub reader: f64,
+    pub window: f64,
+    pub route: f64,
+    pub writer: f64,
+}
+
+impl OneThreadStages {
+    /// Records a second that one process cannot pass however many cores it
+    /// has: the slowest of these stages, each on a core of its own.
+    pub fn ceiling_per_second(&self) -> f64 {
+        let slowest = [self.reader, self.window, self.route, self.writer]
+            .into_iter()
+            .fold(0.0, f64::max);
+        1e6 / slowest.max(f64::MIN_POSITIVE)
+    }
 }
 
 /// Wall time spent in each step of stage 2, summed over batches.
@@ -194,7 +237,8 @@ pub fn run(
                 } = *scoring;
                 let scorer = router.scorer();
                 let (part_tx, part_rx) = mpsc::sync_channel::<Vec<Part>>(QUEUE);
-                let writer = scope.spawn(move || write_parts(output, &part_rx));
+                let writer =
+                    scope.spawn(move || (write_parts(output, &part_rx), thread_cpu_time()));
                 // The split window runs on its own thread, one batch behind
                 // decoding: it is sequential by nature (a shard-parallel step
                 // here measured no faster: the pool's other thread rarely
@@ -204,7 +248,8 @@ pub fn run(
                 let (signals_tx, signals_rx) = mpsc::sync_channel::<Observed>(1);
                 let window_scorer = Arc::clone(&scorer);
                 let window = scope.spawn(move || {
-                    observe_batches(router, &window_scorer, &window_rx, &signals_tx)
+                    observe_batches(router, &window_scorer, &window_rx, &signals_tx);
+                    thread_cpu_time()
                 });
                 let mut stage = ScoreStage {
                     router,
@@ -268,8 +313,11 @@ pub fn run(
                 drop(signals_rx);
                 let observed = window.join().map_err(|_| BatchError::Thread("window"));
                 drop(part_tx);
-                let written = writer.join().map_err(|_| BatchError::Thread("writer"))?;
-                scored.and(observed).and(written)
+                let (written, writer_cpu) =
+                    writer.join().map_err(|_| BatchError::Thread("writer"))?;
+                summary.writer_cpu = writer_cpu;
+                summary.window_cpu = observed.as_ref().ok().copied().flatten();
+                scored.and(observed.map(|_| ())).and(written)
             }
         };
         // Unblock the reader if this stage stopped early, then collect it.

@@ -329,5 +329,16 @@ fn describe(s: &Summary, decode_only: bool) -> String {
             1e6 * cpu.as_secs_f64() / s.records.max(1) as f64,
         ));
     }
+    if let Some(one) = s.one_thread_stages() {
+        text.push_str(&format!(
+            "
+one-thread stages: reader {:.2}, window {:.2}, route {:.2}, writer {:.2} CPU-µs a record: however many cores, one process stays under {:.0} records/s",
+            one.reader,
+            one.window,
+            one.route,
+            one.writer,
+            one.ceiling_per_second(),
+        ));
+    }
     text
 }
