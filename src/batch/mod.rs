@@ -87,6 +87,10 @@ pub struct Summary {
     /// file's row groups when there are several). What a run costs before a
     /// single declaration is decoded; `None` where the OS does not tell.
     pub reader_cpu: Option<Duration>,
+    /// Of which the busiest thread's: the reader thread's own, or with
+    /// several threads reading a Parquet file's row groups, each one's
+    /// share of theirs if larger.
+    pub busiest_reader_cpu: Option<Duration>,
     /// CPU time of the window thread, which observes every declaration in
     /// input order, and of the writer thread, which writes the output in
     /// order (for Parquet, encoding and compressing it too); `None` where
@@ -97,13 +101,13 @@ pub struct Summary {
 
 impl Summary {
     /// The stages that run on one thread whatever the cores, in CPU-µs a
-    /// record: the reader (with one thread reading a Parquet file's row
-    /// groups), the window thread, routing (its wall time: the pool waits)
-    /// and the writer. `None` where a thread's CPU time is not known.
+    /// record: the reader (its busiest thread), the window thread, routing
+    /// (its wall time: the pool waits) and the writer. `None` where a
+    /// thread's CPU time is not known.
     pub fn one_thread_stages(&self) -> Option<OneThreadStages> {
         let per_record = |d: Duration| 1e6 * d.as_secs_f64() / self.records.max(1) as f64;
         Some(OneThreadStages {
-            reader: per_record(self.reader_cpu?),
+            reader: per_record(self.busiest_reader_cpu?),
             window: per_record(self.window_cpu?),
             route: per_record(self.stages.route),
             writer: per_record(self.writer_cpu?),
@@ -206,7 +210,11 @@ pub fn run(
         let helpers = framer.reader_threads_cpu();
         let reader = scope.spawn(move || {
             let read = read_batches(framer, batch_records, read_position, &raw_tx);
-            (read, thread_cpu_time().map(|own| own + helpers.total()))
+            let own = thread_cpu_time();
+            (
+                read,
+                own.map(|own| (own + helpers.total(), own.max(helpers.per_thread()))),
+            )
         });
         let mut summary = Summary::default();
         let result = match work {
@@ -323,10 +331,11 @@ pub fn run(
         // Unblock the reader if this stage stopped early, then collect it.
         drop(raw_rx);
         let (read, reader_cpu) = reader.join().map_err(|_| BatchError::Thread("reader"))?;
+        summary.reader_cpu = reader_cpu.map(|(all, _)| all);
+        summary.busiest_reader_cpu = reader_cpu.map(|(_, busiest)| busiest);
         result?;
         read?;
         summary.elapsed = started.elapsed();
-        summary.reader_cpu = reader_cpu;
         Ok(summary)
     })
 }

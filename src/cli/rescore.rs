@@ -331,8 +331,7 @@ fn describe(s: &Summary, decode_only: bool) -> String {
     }
     if let Some(one) = s.one_thread_stages() {
         text.push_str(&format!(
-            "
-one-thread stages: reader {:.2}, window {:.2}, route {:.2}, writer {:.2} CPU-µs a record: however many cores, one process stays under {:.0} records/s",
+            "\none-thread stages: reader {:.2}, window {:.2}, route {:.2}, writer {:.2} CPU-µs a record: however many cores, one process stays under {:.0} records/s",
             one.reader,
             one.window,
             one.route,

@@ -410,20 +410,34 @@ pub fn thread_cpu_time() -> Option<Duration> {
 
 /// CPU time of threads a reader started, added by each as it ends.
 #[derive(Clone, Default)]
-pub struct ThreadsCpu(Arc<AtomicU64>);
+pub struct ThreadsCpu(Arc<ThreadsCpuCount>);
+
+#[derive(Default)]
+struct ThreadsCpuCount {
+    nanos: AtomicU64,
+    threads: AtomicU64,
+}
 
 impl ThreadsCpu {
     /// Adds the calling thread's CPU time so far; call it as the thread ends.
     pub fn add_this_thread(&self) {
         if let Some(cpu) = thread_cpu_time() {
             let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
-            self.0.fetch_add(nanos, Ordering::Relaxed);
+            self.0.nanos.fetch_add(nanos, Ordering::Relaxed);
+            self.0.threads.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// The time added so far.
     pub fn total(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+        Duration::from_nanos(self.0.nanos.load(Ordering::Relaxed))
+    }
+
+    /// The time added so far, shared out evenly among the threads that
+    /// added it (zero when none did).
+    pub fn per_thread(&self) -> Duration {
+        let threads = self.0.threads.load(Ordering::Relaxed).max(1);
+        self.total() / u32::try_from(threads).unwrap_or(u32::MAX)
     }
 }
 
@@ -440,5 +454,33 @@ impl<R: Read> Read for CountingReader<R> {
             count.fetch_add(n as u64, Ordering::Relaxed);
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn threads_cpu_adds_each_threads_time_and_shares_it_out() {
+        let cpu = ThreadsCpu::default();
+        assert_eq!(cpu.per_thread(), Duration::ZERO, "no thread yet");
+        let spins = |n: u64| (0..n).fold(0u64, |a, i| a.wrapping_mul(31).wrapping_add(i));
+        let threads: Vec<_> = [1_000_000, 3_000_000]
+            .into_iter()
+            .map(|n| {
+                let cpu = cpu.clone();
+                std::thread::spawn(move || {
+                    std::hint::black_box(spins(std::hint::black_box(n)));
+                    cpu.add_this_thread();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(cpu.total() > Duration::ZERO);
+        assert_eq!(cpu.per_thread(), cpu.total() / 2);
     }
 }
