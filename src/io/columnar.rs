@@ -228,7 +228,12 @@ impl ColumnarRows {
                 .map(|batch| TextBatch::new(&batch, &declaration_level))
                 .map_err(arrow_ipc_err)
         });
-        Ok(Self::over(Box::new(reader), header, progress))
+        Ok(Self::over(
+            Box::new(reader),
+            header,
+            progress,
+            ThreadsCpu::default(),
+        ))
     }
 
     /// A Parquet file, read by [`ParquetReading`].
@@ -264,12 +269,15 @@ impl ColumnarRows {
             });
             Box::new(reader)
         };
-        let mut rows = Self::over(batches, header, progress);
-        rows.reader_threads_cpu = cpu;
-        Ok(rows)
+        Ok(Self::over(batches, header, progress, cpu))
     }
 
-    fn over(reader: Batches, header: Vec<String>, progress: Option<Progress>) -> Self {
+    fn over(
+        reader: Batches,
+        header: Vec<String>,
+        progress: Option<Progress>,
+        reader_threads_cpu: ThreadsCpu,
+    ) -> Self {
         Self {
             reader,
             header,
@@ -277,7 +285,7 @@ impl ColumnarRows {
             next_in_batch: 0,
             row_number: 0,
             progress,
-            reader_threads_cpu: ThreadsCpu::default(),
+            reader_threads_cpu,
         }
     }
 
