@@ -262,7 +262,7 @@ impl ColumnarRows {
                 cpu.clone(),
             ))
         } else {
-            let reader = reading.batches(None)?.map(move |batch| {
+            let reader = reading.batches()?.map(move |batch| {
                 batch
                     .map(|batch| TextBatch::new(&batch, &declaration_level))
                     .map_err(parquet_err)
@@ -325,7 +325,7 @@ pub fn parquet_batches<T: ChunkReader + 'static>(
     let reading = ParquetReading::new(input, projection)?;
     Ok(ParquetBatches {
         rows: reading.rows(),
-        batches: reading.batches(None)?,
+        batches: reading.batches()?,
     })
 }
 
@@ -392,8 +392,9 @@ impl<T: ChunkReader + 'static> ParquetReading<T> {
         builder.build().map_err(parquet_err)
     }
 
-    fn batches(self, groups: Option<Vec<usize>>) -> Result<ParquetRecordBatchReader, IoError> {
-        Self::batches_of(self.input, &self.metadata, &self.mask, groups)
+    /// A reader of every row group in order.
+    fn batches(self) -> Result<ParquetRecordBatchReader, IoError> {
+        Self::batches_of(self.input, &self.metadata, &self.mask, None)
     }
 }
 
