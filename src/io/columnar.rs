@@ -545,6 +545,14 @@ impl PositionedFile {
         {
             std::os::windows::fs::FileExt::seek_read(&*self.0, buf, offset)
         }
+        #[cfg(not(any(unix, windows)))]
+        {
+            let _ = (buf, offset);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "reading a file at an offset needs Unix or Windows",
+            ))
+        }
     }
 }
 
