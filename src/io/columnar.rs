@@ -1355,6 +1355,17 @@ mod tests {
         w.into_inner().unwrap()
     }
 
+    /// A Parquet file's rows, its row groups read by `readers` threads.
+    fn parquet_rows(file: Vec<u8>, readers: usize) -> ColumnarRows {
+        ColumnarRows::from_bytes_with_readers(
+            file,
+            Container::Parquet,
+            Projection::Examples,
+            readers,
+        )
+        .unwrap()
+    }
+
     /// Each row read from `rows` as its number and its cells joined by `|`,
     /// until the end or the first error (returned last).
     fn numbered_rows(mut rows: ColumnarRows) -> (Vec<(u64, String)>, Option<IoError>) {
@@ -1376,13 +1387,7 @@ mod tests {
     fn row_groups_read_by_several_threads_come_out_as_one_thread_reads_them() {
         let file = in_small_row_groups();
         let read = |readers| {
-            let rows = ColumnarRows::from_bytes_with_readers(
-                file.clone(),
-                Container::Parquet,
-                Projection::Examples,
-                readers,
-            )
-            .unwrap();
+            let rows = parquet_rows(file.clone(), readers);
             let cpu = rows.reader_threads_cpu();
             let (rows, error) = numbered_rows(rows);
             // The reader threads' CPU time, complete now that they are joined.
@@ -1395,7 +1400,7 @@ mod tests {
         assert_eq!(one.len(), 161);
         assert_eq!(one[0], (1, "D0|1||".to_string()));
         assert_eq!(one[159], (160, "D53|1|kind 3|".to_string()));
-        // Three readers, as many as row groups, and more.
+        // Two and three readers, as many as row groups, and more.
         for readers in [2, 3, 23, 64] {
             let (rows, error) = read(readers);
             assert!(error.is_none(), "{readers} readers: {error:?}");
@@ -1416,13 +1421,7 @@ mod tests {
             .unwrap_or(chunk.data_page_offset()) as usize;
         file[start..start + 16].fill(0xff);
         for readers in [1, 3] {
-            let rows = ColumnarRows::from_bytes_with_readers(
-                file.clone(),
-                Container::Parquet,
-                Projection::Examples,
-                readers,
-            )
-            .unwrap();
+            let rows = parquet_rows(file.clone(), readers);
             let (read, error) = numbered_rows(rows);
             assert!(
                 matches!(error, Some(IoError::Parquet(_))),
@@ -1438,13 +1437,7 @@ mod tests {
 
     #[test]
     fn rows_left_unread_stop_the_reader_threads() {
-        let mut rows = ColumnarRows::from_bytes_with_readers(
-            in_small_row_groups(),
-            Container::Parquet,
-            Projection::Examples,
-            4,
-        )
-        .unwrap();
+        let mut rows = parquet_rows(in_small_row_groups(), 4);
         assert!(rows.next_row().unwrap().is_some());
         // Dropping the rows joins the readers, which are blocked on a full
         // lane: this returns only if they see that no one reads any more.
