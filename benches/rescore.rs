@@ -4,7 +4,8 @@
 //! Parquet library's share of it, timed alone in this process, and the whole
 //! reader stage alone with one and two threads reading row groups; decode, the
 //! rest of the decode-only pass; score, route and write, the difference), peak
-//! memory, and how far each is from a year of Liège traffic in an hour. Runs
+//! memory, the stages that stay on one thread and the rate they cap one
+//! process at, and how far each is from a year of Liège traffic in an hour. Runs
 //! the release binary, so that peak memory and CPU time are the process's
 //! own.
 //!
