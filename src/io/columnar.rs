@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
@@ -223,11 +223,8 @@ impl ColumnarRows {
             per_batch: size / batches,
         });
         let (header, declaration_level) = header_of(&schema, projection);
-        let reader = reader.map(move |batch| {
-            batch
-                .map(|batch| TextBatch::new(&batch, &declaration_level))
-                .map_err(arrow_ipc_err)
-        });
+        let reader =
+            reader.map(move |batch| TextBatch::read(batch, &declaration_level, arrow_ipc_err));
         Ok(Self::over(
             Box::new(reader),
             header,
@@ -262,11 +259,9 @@ impl ColumnarRows {
                 cpu.clone(),
             ))
         } else {
-            let reader = reading.batches()?.map(move |batch| {
-                batch
-                    .map(|batch| TextBatch::new(&batch, &declaration_level))
-                    .map_err(parquet_err)
-            });
+            let reader = reading
+                .batches()?
+                .map(move |batch| TextBatch::read(batch, &declaration_level, parquet_err));
             Box::new(reader)
         };
         Ok(Self::over(batches, header, progress, cpu))
@@ -454,9 +449,7 @@ impl RowGroupsInParallel {
                         }
                     };
                     for batch in batches {
-                        let batch = batch
-                            .map(|batch| TextBatch::new(&batch, &declaration_level))
-                            .map_err(parquet_err);
+                        let batch = TextBatch::read(batch, &declaration_level, parquet_err);
                         let failed = batch.is_err();
                         // A send fails when the rows are no longer read.
                         if tx.send(Some(batch)).is_err() || failed {
@@ -728,6 +721,18 @@ pub struct TextBatch {
 }
 
 impl TextBatch {
+    /// A batch as a reader hands it on, as text, or its error as
+    /// `error` reports it (Parquet's or Arrow's).
+    fn read(
+        batch: Result<RecordBatch, ArrowError>,
+        declaration_level: &[usize],
+        error: fn(ArrowError) -> IoError,
+    ) -> Result<Self, IoError> {
+        batch
+            .map(|batch| Self::new(&batch, declaration_level))
+            .map_err(error)
+    }
+
     /// `declaration_level`: the columns compared for
     /// [`Self::agrees_with_previous`].
     fn new(batch: &RecordBatch, declaration_level: &[usize]) -> Self {
