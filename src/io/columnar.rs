@@ -1,16 +1,17 @@
 //! Parquet and Arrow IPC files (Feather v2) with the columns of the CSV
 //! format ([`super::csv::COLUMNS`]), one row per goods item. The writers
-//! store every column as nullable UTF-8 (an empty cell is a null), so a file
-//! round-trips exactly; the readers also take integer, float, boolean,
-//! timestamp and dictionary columns, as other tools write them. Both go
-//! through the same record batches, so they read and validate alike.
+//! type the numbers as 64-bit integers and the instants as microseconds in
+//! UTC, as a data lake does, and every other column as UTF-8 (an empty cell
+//! is a null); the readers take UTF-8, integer, float, boolean, timestamp
+//! and dictionary columns, as any tool writes them, and read integers and
+//! timestamps as such. Both containers go through the same record batches,
+//! so they read and validate alike.
 //! Positions in error messages are row numbers counted from 1.
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -21,8 +22,8 @@ use arrow_array::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
-use arrow_array::builder::StringBuilder;
-use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
+use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
@@ -35,7 +36,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 
-use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, example_rows};
+use super::csv::{COLUMNS, Cells, Layout, Row, RowSource, Typed, example_rows};
 use super::{Container, IoError, Projection, RawRecord, ThreadsCpu};
 use crate::pb;
 
@@ -809,6 +810,15 @@ impl Cells for ArrowRow {
                 .get(index)
                 .is_none_or(|column| column.same_rows(self.index, other.index));
         }
+        // Rows of two batches (a declaration read across a batch's end):
+        // typed cells compare as values, without making either batch's text.
+        if let (Some(own), Some(theirs)) = (
+            self.batch.columns.get(index),
+            other.batch.columns.get(index),
+        ) && let Some(same) = own.same_value(self.index, theirs, other.index)
+        {
+            return same;
+        }
         super::csv::same_text(
             self.cell(index).unwrap_or(""),
             other.cell(index).unwrap_or(""),
@@ -826,12 +836,27 @@ impl Cells for ArrowRow {
                 .unwrap_or(false)
     }
 
+    fn integer(&self, index: usize) -> Typed<i64> {
+        self.batch
+            .columns
+            .get(index)
+            .map_or(Typed::Text, |column| column.integer(self.index))
+    }
+
+    fn instant(&self, index: usize) -> Typed<DateTime<Utc>> {
+        self.batch
+            .columns
+            .get(index)
+            .map_or(Typed::Text, |column| column.instant(self.index))
+    }
+
     fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord {
         RawRecord::ArrowRows { rows, layout }
     }
 }
 
-/// A column's cells as text.
+/// A column's cells as text, and as numbers or instants where the column
+/// holds them.
 enum TextColumn {
     Plain(StringArray),
     /// A key per row into the distinct values, as a dictionary-encoded
@@ -844,6 +869,21 @@ enum TextColumn {
     /// a dictionary column with one key throughout (a file of one day, one
     /// dataset, one currency). Read without a per-row lookup.
     Constant(Box<str>),
+    /// Integers (of any width that fits in 64 bits), as a data lake's
+    /// amounts, masses and counts are typed. The fields that are numbers
+    /// read them as numbers; the text of the column is made (once, for the
+    /// whole batch) only if a cell of it is read as text.
+    Integers {
+        values: Int64Array,
+        text: OnceLock<StringArray>,
+    },
+    /// Timestamps, as counts of `unit` since the epoch; likewise read as
+    /// instants, their text made only if asked for.
+    Instants {
+        counts: Int64Array,
+        unit: TimeUnit,
+        text: OnceLock<StringArray>,
+    },
 }
 
 impl TextColumn {
@@ -853,6 +893,11 @@ impl TextColumn {
     fn constant_if_uniform(self) -> Self {
         match &self {
             Self::Plain(values) if values.null_count() == values.len() => Self::Constant("".into()),
+            Self::Integers { values, .. } | Self::Instants { counts: values, .. }
+                if values.null_count() == values.len() =>
+            {
+                Self::Constant("".into())
+            }
             Self::Dictionary { keys, .. } if keys.null_count() == keys.len() => {
                 Self::Constant("".into())
             }
@@ -862,7 +907,65 @@ impl TextColumn {
             {
                 Self::Constant(self.text(0).into())
             }
-            Self::Plain(_) | Self::Dictionary { .. } | Self::Constant(_) => self,
+            Self::Plain(_)
+            | Self::Dictionary { .. }
+            | Self::Constant(_)
+            | Self::Integers { .. }
+            | Self::Instants { .. } => self,
+        }
+    }
+
+    /// Row `row`'s cell as an integer, where the column holds integers.
+    fn integer(&self, row: usize) -> Typed<i64> {
+        match self {
+            Self::Integers { values, .. } if values.is_null(row) => Typed::Null,
+            Self::Integers { values, .. } => Typed::Value(values.value(row)),
+            Self::Plain(_)
+            | Self::Dictionary { .. }
+            | Self::Constant(_)
+            | Self::Instants { .. } => Typed::Text,
+        }
+    }
+
+    /// Row `row`'s cell as an instant, where the column holds timestamps;
+    /// one chrono cannot represent is read as its text, which says so.
+    fn instant(&self, row: usize) -> Typed<DateTime<Utc>> {
+        match self {
+            Self::Instants { counts, .. } if counts.is_null(row) => Typed::Null,
+            Self::Instants { counts, unit, .. } => instant(counts.value(row), *unit)
+                .at
+                .map_or(Typed::Text, Typed::Value),
+            Self::Plain(_)
+            | Self::Dictionary { .. }
+            | Self::Constant(_)
+            | Self::Integers { .. } => Typed::Text,
+        }
+    }
+
+    /// Whether row `row` of this column and row `other_row` of `other`
+    /// hold the same value, where both columns are typed alike (the same
+    /// value is the same text: each value has one text form); `None` when
+    /// their text must be compared.
+    fn same_value(&self, row: usize, other: &TextColumn, other_row: usize) -> Option<bool> {
+        let cell =
+            |values: &Int64Array, row: usize| values.is_valid(row).then(|| values.value(row));
+        match (self, other) {
+            (Self::Integers { values: a, .. }, Self::Integers { values: b, .. }) => {
+                Some(cell(a, row) == cell(b, other_row))
+            }
+            (
+                Self::Instants {
+                    counts: a,
+                    unit: unit_a,
+                    ..
+                },
+                Self::Instants {
+                    counts: b,
+                    unit: unit_b,
+                    ..
+                },
+            ) if unit_a == unit_b => Some(cell(a, row) == cell(b, other_row)),
+            _ => None,
         }
     }
 
@@ -878,6 +981,10 @@ impl TextColumn {
             {
                 true
             }
+            Self::Integers { values, .. } | Self::Instants { counts: values, .. } => {
+                values.is_valid(a) == values.is_valid(b)
+                    && (values.is_null(a) || values.value(a) == values.value(b))
+            }
             Self::Dictionary { .. } | Self::Plain(_) => {
                 super::csv::same_text(self.text(a), self.text(b))
             }
@@ -886,15 +993,32 @@ impl TextColumn {
 
     /// Row `row`'s cell; a null is an empty cell. `row` is within the batch.
     fn text(&self, row: usize) -> &str {
+        fn cell(values: &StringArray, row: usize) -> &str {
+            if values.is_null(row) {
+                ""
+            } else {
+                values.value(row)
+            }
+        }
         match self {
             Self::Constant(text) => text,
-            Self::Plain(values) => {
-                if values.is_null(row) {
-                    ""
-                } else {
-                    values.value(row)
-                }
-            }
+            Self::Plain(values) => cell(values, row),
+            Self::Integers { values, text } => cell(
+                text.get_or_init(|| {
+                    format_column(values.len(), |i| values.is_null(i), |i| values.value(i))
+                }),
+                row,
+            ),
+            Self::Instants { counts, unit, text } => cell(
+                text.get_or_init(|| {
+                    format_column(
+                        counts.len(),
+                        |i| counts.is_null(i),
+                        |i| instant(counts.value(i), *unit),
+                    )
+                }),
+                row,
+            ),
             Self::Dictionary { keys, values } => {
                 if keys.is_null(row) {
                     return "";
@@ -914,29 +1038,22 @@ impl TextColumn {
 /// 32-bit keys kept as one), other scalar types formatted as `to_string`
 /// formats them; the type's name when it has no text form.
 fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
-    fn format<T: std::fmt::Display>(
-        len: usize,
-        is_null: impl Fn(usize) -> bool,
-        value: impl Fn(usize) -> T,
-    ) -> StringArray {
-        let mut text = StringBuilder::with_capacity(len, len * 8);
-        for i in 0..len {
-            if is_null(i) {
-                text.append_null();
-            } else {
-                // Writing into the builder then appending "" ends the value.
-                let _ = write!(text, "{}", value(i));
-                text.append_value("");
-            }
-        }
-        text.finish()
-    }
     let len = column.len();
     let is_null = |i| column.is_null(i);
     macro_rules! primitive {
         ($t:ty) => {{
             let values = column.as_primitive::<$t>();
-            format(len, is_null, |i| values.value(i))
+            format_column(len, is_null, |i| values.value(i))
+        }};
+    }
+    // Integers that fit in 64 bits are kept as numbers (widened).
+    macro_rules! integers {
+        ($t:ty) => {{
+            let values = column.as_primitive::<$t>();
+            return Ok(TextColumn::Integers {
+                values: values.unary(i64::from),
+                text: OnceLock::new(),
+            });
         }};
     }
     if let DataType::Dictionary(key, value) = column.data_type()
@@ -952,8 +1069,20 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
     // Other dictionaries (pandas' categoricals: 8-bit keys; large or view
     // strings, numbers): their values as text, their keys widened.
     if let Some(dictionary) = column.as_any_dictionary_opt() {
-        let TextColumn::Plain(values) = as_text(dictionary.values())? else {
-            return Err(column.data_type().clone());
+        let values = match as_text(dictionary.values())? {
+            TextColumn::Plain(values) => values,
+            typed @ (TextColumn::Integers { .. } | TextColumn::Instants { .. }) => {
+                let len = dictionary.values().len();
+                StringArray::from_iter((0..len).map(|i| {
+                    dictionary
+                        .values()
+                        .is_valid(i)
+                        .then(|| typed.text(i).to_owned())
+                }))
+            }
+            TextColumn::Dictionary { .. } | TextColumn::Constant(_) => {
+                return Err(column.data_type().clone());
+            }
         };
         if values.is_empty() {
             return Ok(TextColumn::Plain(StringArray::new_null(len)));
@@ -975,53 +1104,90 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
         DataType::Utf8 => column.as_string::<i32>().clone(),
         DataType::LargeUtf8 => {
             let values = column.as_string::<i64>();
-            format(len, is_null, |i| values.value(i))
+            format_column(len, is_null, |i| values.value(i))
         }
         DataType::Utf8View => {
             let values = column.as_string_view();
-            format(len, is_null, |i| values.value(i))
+            format_column(len, is_null, |i| values.value(i))
         }
         DataType::Boolean => {
             let values = column.as_boolean();
-            format(len, is_null, |i| values.value(i))
+            format_column(len, is_null, |i| values.value(i))
         }
-        DataType::Int8 => primitive!(Int8Type),
-        DataType::Int16 => primitive!(Int16Type),
-        DataType::Int32 => primitive!(Int32Type),
-        DataType::Int64 => primitive!(Int64Type),
-        DataType::UInt8 => primitive!(UInt8Type),
-        DataType::UInt16 => primitive!(UInt16Type),
-        DataType::UInt32 => primitive!(UInt32Type),
-        DataType::UInt64 => primitive!(UInt64Type),
+        DataType::Int8 => integers!(Int8Type),
+        DataType::Int16 => integers!(Int16Type),
+        DataType::Int32 => integers!(Int32Type),
+        DataType::Int64 => integers!(Int64Type),
+        DataType::UInt8 => integers!(UInt8Type),
+        DataType::UInt16 => integers!(UInt16Type),
+        DataType::UInt32 => integers!(UInt32Type),
+        DataType::UInt64 => {
+            let values = column.as_primitive::<UInt64Type>();
+            // Kept as numbers when every one fits in 64 signed bits; as text
+            // otherwise (a field that is a number then refuses the cell).
+            if let Ok(values) = values
+                .try_unary(|v| i64::try_from(v).map_err(|e| ArrowError::CastError(e.to_string())))
+            {
+                return Ok(TextColumn::Integers {
+                    values,
+                    text: OnceLock::new(),
+                });
+            }
+            format_column(len, is_null, |i| values.value(i))
+        }
         DataType::Float32 => primitive!(Float32Type),
         DataType::Float64 => primitive!(Float64Type),
         // An instant since the epoch in UTC, whatever zone the column names;
         // a column without one (pandas' naive datetimes) is read as UTC.
         DataType::Timestamp(unit, _) => {
-            let instant = |raw: i64| Instant {
-                raw,
-                at: match unit {
-                    TimeUnit::Second => DateTime::from_timestamp(raw, 0),
-                    TimeUnit::Millisecond => DateTime::from_timestamp_millis(raw),
-                    TimeUnit::Microsecond => DateTime::from_timestamp_micros(raw),
-                    TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(raw)),
+            macro_rules! counts {
+                ($t:ty) => {{ column.as_primitive::<$t>().reinterpret_cast::<Int64Type>() }};
+            }
+            return Ok(TextColumn::Instants {
+                counts: match unit {
+                    TimeUnit::Second => counts!(TimestampSecondType),
+                    TimeUnit::Millisecond => counts!(TimestampMillisecondType),
+                    TimeUnit::Microsecond => counts!(TimestampMicrosecondType),
+                    TimeUnit::Nanosecond => counts!(TimestampNanosecondType),
                 },
-            };
-            macro_rules! instants {
-                ($t:ty) => {{
-                    let values = column.as_primitive::<$t>();
-                    format(len, is_null, |i| instant(values.value(i)))
-                }};
-            }
-            match unit {
-                TimeUnit::Second => instants!(TimestampSecondType),
-                TimeUnit::Millisecond => instants!(TimestampMillisecondType),
-                TimeUnit::Microsecond => instants!(TimestampMicrosecondType),
-                TimeUnit::Nanosecond => instants!(TimestampNanosecondType),
-            }
+                unit: *unit,
+                text: OnceLock::new(),
+            });
         }
         other => return Err(other.clone()),
     }))
+}
+
+/// A column's values as text, as `to_string` formats them; nulls stay null.
+fn format_column<T: std::fmt::Display>(
+    len: usize,
+    is_null: impl Fn(usize) -> bool,
+    value: impl Fn(usize) -> T,
+) -> StringArray {
+    let mut text = StringBuilder::with_capacity(len, len * 8);
+    for i in 0..len {
+        if is_null(i) {
+            text.append_null();
+        } else {
+            // Writing into the builder then appending "" ends the value.
+            let _ = write!(text, "{}", value(i));
+            text.append_value("");
+        }
+    }
+    text.finish()
+}
+
+/// The instant `raw` counts of `unit` after the epoch, in UTC.
+fn instant(raw: i64, unit: TimeUnit) -> Instant {
+    Instant {
+        raw,
+        at: match unit {
+            TimeUnit::Second => DateTime::from_timestamp(raw, 0),
+            TimeUnit::Millisecond => DateTime::from_timestamp_millis(raw),
+            TimeUnit::Microsecond => DateTime::from_timestamp_micros(raw),
+            TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(raw)),
+        },
+    }
 }
 
 /// A timestamp cell: RFC 3339 in UTC, as the text columns hold it; the raw
@@ -1040,23 +1206,105 @@ impl std::fmt::Display for Instant {
     }
 }
 
-/// Writes examples as Parquet or Arrow IPC, one row per goods item.
+/// Writes examples as Parquet or Arrow IPC, one row per goods item: the
+/// numbers (amounts in minor units, masses, quantities, item numbers) as
+/// 64-bit integers and the instants as microseconds in UTC, as a data lake
+/// types them; every other column as UTF-8. An empty cell is a null.
 pub struct ColumnarWriter<W: Write + Send> {
     writer: ColumnarFile<W>,
     schema: Arc<Schema>,
-    /// Cells of the rows not yet written, column by column (an empty cell is a null).
-    columns: Vec<StringBuilder>,
+    /// Cells of the rows not yet written, column by column.
+    columns: Vec<CellBuilder>,
     /// Rows in `columns`.
     rows: usize,
     row: Vec<String>,
 }
 
+/// The columns written as integers.
+const INTEGER_COLUMNS: [&str; 7] = [
+    "transport_cost_minor",
+    "goods_item_number",
+    "value_minor",
+    "gross_mass_g",
+    "quantity",
+    "finding_value_minor",
+    "truth_value_minor",
+];
+
+/// The columns written as timestamps.
+const INSTANT_COLUMNS: [&str; 3] = ["lodged_at", "arrival_at", "inspected_at"];
+
+/// The time zone of the timestamps written.
+const UTC: &str = "UTC";
+
+/// One column's cells as they are written. The rows come as the CSV
+/// writer's text ([`example_rows`], one row producer for every format),
+/// so numbers and instants are parsed back from it: this costs the writer
+/// (`generate`, `export`), not the readers, which read them as numbers.
+enum CellBuilder {
+    Text(StringBuilder),
+    Integer(Int64Builder),
+    Instant(TimestampMicrosecondBuilder),
+}
+
+impl CellBuilder {
+    fn for_column(name: &str) -> Self {
+        if INTEGER_COLUMNS.contains(&name) {
+            Self::Integer(Int64Builder::with_capacity(BATCH_ROWS))
+        } else if INSTANT_COLUMNS.contains(&name) {
+            Self::Instant(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone(UTC))
+        } else {
+            Self::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
+        }
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            Self::Text(_) => DataType::Utf8,
+            Self::Integer(_) => DataType::Int64,
+            Self::Instant(_) => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+        }
+    }
+
+    fn append(&mut self, cell: &str) -> Result<(), IoError> {
+        let unwritable = |what: &str| IoError::Parquet(format!("{cell:?} is not {what}"));
+        match self {
+            Self::Text(cells) if cell.is_empty() => cells.append_null(),
+            Self::Integer(cells) if cell.is_empty() => cells.append_null(),
+            Self::Instant(cells) if cell.is_empty() => cells.append_null(),
+            Self::Text(cells) => cells.append_value(cell),
+            Self::Integer(cells) => {
+                cells.append_value(cell.parse().map_err(|_| unwritable("an integer"))?);
+            }
+            Self::Instant(cells) => cells.append_value(
+                DateTime::parse_from_rfc3339(cell)
+                    .map_err(|_| unwritable("an RFC 3339 instant"))?
+                    .timestamp_micros(),
+            ),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Text(cells) => Arc::new(cells.finish()),
+            Self::Integer(cells) => Arc::new(cells.finish()),
+            Self::Instant(cells) => Arc::new(cells.finish()),
+        }
+    }
+}
+
 impl<W: Write + Send> ColumnarWriter<W> {
     pub fn new(output: W, container: Container) -> Result<Self, IoError> {
+        let columns: Vec<CellBuilder> = COLUMNS
+            .iter()
+            .map(|name| CellBuilder::for_column(name))
+            .collect();
         let schema = Arc::new(Schema::new(
             COLUMNS
                 .iter()
-                .map(|name| Field::new(*name, DataType::Utf8, true))
+                .zip(&columns)
+                .map(|(name, cells)| Field::new(*name, cells.data_type(), true))
                 .collect::<Vec<_>>(),
         ));
         // Every column with a dictionary, as before: the readers of these
@@ -1065,9 +1313,7 @@ impl<W: Write + Send> ColumnarWriter<W> {
         Ok(Self {
             writer,
             schema,
-            columns: (0..COLUMNS.len())
-                .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
-                .collect(),
+            columns,
             rows: 0,
             row: vec![String::new(); COLUMNS.len()],
         })
@@ -1077,11 +1323,7 @@ impl<W: Write + Send> ColumnarWriter<W> {
         let (columns, rows) = (&mut self.columns, &mut self.rows);
         example_rows(example, &mut self.row, |row| {
             for (column, cell) in columns.iter_mut().zip(row) {
-                if cell.is_empty() {
-                    column.append_null();
-                } else {
-                    column.append_value(cell);
-                }
+                column.append(cell)?;
             }
             *rows += 1;
             Ok(())
@@ -1097,11 +1339,7 @@ impl<W: Write + Send> ColumnarWriter<W> {
             return Ok(());
         }
         self.rows = 0;
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|cells| Arc::new(cells.finish()) as ArrayRef)
-            .collect();
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(CellBuilder::finish).collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(parquet_err)?;
         self.writer.write(&batch)
     }
@@ -1116,9 +1354,7 @@ impl<W: Write + Send> ColumnarWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{
-        BooleanArray, Date32Array, Float64Array, Int64Array, LargeStringArray, StringViewArray,
-    };
+    use arrow_array::{BooleanArray, Date32Array, Float64Array, LargeStringArray, StringViewArray};
 
     #[test]
     fn distinct_columns_are_written_without_a_dictionary() {
@@ -1222,6 +1458,8 @@ mod tests {
                 TextColumn::Plain(_) => "plain",
                 TextColumn::Dictionary { .. } => "dictionary",
                 TextColumn::Constant(_) => "constant",
+                TextColumn::Integers { .. } => "integers",
+                TextColumn::Instants { .. } => "instants",
             })
             .collect()
     }
@@ -1330,6 +1568,85 @@ mod tests {
         };
         assert_eq!(cells(&rows[0]), (1, "-7|1|true|x||z".to_owned()));
         assert_eq!(cells(&rows[1]), (2, "|2.5|||y|".to_owned()));
+        // The integers are also read as numbers; the other columns are not.
+        let row = |i: usize| rows[i].1.as_ref().unwrap();
+        assert_eq!(row(0).integer(0), Typed::Value(-7));
+        assert_eq!(row(1).integer(0), Typed::Null);
+        assert_eq!(row(0).integer(1), Typed::Text);
+        assert_eq!(row(0).integer(5), Typed::Text);
+        assert_eq!(row(0).integer(6), Typed::Text);
+        assert_eq!(row(0).instant(0), Typed::Text);
+    }
+
+    #[test]
+    fn integer_columns_of_every_width_read_as_numbers_and_as_their_text() {
+        use arrow_array::{
+            Int8Array, Int16Array, Int32Array, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+        };
+        let batch = RecordBatch::try_from_iter([
+            (
+                "i8",
+                Arc::new(Int8Array::from(vec![Some(-8), None])) as ArrayRef,
+            ),
+            ("i16", Arc::new(Int16Array::from(vec![Some(-16), Some(0)]))),
+            (
+                "i32",
+                Arc::new(Int32Array::from(vec![Some(i32::MIN), Some(3)])),
+            ),
+            ("u8", Arc::new(UInt8Array::from(vec![Some(u8::MAX), None]))),
+            ("u16", Arc::new(UInt16Array::from(vec![Some(16), Some(1)]))),
+            (
+                "u32",
+                Arc::new(UInt32Array::from(vec![Some(u32::MAX), Some(2)])),
+            ),
+            ("u64", Arc::new(UInt64Array::from(vec![Some(64), Some(5)]))),
+            // One value past i64: the column is read as text alone.
+            (
+                "u64 big",
+                Arc::new(UInt64Array::from(vec![Some(u64::MAX), Some(6)])),
+            ),
+        ])
+        .unwrap();
+        let rows = rows_of(batch);
+        let row = |i: usize| rows[i].1.as_ref().unwrap();
+        let numbers = |i: usize| (0..8).map(|c| row(i).integer(c)).collect::<Vec<_>>();
+        use Typed::{Null, Text, Value};
+        assert_eq!(
+            numbers(0),
+            [
+                Value(-8),
+                Value(-16),
+                Value(i64::from(i32::MIN)),
+                Value(255),
+                Value(16),
+                Value(i64::from(u32::MAX)),
+                Value(64),
+                Text
+            ]
+        );
+        assert_eq!(
+            numbers(1),
+            [
+                Null,
+                Value(0),
+                Value(3),
+                Null,
+                Value(1),
+                Value(2),
+                Value(5),
+                Text
+            ]
+        );
+        assert_eq!(
+            joined_cells(&rows, 8),
+            [
+                format!("-8|-16|{}|255|16|{}|64|{}", i32::MIN, u32::MAX, u64::MAX),
+                "|0|3||1|2|5|6".to_owned(),
+            ]
+        );
+        let kinds = column_kinds(row(0));
+        assert_eq!(kinds[..7], ["integers"; 7]);
+        assert_eq!(kinds[7], "plain");
     }
 
     /// A file of 23 row groups of 7 rows, three rows per declaration (so
@@ -1589,9 +1906,10 @@ mod tests {
             ),
         ])
         .unwrap();
+        let rows = rows_of(batch);
         let at = "2026-09-01T10:00:00Z";
         assert_eq!(
-            joined_cells(&rows_of(batch), 4),
+            joined_cells(&rows, 4),
             [
                 format!("{at}|{at}|{at}|{at}"),
                 "|||".to_owned(),
@@ -1601,6 +1919,23 @@ mod tests {
                 ),
             ]
         );
+        // Read as instants, the same: an instant out of chrono's range is
+        // read as its text, which the timestamp parser refuses.
+        let at = DateTime::from_timestamp(seconds, 0).unwrap();
+        let row = |i: usize| rows[i].1.as_ref().unwrap();
+        let instants = |i: usize| (0..4).map(|c| row(i).instant(c)).collect::<Vec<_>>();
+        assert_eq!(instants(0), [Typed::Value(at); 4]);
+        assert_eq!(instants(1), [Typed::Null; 4]);
+        assert_eq!(
+            instants(2),
+            [
+                Typed::Text,
+                Typed::Value(at + chrono::Duration::milliseconds(250)),
+                Typed::Null,
+                Typed::Value(at + chrono::Duration::nanoseconds(1)),
+            ]
+        );
+        assert_eq!(row(0).integer(0), Typed::Text);
     }
 
     #[test]
@@ -1683,5 +2018,242 @@ mod tests {
             let message = row.as_ref().err().unwrap();
             assert!(message.contains("column when has type Date32"), "{message}");
         }
+    }
+
+    /// Generated examples, inspected, with findings and truth.
+    fn generated_examples() -> Vec<pb::TrainingExample> {
+        let generator = crate::generate::Generator::new(crate::generate::GeneratorConfig {
+            parcels: 400,
+            seed: 11,
+            rule_inspection_rate: 0.5,
+            ..crate::generate::GeneratorConfig::default()
+        })
+        .unwrap();
+        (0..generator.chunk_count())
+            .flat_map(|c| generator.chunk(c).0)
+            .collect()
+    }
+
+    /// The examples as a Parquet file of text columns, with the cells of
+    /// the CSV format (every Parquet file this program wrote before it
+    /// typed its numbers and instants).
+    fn text_parquet(examples: &[pb::TrainingExample], mangle: bool) -> Vec<u8> {
+        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); COLUMNS.len()];
+        let mut row = vec![String::new(); COLUMNS.len()];
+        for example in examples {
+            example_rows(example, &mut row, |cells| {
+                for (column, cell) in columns.iter_mut().zip(cells) {
+                    column.push((!cell.is_empty()).then(|| cell.clone()));
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        if mangle {
+            mangled(&mut columns);
+        }
+        let arrays = columns
+            .into_iter()
+            .map(|cells| Arc::new(StringArray::from(cells)) as ArrayRef);
+        parquet_of(RecordBatch::try_from_iter(COLUMNS.iter().zip(arrays)).unwrap())
+    }
+
+    /// Some cells made bad: a quantity past 32 bits, a negative mass, an
+    /// amount missing beside its currency, an instant chrono cannot hold,
+    /// a transport cost that differs between two rows of a declaration.
+    fn mangled(columns: &mut [Vec<Option<String>>]) {
+        let mut set = |name: &str, row: usize, cell: Option<&str>| {
+            let column = COLUMNS.iter().position(|c| *c == name).unwrap();
+            columns[column][row] = cell.map(str::to_owned);
+        };
+        set("quantity", 3, Some("5000000000"));
+        set("gross_mass_g", 7, Some("-5"));
+        set("value_minor", 11, None);
+        set("lodged_at", 13, Some("9223372036854775807 (out of range)"));
+        set("transport_cost_minor", 17, None);
+    }
+
+    fn batches_of(file: Vec<u8>) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file))
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn parquet_of(batch: RecordBatch) -> Vec<u8> {
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.into_inner().unwrap()
+    }
+
+    /// The same file as a data lake types it: numbers as 64-bit integers,
+    /// instants as microseconds in UTC (an instant out of chrono's range
+    /// is the count its text names).
+    fn typed_like_a_data_lake(file: Vec<u8>) -> Vec<u8> {
+        use arrow_array::TimestampMicrosecondArray;
+        const NUMBERS: [&str; 7] = [
+            "transport_cost_minor",
+            "goods_item_number",
+            "value_minor",
+            "gross_mass_g",
+            "quantity",
+            "finding_value_minor",
+            "truth_value_minor",
+        ];
+        const INSTANTS: [&str; 3] = ["lodged_at", "arrival_at", "inspected_at"];
+        let batch = arrow_select_concat(&batches_of(file));
+        let schema = batch.schema();
+        let typed = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, column)| {
+                let name = field.name().as_str();
+                let cells = column.as_string::<i32>().iter();
+                let typed: ArrayRef = if NUMBERS.contains(&name) {
+                    Arc::new(Int64Array::from_iter(
+                        cells.map(|cell| cell.map(|text| text.parse::<i64>().unwrap())),
+                    ))
+                } else if INSTANTS.contains(&name) {
+                    Arc::new(
+                        TimestampMicrosecondArray::from_iter(cells.map(|cell| {
+                            cell.map(|text| match text.strip_suffix(" (out of range)") {
+                                Some(count) => count.parse().unwrap(),
+                                None => DateTime::parse_from_rfc3339(text)
+                                    .unwrap()
+                                    .timestamp_micros(),
+                            })
+                        }))
+                        .with_timezone("UTC"),
+                    )
+                } else {
+                    Arc::clone(column)
+                };
+                (name.to_owned(), typed)
+            });
+        parquet_of(RecordBatch::try_from_iter(typed).unwrap())
+    }
+
+    /// One batch of a file's batches (they share a schema).
+    fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+        let columns = (0..batches[0].num_columns())
+            .map(|c| {
+                let cells = batches
+                    .iter()
+                    .flat_map(|b| b.column(c).as_string::<i32>().iter());
+                Arc::new(StringArray::from_iter(cells)) as ArrayRef
+            })
+            .collect();
+        RecordBatch::try_new(batches[0].schema(), columns).unwrap()
+    }
+
+    type ReadExample = Result<(u64, crate::domain::TrainingExample), String>;
+
+    fn read_examples(
+        file: &[u8],
+        format: crate::io::Format,
+        projection: Projection,
+    ) -> Vec<ReadExample> {
+        use crate::domain::validation::ReferenceData;
+        crate::io::ExampleReader::new(file, format, projection, ReferenceData::built_in())
+            .map(|item| item.unwrap().map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn files_written_with_typed_columns_read_as_their_text_did() {
+        use crate::io::Format;
+        let examples = generated_examples();
+        let text = read_examples(
+            &text_parquet(&examples, false),
+            Format::Parquet,
+            Projection::Examples,
+        );
+        assert!(text.iter().all(Result::is_ok));
+        for (container, format) in [
+            (Container::Parquet, Format::Parquet),
+            (Container::ArrowIpc, Format::Arrow),
+        ] {
+            let mut writer = ColumnarWriter::new(Vec::new(), container).unwrap();
+            for example in &examples {
+                writer.write_pb(example).unwrap();
+            }
+            let file = writer.finish().unwrap();
+            assert_eq!(read_examples(&file, format, Projection::Examples), text);
+            let kinds = {
+                let mut rows =
+                    ColumnarRows::from_bytes(file, container, Projection::Examples).unwrap();
+                let (_, row) = rows.next_row().unwrap().unwrap();
+                column_kinds(&row.unwrap())
+            };
+            let kind = |name: &str| kinds[COLUMNS.iter().position(|c| *c == name).unwrap()];
+            for name in INTEGER_COLUMNS {
+                assert!(
+                    matches!(kind(name), "integers" | "constant"),
+                    "{name}: {}",
+                    kind(name)
+                );
+            }
+            for name in INSTANT_COLUMNS {
+                assert!(
+                    matches!(kind(name), "instants" | "constant"),
+                    "{name}: {}",
+                    kind(name)
+                );
+            }
+            assert_eq!(
+                (kind("value_minor"), kind("lodged_at")),
+                ("integers", "instants")
+            );
+        }
+    }
+
+    #[test]
+    fn typed_number_and_instant_columns_read_as_their_text_reads() {
+        use crate::io::Format;
+        let text = text_parquet(&generated_examples(), true);
+        let typed = typed_like_a_data_lake(text.clone());
+        for projection in [Projection::Examples, Projection::Declarations] {
+            let from_text = read_examples(&text, Format::Parquet, projection);
+            let from_typed = read_examples(&typed, Format::Parquet, projection);
+            assert_eq!(from_text, from_typed);
+            // The bad cells were refused, each on its row, and the rest read
+            // (row 18 is an item of the declaration begun on row 17, so its
+            // transport cost must read as that row's).
+            let refused: Vec<&String> =
+                from_typed.iter().filter_map(|r| r.as_ref().err()).collect();
+            let at_fault = [
+                "line 4: column quantity: \"5000000000\" is not a valid number",
+                "line 8 (declaration PR11-0000000006): declaration.items[0].gross_mass_g",
+                "line 12: column value_minor: \"\" is not an integer amount",
+                "line 14: column lodged_at: \"9223372036854775807 (out of range)\" is not",
+                "line 19: column transport_cost_minor differs from line 18",
+            ];
+            assert_eq!(refused.len(), at_fault.len(), "{refused:#?}");
+            for (message, expected) in refused.iter().zip(at_fault) {
+                assert!(message.starts_with(expected), "{message}");
+            }
+            assert!(from_typed.len() > 300);
+            let with_results = from_typed
+                .iter()
+                .flatten()
+                .filter(|(_, e)| e.result.as_ref().is_some_and(|r| !r.findings.is_empty()))
+                .count();
+            if projection == Projection::Examples {
+                assert!(with_results > 10, "{with_results} examples with findings");
+            }
+        }
+        // The typed file was read as numbers and instants, not as text.
+        let mut rows =
+            ColumnarRows::from_bytes(typed, Container::Parquet, Projection::Examples).unwrap();
+        let (_, row) = rows.next_row().unwrap().unwrap();
+        let kinds = column_kinds(&row.unwrap());
+        let kind = |name: &str| kinds[COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!(
+            (kind("quantity"), kind("lodged_at")),
+            ("integers", "instants")
+        );
     }
 }

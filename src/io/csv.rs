@@ -161,6 +161,51 @@ impl Columns<'_> {
     fn same<R: Cells>(&self, a: &R, b: &R, column: usize) -> bool {
         self.0[column].is_none_or(|i| a.same_cell(b, i))
     }
+
+    /// A number cell of known column `column`: the column's integer where
+    /// it holds integers, else parsed from the cell's text. Either way the
+    /// same value and the same error (an integer out of `T`'s range is
+    /// refused with the text it would have read as).
+    fn number<R: Cells, T: TryFrom<i64> + std::str::FromStr + Default>(
+        &self,
+        row: &R,
+        column: usize,
+    ) -> Result<T, String> {
+        match self.0[column].map_or(Typed::Text, |i| row.integer(i)) {
+            Typed::Value(value) => T::try_from(value).or_else(|_| parse_num(&value.to_string())),
+            Typed::Null => parse_num(""),
+            Typed::Text => parse_num(self.get(row, column)),
+        }
+    }
+
+    /// An amount in minor units (column `column`) with its currency's cell,
+    /// read as [`amount_minor`] reads the amount's text.
+    fn amount<R: Cells>(
+        &self,
+        row: &R,
+        currency: &str,
+        column: usize,
+    ) -> Result<Option<i64>, String> {
+        match self.0[column].map_or(Typed::Text, |i| row.integer(i)) {
+            Typed::Value(value) => Ok(Some(value)),
+            Typed::Null => amount_minor(currency, ""),
+            Typed::Text => amount_minor(currency, self.get(row, column)),
+        }
+    }
+
+    /// A timestamp cell: the column's instant where it holds timestamps,
+    /// else parsed from the cell's text (RFC 3339).
+    fn time<R: Cells>(
+        &self,
+        row: &R,
+        column: usize,
+    ) -> Result<Option<pbjson_types::Timestamp>, String> {
+        match self.0[column].map_or(Typed::Text, |i| row.instant(i)) {
+            Typed::Value(at) => Ok(Some(crate::wire::declaration::timestamp_to_pb(at))),
+            Typed::Null => Ok(None),
+            Typed::Text => parse_time(self.get(row, column)),
+        }
+    }
 }
 
 /// The index of a column in [`COLUMNS`], found at compile time where the
@@ -204,6 +249,27 @@ const fn const_eq(a: &str, b: &str) -> bool {
 macro_rules! cell {
     ($columns:expr, $row:expr, $name:literal) => {
         $columns.get($row, const { col($name) })
+    };
+}
+
+/// [`Columns::number`] of the known column named `$name`.
+macro_rules! number {
+    ($columns:expr, $row:expr, $name:literal) => {
+        $columns.number($row, const { col($name) })
+    };
+}
+
+/// [`Columns::amount`] of the known column named `$name`.
+macro_rules! amount {
+    ($columns:expr, $row:expr, $currency:expr, $name:literal) => {
+        $columns.amount($row, $currency, const { col($name) })
+    };
+}
+
+/// [`Columns::time`] of the known column named `$name`.
+macro_rules! time {
+    ($columns:expr, $row:expr, $name:literal) => {
+        $columns.time($row, const { col($name) })
     };
 }
 
@@ -262,8 +328,30 @@ pub trait Cells: Sized {
     fn declaration_cells_known_same(&self, _previous: &Self) -> bool {
         false
     }
+    /// The cell at `index` as an integer, where its column holds integers
+    /// (a typed Parquet or Arrow column): read as the number it is, not
+    /// formatted as text to be parsed again. [`Typed::Text`] otherwise.
+    fn integer(&self, _index: usize) -> Typed<i64> {
+        Typed::Text
+    }
+    /// The cell at `index` as an instant, where its column holds
+    /// timestamps that chrono represents; [`Typed::Text`] otherwise.
+    fn instant(&self, _index: usize) -> Typed<DateTime<Utc>> {
+        Typed::Text
+    }
     /// The rows of one declaration, ready to decode.
     fn into_raw(rows: Vec<(u64, Self)>, layout: Arc<Layout>) -> RawRecord;
+}
+
+/// A cell read as its column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typed<T> {
+    /// The column does not hold this type (or not this value): read the
+    /// cell's text.
+    Text,
+    /// A null: what an empty cell is.
+    Null,
+    Value(T),
 }
 
 impl Cells for csv::StringRecord {
@@ -705,23 +793,22 @@ fn rows_to_raw<'a, R: Cells>(
             line: *row_line,
             message: format!("column {name}: {m}"),
         };
-        let goods_item_number: u32 = parse_num(cell!(columns, row, "goods_item_number"))
+        let goods_item_number: u32 = number!(columns, row, "goods_item_number")
             .map_err(|m| cell_err("goods_item_number", m))?;
         let value_currency = cell!(columns, row, "value_currency");
         items.push(RawGoodsItem {
             goods_item_number,
             description: text(cell!(columns, row, "description")),
             hs6: text(cell!(columns, row, "hs6")),
-            intrinsic_value: amount_minor(value_currency, cell!(columns, row, "value_minor"))
+            intrinsic_value: amount!(columns, row, value_currency, "value_minor")
                 .map_err(|m| cell_err("value_minor", m))?
                 .map(|amount_minor| RawMoney {
                     currency: text(value_currency),
                     amount_minor,
                 }),
-            gross_mass_g: parse_num(cell!(columns, row, "gross_mass_g"))
+            gross_mass_g: number!(columns, row, "gross_mass_g")
                 .map_err(|m| cell_err("gross_mass_g", m))?,
-            quantity: parse_num(cell!(columns, row, "quantity"))
-                .map_err(|m| cell_err("quantity", m))?,
+            quantity: number!(columns, row, "quantity").map_err(|m| cell_err("quantity", m))?,
             additional_procedure_codes: split_list(cell!(columns, row, "procedure_codes"))
                 .map(text)
                 .collect(),
@@ -734,7 +821,12 @@ fn rows_to_raw<'a, R: Cells>(
                     .map_err(|m| cell_err("finding_undervalued", m))?,
                 corrected_intrinsic_value: money(
                     cell!(columns, row, "finding_value_currency"),
-                    cell!(columns, row, "finding_value_minor"),
+                    amount!(
+                        columns,
+                        row,
+                        cell!(columns, row, "finding_value_currency"),
+                        "finding_value_minor"
+                    ),
                 )
                 .map_err(|m| cell_err("finding_value_minor", m))?,
                 misdescribed: parse_bool(cell!(columns, row, "finding_misdescribed"))
@@ -750,7 +842,12 @@ fn rows_to_raw<'a, R: Cells>(
                 description: cell!(columns, row, "truth_description").to_owned(),
                 intrinsic_value: money(
                     cell!(columns, row, "truth_value_currency"),
-                    cell!(columns, row, "truth_value_minor"),
+                    amount!(
+                        columns,
+                        row,
+                        cell!(columns, row, "truth_value_currency"),
+                        "truth_value_minor"
+                    ),
                 )
                 .map_err(|m| cell_err("truth_value_minor", m))?,
             });
@@ -769,7 +866,7 @@ fn rows_to_raw<'a, R: Cells>(
         )
         .map_err(|m| err(format!("column dataset: {m}")))?,
         additional_declaration_type: text(cell!(columns, r, "additional_declaration_type")),
-        lodged_at: parse_time(cell!(columns, r, "lodged_at"))
+        lodged_at: time!(columns, r, "lodged_at")
             .map_err(|m| err(format!("column lodged_at: {m}")))?,
         ucr: text(cell!(columns, r, "ucr")),
         exporter: Some(party(const { col("exporter_name") })),
@@ -785,11 +882,13 @@ fn rows_to_raw<'a, R: Cells>(
         )
         .map_err(|m| err(format!("column carrier_channel: {m}")))?,
         flight_number: text(cell!(columns, r, "flight_number")),
-        arrival_at: parse_time(cell!(columns, r, "arrival_at"))
+        arrival_at: time!(columns, r, "arrival_at")
             .map_err(|m| err(format!("column arrival_at: {m}")))?,
-        transport_and_insurance_costs: amount_minor(
+        transport_and_insurance_costs: amount!(
+            columns,
+            r,
             transport_currency,
-            cell!(columns, r, "transport_cost_minor"),
+            "transport_cost_minor"
         )
         .map_err(|m| err(format!("column transport_cost_minor: {m}")))?
         .map(|amount_minor| RawMoney {
@@ -828,7 +927,7 @@ fn rows_to_raw<'a, R: Cells>(
             fraud_kinds: parse_fraud_kinds(cell!(columns, r, "fraud_kinds"))
                 .map_err(|m| err(format!("column fraud_kinds: {m}")))?,
             findings,
-            inspected_at: parse_time(cell!(columns, r, "inspected_at"))
+            inspected_at: time!(columns, r, "inspected_at")
                 .map_err(|m| err(format!("column inspected_at: {m}")))?,
             officer_notes: cell!(columns, r, "officer_notes").to_owned(),
         })
@@ -943,14 +1042,13 @@ fn amount_minor(currency: &str, amount: &str) -> Result<Option<i64>, String> {
         .map_err(|_| format!("{amount:?} is not an integer amount in minor units"))
 }
 
-/// Money from its currency and minor-units cells.
-fn money(currency: &str, amount: &str) -> Result<Option<pb::Money>, String> {
-    Ok(
-        amount_minor(currency, amount)?.map(|amount_minor| pb::Money {
-            currency: currency.to_owned(),
-            amount_minor,
-        }),
-    )
+/// Money from its currency's cell and its amount as [`Columns::amount`]
+/// read it.
+fn money(currency: &str, amount: Result<Option<i64>, String>) -> Result<Option<pb::Money>, String> {
+    Ok(amount?.map(|amount_minor| pb::Money {
+        currency: currency.to_owned(),
+        amount_minor,
+    }))
 }
 
 // ---------------------------------------------------------------- writing
