@@ -887,6 +887,14 @@ enum TextColumn {
 }
 
 impl TextColumn {
+    /// A column of integers, its text not yet made.
+    fn integers(values: Int64Array) -> Self {
+        Self::Integers {
+            values,
+            text: OnceLock::new(),
+        }
+    }
+
     /// The column as [`TextColumn::Constant`] when every row reads the same
     /// text; as it was otherwise. The check costs one pass over the keys or
     /// the null count, once per batch, against a lookup per row and cell.
@@ -1049,11 +1057,9 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
     // Integers that fit in 64 bits are kept as numbers (widened).
     macro_rules! integers {
         ($t:ty) => {{
-            let values = column.as_primitive::<$t>();
-            return Ok(TextColumn::Integers {
-                values: values.unary(i64::from),
-                text: OnceLock::new(),
-            });
+            return Ok(TextColumn::integers(
+                column.as_primitive::<$t>().unary(i64::from),
+            ));
         }};
     }
     if let DataType::Dictionary(key, value) = column.data_type()
@@ -1119,10 +1125,9 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
         DataType::Int32 => integers!(Int32Type),
         // Kept as read: `unary` would copy the values for nothing.
         DataType::Int64 => {
-            return Ok(TextColumn::Integers {
-                values: column.as_primitive::<Int64Type>().clone(),
-                text: OnceLock::new(),
-            });
+            return Ok(TextColumn::integers(
+                column.as_primitive::<Int64Type>().clone(),
+            ));
         }
         DataType::UInt8 => integers!(UInt8Type),
         DataType::UInt16 => integers!(UInt16Type),
@@ -1134,10 +1139,7 @@ fn as_text(column: &ArrayRef) -> Result<TextColumn, DataType> {
             if let Ok(values) = values
                 .try_unary(|v| i64::try_from(v).map_err(|e| ArrowError::CastError(e.to_string())))
             {
-                return Ok(TextColumn::Integers {
-                    values,
-                    text: OnceLock::new(),
-                });
+                return Ok(TextColumn::integers(values));
             }
             format_column(len, is_null, |i| values.value(i))
         }
@@ -1273,7 +1275,8 @@ impl CellBuilder {
     }
 
     fn append(&mut self, cell: &str) -> Result<(), IoError> {
-        let unwritable = |what: &str| IoError::Parquet(format!("{cell:?} is not {what}"));
+        // Building the batch is Arrow's part, whichever container is written.
+        let unwritable = |what: &str| IoError::Arrow(format!("{cell:?} is not {what}"));
         match self {
             Self::Text(cells) if cell.is_empty() => cells.append_null(),
             Self::Integer(cells) if cell.is_empty() => cells.append_null(),
