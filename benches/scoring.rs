@@ -1,6 +1,7 @@
 //! Scoring cost per declaration: features, the three classifiers on ready
 //! rows, and all of it together, measured on generated traffic with the
-//! default model. Prints medians; no assertions.
+//! default model; and what copying and freeing a checked declaration costs
+//! (the floor under any decoder's figure). Prints medians; no assertions.
 //!
 //! Then, per learner, a model trained here with that kind alone (on 30 000
 //! generated parcels) scores the same declarations: the three classifiers
@@ -171,6 +172,20 @@ fn main() {
         "score (features + 3 models + reasons)",
         rounds(|i| {
             black_box(scorer.score(&examples[i % n].declaration, SplitSignal::default()));
+        }),
+    );
+    // The least any decoder that hands on this domain type pays per
+    // declaration, whatever it reads: writing a checked declaration (its
+    // texts, items and boxes) and freeing it. A clone of one made long
+    // before, as a decoder's input has left the cache by the time it is
+    // read; the scale for the decoders' figures in docs/speed.md.
+    summary(
+        &format!(
+            "clone + drop of a declaration ({} B)",
+            std::mem::size_of::<parcel_risk::domain::Declaration>()
+        ),
+        rounds(|i| {
+            black_box(examples[i % n].declaration.clone());
         }),
     );
     // Routed: windows and the live record. The generated days are moved
