@@ -176,9 +176,9 @@ fn main() {
     );
     // The least any decoder that hands on this domain type pays per
     // declaration, whatever it reads: writing a checked declaration (its
-    // texts, items and boxes) and freeing it. A clone of one made long
-    // before, as a decoder's input has left the cache by the time it is
-    // read; the scale for the decoders' figures in docs/speed.md.
+    // texts, items and boxes) and freeing it. Cloned from declarations
+    // made long before, out of cache as a decoder's input is; the scale
+    // for the decoders' figures in docs/speed.md.
     summary(
         &format!(
             "clone + drop of a declaration ({} B)",
