@@ -22,7 +22,9 @@ use arrow_array::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
-use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
@@ -1242,17 +1244,22 @@ const INTEGER_COLUMNS: [&str; 7] = [
 /// The columns written as timestamps.
 const INSTANT_COLUMNS: [&str; 3] = ["lodged_at", "arrival_at", "inspected_at"];
 
+/// The columns written as booleans (a finding's flags; null where the
+/// goods item has no finding).
+const BOOLEAN_COLUMNS: [&str; 3] = ["finding", "finding_undervalued", "finding_misdescribed"];
+
 /// The time zone of the timestamps written.
 const UTC: &str = "UTC";
 
 /// One column's cells as they are written. The rows come as the CSV
 /// writer's text ([`example_rows`], one row producer for every format),
-/// so numbers and instants are parsed back from it: this costs the writer
+/// so numbers, instants and flags are parsed back from it: this costs the writer
 /// (`generate`, `export`), not the readers, which read them as numbers.
 enum CellBuilder {
     Text(StringBuilder),
     Integer(Int64Builder),
     Instant(TimestampMicrosecondBuilder),
+    Boolean(BooleanBuilder),
 }
 
 impl CellBuilder {
@@ -1261,6 +1268,8 @@ impl CellBuilder {
             Self::Integer(Int64Builder::with_capacity(BATCH_ROWS))
         } else if INSTANT_COLUMNS.contains(&name) {
             Self::Instant(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone(UTC))
+        } else if BOOLEAN_COLUMNS.contains(&name) {
+            Self::Boolean(BooleanBuilder::with_capacity(BATCH_ROWS))
         } else {
             Self::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
         }
@@ -1271,6 +1280,7 @@ impl CellBuilder {
             Self::Text(_) => DataType::Utf8,
             Self::Integer(_) => DataType::Int64,
             Self::Instant(_) => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+            Self::Boolean(_) => DataType::Boolean,
         }
     }
 
@@ -1281,6 +1291,7 @@ impl CellBuilder {
             Self::Text(cells) if cell.is_empty() => cells.append_null(),
             Self::Integer(cells) if cell.is_empty() => cells.append_null(),
             Self::Instant(cells) if cell.is_empty() => cells.append_null(),
+            Self::Boolean(cells) if cell.is_empty() => cells.append_null(),
             Self::Text(cells) => cells.append_value(cell),
             Self::Integer(cells) => {
                 cells.append_value(cell.parse().map_err(|_| unwritable("an integer"))?);
@@ -1290,6 +1301,11 @@ impl CellBuilder {
                     .map_err(|_| unwritable("an RFC 3339 instant"))?
                     .timestamp_micros(),
             ),
+            Self::Boolean(cells) => cells.append_value(match cell {
+                "true" => true,
+                "false" => false,
+                _ => return Err(unwritable("true or false")),
+            }),
         }
         Ok(())
     }
@@ -1299,6 +1315,7 @@ impl CellBuilder {
             Self::Text(cells) => Arc::new(cells.finish()),
             Self::Integer(cells) => Arc::new(cells.finish()),
             Self::Instant(cells) => Arc::new(cells.finish()),
+            Self::Boolean(cells) => Arc::new(cells.finish()),
         }
     }
 }
@@ -2098,9 +2115,9 @@ mod tests {
     }
 
     /// The same file as a data lake types it: the columns this program
-    /// writes typed, numbers as 64-bit integers and instants as
-    /// microseconds in UTC (an instant out of chrono's range is the count
-    /// its text names), made here from the text.
+    /// writes typed, numbers as 64-bit integers, instants as microseconds
+    /// in UTC (an instant out of chrono's range is the count its text
+    /// names) and flags as booleans, made here from the text.
     fn typed_like_a_data_lake(file: Vec<u8>) -> Vec<u8> {
         use arrow_array::TimestampMicrosecondArray;
         let batch = arrow_select_concat(&batches_of(file));
@@ -2128,6 +2145,14 @@ mod tests {
                         }))
                         .with_timezone("UTC"),
                     )
+                } else if BOOLEAN_COLUMNS.contains(&name) {
+                    Arc::new(arrow_array::BooleanArray::from_iter(cells.map(|cell| {
+                        cell.map(|text| match text {
+                            "true" => true,
+                            "false" => false,
+                            other => panic!("{name}: {other:?} is not a flag"),
+                        })
+                    })))
                 } else {
                     Arc::clone(column)
                 };
@@ -2182,6 +2207,16 @@ mod tests {
             }
             let file = writer.finish().unwrap();
             assert_eq!(read_examples(&file, format, Projection::Examples), text);
+            if container == Container::Parquet {
+                let schema = batches_of(file.clone())[0].schema();
+                for name in BOOLEAN_COLUMNS {
+                    assert_eq!(
+                        schema.field_with_name(name).unwrap().data_type(),
+                        &DataType::Boolean,
+                        "{name}"
+                    );
+                }
+            }
             let kinds = {
                 let mut rows =
                     ColumnarRows::from_bytes(file, container, Projection::Examples).unwrap();
