@@ -135,8 +135,7 @@ impl Violations {
 
     /// Checks a required string: present and within `an..max`.
     pub fn check_required(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
-        // `trim().is_empty()` without trimming: stops at the first character.
-        if value.chars().all(char::is_whitespace) {
+        if is_blank(value) {
             self.push_at(field, "is required");
         } else {
             self.check_len(field, value, max);
@@ -320,6 +319,18 @@ pub fn is_vague_description(description: &str) -> bool {
     any
 }
 
+/// `text.trim().is_empty()`, answered from the first byte when it is a
+/// printable ASCII character (almost always), since `trim` walks Unicode
+/// whitespace from both ends.
+#[inline]
+pub fn is_blank(text: &str) -> bool {
+    match text.as_bytes().first() {
+        None => true,
+        Some(b'!'..=b'~') => false,
+        Some(_) => text.chars().all(char::is_whitespace),
+    }
+}
+
 /// The context validation needs: the rate table and the nomenclature.
 #[derive(Debug, Clone, Copy)]
 pub struct ReferenceData<'a> {
@@ -389,7 +400,7 @@ pub fn check_declaration(
                 hs6: item.hs6,
             });
         }
-        if item.description.trim().is_empty() {
+        if is_blank(&item.description) {
             flags.push(DataFlag::MissingDescription {
                 goods_item_number: item.goods_item_number,
             });
@@ -422,6 +433,15 @@ pub fn check_declaration(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_is_what_trim_leaves_empty() {
+        for s in [
+            "", " ", "\t\r\n", "\u{3000}", "\u{a0}", "\u{b}", "x", " x ", "\u{a0}x", "\0", "é",
+        ] {
+            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
+        }
+    }
 
     #[test]
     fn violations_are_capped_counted_and_cut_at_character_boundaries() {

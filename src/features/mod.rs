@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::codes::distinct_hs6;
 use crate::domain::regime::Regime;
-use crate::domain::validation::H7_THRESHOLD_EUR_CENTS;
+use crate::domain::validation::{H7_THRESHOLD_EUR_CENTS, is_blank};
 use crate::domain::{
     CarrierChannel, DataFlag, Declaration, Hs6, InspectionResult, RateTable, SelectionReason,
 };
@@ -307,7 +307,7 @@ impl FeatureSet {
             let duty_delta_pct = predicted.first().map_or(0.0, |(best, _)| {
                 regime.mfn_duty_pct(*best) - regime.mfn_duty_pct(item.hs6)
             });
-            let missing_description = item.description.trim().is_empty();
+            let missing_description = is_blank(&item.description);
             let minor_per_major = 10i64.pow(u32::from(
                 rates
                     .rate(item.intrinsic_value.currency)

@@ -27,6 +27,7 @@ use smallvec::SmallVec;
 use super::history::{Found, PartyHistory, PartyKeys, PartyRead, key_hash, sorted};
 use super::recent::RecentKeys;
 use crate::domain::Declaration;
+use crate::domain::validation::is_blank;
 
 /// Most fields (each adds four features).
 pub const MAX_FIELDS: usize = 40;
@@ -114,17 +115,6 @@ fn value<'a>(part: &'a Part, d: &'a Declaration, item: usize) -> Option<[&'a str
             .get(key.as_str())
             .filter(|v| !is_blank(v))
             .map(|v| [v.as_str(), ""]),
-    }
-}
-
-/// `s.trim().is_empty()`, answered from the first byte when it is a
-/// printable ASCII character (almost always), since `trim` walks Unicode
-/// whitespace from both ends.
-fn is_blank(s: &str) -> bool {
-    match s.as_bytes().first() {
-        None => true,
-        Some(b'!'..=b'~') => false,
-        Some(_) => s.trim().is_empty(),
     }
 }
 
@@ -1055,15 +1045,6 @@ mod tests {
         RecordFields {
             fields: parts.iter().map(|p| Field { parts: p.to_vec() }).collect(),
             key_scheme: KEY_SCHEME,
-        }
-    }
-
-    #[test]
-    fn blank_is_what_trim_leaves_empty() {
-        for s in [
-            "", " ", "\t\r\n", "\u{3000}", "\u{a0}", "\u{b}", "x", " x ", "\u{a0}x", "\0", "é",
-        ] {
-            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
         }
     }
 

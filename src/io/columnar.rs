@@ -784,7 +784,7 @@ fn rows_agreeing_with_previous(
         if agreeing.is_empty() {
             break;
         }
-        agreeing.retain(|&row| column.same_rows(row - 1, row));
+        column.retain_rows_read_as_previous(&mut agreeing);
     }
     let mut agrees = vec![false; rows];
     for row in agreeing {
@@ -998,6 +998,38 @@ impl TextColumn {
             Self::Dictionary { .. } | Self::Plain(_) => {
                 super::csv::same_text(self.text(a), self.text(b))
             }
+        }
+    }
+
+    /// Keeps the rows of `rows` that read as the row before them, as
+    /// [`Self::same_rows`] of `row - 1` and `row` says, the column's kind
+    /// and nulls looked at once for all of them: compared one by one, the
+    /// rows of a batch were 5-6 % of decoding a Parquet file in `perf`.
+    /// Every row of `rows` is at least 1 and within the batch.
+    fn retain_rows_read_as_previous(&self, rows: &mut Vec<usize>) {
+        match self {
+            Self::Constant(_) => {}
+            Self::Dictionary { keys, .. } if keys.null_count() == 0 => {
+                let keys = keys.values();
+                // Two keys may hold the same text: then the texts decide.
+                rows.retain(|&row| {
+                    keys[row - 1] == keys[row]
+                        || super::csv::same_text(self.text(row - 1), self.text(row))
+                });
+            }
+            Self::Plain(values) if values.null_count() == 0 => {
+                rows.retain(|&row| super::csv::same_text(values.value(row - 1), values.value(row)));
+            }
+            Self::Integers { values, .. } | Self::Instants { counts: values, .. }
+                if values.null_count() == 0 =>
+            {
+                let values = values.values();
+                rows.retain(|&row| values[row - 1] == values[row]);
+            }
+            Self::Dictionary { .. }
+            | Self::Plain(_)
+            | Self::Integers { .. }
+            | Self::Instants { .. } => rows.retain(|&row| self.same_rows(row - 1, row)),
         }
     }
 
@@ -1442,6 +1474,44 @@ mod tests {
             "a column the batch lacks is not compared"
         );
         assert_eq!(agrees(&[0, 1]), [false; 7], "item columns differ");
+        // Columns without nulls: two keys of one text agree, typed values
+        // agree by value.
+        let no_nulls = [
+            TextColumn::Dictionary {
+                keys: Int32Array::from(vec![0, 2, 1, 1, 0, 0, 2]),
+                values: StringArray::from(vec!["x", "y", "x"]),
+            },
+            TextColumn::integers(Int64Array::from(vec![5, 5, 5, 6, 6, 7, 7])),
+            TextColumn::Plain(StringArray::from(vec!["p", "p", "q", "q", "q", "r", "r"])),
+        ];
+        let agrees_no_nulls =
+            |compared: &[usize]| rows_agreeing_with_previous(&no_nulls, compared, 7);
+        assert_eq!(
+            agrees_no_nulls(&[0]),
+            [false, true, false, true, false, true, true],
+            "keys 0 and 2 are both x"
+        );
+        assert_eq!(
+            agrees_no_nulls(&[1]),
+            [false, true, true, false, true, false, true]
+        );
+        assert_eq!(
+            agrees_no_nulls(&[2]),
+            [false, true, false, true, true, false, true]
+        );
+        assert_eq!(
+            agrees_no_nulls(&[0, 1, 2]),
+            [false, true, false, false, false, false, true]
+        );
+        for row in 1..7 {
+            for (c, column) in no_nulls.iter().enumerate() {
+                assert_eq!(
+                    agrees_no_nulls(&[c])[row],
+                    column.text(row - 1) == column.text(row),
+                    "column {c} row {row}"
+                );
+            }
+        }
         assert_eq!(agrees(&[]), [false, true, true, true, true, true, true]);
         assert_eq!(rows_agreeing_with_previous(&columns, &[0], 0), [false; 0]);
         // The answer matches comparing the texts, pair by pair.

@@ -7,7 +7,9 @@ use super::raw::{
     RawAddress, RawDeclaration, RawEns, RawGoodsItem, RawMoney, RawParty, RawText,
     RawTransportDocument,
 };
-use crate::domain::validation::{ReferenceData, ValidationError, Violations, check_declaration};
+use crate::domain::validation::{
+    ReferenceData, ValidationError, Violations, check_declaration, is_blank,
+};
 use crate::domain::{
     Address, Attributes, CarrierChannel, CountryCode, Currency, DatasetType, Declaration,
     EnsHouseConsignment, GoodsItem, Hs6, Money, Party, Text, TransportDocument,
@@ -409,7 +411,7 @@ fn parse_party<S: RawText>(
     } = msg;
     // A party is named or identified: IDs without names are how many
     // national systems keep their history.
-    if name.as_ref().trim().is_empty() && identification_number.as_ref().trim().is_empty() {
+    if is_blank(name.as_ref()) && is_blank(identification_number.as_ref()) {
         v.push(
             format!("{}.name", field()),
             "is required (or an identification_number)",
