@@ -249,12 +249,14 @@ pub const STOP_WORDS: &[&str] = &[
 
 /// Every word that occurs in a stop word or phrase, and the filler words:
 /// the words that leave a description vague. FxHash: the words are ours.
-static COVERING_WORDS: std::sync::LazyLock<rustc_hash::FxHashSet<&'static str>> =
+/// Kept as bytes: an ASCII word is looked up without checking it is UTF-8.
+static COVERING_WORDS: std::sync::LazyLock<rustc_hash::FxHashSet<&'static [u8]>> =
     std::sync::LazyLock::new(|| {
         STOP_WORDS
             .iter()
             .flat_map(|s| s.split(' '))
             .chain(FILLER_WORDS.iter().copied())
+            .map(str::as_bytes)
             .collect()
     });
 
@@ -286,6 +288,24 @@ pub fn matched_stop_words(description: &str) -> Vec<&'static str> {
 /// True when nothing in the description is more precise than a stop word:
 /// every word is a stop word, part of a stop phrase, a filler or a number.
 pub fn is_vague_description(description: &str) -> bool {
+    // The usual case, split and lowered a byte at a time: every goods item
+    // of every declaration comes through here. For ASCII text the byte and
+    // the character tests are the same.
+    if description.is_ascii() {
+        let mut any = false;
+        for raw in description
+            .as_bytes()
+            .split(|b| !b.is_ascii_alphanumeric() && *b != b'-')
+            .filter(|w| !w.is_empty())
+        {
+            any = true;
+            if !is_covering_ascii_word(raw) {
+                return false;
+            }
+        }
+        // A blank description is flagged as missing, not as vague.
+        return any;
+    }
     let mut any = false;
     let mut lowered = String::new();
     for raw in description
@@ -293,30 +313,35 @@ pub fn is_vague_description(description: &str) -> bool {
         .filter(|w| !w.is_empty())
     {
         any = true;
-        let covered = if raw.bytes().all(|b| b.is_ascii_digit()) {
-            true
-        } else if raw.is_ascii() {
-            // The usual case, lowered on the stack: every goods item of
-            // every declaration comes through here.
-            let mut room = [0u8; COVERING_WORD_ROOM];
-            raw.len() <= room.len() && {
-                let word = &mut room[..raw.len()];
-                word.copy_from_slice(raw.as_bytes());
-                word.make_ascii_lowercase();
-                std::str::from_utf8(word).is_ok_and(|w| COVERING_WORDS.contains(w))
-            }
+        let covered = if raw.is_ascii() {
+            is_covering_ascii_word(raw.as_bytes())
         } else {
             // Unicode lowering may turn a word into ASCII (the Kelvin sign).
             lowered.clear();
             lowered.extend(raw.chars().flat_map(char::to_lowercase));
-            lowered.bytes().all(|b| b.is_ascii_digit()) || COVERING_WORDS.contains(lowered.as_str())
+            lowered.bytes().all(|b| b.is_ascii_digit())
+                || COVERING_WORDS.contains(lowered.as_bytes())
         };
         if !covered {
             return false;
         }
     }
-    // A blank description is flagged as missing, not as vague.
     any
+}
+
+/// Whether an ASCII word leaves a description vague: a number, or a
+/// covering word in any case (lowered on the stack).
+fn is_covering_ascii_word(raw: &[u8]) -> bool {
+    if raw.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    let mut room = [0u8; COVERING_WORD_ROOM];
+    raw.len() <= room.len() && {
+        let word = &mut room[..raw.len()];
+        word.copy_from_slice(raw);
+        word.make_ascii_lowercase();
+        COVERING_WORDS.contains(&*word)
+    }
 }
 
 /// `text.trim().is_empty()`, answered from the first byte when it is a

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, LazyLock, OnceLock, mpsc};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -845,7 +845,7 @@ impl Cells for ArrowRow {
             .map_or(Typed::Text, |column| column.integer(self.index))
     }
 
-    fn instant(&self, index: usize) -> Typed<DateTime<Utc>> {
+    fn instant(&self, index: usize) -> Typed<pbjson_types::Timestamp> {
         self.batch
             .columns
             .get(index)
@@ -939,12 +939,12 @@ impl TextColumn {
 
     /// Row `row`'s cell as an instant, where the column holds timestamps;
     /// one chrono cannot represent is read as its text, which says so.
-    fn instant(&self, row: usize) -> Typed<DateTime<Utc>> {
+    fn instant(&self, row: usize) -> Typed<pbjson_types::Timestamp> {
         match self {
             Self::Instants { counts, .. } if counts.is_null(row) => Typed::Null,
-            Self::Instants { counts, unit, .. } => instant(counts.value(row), *unit)
-                .at
-                .map_or(Typed::Text, Typed::Value),
+            Self::Instants { counts, unit, .. } => {
+                timestamp(counts.value(row), *unit).map_or(Typed::Text, Typed::Value)
+            }
             Self::Plain(_)
             | Self::Dictionary { .. }
             | Self::Constant(_)
@@ -1230,6 +1230,28 @@ fn instant(raw: i64, unit: TimeUnit) -> Instant {
             TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(raw)),
         },
     }
+}
+
+/// The instant `raw` counts of `unit` after the epoch, as seconds and
+/// nanoseconds, where chrono represents it (as [`instant`] reads it): worked
+/// out without the calendar date, which the validation works out once
+/// anyway. Through chrono and back it was 2-3 % of decoding a Parquet file.
+fn timestamp(raw: i64, unit: TimeUnit) -> Option<pbjson_types::Timestamp> {
+    /// chrono's first and last second.
+    static REPRESENTED: LazyLock<std::ops::RangeInclusive<i64>> = LazyLock::new(|| {
+        DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp()
+    });
+    // Each unit divided by its constant: a multiplication, not a division.
+    let (seconds, nanos) = match unit {
+        TimeUnit::Second => (raw, 0),
+        TimeUnit::Millisecond => (raw.div_euclid(1_000), raw.rem_euclid(1_000) * 1_000_000),
+        TimeUnit::Microsecond => (raw.div_euclid(1_000_000), raw.rem_euclid(1_000_000) * 1_000),
+        TimeUnit::Nanosecond => (raw.div_euclid(1_000_000_000), raw.rem_euclid(1_000_000_000)),
+    };
+    Some(pbjson_types::Timestamp {
+        seconds: Some(seconds).filter(|s| REPRESENTED.contains(s))?,
+        nanos: i32::try_from(nanos).ok()?,
+    })
 }
 
 /// A timestamp cell: RFC 3339 in UTC, as the text columns hold it; the raw
@@ -2020,18 +2042,60 @@ mod tests {
         let at = DateTime::from_timestamp(seconds, 0).unwrap();
         let row = |i: usize| rows[i].1.as_ref().unwrap();
         let instants = |i: usize| (0..4).map(|c| row(i).instant(c)).collect::<Vec<_>>();
-        assert_eq!(instants(0), [Typed::Value(at); 4]);
+        let wire = |at| Typed::Value(crate::wire::declaration::timestamp_to_pb(at));
+        assert_eq!(instants(0), [wire(at), wire(at), wire(at), wire(at)]);
         assert_eq!(instants(1), [Typed::Null; 4]);
         assert_eq!(
             instants(2),
             [
                 Typed::Text,
-                Typed::Value(at + chrono::Duration::milliseconds(250)),
+                wire(at + chrono::Duration::milliseconds(250)),
                 Typed::Null,
-                Typed::Value(at + chrono::Duration::nanoseconds(1)),
+                wire(at + chrono::Duration::nanoseconds(1)),
             ]
         );
         assert_eq!(row(0).integer(0), Typed::Text);
+    }
+
+    #[test]
+    fn timestamps_are_the_instants_chrono_reads() {
+        let (first, last) = (
+            DateTime::<Utc>::MIN_UTC.timestamp(),
+            DateTime::<Utc>::MAX_UTC.timestamp(),
+        );
+        let mut raws = vec![0, 1, -1, 999, -999, 1_000, -1_001, i64::MIN, i64::MAX];
+        for per_second in [1, 1_000, 1_000_000] {
+            for edge in [first, last] {
+                for step in [-1, 0, 1] {
+                    let raw = edge.saturating_mul(per_second).saturating_add(step);
+                    raws.extend([raw, raw.saturating_add(per_second - 1)]);
+                }
+            }
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every magnitude, both signs.
+            raws.push((x as i64) >> (x % 64));
+        }
+        for unit in [
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Microsecond,
+            TimeUnit::Nanosecond,
+        ] {
+            for &raw in &raws {
+                assert_eq!(
+                    timestamp(raw, unit),
+                    instant(raw, unit)
+                        .at
+                        .map(crate::wire::declaration::timestamp_to_pb),
+                    "{raw} {unit:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Columns<'_> {
         column: usize,
     ) -> Result<Option<pbjson_types::Timestamp>, String> {
         match self.0[column].map_or(Typed::Text, |i| row.instant(i)) {
-            Typed::Value(at) => Ok(Some(crate::wire::declaration::timestamp_to_pb(at))),
+            Typed::Value(at) => Ok(Some(at)),
             Typed::Null => Ok(None),
             Typed::Text => parse_time(self.get(row, column)),
         }
@@ -334,9 +334,10 @@ pub trait Cells: Sized {
     fn integer(&self, _index: usize) -> Typed<i64> {
         Typed::Text
     }
-    /// The cell at `index` as an instant, where its column holds
-    /// timestamps that chrono represents; [`Typed::Text`] otherwise.
-    fn instant(&self, _index: usize) -> Typed<DateTime<Utc>> {
+    /// The cell at `index` as an instant (seconds and nanoseconds since the
+    /// epoch, as the wire carries it), where its column holds timestamps
+    /// that chrono represents; [`Typed::Text`] otherwise.
+    fn instant(&self, _index: usize) -> Typed<pbjson_types::Timestamp> {
         Typed::Text
     }
     /// The rows of one declaration, ready to decode.
