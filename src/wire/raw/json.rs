@@ -50,12 +50,6 @@ impl AsRef<str> for JsonText<'_> {
 
 impl From<JsonText<'_>> for Text {
     fn from(text: JsonText<'_>) -> Text {
-        // About a quarter of a generated parcel's texts are empty optional
-        // fields (an MRN, a seller's ID, phones, emails): made without the
-        // general conversion.
-        if text.0.is_empty() {
-            return Text::const_new("");
-        }
         Text::from(text.0)
     }
 }
