@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -1238,9 +1238,8 @@ fn instant(raw: i64, unit: TimeUnit) -> Instant {
 /// anyway. Through chrono and back it was 2-3 % of decoding a Parquet file.
 fn timestamp(raw: i64, unit: TimeUnit) -> Option<pbjson_types::Timestamp> {
     /// chrono's first and last second.
-    static REPRESENTED: LazyLock<std::ops::RangeInclusive<i64>> = LazyLock::new(|| {
-        DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp()
-    });
+    const REPRESENTED: std::ops::RangeInclusive<i64> =
+        DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp();
     // Each unit divided by its constant: a multiplication, not a division.
     let (seconds, nanos) = match unit {
         TimeUnit::Second => (raw, 0),
