@@ -1,7 +1,8 @@
 //! Scoring cost per declaration: features, the three classifiers on ready
 //! rows, and all of it together, measured on generated traffic with the
-//! default model; and what copying and freeing a checked declaration costs
-//! (the floor under any decoder's figure). Prints medians; no assertions.
+//! default model; and what copying and freeing a checked declaration, and
+//! validating one, cost (the floors under any decoder's figure). Prints
+//! medians; no assertions.
 //!
 //! Then, per learner, a model trained here with that kind alone (on 30 000
 //! generated parcels) scores the same declarations: the three classifiers
@@ -22,12 +23,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parcel_risk::domain::TrainingExample;
+use parcel_risk::domain::validation::ReferenceData;
 use parcel_risk::features::history::PartyKeys;
 use parcel_risk::features::window::SplitSignal;
 use parcel_risk::generate::{Generator, GeneratorConfig};
 use parcel_risk::model::train::{TrainParams, train};
 use parcel_risk::model::{ClassifierKind, ModelArtifact, Target};
 use parcel_risk::scoring::{PriorityConfig, Router, Scorer};
+use parcel_risk::wire::declaration::declaration_from_raw;
+use parcel_risk::wire::raw::direct;
 
 const ROUNDS: usize = 31;
 const PER_ROUND: usize = 2_000;
@@ -43,13 +47,19 @@ fn summary(label: &str, mut per_item_ns: Vec<f64>) {
     );
 }
 
-/// Generated traffic as checked training examples.
-fn generated(config: GeneratorConfig) -> Vec<TrainingExample> {
+/// Generated traffic as checked training examples, and each declaration
+/// as a JSON line (the proto3 JSON mapping, as `generate` writes it).
+fn generated(config: GeneratorConfig) -> (Vec<TrainingExample>, Vec<String>) {
     let generator = Generator::new(config).expect("valid config");
     (0..generator.chunk_count())
         .flat_map(|c| generator.chunk(c).0)
-        .map(|e| TrainingExample::try_from(e).expect("generated traffic is valid"))
-        .collect()
+        .map(|e| {
+            let line = serde_json::to_string(e.declaration.as_ref().expect("generated"))
+                .expect("a wire message writes as JSON");
+            let example = TrainingExample::try_from(e).expect("generated traffic is valid");
+            (example, line)
+        })
+        .unzip()
 }
 
 /// The feature rows of the first [`PER_ROUND`] examples under `model`, for
@@ -114,7 +124,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let examples = generated(GeneratorConfig {
+    let (examples, lines) = generated(GeneratorConfig {
         parcels: (ROUNDS * PER_ROUND) as u64,
         seed: 99,
         ..GeneratorConfig::default()
@@ -188,6 +198,32 @@ fn main() {
             black_box(examples[i % n].declaration.clone());
         }),
     );
+    // What validation costs on its own, whatever the format: the same
+    // declarations as JSON lines (out of cache, as a file's are), read by
+    // the direct reader into a raw declaration that borrows the line; then
+    // that, the checks every gRPC request meets, the checked declaration's
+    // text copied in, and the drop. Round by round in turn, on lines half
+    // the traffic apart (neither finds the other's lines in cache); their
+    // difference is what any decoder pays once it has found the cells.
+    let reference = ReferenceData::built_in();
+    let (raw_rounds, checked_rounds) = paired_rounds(
+        |i| {
+            black_box(direct::declaration(&lines[i % n]));
+        },
+        |i| {
+            if let Some(raw) = direct::declaration(&lines[(i + n / 2) % n]) {
+                black_box(declaration_from_raw(raw, &reference).is_ok());
+            }
+        },
+    );
+    let validation: Vec<f64> = checked_rounds
+        .iter()
+        .zip(&raw_rounds)
+        .map(|(checked, raw)| checked - raw)
+        .collect();
+    summary("JSON line -> raw declaration (direct reader)", raw_rounds);
+    summary("JSON line -> checked declaration, dropped", checked_rounds);
+    summary("  validation alone (their difference)", validation);
     // Routed: windows and the live record. The generated days are moved
     // past the model's training data, so the live record counts them (as
     // it counts live traffic), not only reads them.
@@ -253,7 +289,7 @@ fn main() {
 
 /// Per learner: the classifiers alone on ready rows, and the assessment.
 fn learners(examples: &[TrainingExample]) {
-    let training = generated(GeneratorConfig {
+    let (training, _) = generated(GeneratorConfig {
         parcels: 30_000,
         seed: 5,
         days: 4,
